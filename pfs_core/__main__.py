@@ -1,0 +1,3 @@
+from pfs_core.cli import main
+
+raise SystemExit(main())
