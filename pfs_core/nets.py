@@ -1,0 +1,234 @@
+"""Networks: 3D image branch (MONAI blocks), lab MLP branch, fusion head, and the fusion model.
+
+Shapes: image input (B, 1, D, H, W) on the model grid of
+:class:`pfs_core.config.PreprocessConfig` (default 64×48×64 voxels of 6 mm; CT
+windowed and PET SUV-scaled to [0, 1]); lab input (B, F) from
+:class:`pfs_core.tabular.TabularParams`; output (B, 1) logits of short PFS
+(PFS <= 12 months).
+
+Parts have fixed names so that Grad-CAM can target a layer by name, e.g.
+``pet_branch.features.layer3`` (see :meth:`FusionNet.gradcam_layers`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from monai.networks.blocks import Convolution, ResidualUnit
+from torch import nn
+
+IMAGE_MODALITIES: tuple[str, ...] = ("pet", "ct")
+
+
+class ImageBranch(nn.Module):
+    """Conv trunk ``features`` (strided MONAI blocks) → global avg+max pooling → ``project`` to an embedding.
+
+    (B, in_channels, D, H, W) → (B, embed_dim). The first block is a plain
+    :class:`~monai.networks.blocks.Convolution`, the others
+    :class:`~monai.networks.blocks.ResidualUnit`; all with batch norm and PReLU.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        channels: Sequence[int] = (8, 16, 32, 32),
+        strides: Sequence[int] = (2, 2, 2, 2),
+        *,
+        embed_dim: int = 16,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(strides):
+            raise ValueError("channels and strides must have the same length")
+        blocks: OrderedDict[str, nn.Module] = OrderedDict()
+        previous = in_channels
+        for i, (width, stride) in enumerate(zip(channels, strides, strict=True)):
+            if i == 0:
+                blocks[f"layer{i}"] = Convolution(spatial_dims, previous, width, strides=stride, norm="batch")
+            else:
+                blocks[f"layer{i}"] = ResidualUnit(spatial_dims, previous, width, strides=stride, subunits=2,
+                                                   norm="batch")
+            previous = width
+        self.features = nn.Sequential(blocks)
+        pool = nn.AdaptiveAvgPool3d if spatial_dims == 3 else nn.AdaptiveAvgPool2d
+        max_pool = nn.AdaptiveMaxPool3d if spatial_dims == 3 else nn.AdaptiveMaxPool2d
+        self.avg_pool, self.max_pool = pool(1), max_pool(1)
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * previous, embed_dim), nn.ReLU())
+        self.embed_dim = embed_dim
+        self.last_layer = f"features.layer{len(channels) - 1}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) → (B, embed_dim)."""
+        maps = self.features(x)
+        pooled = torch.cat([self.avg_pool(maps).flatten(1), self.max_pool(maps).flatten(1)], dim=1)
+        return self.project(pooled)
+
+
+class LabBranch(nn.Module):
+    """MLP on the prepared lab vector: (B, n_features) → (B, embed_dim)."""
+
+    def __init__(self, n_features: int, hidden: int = 32, *, embed_dim: int = 16, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, embed_dim), nn.ReLU(),
+        )
+        self.embed_dim = embed_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+
+class FusionHead(nn.Module):
+    """Concatenated branch embeddings (B, in_features) → MLP → (B, 1) logit."""
+
+    def __init__(self, in_features: int, hidden: int = 32, *, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.ReLU(),
+                                 nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+
+class FusionNet(nn.Module):
+    """Late fusion of optional lab, PET and CT branches into one logit.
+
+    Any branch can be switched off (``use_lab/use_pet/use_ct``). A missing imaging
+    input (no tensor, or ``<modality>_present`` False for a sample) replaces that
+    branch's embedding by a learned "missing" embedding (``missing_pet``,
+    ``missing_ct``); with ``modality_dropout`` > 0 the training forward pass does
+    so at random (never for all imaging branches of a sample at once when labs are
+    off), so the model learns to predict without that modality.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        *,
+        use_lab: bool,
+        use_pet: bool,
+        use_ct: bool,
+        n_lab_features: int = 0,
+        channels: Sequence[int] = (8, 16, 32, 32),
+        strides: Sequence[int] = (2, 2, 2, 2),
+        embed_dim: int = 16,
+        hidden: int = 32,
+        dropout: float = 0.2,
+        modality_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not (use_lab or use_pet or use_ct):
+            raise ValueError("FusionNet needs at least one branch")
+        if use_lab and n_lab_features < 1:
+            raise ValueError("use_lab needs n_lab_features >= 1")
+        self.config: dict[str, Any] = dict(
+            spatial_dims=spatial_dims, use_lab=use_lab, use_pet=use_pet, use_ct=use_ct,
+            n_lab_features=n_lab_features, channels=list(channels), strides=list(strides),
+            embed_dim=embed_dim, hidden=hidden, dropout=dropout, modality_dropout=modality_dropout,
+        )
+        self.modality_dropout = modality_dropout
+        image = dict(channels=channels, strides=strides, embed_dim=embed_dim, dropout=dropout)
+        self.pet_branch = ImageBranch(spatial_dims, 1, **image) if use_pet else None
+        self.ct_branch = ImageBranch(spatial_dims, 1, **image) if use_ct else None
+        self.lab_branch = LabBranch(n_lab_features, hidden, embed_dim=embed_dim, dropout=dropout) if use_lab else None
+        self.missing_pet = nn.Parameter(torch.zeros(embed_dim)) if use_pet else None
+        self.missing_ct = nn.Parameter(torch.zeros(embed_dim)) if use_ct else None
+        n_branches = int(use_lab) + int(use_pet) + int(use_ct)
+        self.head = FusionHead(n_branches * embed_dim, hidden, dropout=dropout)
+
+    @property
+    def image_modalities(self) -> tuple[str, ...]:
+        """Imaging inputs this network reads ("pet", "ct")."""
+        return tuple(m for m in IMAGE_MODALITIES if getattr(self, f"{m}_branch") is not None)
+
+    def gradcam_layers(self) -> dict[str, str]:
+        """Grad-CAM target layer name per imaging modality, e.g. {"pet": "pet_branch.features.layer3"}."""
+        return {m: f"{m}_branch.{getattr(self, f'{m}_branch').last_layer}" for m in self.image_modalities}
+
+    def embed(
+        self,
+        pet: torch.Tensor | None = None,
+        ct: torch.Tensor | None = None,
+        lab: torch.Tensor | None = None,
+        *,
+        pet_present: torch.Tensor | None = None,
+        ct_present: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Branch embeddings, each (B, embed_dim), keyed "lab"/"pet"/"ct" (missing ones replaced)."""
+        batch = _batch_size(pet, ct, lab)
+        out: dict[str, torch.Tensor] = {}
+        if self.lab_branch is not None:
+            if lab is None:
+                raise ValueError("this FusionNet uses labs: pass lab (B, n_lab_features)")
+            out["lab"] = self.lab_branch(lab)
+        present = self._presence(batch, pet=pet, ct=ct, pet_present=pet_present, ct_present=ct_present)
+        for name, image in (("pet", pet), ("ct", ct)):
+            branch = getattr(self, f"{name}_branch")
+            if branch is None:
+                continue
+            missing = getattr(self, f"missing_{name}").expand(batch, -1)
+            if image is None:
+                out[name] = missing
+                continue
+            mask = present[name].to(image.dtype)[:, None]
+            out[name] = mask * branch(image) + (1.0 - mask) * missing
+        return out
+
+    def forward(
+        self,
+        pet: torch.Tensor | None = None,
+        ct: torch.Tensor | None = None,
+        lab: torch.Tensor | None = None,
+        *,
+        pet_present: torch.Tensor | None = None,
+        ct_present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """pet/ct (B, 1, D, H, W) in [0, 1] or None; lab (B, F); presence masks (B,) bool → (B, 1) logits."""
+        parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
+        return self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
+
+    def _presence(self, batch: int, **inputs: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per-sample presence (B,) bool for each imaging modality, with random modality dropout in training."""
+        present: dict[str, torch.Tensor] = {}
+        device = next(self.parameters()).device
+        for name in self.image_modalities:
+            given = inputs[f"{name}_present"]
+            has_tensor = inputs[name] is not None
+            mask = given.to(device=device, dtype=torch.bool) if given is not None else torch.full(
+                (batch,), has_tensor, dtype=torch.bool, device=device)
+            present[name] = mask & has_tensor
+        if self.training and self.modality_dropout > 0 and len(self.image_modalities) + int(
+                self.lab_branch is not None) > 1:
+            present = self._drop_modalities(present)
+        return present
+
+    def _drop_modalities(self, present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        dropped = {k: v & (torch.rand(v.shape, device=v.device) >= self.modality_dropout) for k, v in present.items()}
+        if self.lab_branch is None:  # keep at least one imaging input that was there
+            none_left = ~torch.stack(list(dropped.values())).any(dim=0)
+            first = next(iter(present))
+            dropped[first] = dropped[first] | (none_left & present[first])
+        return dropped
+
+
+def _batch_size(*tensors: torch.Tensor | None) -> int:
+    for t in tensors:
+        if t is not None:
+            return int(t.shape[0])
+    raise ValueError("FusionNet got no input: pass at least one of pet, ct, lab")
+
+
+def build_net(config: dict[str, Any]) -> FusionNet:
+    """Rebuild a :class:`FusionNet` from its ``config`` dict (as stored in a bundle's config.json)."""
+    kwargs = dict(config)
+    spatial_dims = int(kwargs.pop("spatial_dims", 3))
+    return FusionNet(spatial_dims, **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
