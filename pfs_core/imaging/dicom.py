@@ -1,0 +1,181 @@
+"""Read one DICOM image series (a folder, possibly in a .zip) into a float32 array with a RAS affine.
+
+Slices are ordered by ``ImagePositionPatient`` projected on the slice normal (never by
+file name), ``RescaleSlope``/``RescaleIntercept`` are applied per slice, and the
+affine comes from ``ImageOrientationPatient``, ``PixelSpacing`` and the slice
+positions, converted from DICOM LPS to RAS. Files that are not DICOM images
+(RTSTRUCT, SR, text...) are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from pfs_core.errors import InputError
+from pfs_core.imaging.validate import check_grid
+from pfs_core.imaging.volume import LPS_TO_RAS
+
+MAX_UNZIPPED_BYTES = 8 * 1024**3
+_GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+
+
+@dataclass
+class DicomSeries:
+    """A sorted DICOM series: ``data`` float32 ``(I=columns, J=rows, K=slices)`` after rescale, RAS ``affine`` (mm),
+    and the slice headers in the same order as ``K``."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    headers: list[Dataset]
+
+
+@contextmanager
+def unzipped(path: Path) -> Iterator[Path]:
+    """Extract a .zip into a temporary folder that is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="pfs_unzip_") as tmp:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if sum(info.file_size for info in archive.infolist()) > MAX_UNZIPPED_BYTES:
+                    raise InputError(f"{path}: the zip unpacks to more than 8 GiB; give one DICOM series only")
+                archive.extractall(tmp)  # member names with '..' or absolute paths are sanitised
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable .zip file ({exc}); zip the DICOM series folder again") from exc
+        yield Path(tmp)
+
+
+def _headers(folder: Path) -> list[tuple[Path, Dataset]]:
+    """Headers of every DICOM *image* file below ``folder`` (other files are skipped)."""
+    found = []
+    for root, _dirs, names in os.walk(folder):
+        for name in sorted(names):
+            file = Path(root) / name
+            try:
+                ds = pydicom.dcmread(file, stop_before_pixels=True)
+            except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError):
+                continue
+            if all(tag in ds for tag in _GEOMETRY_TAGS):
+                found.append((file, ds))
+    return found
+
+
+def _describe(items: list[tuple[Path, Dataset]]) -> str:
+    ds = items[0][1]
+    return f"{ds.get('Modality', '?')} '{ds.get('SeriesDescription', '')}' ({len(items)} images)"
+
+
+def _prefer_attenuation_corrected(series: list[list[tuple[Path, Dataset]]]) -> list[list[tuple[Path, Dataset]]]:
+    corrected = [s for s in series if "ATTN" in list(s[0][1].get("CorrectedImage", []) or [])]
+    return corrected if len(corrected) == 1 else series
+
+
+def choose_series(folder: Path, modality: str, where: str) -> list[tuple[Path, Dataset]]:
+    """The files of the one series of ``modality`` ("CT" or "PT") in ``folder``; clear errors otherwise."""
+    groups: dict[tuple[str, str], list[tuple[Path, Dataset]]] = {}
+    for file, ds in _headers(folder):
+        key = (str(ds.get("SeriesInstanceUID", "")), str(ds.get("Modality", "")).upper())
+        groups.setdefault(key, []).append((file, ds))
+    if not groups:
+        raise InputError(
+            f"{where}: no DICOM image files found (RTSTRUCT and other non-image files are ignored); "
+            "give the folder of one CT or PET series, a .zip of it, or a NIfTI file"
+        )
+    matching = [items for (_uid, mod), items in groups.items() if mod == modality]
+    if modality == "PT":
+        matching = _prefer_attenuation_corrected(matching)
+    found = "; ".join(_describe(items) for items in groups.values())
+    if not matching:
+        other = "--pet" if modality == "CT" else "--ct"
+        raise InputError(
+            f"{where}: no {modality} series in this folder (found: {found}); if this is the other image, pass it as {other}"
+        )
+    if len(matching) > 1:
+        raise InputError(
+            f"{where}: {len(matching)} {modality} series in one folder ({found}); "
+            "give the folder (or zip) of exactly one series"
+        )
+    return matching[0]
+
+
+def _slice_affine(headers: list[Dataset], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sort order of the slices and the LPS affine (mm) of the sorted series."""
+    iop = np.array(headers[0].ImageOrientationPatient, dtype=float)
+    for ds in headers:
+        if not np.allclose(np.array(ds.ImageOrientationPatient, dtype=float), iop, atol=1e-4) or (
+            ds.Rows, ds.Columns) != (headers[0].Rows, headers[0].Columns):
+            raise InputError(f"{where}: slices differ in orientation or size (a localizer mixed in?); "
+                             "give one series with identical slices")
+    row, col = iop[:3], iop[3:]
+    positions = np.array([ds.ImagePositionPatient for ds in headers], dtype=float)
+    depth = positions @ np.cross(row, col)
+    order = np.argsort(depth, kind="stable")
+    _check_steps(depth[order], where)
+    positions = positions[order]
+    spacing_row, spacing_col = (float(v) for v in headers[0].PixelSpacing)
+    affine = np.eye(4)
+    affine[:3, 0] = row * spacing_col
+    affine[:3, 1] = col * spacing_row
+    affine[:3, 2] = (positions[-1] - positions[0]) / max(len(positions) - 1, 1)
+    affine[:3, 3] = positions[0]
+    return order, affine
+
+
+def _check_steps(depth: np.ndarray, where: str) -> None:
+    """Sorted slice positions (mm) must be distinct and lie on a uniform grid within 10 % of a step."""
+    steps = np.diff(depth)
+    if steps.size == 0:
+        raise InputError(f"{where}: only one slice; give the whole series")
+    if (steps < 1e-3).any():
+        raise InputError(f"{where}: {int((steps < 1e-3).sum())} slice(s) share a position (several acquisitions "
+                         "or duplicated files in one folder); give one series without duplicates")
+    step = (depth[-1] - depth[0]) / steps.size
+    residual = np.abs(depth - (depth[0] + step * np.arange(depth.size))).max()
+    if residual > 0.1 * step:
+        raise InputError(f"{where}: slice spacing is not uniform ({steps.min():.3g}..{steps.max():.3g} mm, "
+                         f"up to {residual:.2g} mm off a regular grid; missing slices?); give the complete series")
+
+
+def _pixels(file: Path, where: str) -> np.ndarray:
+    """Pixel values of one slice after rescale, float32 ``(columns, rows)``."""
+    try:
+        ds = pydicom.dcmread(file)
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise InputError(f"{where}: multi-frame (enhanced) DICOM is not supported; "
+                             "export classic single-frame images or convert to NIfTI")
+        pixels = ds.pixel_array
+        if pixels.shape != (ds.Rows, ds.Columns):
+            raise InputError(f"{where}: {file.name} is not a single grey-scale slice (pixel array {pixels.shape}); "
+                             "give a CT or PET series")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{where}: cannot decode the pixels of {file.name} ({type(exc).__name__}: {exc}); "
+                         "the file is damaged or compressed with a codec that is not installed "
+                         "(decompress with gdcmconv/dcmdjpeg or convert to NIfTI)") from exc
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return (pixels.astype(np.float64) * slope + intercept).T.astype(np.float32)
+
+
+def read_dicom_series(folder: Path, modality: str, *, where: str) -> DicomSeries:
+    """Load the one ``modality`` series ("CT" or "PT") under ``folder`` as a :class:`DicomSeries`."""
+    items = choose_series(folder, modality, where)
+    order, affine_lps = _slice_affine([ds for _f, ds in items], where)
+    first = items[0][1]
+    shape = (int(first.Columns), int(first.Rows), len(items))
+    affine = LPS_TO_RAS @ affine_lps
+    check_grid(shape, affine, where)
+    data = np.empty(shape, dtype=np.float32)
+    for k, index in enumerate(order):
+        data[:, :, k] = _pixels(items[int(index)][0], where)
+    return DicomSeries(data=data, affine=affine, headers=[items[int(i)][1] for i in order])

@@ -1,0 +1,109 @@
+"""Plausibility checks on loaded images; every failure is one :class:`InputError`.
+
+Each message names the file, says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pfs_core.errors import InputError
+from pfs_core.imaging.volume import Volume, voxel_spacing, world_overlap
+
+SPACING_RANGE_MM = (0.3, 10.0)
+SIZE_RANGE = (8, 2048)
+MAX_VOXELS = 512 * 512 * 2048
+AIR_HU = -900.0  # a CT has some voxels at least this low (air is about -1000 HU)
+PET_MIN_SUV = -0.5  # PET below this (0.1th percentile) is not noise
+CT_LIKE_SUV = -100.0  # PET voxels this low look like HU
+CT_LIKE_SHARE = 0.01
+MIN_OVERLAP = 0.05
+
+
+def squeeze_to_3d(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
+    """Drop trailing singleton axes; refuse anything that is not a 3D volume."""
+    dims = list(shape)
+    while len(dims) > 3 and dims[-1] == 1:
+        dims.pop()
+    if len(dims) > 3:
+        raise InputError(
+            f"{where}: {len(dims)}D image of shape {tuple(shape)} (a series of {int(np.prod(dims[3:]))} volumes); "
+            "give one 3D volume (for dynamic PET export the static or summed frame)"
+        )
+    if len(dims) < 3:
+        raise InputError(f"{where}: {len(dims)}D image of shape {tuple(shape)}; give a 3D volume (a whole series)")
+    return dims[0], dims[1], dims[2]
+
+
+def check_grid(shape: tuple[int, int, int], affine: np.ndarray, where: str) -> None:
+    """Voxel counts in ``SIZE_RANGE``, a finite invertible affine, spacing in ``SPACING_RANGE_MM`` (mm)."""
+    lo, hi = SIZE_RANGE
+    if any(n < lo or n > hi for n in shape) or int(np.prod(shape)) > MAX_VOXELS:
+        raise InputError(
+            f"{where}: image size {'x'.join(map(str, shape))} voxels is outside {lo}..{hi} per axis "
+            f"(at most {MAX_VOXELS} in all); give the whole 3D scan, not a few slices or an upsampled volume"
+        )
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise InputError(f"{where}: the voxel-to-world matrix (affine) is missing or degenerate; re-export the image")
+    spacing = voxel_spacing(affine)
+    lo_mm, hi_mm = SPACING_RANGE_MM
+    if any(s < lo_mm or s > hi_mm for s in spacing):
+        shown = "x".join(f"{s:.3g}" for s in spacing)
+        raise InputError(
+            f"{where}: voxel spacing {shown} mm is outside {lo_mm}..{hi_mm} mm; the header geometry is wrong "
+            "(check the pixel spacing / slice positions) or this is not a clinical PET/CT"
+        )
+
+
+def check_finite(data: np.ndarray, where: str) -> None:
+    """Refuse NaN or infinite voxels."""
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise InputError(
+            f"{where}: {bad} voxel(s) are NaN or infinite; replace them (e.g. by 0 for PET, -1000 HU for CT) "
+            "or re-export the image"
+        )
+
+
+def check_ct_values(data: np.ndarray, where: str) -> None:
+    """A CT in HU contains air (about -1000 HU) somewhere."""
+    low = float(data.min())
+    if low > AIR_HU:
+        raise InputError(
+            f"{where}: no voxel below {AIR_HU:.0f} HU (minimum {low:.4g}), so there is no air: this does not look "
+            "like a CT in Hounsfield units (a PET given as --ct, or raw values without RescaleSlope/Intercept?)"
+        )
+
+
+def check_not_ct(data: np.ndarray, where: str) -> None:
+    """Refuse a "PET" with more than 1 % of voxels below -100 (Hounsfield units: PET and CT swapped)."""
+    share = float(np.count_nonzero(data < CT_LIKE_SUV)) / data.size
+    if share > CT_LIKE_SHARE:
+        raise InputError(
+            f"{where}: {100 * share:.0f}% of voxels are below {CT_LIKE_SUV:.0f}, like Hounsfield units of a CT; "
+            "PET and CT look swapped: pass the PET as --pet and the CT as --ct"
+        )
+
+
+def check_pet_values(data: np.ndarray, where: str) -> None:
+    """PET SUV: not CT-like (:func:`check_not_ct`) and not clearly negative (0.1th percentile < -0.5)."""
+    check_not_ct(data, where)
+    low = float(np.percentile(data, 0.1))
+    if low < PET_MIN_SUV:
+        raise InputError(
+            f"{where}: PET has clearly negative values (0.1th percentile {low:.3g} SUV); "
+            "use a reconstruction without negative values (e.g. OSEM) or check the units"
+        )
+
+
+def check_overlap(pet: Volume, ct: Volume, *, min_fraction: float = MIN_OVERLAP) -> float:
+    """Refuse a PET and a CT whose world boxes barely overlap; return the overlap fraction (0..1)."""
+    overlap = world_overlap(pet, ct).fraction
+    if overlap < min_fraction:
+        raise InputError(
+            f"{pet.source} and {ct.source}: PET and CT overlap by only {100 * overlap:.1f}% in world space "
+            f"(at least {100 * min_fraction:.0f}% needed); they belong to different patients or frames of "
+            "reference: give the PET and CT of the same PET/CT session"
+        )
+    return overlap
