@@ -53,6 +53,9 @@ class PreprocessConfig:
     ct_window_hu: tuple[float, float] = (-200.0, 400.0)
     pet_suv_max: float = 20.0
     body_threshold_hu: float = -500.0
+    # Added for pfs_core.preprocess (see docs/input.md):
+    body_threshold_suv: float = 0.3  # body = PET > this SUV when no CT is given
+    antialias: bool = True  # Gaussian pre-smoothing (sigma = (factor - 1) / 2 voxels) before downsampling
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -60,3 +63,8 @@ class PreprocessConfig:
             raise ValueError("spacing_mm must be positive and shape at least 8 voxels per axis")
         if self.ct_window_hu[0] >= self.ct_window_hu[1] or self.pet_suv_max <= 0:
             raise ValueError("ct_window_hu must be increasing and pet_suv_max positive")
+        code = self.orientation.upper()
+        if len(code) != 3 or any(sum(c in pair for c in code) != 1 for pair in ("LR", "AP", "IS")):
+            raise ValueError(f"orientation must be an axis code such as 'RAS' or 'LPS', not {self.orientation!r}")
+        if self.body_threshold_suv < 0:
+            raise ValueError("body_threshold_suv must be >= 0")
