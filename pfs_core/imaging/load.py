@@ -6,6 +6,8 @@ DICOM series. Every problem raises :class:`pfs_core.errors.InputError` naming th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +45,17 @@ def _kind(path: Path) -> str:
     raise InputError(f"{where}: unknown image format; give {ACCEPTED}")
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn any unexpected error while reading ``path`` into an InputError naming the file."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read this image ({type(exc).__name__}: {exc}); give {ACCEPTED}") from exc
+
+
 def _read_series(path: Path, modality: str) -> DicomSeries:
     if _kind(path) == "zip":
         with unzipped(path) as folder:
@@ -53,11 +66,12 @@ def _read_series(path: Path, modality: str) -> DicomSeries:
 def load_ct(path: str | Path) -> Volume:
     """Load a CT (HU) as a :class:`Volume` with ``data`` float32 ``(I, J, K)`` in HU."""
     path = Path(path)
-    if _kind(path) == "nifti":
-        data, affine = read_nifti(path)
-    else:
-        series = _read_series(path, "CT")
-        data, affine = series.data, series.affine
+    with _reading(path):
+        if _kind(path) == "nifti":
+            data, affine = read_nifti(path)
+        else:
+            series = _read_series(path, "CT")
+            data, affine = series.data, series.affine
     check_finite(data, str(path))
     check_ct_values(data, str(path))
     return Volume(data=data, affine=affine, source=path.name, modality="CT", units="HU")
@@ -78,6 +92,16 @@ def load_pet(path: str | Path, *, weight_kg: float | None = None, dose_mbq: floa
     path = Path(path)
     if pet_units not in PET_UNITS:
         raise InputError(f"pet_units={pet_units!r} is not one of {', '.join(PET_UNITS)}")
+    with _reading(path):
+        data, affine, note = _read_pet(path, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units,
+                                       uptake_min=uptake_min, radionuclide=radionuclide)
+    check_pet_values(data, str(path))
+    return Volume(data=data, affine=affine, source=path.name, modality="PET", units="SUVbw", suv_note=note)
+
+
+def _read_pet(path: Path, *, weight_kg: float | None, dose_mbq: float | None, pet_units: str,
+              uptake_min: float | None, radionuclide: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(data in SUVbw, affine, suv_note)``."""
     where = str(path)
     if _kind(path) == "nifti":
         data, affine = read_nifti(path)
@@ -93,8 +117,7 @@ def load_pet(path: str | Path, *, weight_kg: float | None = None, dose_mbq: floa
         check_finite(data, where)
         factors, note = _dicom_suv(series, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units, where=where)
         data = (data * factors[None, None, :]).astype(np.float32)
-    check_pet_values(data, where)
-    return Volume(data=data, affine=affine, source=path.name, modality="PET", units="SUVbw", suv_note=note)
+    return data, affine, note
 
 
 def _nifti_suv(data: np.ndarray, *, weight_kg: float | None, dose_mbq: float | None, pet_units: str,

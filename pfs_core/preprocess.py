@@ -1,0 +1,279 @@
+"""PET/CT pair → fixed-size network input on one model grid, and model maps back to the CT grid.
+
+The model grid has ``config.shape`` voxels of ``config.spacing_mm`` (mm) in
+``config.orientation`` (RAS), centred on the centre of the body's bounding box
+(CT > ``body_threshold_hu``; PET > ``body_threshold_suv`` without a CT). Larger
+bodies are cropped centrally, smaller ones padded with 0 (= air after CT scaling,
+no uptake for PET). Each image is resampled once, with MONAI, straight onto that
+grid: ``SpatialCrop`` (the part of the image the grid can see) →
+``ScaleIntensityRange`` (CT window → [0, 1], SUV [0, pet_suv_max] → [0, 1], clipped)
+→ ``GaussianSmooth`` (anti-aliasing when downsampling) → ``SpatialResample``
+(trilinear, world-to-world through the affines, zero padding). See docs/input.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import GaussianSmooth, ScaleIntensityRange, SpatialCrop, SpatialResample
+from monai.transforms.utils import generate_spatial_bounding_box
+
+from pfs_core.cache import ArrayCache, content_digest
+from pfs_core.config import PreprocessConfig, digest
+from pfs_core.errors import InputError
+from pfs_core.imaging import PetUnits, Volume, check_overlap, load_ct, load_pet
+from pfs_core.schema import CT_COLUMN, ID_COLUMN, PET_COLUMN
+
+CACHE_FORMAT = "preprocess-v1"  # bump when the algorithm changes: old cache entries are then ignored
+_AXES = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+
+
+@dataclass
+class PreparedCase:
+    """One case on the model grid.
+
+    Attributes:
+        pet, ct: float32 ``config.shape`` ``(X, Y, Z)`` in [0, 1], or None when not given.
+        model_affine: ``(4, 4)`` voxel → world mm (RAS) of the model grid.
+        reference_affine, reference_shape: the original CT grid (the PET grid without a CT).
+        pet_suv_max_original: SUVmax of the input PET (SUVbw), None without a PET.
+        config: the :class:`PreprocessConfig` used.
+    """
+
+    pet: np.ndarray | None
+    ct: np.ndarray | None
+    model_affine: np.ndarray
+    reference_affine: np.ndarray
+    reference_shape: tuple[int, int, int]
+    pet_suv_max_original: float | None
+    config: PreprocessConfig
+
+
+@dataclass
+class CohortTensors:
+    """Preprocessed cohort: ``pet`` and ``ct`` float32 ``(N, X, Y, Z)`` in [0, 1] (zeros where a modality is
+    missing, see ``has_pet`` / ``has_ct``, bool ``(N,)``), ``pet_suv_max`` float32 ``(N,)`` (NaN without PET)."""
+
+    patient_ids: list[str]
+    pet: np.ndarray
+    ct: np.ndarray
+    has_pet: np.ndarray
+    has_ct: np.ndarray
+    pet_suv_max: np.ndarray
+
+
+def model_grid_affine(centre_mm: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Affine ``(4, 4)`` of the model grid whose centre is the world point ``centre_mm`` ``(3,)``."""
+    affine = np.eye(4)
+    for i, code in enumerate(config.orientation.upper()):
+        axis, sign = _AXES[code]
+        affine[axis, i] = sign * config.spacing_mm[i]
+    half = (np.asarray(config.shape, dtype=float) - 1.0) / 2.0
+    affine[:3, 3] = np.asarray(centre_mm, dtype=float) - affine[:3, :3] @ half
+    return affine
+
+
+def body_centre(volume: Volume, threshold: float) -> np.ndarray:
+    """World centre (mm, ``(3,)``) of the bounding box of voxels above ``threshold`` (HU or SUV)."""
+    start, end = generate_spatial_bounding_box(volume.data[None], select_fn=lambda x: x > threshold)
+    if not np.any(np.asarray(end) > np.asarray(start)):
+        raise InputError(f"{volume.source}: no body found (no voxel above {threshold:g} {volume.units}); "
+                         "check that the image shows a patient")
+    centre_vox = (np.asarray(start, dtype=float) + np.asarray(end, dtype=float) - 1.0) / 2.0
+    return volume.affine[:3, :3] @ centre_vox + volume.affine[:3, 3]
+
+
+def _antialias_sigma(volume: Volume, config: PreprocessConfig) -> list[float]:
+    """Gaussian sigma (source voxels) per source axis: max(0, (factor - 1) / 2), factor = model / source spacing."""
+    model_world = np.abs(model_grid_affine(np.zeros(3), config)[:3, :3]).sum(axis=1)  # model mm along x, y, z
+    spacing = np.asarray(volume.spacing_mm)
+    directions = np.abs(volume.affine[:3, :3]) / spacing  # unit column per source axis
+    factors = (model_world @ directions) / spacing
+    return [float(max(0.0, (f - 1.0) / 2.0)) for f in factors]
+
+
+def _crop_to_view(image: MetaTensor, volume: Volume, model_affine: np.ndarray, config: PreprocessConfig,
+                  margin: int) -> MetaTensor | None:
+    """The part of ``image`` (``(1, I, J, K)``) the model grid can see, plus ``margin`` voxels; None if none."""
+    edges = [(-0.5, n - 0.5) for n in config.shape]
+    corners = np.array([[a, b, c, 1.0] for a in edges[0] for b in edges[1] for c in edges[2]])
+    source = (np.linalg.inv(volume.affine) @ model_affine @ corners.T)[:3]
+    start = np.maximum(np.floor(source.min(axis=1)).astype(int) - margin, 0)
+    end = np.minimum(np.ceil(source.max(axis=1)).astype(int) + margin + 1, volume.shape)
+    if np.any(end <= start):
+        return None
+    return SpatialCrop(roi_start=start.tolist(), roi_end=end.tolist())(image)  # type: ignore[return-value]
+
+
+def to_model_grid(volume: Volume, *, low: float, high: float, model_affine: np.ndarray,
+                  config: PreprocessConfig) -> np.ndarray:
+    """``volume`` clipped to [low, high] (HU or SUV), scaled to [0, 1] and resampled onto the model grid.
+
+    Returns float32 ``config.shape``; outside the image's field of view the value is 0.
+    """
+    sigma = _antialias_sigma(volume, config) if config.antialias else [0.0, 0.0, 0.0]
+    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(volume.data, dtype=np.float32))[None],
+                       affine=torch.as_tensor(volume.affine, dtype=torch.float64))
+    cropped = _crop_to_view(image, volume, model_affine, config, margin=int(np.ceil(3 * max(sigma))) + 1)
+    if cropped is None:
+        return np.zeros(config.shape, dtype=np.float32)
+    scaled = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(cropped)
+    if max(sigma) > 0:
+        scaled = GaussianSmooth(sigma=sigma)(scaled)
+    resample = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)
+    out = resample(scaled, dst_affine=torch.as_tensor(model_affine), spatial_size=config.shape)
+    return np.clip(np.asarray(out[0], dtype=np.float32), 0.0, 1.0)
+
+
+def preprocess_case(pet: Volume | None, ct: Volume | None, config: PreprocessConfig) -> PreparedCase:
+    """PET (SUVbw) and/or CT (HU) → :class:`PreparedCase` on the model grid (at least one must be given)."""
+    if pet is None and ct is None:
+        raise InputError("no image given: give a PET, a CT or both")
+    if pet is not None and ct is not None:
+        check_overlap(pet, ct)
+    reference = ct if ct is not None else pet
+    assert reference is not None
+    if ct is not None:
+        centre = body_centre(ct, config.body_threshold_hu)
+    else:
+        centre = body_centre(reference, config.body_threshold_suv)
+    affine = model_grid_affine(centre, config)
+    ct_model = pet_model = None
+    if ct is not None:
+        ct_model = to_model_grid(ct, low=config.ct_window_hu[0], high=config.ct_window_hu[1],
+                                 model_affine=affine, config=config)
+    if pet is not None:
+        pet_model = to_model_grid(pet, low=0.0, high=config.pet_suv_max, model_affine=affine, config=config)
+    return PreparedCase(
+        pet=pet_model, ct=ct_model, model_affine=affine, reference_affine=np.array(reference.affine, dtype=float),
+        reference_shape=reference.shape, pet_suv_max_original=float(pet.data.max()) if pet is not None else None,
+        config=config,
+    )
+
+
+def to_reference_grid(map_model: np.ndarray, case: PreparedCase, *, chunk_voxels: int = 1 << 24) -> nib.Nifti1Image:
+    """A model-space map (``config.shape``, e.g. Grad-CAM) resampled (trilinear) onto the original reference grid.
+
+    Returns a float32 NIfTI of ``case.reference_shape`` whose affine is ``case.reference_affine``;
+    0 outside the model grid. Works slab by slab (``chunk_voxels``) to bound memory.
+    """
+    data = np.asarray(map_model, dtype=np.float32)
+    if data.shape != tuple(case.config.shape):
+        raise ValueError(f"map_model has shape {data.shape}, expected the model shape {tuple(case.config.shape)}")
+    image = MetaTensor(torch.from_numpy(data.copy())[None], affine=torch.as_tensor(case.model_affine))
+    resample = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)
+    nx, ny, nz = case.reference_shape
+    out = np.zeros((nx, ny, nz), dtype=np.float32)
+    step = max(1, chunk_voxels // (nx * ny))
+    for k0 in range(0, nz, step):
+        k1 = min(nz, k0 + step)
+        slab_affine = case.reference_affine.copy()
+        slab_affine[:3, 3] = case.reference_affine[:3, :3] @ np.array([0.0, 0.0, k0]) + case.reference_affine[:3, 3]
+        slab = resample(image, dst_affine=torch.as_tensor(slab_affine), spatial_size=(nx, ny, k1 - k0))
+        out[:, :, k0:k1] = np.asarray(slab[0], dtype=np.float32)
+    return nib.Nifti1Image(out, case.reference_affine)
+
+
+def load_case(pet_path: str | Path | None, ct_path: str | Path | None, *, weight_kg: float | None = None,
+              dose_mbq: float | None = None, pet_units: PetUnits = "auto") -> tuple[Volume | None, Volume | None]:
+    """Load a PET (SUVbw) and a CT (HU) and check that they overlap in world space; either may be None."""
+    pet = load_pet(pet_path, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units) if pet_path else None
+    ct = load_ct(ct_path) if ct_path else None
+    if pet is not None and ct is not None:
+        check_overlap(pet, ct)
+    return pet, ct
+
+
+def case_cache_key(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig) -> str:
+    """``<config digest>_<sha256 of format version + PET bytes + CT bytes>`` (file or whole DICOM folder)."""
+    hasher = hashlib.sha256(CACHE_FORMAT.encode())
+    for label, path in (("pet", pet_path), ("ct", ct_path)):
+        hasher.update(f"|{label}:{content_digest(path) if path is not None else '-'}".encode())
+    return f"{digest(config)}_{hasher.hexdigest()[:32]}"
+
+
+def _cohort_rows(cohort_csv: Path) -> list[tuple[str, Path | None, Path | None]]:
+    """``(patient_id, pet path, ct path)`` per row; paths relative to the CSV's folder, None where empty."""
+    try:
+        with open(cohort_csv, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in (ID_COLUMN, PET_COLUMN, CT_COLUMN) if c not in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{cohort_csv}: cannot read the cohort table ({exc}); give a UTF-8 CSV file") from exc
+    if missing or not rows:
+        what = f"missing column(s) {', '.join(missing)}" if missing else "no rows"
+        raise InputError(f"{cohort_csv}: {what}; the cohort table needs {ID_COLUMN}, {PET_COLUMN}, {CT_COLUMN}")
+
+    def resolve(cell: str | None) -> Path | None:
+        return cohort_csv.parent / cell.strip() if cell and cell.strip() else None
+
+    return [(row[ID_COLUMN].strip(), resolve(row[PET_COLUMN]), resolve(row[CT_COLUMN])) for row in rows]
+
+
+def _prepared_arrays(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig) -> dict[str, np.ndarray]:
+    pet, ct = load_case(pet_path, ct_path)
+    case = preprocess_case(pet, ct, config)
+    arrays = {"pet_suv_max": np.float32(np.nan if case.pet_suv_max_original is None else case.pet_suv_max_original)}
+    if case.pet is not None:
+        arrays["pet"] = case.pet
+    if case.ct is not None:
+        arrays["ct"] = case.ct
+    return {k: np.asarray(v) for k, v in arrays.items()}
+
+
+def preprocess_cohort(cohort_csv: Path, config: PreprocessConfig, *, cache_dir: Path | None,
+                      progress: bool = False) -> CohortTensors:
+    """Preprocess every case of ``cohort_csv`` (columns patient_id, pet, ct) into :class:`CohortTensors`.
+
+    With ``cache_dir`` each case is stored as ``.npz`` keyed by :func:`case_cache_key` and reused.
+    A problem with one case raises :class:`InputError` naming the patient.
+    """
+    cohort_csv = Path(cohort_csv)
+    rows = _cohort_rows(cohort_csv)
+    cache = ArrayCache(Path(cache_dir)) if cache_dir is not None else None
+    n = len(rows)
+    tensors = CohortTensors(
+        patient_ids=[r[0] for r in rows], pet=np.zeros((n, *config.shape), np.float32),
+        ct=np.zeros((n, *config.shape), np.float32), has_pet=np.zeros(n, bool), has_ct=np.zeros(n, bool),
+        pet_suv_max=np.full(n, np.nan, np.float32),
+    )
+    for i, (patient, pet_path, ct_path) in enumerate(rows):
+        if progress:
+            sys.stderr.write(f"preprocessing {i + 1}/{n}: {patient}\n")
+        try:
+            arrays = _cached_case(pet_path, ct_path, config, cache)
+        except InputError as exc:
+            raise InputError(f"{cohort_csv}, patient {patient}: {exc}") from exc
+        for name, has in (("pet", tensors.has_pet), ("ct", tensors.has_ct)):
+            if name in arrays:
+                getattr(tensors, name)[i] = arrays[name]
+                has[i] = True
+        tensors.pet_suv_max[i] = arrays["pet_suv_max"]
+    return tensors
+
+
+def _cached_case(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig,
+                 cache: ArrayCache | None) -> dict[str, np.ndarray]:
+    if pet_path is None and ct_path is None:
+        raise InputError(f"both {PET_COLUMN} and {CT_COLUMN} are empty; give at least one image")
+    for path in (pet_path, ct_path):
+        if path is not None and not path.exists():
+            raise InputError(f"{path}: file or folder not found (paths are relative to the cohort CSV's folder)")
+    if cache is None:
+        return _prepared_arrays(pet_path, ct_path, config)
+    key = case_cache_key(pet_path, ct_path, config)
+    required = ("pet_suv_max",) + (("pet",) if pet_path else ()) + (("ct",) if ct_path else ())
+    arrays = cache.get(key, required=required)
+    if arrays is None or any(arrays[k].shape != tuple(config.shape) for k in required[1:]):
+        arrays = _prepared_arrays(pet_path, ct_path, config)
+        cache.put(key, arrays)
+    return arrays
