@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from pfs_core.errors import InputError
 from pfs_core.imaging.validate import check_grid
 from pfs_core.imaging.volume import LPS_TO_RAS
 
 MAX_UNZIPPED_BYTES = 8 * 1024**3
+_IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.128"}  # CT / PET Image Storage
 _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
 
 
@@ -54,6 +54,16 @@ def unzipped(path: Path) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def _sop_class(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+
+
+def _has_dicom_magic(file: Path) -> bool:
+    with open(file, "rb") as handle:
+        return handle.read(132)[128:] == b"DICM"
+
+
 def _headers(folder: Path) -> list[tuple[Path, Dataset]]:
     """Headers of every DICOM *image* file below ``folder`` (other files are skipped)."""
     found = []
@@ -62,10 +72,16 @@ def _headers(folder: Path) -> list[tuple[Path, Dataset]]:
             file = Path(root) / name
             try:
                 ds = pydicom.dcmread(file, stop_before_pixels=True)
-            except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError):
-                continue
+            except Exception as exc:
+                if _has_dicom_magic(file):
+                    raise InputError(f"{folder}: {file.name} is a damaged DICOM file ({type(exc).__name__}); "
+                                     "copy or export the series again") from exc
+                continue  # not DICOM: README, DICOMDIR-less junk, thumbnails...
             if all(tag in ds for tag in _GEOMETRY_TAGS):
                 found.append((file, ds))
+            elif _sop_class(ds) in _IMAGE_CLASSES:
+                raise InputError(f"{folder}: {file.name} is a CT/PET image without its geometry tags (damaged or "
+                                 "truncated); copy or export the series again")
     return found
 
 
