@@ -205,3 +205,52 @@ def feature_ranges(frame: pd.DataFrame, *, include_post_baseline: bool = False) 
                         p01=float(np.percentile(values, 1)), p99=float(np.percentile(values, 99)))
         ranges[name] = info
     return ranges
+
+
+#: Quantitative PET features of the ``classic`` model (order of the columns).
+PET_FEATURE_COLUMNS: tuple[str, ...] = ("suv_max", "suv_mean_hot", "hot_volume_ml", "tbr")
+
+
+def pet_quantitative_features(
+    pet: np.ndarray | None,
+    ct: np.ndarray | None,
+    *,
+    pet_suv_max: float,
+    voxel_ml: float,
+    hot_factor: float = 3.0,
+    suv_max_original: float | None = None,
+) -> dict[str, float]:
+    """Quantitative PET features of one case on the model grid, without any segmentation.
+
+    ``pet`` (D, H, W) in [0, 1] (SUVbw / ``pet_suv_max``, clipped), ``ct`` (D, H, W)
+    windowed CT in [0, 1] or None; ``voxel_ml`` = voxel volume in mL.
+
+    - reference ("background") SUV: median SUV inside the body mask; body = CT
+      above the bottom of the CT window (soft tissue, not air or lung) or, without
+      a CT, PET SUV > 0.2. It stands in for a liver reference, which would need an
+      organ segmentation; the body median is dominated by muscle/soft tissue.
+    - ``suv_max``: SUVmax of the original PET (``suv_max_original``) when known,
+      else the maximum on the model grid (capped at ``pet_suv_max``).
+    - hot region: voxels with SUV > ``hot_factor`` × reference (and > 1.0). It
+      includes physiological uptake (spleen, kidneys, adrenals) that no
+      segmentation removes. ``hot_volume_ml`` its volume (mL);
+      ``suv_mean_hot`` its mean SUV.
+    - ``tbr``: tumour-to-background ratio = ``suv_max`` / reference.
+
+    All NaN when the PET is missing.
+    """
+    if pet is None:
+        return dict.fromkeys(PET_FEATURE_COLUMNS, float("nan"))
+    suv = np.asarray(pet, dtype=np.float64) * pet_suv_max
+    body = np.asarray(ct) > 0.02 if ct is not None else suv > 0.2
+    if body.sum() < 10:
+        body = suv > 0.2
+    reference = max(float(np.median(suv[body])) if body.any() else 0.0, 0.05)
+    hot = suv > max(hot_factor * reference, 1.0)
+    suv_max = float(suv_max_original) if suv_max_original is not None else float(suv.max())
+    return {
+        "suv_max": suv_max,
+        "suv_mean_hot": float(suv[hot].mean()) if hot.any() else float(suv.max()),
+        "hot_volume_ml": float(hot.sum() * voxel_ml),
+        "tbr": suv_max / reference,
+    }

@@ -1,0 +1,232 @@
+"""The study's model comparison on one cohort: run it and write its results.
+
+``run_benchmark`` cross-validates the chosen models on the same repeated
+stratified splits (:mod:`pfs_core.cv`); ``write_results`` writes
+``results.json``, ``results.md``, ``oof_predictions.csv`` and standalone plotly
+HTML figures (ROC, PR, calibration, Kaplan–Meier by predicted risk group) into
+the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pfs_core import DISCLAIMER
+from pfs_core.config import to_dict
+from pfs_core.cv import CrossValidation, make_splits, mean_oof, repeat_metrics, summarise
+from pfs_core.metrics import ALL_METRICS, logrank_p
+from pfs_core.registry import ModelSpec
+from pfs_core.train import CohortData, TrainConfig, runtime_info
+
+METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything ``write_results`` needs."""
+
+    data: CohortData
+    specs: tuple[ModelSpec, ...]
+    cv: CrossValidation
+    per_repeat: pd.DataFrame
+    summary: dict[str, dict[str, dict[str, Any]]]
+    settings: dict[str, Any]
+    wall_time_s: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def cohort_summary(data: CohortData) -> dict[str, Any]:
+    """Counts of the cohort: labelled, short PFS, censored at or before 12 months."""
+    label = data.label
+    labelled = ~np.isnan(label)
+    return {
+        "n": len(data), "n_labelled": int(labelled.sum()), "n_short_pfs": int(np.nansum(label)),
+        "n_long_pfs": int((label == 0).sum()), "n_censored_before_12_months": int((~labelled).sum()),
+        "prevalence_short_pfs": float(np.nanmean(label)) if labelled.any() else float("nan"),
+        "n_events": int(data.event.sum()),
+        "n_pet_missing": int((~data.pet_present).sum()) if data.pet_present is not None else None,
+        "n_ct_missing": int((~data.ct_present).sum()) if data.ct_present is not None else None,
+    }
+
+
+def run_benchmark(
+    data: CohortData,
+    specs: Sequence[ModelSpec],
+    *,
+    folds: int,
+    repeats: int,
+    seed: int,
+    config: TrainConfig,
+    device: str | None = None,
+    progress: bool = False,
+    cache_dir: Path | None = None,
+) -> BenchmarkResult:
+    """Cross-validate ``specs`` on ``data`` (same splits for all) and summarise per repeat."""
+    from pfs_core.cv import cross_validate
+    from pfs_core.train import resolve_device
+
+    started = time.perf_counter()
+    torch_device = resolve_device(device)
+    splits = make_splits(data, folds=folds, repeats=repeats, seed=seed)
+    cv = cross_validate(data, specs, splits, config=config, seed=seed, device=torch_device, progress=progress,
+                        cache_dir=cache_dir)
+    per_repeat = repeat_metrics(data, cv.oof)
+    summary = summarise(per_repeat, [s.name for s in specs])
+    settings = {"folds": folds, "repeats": repeats, "seed": seed, "device": str(torch_device),
+                "include_post_baseline": config.include_post_baseline}
+    return BenchmarkResult(data=data, specs=tuple(specs), cv=cv, per_repeat=per_repeat, summary=summary,
+                           settings=settings, wall_time_s=time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def risk_groups(data: CohortData, result: BenchmarkResult) -> dict[str, dict[str, Any]]:
+    """Per model: median split of the repeat-averaged OOF probability and the log-rank p."""
+    out = {}
+    for spec in result.specs:
+        prob = mean_oof(result.cv.oof, spec.name).reindex(data.patient_ids).to_numpy(float)
+        threshold = float(np.median(prob))
+        group = np.where(prob >= threshold, "high", "low")
+        out[spec.name] = {"threshold": threshold, "n_high": int((group == "high").sum()),
+                          "logrank_p": logrank_p(data.time_months, data.event, group)}
+    return out
+
+
+def write_figures(result: BenchmarkResult, out_dir: Path) -> tuple[list[str], str]:
+    """Standalone plotly HTML figures via :mod:`pfs_core.viz.curves`; returns (files, note)."""
+    try:
+        from pfs_core.viz import curves
+    except ImportError as exc:
+        return [], f"figures not written: pfs_core.viz.curves is not available ({exc})"
+    data = result.data
+    label = data.label
+    keep = ~np.isnan(label)
+    probs = {s.name: mean_oof(result.cv.oof, s.name).reindex(data.patient_ids).to_numpy(float) for s in result.specs}
+    pairs = {name: (label[keep].astype(int), p[keep]) for name, p in probs.items()}
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures = {"roc.html": curves.roc_figure(pairs), "pr.html": curves.pr_figure(pairs),
+               "calibration.html": curves.calibration_figure(pairs, n_bins=5)}
+    for name, prob in probs.items():
+        group = np.where(prob >= np.median(prob), "high", "low")
+        fig, _ = curves.km_figure(data.time_months, data.event, group, highlight="high",
+                                  title=f"{name}: PFS by predicted risk group (median split of OOF probability)")
+        figures[f"km_{name}.html"] = fig
+    written = []
+    for filename, fig in figures.items():
+        fig.write_html(fig_dir / filename, include_plotlyjs="cdn", full_html=True)
+        written.append(f"figures/{filename}")
+    return written, "figures use the OOF probability averaged over repeats (labelled patients for ROC/PR/calibration)"
+
+
+def results_json(result: BenchmarkResult, *, groups: dict[str, Any], figures: list[str], note: str) -> dict[str, Any]:
+    """The JSON document of ``results.json``."""
+    return {
+        "disclaimer": DISCLAIMER,
+        **result.meta,
+        "settings": result.settings,
+        "cohort": cohort_summary(result.data),
+        "models": {s.name: {"label": s.label, "description": s.description, "inputs": list(s.modalities)}
+                   for s in result.specs},
+        "metrics": result.summary,
+        "risk_groups": groups,
+        "fit_seconds": {k: round(v, 1) for k, v in result.cv.seconds.items()},
+        "wall_time_s": round(result.wall_time_s, 1),
+        "figures": figures,
+        "figures_note": note,
+    }
+
+
+def _fmt(stat: dict[str, float]) -> str:
+    return "n/a" if not np.isfinite(stat["mean"]) else f"{stat['mean']:.3f} ± {stat['sd']:.3f}"
+
+
+def results_markdown(doc: dict[str, Any]) -> str:
+    """Human-readable ``results.md`` from the ``results.json`` document."""
+    s, c = doc["settings"], doc["cohort"]
+    lines = [
+        "# Model comparison (repeated stratified cross-validation)", "",
+        f"> {doc['disclaimer']}", "",
+        f"- Command: `{doc.get('command', '')}`",
+        f"- Cohort: `{doc.get('cohort_csv', '')}` — {c['n']} patients; {c['n_labelled']} with a binary label "
+        f"({c['n_short_pfs']} short PFS ≤ 12 months, {c['n_long_pfs']} long); "
+        f"{c['n_censored_before_12_months']} censored at or before 12 months (excluded from AUROC/AUPRC/Brier "
+        "and from binary training, included in the C-index)."
+        + (" **Simulated cohort.**" if doc.get("simulated") else ""),
+        f"- Splits: {s['folds']} folds × {s['repeats']} repeats (RepeatedStratifiedKFold, seed {s['seed']}), "
+        "the same splits for all models; metrics per repeat on pooled OOF predictions, mean ± sd over repeats.",
+        f"- Post-baseline variable `prrt_cycles`: **{'INCLUDED (--include-post-baseline)' if s['include_post_baseline'] else 'excluded'}**.",
+        f"- Device: {s['device']}; machine: {doc.get('machine', {}).get('summary', '')}; "
+        f"wall time {doc['wall_time_s'] / 60:.1f} min ({doc['wall_time_s']:.0f} s); started {doc.get('started', '')}.",
+        "",
+        "| model | inputs | " + " | ".join(METRIC_LABELS[m] for m in ALL_METRICS) + " | KM log-rank p | fit time (s) |",
+        "|---|---|" + "---|" * len(ALL_METRICS) + "---|---|",
+    ]
+    for name, metrics in doc["metrics"].items():
+        inputs = "+".join(doc["models"][name]["inputs"])
+        cells = " | ".join(_fmt(metrics[m]) for m in ALL_METRICS)
+        p = doc["risk_groups"][name]["logrank_p"]
+        lines.append(f"| `{name}` | {inputs} | {cells} | {p:.3g} | {doc['fit_seconds'].get(name, 0):.0f} |")
+    lines += ["", "Brier: lower is better. KM: median split of the repeat-averaged OOF probability.", ""]
+    pretrain = doc.get("pretraining")
+    if pretrain:
+        lines += [f"- CT pretraining (`lab_pet_ct_pretrained`): {pretrain['task']}; data: {pretrain['data']}.", ""]
+    if doc["figures"]:
+        lines += ["## Figures", "", *[f"- [{f}]({f})" for f in doc["figures"]], ""]
+    lines += [f"_{doc['figures_note']}_", "", "## Environment", "", "```",
+              json.dumps(doc.get("versions", {}), indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def write_results(result: BenchmarkResult, out_dir: Path) -> dict[str, Any]:
+    """Write results.json, results.md, oof_predictions.csv and figures/ into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    oof = result.cv.oof.copy()
+    oof["include_post_baseline"] = result.settings["include_post_baseline"]
+    oof.to_csv(out_dir / "oof_predictions.csv", index=False, float_format="%.6f")
+    groups = risk_groups(result.data, result)
+    figures, note = write_figures(result, out_dir)
+    doc = results_json(result, groups=groups, figures=figures, note=note)
+    (out_dir / "results.json").write_text(json.dumps(clean_json(doc), indent=2, default=_json_default))
+    (out_dir / "results.md").write_text(results_markdown(doc))
+    return doc
+
+
+def benchmark_meta(*, command: str, cohort_csv: str, config: TrainConfig, preprocess: Any,
+                   device: str, simulated: bool | None) -> dict[str, Any]:
+    """Provenance block of results.json: command, config, environment, time stamps."""
+    from pfs_core.pretrain import describe
+
+    return {"command": command, "cohort_csv": cohort_csv, "simulated": simulated,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "train_config": config.to_dict(), "preprocess": to_dict(preprocess),
+            "pretraining": describe(config.pretrain), **runtime_info(device)}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def clean_json(value: Any) -> Any:
+    """NaN/inf floats → None (strict JSON), recursively."""
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value

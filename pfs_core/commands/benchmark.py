@@ -1,0 +1,48 @@
+"""``python -m pfs_core benchmark``: the study's model comparison by repeated cross-validation."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pfs_core.commands.train import add_common
+from pfs_core.registry import MODEL_NAMES
+
+HELP = "Repeated cross-validation of the model comparison on a cohort."
+DESCRIPTION = (
+    "Repeated stratified k-fold cross-validation of the models of the study on one cohort, all on the same "
+    "splits: writes results.json, results.md, oof_predictions.csv and plotly HTML figures to --out. "
+    f"Models: {', '.join(MODEL_NAMES)} (or 'all')."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--repeats", type=int, default=3, help="CV repeats (default: 3)")
+    parser.add_argument("--models", default="all",
+                        help=f"'all' or a comma-separated list of: {', '.join(MODEL_NAMES)} (default: all)")
+    parser.add_argument("--out", type=Path, required=True, help="results folder to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pfs_core.benchmark import benchmark_meta, run_benchmark, write_results
+    from pfs_core.commands.train import command_line, configs_from_args
+    from pfs_core.registry import resolve_models
+    from pfs_core.train import is_simulated, load_cohort_data
+
+    specs = resolve_models(args.models)
+    preprocess, config = configs_from_args(args)
+    cache_dir = None if args.no_cache else args.cache_dir
+    data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=any(s.uses_images for s in specs),
+                            cache_dir=cache_dir, progress=not args.no_progress)
+    meta = benchmark_meta(command=command_line(args), cohort_csv=str(args.cohort), config=config,
+                          preprocess=preprocess, device=args.device or "auto", simulated=is_simulated(args.cohort))
+    result = run_benchmark(data, specs, folds=args.folds, repeats=args.repeats, seed=args.seed, config=config,
+                           device=args.device, progress=not args.no_progress, cache_dir=cache_dir)
+    result.meta = meta
+    doc = write_results(result, args.out)
+    print(f"results written to {args.out} ({doc['wall_time_s'] / 60:.1f} min)")
+    for name, metrics in doc["metrics"].items():
+        auroc, cidx = metrics["auroc"], metrics["c_index"]
+        print(f"  {name:24s} AUROC {auroc['mean']:.3f} ± {auroc['sd']:.3f}   C-index {cidx['mean']:.3f}")
+    return 0

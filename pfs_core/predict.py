@@ -1,0 +1,275 @@
+"""Inference with a model bundle: the one entry the pages, ``predict``, ``score`` and ``explain`` call.
+
+``predict_case`` scores one patient from PET/CT :class:`~pfs_core.imaging.Volume`
+objects (either may be None) and a mapping of lab values in the model units of
+:mod:`pfs_core.schema`; ``predict_cohort`` scores every row of a cohort table.
+
+The probability is the mean over the bundle's fold models; the interval is the
+min–max of the fold models' probabilities (with 3 folds, the full spread of the
+ensemble; it is a rough uncertainty, not a calibrated confidence interval). The
+risk group is "high" when the probability is at or above the training cohort's
+median OOF probability (stored in the bundle), else "low".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pfs_core import DISCLAIMER, schema
+from pfs_core.bundle import Bundle
+from pfs_core.errors import InputError
+from pfs_core.train import CohortData, load_cohort_data, resolve_device
+
+if TYPE_CHECKING:
+    from pfs_core.imaging import Volume
+
+INTERVAL_METHOD = "min-max of the fold models' probabilities"
+SIMULATED_NOTE = "The shipped model weights were trained on a simulated cohort, not on patients."
+
+
+@dataclass
+class Prediction:
+    """Result of :func:`predict_case` (all probabilities are of PFS <= 12 months)."""
+
+    probability: float
+    interval: tuple[float, float]
+    fold_probabilities: list[float]
+    risk_group: str
+    risk_threshold: float
+    percentile_in_training: float
+    missing_modalities: list[str]
+    inputs_used: list[str]
+    imputed_fields: list[str]
+    out_of_range_fields: list[str]
+    post_baseline_used: bool
+    warnings: list[str]
+    device: str
+    timings_s: dict[str, float]
+    model_name: str
+    model_version: str
+    bundle_sha256: str
+    trained_on_simulated_data: bool | None
+    interval_method: str = INTERVAL_METHOD
+    disclaimer: str = DISCLAIMER
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (the output of ``pfs_core predict``)."""
+        out = asdict(self)
+        out["interval"] = list(self.interval)
+        return out
+
+
+# ----------------------------------------------------------------------------- lab validation
+
+
+def _numeric(name: str, value: Any) -> float | None:
+    feature = schema.NUMERIC_BY_NAME[name]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"labs: {name} must be a number in {feature.unit}, not {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"labs: {name} = {value!r} is not a number; give it in {feature.unit}") from None
+    if math.isnan(number):
+        return None
+    low, high = feature.plausible
+    if not low <= number <= high:
+        alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
+        raise InputError(f"labs: {name} = {number:g} {feature.unit} is outside the plausible range "
+                         f"{low:g}-{high:g} {feature.unit}; check the value and its unit (expected {feature.unit}{alt})")
+    return number
+
+
+def _categorical(name: str, value: Any) -> str | None:
+    levels = schema.CATEGORICAL_BY_NAME[name].levels
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    if str(value) not in levels:
+        raise InputError(f"labs: {name} = {value!r} is not allowed; use one of {', '.join(levels)} or leave it empty")
+    return str(value)
+
+
+def validate_labs(labs: Mapping[str, Any]) -> dict[str, float | str | None]:
+    """Check names, types and plausible ranges; returns every schema lab column (None = missing).
+
+    Unknown names or implausible values raise :class:`InputError` naming the field and the fix.
+    """
+    unknown = sorted(set(labs) - set(schema.LAB_COLUMNS))
+    if unknown:
+        raise InputError(f"labs: unknown field(s) {', '.join(map(repr, unknown))}; "
+                         f"use the names {', '.join(schema.LAB_COLUMNS)}")
+    clean: dict[str, float | str | None] = {}
+    for name in schema.LAB_COLUMNS:
+        value = labs.get(name)
+        clean[name] = _numeric(name, value) if name in schema.NUMERIC_BY_NAME else _categorical(name, value)
+    return clean
+
+
+def _used_lab_columns(bundle: Bundle) -> list[str]:
+    tabular = bundle.members[0].tabular
+    return [*tabular.numeric_columns, *tabular.categorical] if tabular is not None else []
+
+
+def _lab_report(bundle: Bundle, clean: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(imputed fields, out-of-range fields, warnings) for one patient's validated labs."""
+    used = _used_lab_columns(bundle)
+    imputed = [name for name in used if clean.get(name) is None]
+    ranges = {f["name"]: f for f in bundle.manifest.get("features", []) if f.get("kind") == "numeric"}
+    out_of_range, warnings = [], []
+    for name in used:
+        info, value = ranges.get(name), clean.get(name)
+        if info is None or value is None or info.get("min") is None:
+            continue
+        if not info["min"] <= float(value) <= info["max"]:
+            out_of_range.append(name)
+            warnings.append(f"{name} = {value:g} {info['unit']} is outside the training range "
+                            f"{info['min']:g}-{info['max']:g}; the prediction extrapolates")
+    if imputed:
+        warnings.append(f"missing lab value(s) imputed with the training median: {', '.join(imputed)}")
+    if not bundle.post_baseline_used and clean.get("prrt_cycles") is not None and used:
+        warnings.append("prrt_cycles ignored: it is post-baseline and this model was trained without it")
+    return imputed, out_of_range, warnings
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def _check_modalities(bundle: Bundle, *, has_pet: bool, has_ct: bool) -> tuple[list[str], list[str]]:
+    """(missing imaging modalities, warnings); InputError when the model has nothing left to use."""
+    spec = bundle.spec
+    missing = [m for m, used, has in (("pet", spec.use_pet, has_pet), ("ct", spec.use_ct, has_ct)) if used and not has]
+    left = [m for m in spec.modalities if m not in missing]
+    if not left:
+        need = " and ".join(m.upper() for m in spec.modalities)
+        raise InputError(f"model {spec.name} needs {need}, which was not given; give it or use a model "
+                         "that includes lab values")
+    warnings = [f"{m.upper()} missing: the model predicts without it (learned 'missing' input); "
+                "expect a less reliable estimate" for m in missing]
+    return missing, warnings
+
+
+def ensemble_probabilities(bundle: Bundle, data: CohortData, *, device: Any = None) -> np.ndarray:
+    """(N, K) probability of each fold model for each row of ``data``."""
+    return np.stack([m.predict_proba(data, device=device) for m in bundle.members], axis=1)
+
+
+def _summaries(bundle: Bundle, fold_probs: np.ndarray) -> dict[str, Any]:
+    """Ensemble mean, interval, risk group and training percentile of one row (K,) of fold probabilities."""
+    prob = float(np.mean(fold_probs))
+    train = bundle.training_oof["oof_probability"].to_numpy(float)
+    return {"probability": prob, "interval": (float(np.min(fold_probs)), float(np.max(fold_probs))),
+            "fold_probabilities": [float(p) for p in fold_probs],
+            "risk_group": "high" if prob >= bundle.risk_threshold else "low",
+            "percentile_in_training": float(100.0 * np.mean(train <= prob)) if train.size else float("nan")}
+
+
+def _case_data(bundle: Bundle, clean: Mapping[str, Any], pet: Volume | None, ct: Volume | None) -> CohortData:
+    """One-row :class:`CohortData` with the case's labs and model-grid images."""
+    config = bundle.preprocess
+    data = CohortData(patient_ids=np.array(["case"]), labs=pd.DataFrame([dict(clean)]),
+                      time_months=np.array([np.nan]), event=np.array([0]), preprocess=config)
+    if not bundle.spec.uses_images:
+        return data
+    shape = (1, *config.shape)
+    data.pet, data.ct = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    data.pet_present, data.ct_present = np.zeros(1, bool), np.zeros(1, bool)
+    data.pet_suv_max_original = np.array([np.nan])
+    if pet is None and ct is None:
+        return data
+    from pfs_core.preprocess import preprocess_case
+
+    case = preprocess_case(pet, ct, config)
+    for name, array in (("pet", case.pet), ("ct", case.ct)):
+        if array is not None:
+            getattr(data, name)[0] = array
+            getattr(data, f"{name}_present")[0] = True
+    if case.pet_suv_max_original is not None:
+        data.pet_suv_max_original[0] = case.pet_suv_max_original
+    return data
+
+
+def predict_case(
+    bundle: Bundle,
+    *,
+    pet: Volume | None,
+    ct: Volume | None,
+    labs: Mapping[str, float | str | None],
+    device: str | None = None,
+) -> Prediction:
+    """Predict short PFS for one patient; PET (SUVbw) and CT (HU) volumes may be None."""
+    started = time.perf_counter()
+    clean = validate_labs(labs)
+    spec = bundle.spec
+    pet = pet if spec.use_pet else None
+    ct = ct if spec.use_ct else None
+    missing, warnings = _check_modalities(bundle, has_pet=pet is not None, has_ct=ct is not None)
+    imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if spec.use_lab else ([], [], [])
+    torch_device = resolve_device(device)
+    data = _case_data(bundle, clean, pet, ct)
+    prepared = time.perf_counter()
+    fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
+    done = time.perf_counter()
+    simulated = bundle.manifest.get("training_cohort", {}).get("simulated")
+    return Prediction(
+        **_summaries(bundle, fold_probs), risk_threshold=bundle.risk_threshold,
+        missing_modalities=missing, inputs_used=[m for m in spec.modalities if m not in missing],
+        imputed_fields=imputed, out_of_range_fields=out_of_range,
+        post_baseline_used=bundle.post_baseline_used and clean.get("prrt_cycles") is not None,
+        warnings=warnings + lab_warnings + ([SIMULATED_NOTE] if simulated else []), device=str(torch_device),
+        timings_s={"preprocess": round(prepared - started, 4), "inference": round(done - prepared, 4),
+                   "total": round(done - started, 4)},
+        model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,
+        trained_on_simulated_data=simulated,
+    )
+
+
+def predict_cohort(
+    bundle: Bundle,
+    cohort_csv: str | Path,
+    *,
+    device: str | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Score every row of a cohort table (images preprocessed with the bundle's config, cached in ``cache_dir``).
+
+    Columns: patient_id, probability, interval_low, interval_high, risk_group,
+    percentile_in_training, missing_modalities, imputed_fields, out_of_range_fields, warnings
+    (";"-separated), model_name, model_version, post_baseline_used.
+    """
+    data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
+                            cache_dir=cache_dir, progress=progress, require_outcome=False)
+    records = []
+    for i, pid in enumerate(data.patient_ids):
+        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.labs.iloc[i].items()}
+        try:
+            clean = validate_labs(row)
+            missing, warnings = _check_modalities(
+                bundle, has_pet=bool(data.pet_present[i]) if data.pet_present is not None else False,
+                has_ct=bool(data.ct_present[i]) if data.ct_present is not None else False)
+        except InputError as exc:
+            raise InputError(f"{cohort_csv}, patient {pid}: {exc}") from None
+        imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if bundle.spec.use_lab else ([], [], [])
+        records.append({"missing_modalities": ";".join(missing), "imputed_fields": ";".join(imputed),
+                        "out_of_range_fields": ";".join(out_of_range), "warnings": "; ".join(warnings + lab_warnings)})
+    fold_probs = ensemble_probabilities(bundle, data, device=resolve_device(device))
+    rows = []
+    for i, pid in enumerate(data.patient_ids):
+        summary = _summaries(bundle, fold_probs[i])
+        rows.append({"patient_id": pid, "probability": summary["probability"],
+                     "interval_low": summary["interval"][0], "interval_high": summary["interval"][1],
+                     "risk_group": summary["risk_group"], "percentile_in_training": summary["percentile_in_training"],
+                     **records[i], "model_name": bundle.name, "model_version": bundle.version,
+                     "post_baseline_used": bundle.post_baseline_used})
+    return pd.DataFrame(rows)

@@ -1,0 +1,537 @@
+"""Training of one registry model on one training set (a CV fold, or one fold of a bundle).
+
+Everything a model sees comes from :class:`CohortData` (labs, outcome, and the
+preprocessed PET/CT of :mod:`pfs_core.preprocess`). The lab transform is fitted on
+the training rows given to :func:`fit_model` only; supervised fitting uses the
+rows with a binary label (see :func:`pfs_core.metrics.short_pfs_label`).
+
+Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
+cosine learning-rate decay, a fixed number of epochs (no early stopping),
+light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
+up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
+scale/shift jitter; no left-right flip since anatomy is lateralised). CPU by
+default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pfs_core import schema
+from pfs_core.config import PreprocessConfig
+from pfs_core.errors import InputError
+from pfs_core.metrics import short_pfs_label
+from pfs_core.pretrain import PretrainConfig
+from pfs_core.registry import SKLEARN, ModelSpec
+from pfs_core.tabular import PET_FEATURE_COLUMNS, TabularParams, fit_lab_transform, pet_quantitative_features
+
+if TYPE_CHECKING:
+    import torch
+
+    from pfs_core.nets import FusionNet
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of all models (stored in every bundle's config.json)."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    channels: tuple[int, ...] = (8, 16, 32, 32)
+    strides: tuple[int, ...] = (2, 2, 2, 2)
+    embed_dim: int = 16
+    hidden: int = 32
+    dropout: float = 0.3
+    modality_dropout: float = 0.2
+    augment: bool = True
+    rotate_rad: float = 0.08
+    translate_vox: float = 2.0
+    intensity_jitter: float = 0.1
+    pretrained_lr_factor: float = 0.3
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    rf_trees: int = 300
+    rf_min_leaf: int = 3
+    logistic_c: float = 0.3
+    include_post_baseline: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "pretrain"}
+        return cls(**kwargs, pretrain=PretrainConfig(**data.get("pretrain", {})))
+
+    def branch_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`pfs_core.nets.ImageBranch` (besides spatial_dims/in_channels)."""
+        return {"channels": list(self.channels), "strides": list(self.strides), "embed_dim": self.embed_dim,
+                "dropout": self.dropout}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class CohortData:
+    """Model inputs and outcome of N patients (row i of every field is the same patient).
+
+    ``pet``/``ct``: (N, D, H, W) float32 on the model grid in [0, 1] (PET = SUVbw /
+    ``preprocess.pet_suv_max``; CT windowed), zeros where ``*_present`` is False;
+    None when no model needs images. ``pet_suv_max_original`` (N,): SUVmax of the
+    original PET before clipping (NaN without PET).
+    """
+
+    patient_ids: np.ndarray
+    labs: pd.DataFrame
+    time_months: np.ndarray
+    event: np.ndarray
+    preprocess: PreprocessConfig
+    pet: np.ndarray | None = None
+    ct: np.ndarray | None = None
+    pet_present: np.ndarray | None = None
+    ct_present: np.ndarray | None = None
+    pet_suv_max_original: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.patient_ids)
+
+    @property
+    def label(self) -> np.ndarray:
+        """(N,) 1.0 short PFS, 0.0 long, NaN censored at or before 12 months."""
+        return short_pfs_label(self.time_months, self.event)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> CohortData:
+        idx = np.asarray(index, dtype=int)
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[idx]
+
+        return CohortData(
+            patient_ids=self.patient_ids[idx], labs=self.labs.iloc[idx].reset_index(drop=True),
+            time_months=self.time_months[idx], event=self.event[idx], preprocess=self.preprocess,
+            pet=take(self.pet), ct=take(self.ct), pet_present=take(self.pet_present), ct_present=take(self.ct_present),
+            pet_suv_max_original=take(self.pet_suv_max_original),
+        )
+
+    def pet_features(self) -> pd.DataFrame:
+        """(N, 4) quantitative PET features (:func:`pfs_core.tabular.pet_quantitative_features`)."""
+        voxel_ml = float(np.prod(self.preprocess.spacing_mm)) / 1000.0
+        rows = []
+        for i in range(len(self)):
+            has_pet = self.pet is not None and self.pet_present is not None and bool(self.pet_present[i])
+            has_ct = self.ct is not None and self.ct_present is not None and bool(self.ct_present[i])
+            original = self.pet_suv_max_original[i] if self.pet_suv_max_original is not None else None
+            rows.append(pet_quantitative_features(
+                self.pet[i] if has_pet else None, self.ct[i] if has_ct else None,  # type: ignore[index]
+                pet_suv_max=self.preprocess.pet_suv_max, voxel_ml=voxel_ml,
+                suv_max_original=float(original) if original is not None and np.isfinite(original) else None))
+        return pd.DataFrame(rows, columns=list(PET_FEATURE_COLUMNS))
+
+
+def read_cohort(cohort_csv: str | Path, *, require_outcome: bool = True) -> pd.DataFrame:
+    """Read and check a cohort table (columns of :data:`pfs_core.schema.COHORT_COLUMNS`).
+
+    Without ``require_outcome`` (scoring new patients) pfs_months/progressed may be absent.
+    """
+    path = Path(cohort_csv)
+    if not path.is_file():
+        raise InputError(f"{path}: cohort file not found; pass the cohort.csv written by 'synth' or your own table")
+    try:
+        frame = pd.read_csv(path, dtype={schema.ID_COLUMN: str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: cannot read the cohort table ({exc}); give a UTF-8 CSV file") from None
+    if not require_outcome:
+        for column, default in ((schema.TIME_COLUMN, np.nan), (schema.EVENT_COLUMN, 0)):
+            if column not in frame:
+                frame[column] = default
+        frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].fillna(0)
+    required = [schema.ID_COLUMN, schema.TIME_COLUMN, schema.EVENT_COLUMN]
+    missing = [c for c in required if c not in frame]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; the table needs {list(schema.COHORT_COLUMNS)}")
+    if frame[schema.ID_COLUMN].duplicated().any():
+        dup = frame.loc[frame[schema.ID_COLUMN].duplicated(), schema.ID_COLUMN].iloc[0]
+        raise InputError(f"{path}: patient_id {dup!r} occurs more than once; make ids unique")
+    bad = (frame[schema.TIME_COLUMN] < 0) | ~frame[schema.EVENT_COLUMN].isin([0, 1])
+    if require_outcome:
+        bad |= frame[schema.TIME_COLUMN].isna()
+    if bad.any():
+        row = frame.loc[bad, schema.ID_COLUMN].iloc[0]
+        raise InputError(f"{path}: patient {row!r} needs pfs_months >= 0 and progressed 0 or 1; fix that row")
+    for name in schema.LAB_COLUMNS:
+        if name not in frame:
+            frame[name] = np.nan
+    return frame
+
+
+def load_cohort_data(
+    cohort_csv: str | Path,
+    *,
+    preprocess: PreprocessConfig,
+    need_images: bool,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+    require_outcome: bool = True,
+) -> CohortData:
+    """Read the cohort table and, when ``need_images``, its preprocessed PET/CT (cached)."""
+    frame = read_cohort(cohort_csv, require_outcome=require_outcome)
+    data = CohortData(
+        patient_ids=frame[schema.ID_COLUMN].to_numpy(dtype=str),
+        labs=frame[list(schema.LAB_COLUMNS)].reset_index(drop=True),
+        time_months=frame[schema.TIME_COLUMN].to_numpy(dtype=float),
+        event=frame[schema.EVENT_COLUMN].to_numpy(dtype=int), preprocess=preprocess,
+    )
+    if need_images:
+        _attach_images(data, frame, cohort_csv=Path(cohort_csv), cache_dir=cache_dir, progress=progress)
+    return data
+
+
+def _attach_images(data: CohortData, frame: pd.DataFrame, *, cohort_csv: Path, cache_dir: Path | None,
+                   progress: bool) -> None:
+    from pfs_core.preprocess import preprocess_cohort
+
+    tensors = preprocess_cohort(cohort_csv, data.preprocess, cache_dir=cache_dir, progress=progress)
+    position = {str(pid): i for i, pid in enumerate(tensors.patient_ids)}
+    order = np.asarray([position[str(pid)] for pid in data.patient_ids], dtype=int)
+    data.pet, data.ct = tensors.pet[order], tensors.ct[order]
+    data.pet_present = np.asarray(tensors.has_pet, bool)[order]
+    data.ct_present = np.asarray(tensors.has_ct, bool)[order]
+    data.pet_suv_max_original = np.asarray(tensors.pet_suv_max, float)[order]
+
+
+# ----------------------------------------------------------------------------- device / seeds
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU (with at most 2 threads)."""
+    import torch
+
+    chosen = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if chosen.type == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    return chosen
+
+
+def seed_everything(seed: int) -> None:
+    """Seed numpy and torch; deterministic cuDNN."""
+    import torch
+
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+# ----------------------------------------------------------------------------- fitted model
+
+
+@dataclass
+class FittedModel:
+    """One trained model (a CV fold, or one member of a bundle ensemble)."""
+
+    spec: ModelSpec
+    config: TrainConfig
+    tabular: TabularParams | None
+    net: FusionNet | None = None
+    estimator: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, data: CohortData, *, device: torch.device | None = None,
+                      batch_size: int = 16) -> np.ndarray:
+        """(N,) probability of short PFS for every row of ``data``."""
+        if self.spec.kind == SKLEARN:
+            return self.estimator.predict_proba(sklearn_features(self.spec, data, self.tabular))[:, 1]
+        return _predict_torch(self, data, device=device or resolve_device(), batch_size=batch_size)
+
+
+def sklearn_features(spec: ModelSpec, data: CohortData, tabular: TabularParams | None) -> np.ndarray:
+    """(N, F) input of the scikit-learn models: prepared labs (+ log1p PET features for ``classic``)."""
+    parts = [tabular.transform(data.labs)] if tabular is not None else []
+    if spec.pet_features:
+        parts.append(np.log1p(data.pet_features().to_numpy(dtype=np.float64)).astype(np.float32))
+    return np.hstack(parts)
+
+
+def _torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
+                  device: torch.device) -> dict[str, torch.Tensor | None]:
+    import torch
+
+    spec = model.spec
+    out: dict[str, torch.Tensor | None] = {"pet": None, "ct": None, "lab": None}
+    if spec.use_lab and model.tabular is not None:
+        out["lab"] = torch.from_numpy(model.tabular.transform(data.labs.iloc[idx])).to(device)
+    for name in ("pet", "ct"):
+        if getattr(spec, f"use_{name}"):
+            volumes, present = getattr(data, name), getattr(data, f"{name}_present")
+            if volumes is None or present is None:
+                raise InputError(f"model {spec.name} needs {name.upper()} volumes; the cohort data has none")
+            out[name] = torch.from_numpy(np.ascontiguousarray(volumes[idx][:, None])).to(device)
+            out[f"{name}_present"] = torch.from_numpy(present[idx].astype(bool)).to(device)
+    return out
+
+
+def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> np.ndarray:
+    import torch
+
+    assert model.net is not None
+    net = model.net.to(device).eval()
+    probs = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            inputs = _torch_inputs(model, data, idx, device)
+            probs.append(torch.sigmoid(net(**inputs)[:, 0]).cpu().numpy())
+    return np.concatenate(probs).astype(float) if probs else np.zeros(0)
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def fit_model(
+    spec: ModelSpec,
+    data: CohortData,
+    *,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device | None = None,
+    progress: bool = False,
+    cache_dir: Path | None = None,
+) -> FittedModel:
+    """Fit ``spec`` on the training rows ``data`` (lab transform fitted on these rows only)."""
+    started = time.perf_counter()
+    tabular = fit_lab_transform(data.labs, include_post_baseline=config.include_post_baseline) \
+        if spec.use_lab else None
+    labelled = np.flatnonzero(~np.isnan(data.label))
+    y = data.label[labelled]
+    if len(np.unique(y)) < 2:
+        raise InputError(f"model {spec.name}: the training set needs short- and long-PFS patients "
+                         f"(has {int(y.sum())} short of {len(y)} labelled); use more patients or fewer folds")
+    if spec.kind == SKLEARN:
+        model = _fit_sklearn(spec, data.subset(labelled), tabular, config=config, seed=seed)
+    else:
+        model = _fit_torch(spec, data, labelled, tabular, config=config, seed=seed,
+                           device=device or resolve_device(), progress=progress, cache_dir=cache_dir)
+    model.info.update(n_train_rows=len(data), n_labelled=len(labelled), n_short=int(y.sum()),
+                      fit_seconds=round(time.perf_counter() - started, 2))
+    return model
+
+
+def _fit_sklearn(spec: ModelSpec, data: CohortData, tabular: TabularParams | None, *, config: TrainConfig,
+                 seed: int) -> FittedModel:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = sklearn_features(spec, data, tabular)
+    y = data.label.astype(int)
+    if spec.pet_features:
+        estimator: Any = Pipeline([
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", StandardScaler()),
+            ("logistic", LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000)),
+        ])
+    else:
+        estimator = RandomForestClassifier(
+            n_estimators=config.rf_trees, min_samples_leaf=config.rf_min_leaf, max_features="sqrt",
+            class_weight="balanced_subsample", random_state=seed % (2**31), n_jobs=1)
+    estimator.fit(x, y)
+    return FittedModel(spec=spec, config=config, tabular=tabular, estimator=estimator,
+                       info={"n_features": int(x.shape[1])})
+
+
+def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParams | None) -> FusionNet:
+    """A fresh :class:`FusionNet` for ``spec`` (modality dropout only with more than one branch)."""
+    from pfs_core.nets import FusionNet
+
+    n_branches = len(spec.modalities)
+    return FusionNet(
+        3, use_lab=spec.use_lab, use_pet=spec.use_pet, use_ct=spec.use_ct,
+        n_lab_features=tabular.n_features if tabular is not None else 0,
+        channels=config.channels, strides=config.strides, embed_dim=config.embed_dim, hidden=config.hidden,
+        dropout=config.dropout, modality_dropout=config.modality_dropout if n_branches > 1 else 0.0,
+    )
+
+
+def _fit_torch(
+    spec: ModelSpec,
+    data: CohortData,
+    labelled: np.ndarray,
+    tabular: TabularParams | None,
+    *,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+    cache_dir: Path | None,
+) -> FittedModel:
+
+    seed_everything(seed)
+    net = build_fusion_net(spec, config, tabular)
+    info: dict[str, Any] = {}
+    groups = [{"params": list(net.parameters()), "lr": config.lr}]
+    if spec.pretrained_ct:
+        info["pretrain"] = _pretrain_ct(net, data, config=config, seed=seed, device=device, progress=progress,
+                                        cache_dir=cache_dir)
+        assert net.ct_branch is not None
+        trunk = {id(p) for p in net.ct_branch.features.parameters()}
+        groups = [{"params": [p for p in net.parameters() if id(p) not in trunk], "lr": config.lr},
+                  {"params": list(net.ct_branch.features.parameters()), "lr": config.lr * config.pretrained_lr_factor}]
+    model = FittedModel(spec=spec, config=config, tabular=tabular, net=net.to(device), info=info)
+    train = data.subset(labelled)
+    info["loss"] = _train_loop(model, train, groups, seed=seed, device=device, progress=progress)
+    net.eval()
+    return model
+
+
+def _pretrain_ct(net: FusionNet, data: CohortData, *, config: TrainConfig, seed: int, device: torch.device,
+                 progress: bool, cache_dir: Path | None) -> dict[str, Any]:
+    """Pretrain ``net.ct_branch.features`` on the CTs of all training rows (no labels) and load it."""
+    import torch
+
+    from pfs_core.config import digest
+    from pfs_core.pretrain import cache_key, cached_pretrain, describe
+
+    if data.ct is None or data.ct_present is None or not data.ct_present.any():
+        raise InputError("lab_pet_ct_pretrained needs CT volumes in the training data for its pretraining")
+    rows = np.flatnonzero(data.ct_present)
+    ct = torch.from_numpy(np.ascontiguousarray(data.ct[rows][:, None]))
+    kwargs = config.branch_kwargs()
+    key = cache_key(data.patient_ids[rows], branch_kwargs=kwargs, config=config.pretrain, seed=seed,
+                    preprocess_digest=digest(data.preprocess))
+    state, losses = cached_pretrain(ct, kwargs, key=key, cache_dir=cache_dir, config=config.pretrain, seed=seed,
+                                    device=device, progress=progress)
+    assert net.ct_branch is not None
+    net.ct_branch.features.load_state_dict(state, strict=True)
+    return {**describe(config.pretrain, n_volumes=len(rows)), "final_loss": losses[-1] if losses else None}
+
+
+def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, Any]], *, seed: int,
+                device: torch.device, progress: bool) -> list[float]:
+    """Fixed-epoch AdamW training with pos-weighted BCE; returns the mean loss per epoch."""
+    import torch
+    from tqdm.auto import tqdm
+
+    config, net = model.config, model.net
+    assert net is not None
+    y_all = torch.from_numpy(train.label.astype(np.float32))
+    n_pos = float(y_all.sum())
+    pos_weight = torch.tensor([(len(y_all) - n_pos) / max(n_pos, 1.0)], device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    steps = config.epochs * max(1, -(-len(train) // config.batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+    augment = Augmenter(config, seed=seed) if config.augment else None
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    bar = tqdm(range(config.epochs), desc=f"train {model.spec.name}", leave=False, disable=not progress)
+    for _ in bar:
+        net.train()
+        order = torch.randperm(len(train), generator=generator).numpy()
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            inputs = _torch_inputs(model, train, idx, device)
+            if augment is not None:
+                inputs = augment(inputs)
+            loss = loss_fn(net(**inputs)[:, 0], y_all[idx].to(device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+        losses.append(round(total / len(order), 5))
+        bar.set_postfix(loss=losses[-1])
+    return losses
+
+
+class Augmenter:
+    """Light training augmentation of a batch (MONAI ``RandAffine`` + intensity jitter).
+
+    The same random rotation/shift is applied to PET and CT of a patient (they are
+    stacked as channels); no flips.
+    """
+
+    def __init__(self, config: TrainConfig, *, seed: int) -> None:
+        from monai.transforms import RandAffine
+
+        r, t = config.rotate_rad, config.translate_vox
+        self.affine = RandAffine(prob=1.0, rotate_range=(r, r, r), translate_range=(t, t, t),
+                                 padding_mode="zeros", mode="bilinear")
+        self.affine.set_random_state(seed)
+        self.rng = np.random.default_rng(seed)
+        self.jitter = config.intensity_jitter
+
+    def __call__(self, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
+        import torch
+
+        names = [n for n in ("pet", "ct") if inputs.get(n) is not None]
+        if not names:
+            return inputs
+        stacked = torch.cat([inputs[n] for n in names], dim=1)  # type: ignore[misc]  # (B, C, D, H, W)
+        moved = torch.stack([torch.as_tensor(self.affine(v.cpu())) for v in stacked]).to(stacked.device)
+        scale = torch.as_tensor(self.rng.uniform(1 - self.jitter, 1 + self.jitter, moved.shape[:2]),
+                                dtype=moved.dtype, device=moved.device)
+        shift = torch.as_tensor(self.rng.uniform(-self.jitter / 5, self.jitter / 5, moved.shape[:2]),
+                                dtype=moved.dtype, device=moved.device)
+        moved = (moved * scale[..., None, None, None] + shift[..., None, None, None]).clamp(min=0.0)
+        out = dict(inputs)
+        for i, name in enumerate(names):
+            out[name] = moved[:, i:i + 1].contiguous()
+        return out
+
+
+# ----------------------------------------------------------------------------- provenance
+
+VERSIONED_PACKAGES: tuple[str, ...] = (
+    "torch", "monai", "numpy", "pandas", "scikit-learn", "skops", "safetensors", "lifelines", "nibabel", "plotly",
+)
+
+
+def runtime_info(device: str | None = None) -> dict[str, Any]:
+    """Package versions, machine and device (for results.json and bundle manifests)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import pfs_core
+
+    versions = {"python": platform.python_version(), "pfs_core": pfs_core.__version__}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    threads = None
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        gpu = None
+    cpus = os.cpu_count()
+    machine = {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": cpus,
+               "torch_threads": threads, "gpu": gpu,
+               "summary": f"{platform.machine()}, {cpus} CPU cores visible, torch threads {threads}"
+                          + (f", GPU {gpu}" if gpu else "")}
+    return {"versions": versions, "machine": machine, "device": device}
+
+
+def is_simulated(cohort_csv: str | Path) -> bool:
+    """True when the cohort folder holds the simulator's ``ground_truth.csv``."""
+    return (Path(cohort_csv).parent / "ground_truth.csv").is_file()
