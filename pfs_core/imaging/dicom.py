@@ -77,6 +77,9 @@ def _headers(folder: Path) -> list[tuple[Path, Dataset]]:
                     raise InputError(f"{folder}: {file.name} is a damaged DICOM file ({type(exc).__name__}); "
                                      "copy or export the series again") from exc
                 continue  # not DICOM: README, DICOMDIR-less junk, thumbnails...
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1 and str(ds.get("Modality", "")).upper() in ("CT", "PT"):
+                raise InputError(f"{folder}: {file.name} is a multi-frame (enhanced) DICOM image, which is not "
+                                 "supported; export classic single-frame images or convert to NIfTI")
             if all(tag in ds for tag in _GEOMETRY_TAGS):
                 found.append((file, ds))
             elif _sop_class(ds) in _IMAGE_CLASSES:
@@ -165,9 +168,6 @@ def _pixels(file: Path, where: str) -> np.ndarray:
     """Pixel values of one slice after rescale, float32 ``(columns, rows)``."""
     try:
         ds = pydicom.dcmread(file)
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            raise InputError(f"{where}: multi-frame (enhanced) DICOM is not supported; "
-                             "export classic single-frame images or convert to NIfTI")
         pixels = ds.pixel_array
         if pixels.shape != (ds.Rows, ds.Columns):
             raise InputError(f"{where}: {file.name} is not a single grey-scale slice (pixel array {pixels.shape}); "

@@ -189,3 +189,9 @@ def test_folder_without_dicom_images_and_damaged_pixels(tmp_path):
     victim.write_bytes(victim.read_bytes()[:300])  # header cut short
     with pytest.raises(InputError, match=rf"damaged: {victim.name} is a (damaged DICOM file|CT/PET image without its geometry)"):
         load_ct(folder)
+
+
+def test_multiframe_images_are_refused_clearly(tmp_path):
+    folder = write_series(tmp_path / "enhanced", _ct_volume(), tags={"NumberOfFrames": 10})
+    with pytest.raises(InputError, match=r"enhanced: .*multi-frame"):
+        load_ct(folder)
