@@ -131,7 +131,7 @@ def save_bundle(
               "train_config": members[0].config.to_dict(), "risk_threshold": float(risk_threshold),
               "folds": folds}
     (path / CONFIG).write_text(json.dumps(config, indent=1))
-    training_oof.to_csv(path / TRAINING_OOF, index=False, float_format="%.6f")
+    training_oof.to_csv(path / TRAINING_OOF, index=False)
     if model_card is not None:
         (path / MODEL_CARD).write_text(model_card)
     names = [CONFIG, TRAINING_OOF, *(f["file"] for f in folds)] + ([MODEL_CARD] if model_card is not None else [])

@@ -181,7 +181,11 @@ def train_bundle(
     from pfs_core.bundle import feature_manifest, model_card, save_bundle
     from pfs_core.pretrain import describe
 
+    from pfs_core.train import resolve_device, runtime_info
+
     started = time.perf_counter()
+    device = device or resolve_device()
+    provenance = {**runtime_info(str(device)), **provenance}
     splits = make_splits(data, folds=folds, repeats=1, seed=seed)
     cv = cross_validate(data, [spec], splits, config=config, seed=seed, device=device, progress=progress,
                         cache_dir=cache_dir, keep_models=True)

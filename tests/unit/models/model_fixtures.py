@@ -1,0 +1,86 @@
+"""Tiny seeded cohorts for the model tests (no simulator needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pfs_core import schema
+from pfs_core.config import PreprocessConfig
+from pfs_core.pretrain import PretrainConfig
+from pfs_core.train import CohortData, TrainConfig
+
+SMALL = PreprocessConfig(shape=(16, 16, 16), spacing_mm=(24.0, 24.0, 24.0))
+FAST = TrainConfig(epochs=1, batch_size=8, channels=(4, 8), strides=(2, 2), embed_dim=8, hidden=8,
+                   rf_trees=20, pretrain=PretrainConfig(epochs=1, batch_size=4, patch=4))
+
+
+def fake_labs(n: int, rng: np.random.Generator, risk: np.ndarray) -> pd.DataFrame:
+    """Plausible labs; chromogranin A and gamma-GT rise with ``risk``; a few values missing."""
+    labs = {}
+    for feature in schema.NUMERIC_FEATURES:
+        low, high = feature.reference or (feature.plausible[0], min(feature.plausible[1], 100.0))
+        labs[feature.name] = rng.uniform(low, high, n)
+    labs["chromogranin_a"] = np.exp(4 + 2 * risk + rng.normal(0, 0.5, n))
+    labs["gamma_gt"] = np.exp(3.5 + risk + rng.normal(0, 0.4, n))
+    labs["age"] = rng.uniform(40, 80, n)
+    labs["prrt_cycles"] = rng.integers(1, 5, n).astype(float)
+    frame = pd.DataFrame(labs)
+    frame.loc[rng.random(n) < 0.1, "ki67"] = np.nan
+    frame["sex"] = rng.choice(["F", "M"], n)
+    frame["primary_site"] = rng.choice(["pancreas", "small_bowel", "other"], n)
+    return frame
+
+
+def make_cohort(n: int = 18, *, seed: int = 0, config: PreprocessConfig = SMALL) -> CohortData:
+    """N patients: labels balanced-ish, 2 censored before 12 months, a PET hot spot and a CT blob per risk."""
+    rng = np.random.default_rng(seed)
+    risk = rng.normal(0, 1, n)
+    short = risk > np.quantile(risk, 0.6)
+    time = np.where(short, rng.uniform(3, 11, n), rng.uniform(14, 40, n))
+    event = np.where(short, 1, rng.integers(0, 2, n))
+    time[:2], event[:2] = 6.0, 0  # censored before 12 months: no binary label
+    shape = config.shape
+    pet = rng.uniform(0.0, 0.05, (n, *shape)).astype(np.float32)
+    ct = rng.uniform(0.2, 0.4, (n, *shape)).astype(np.float32)
+    c = [s // 2 for s in shape]
+    pet[:, c[0] - 2:c[0] + 2, c[1] - 2:c[1] + 2, c[2] - 2:c[2] + 2] += (0.8 - 0.3 * short)[:, None, None, None]
+    ct[:, 2:5, 2:5, 2:5] -= (0.15 * short)[:, None, None, None]
+    return CohortData(
+        patient_ids=np.array([f"P{i:03d}" for i in range(n)]), labs=fake_labs(n, rng, risk),
+        time_months=time, event=event, preprocess=config, pet=pet, ct=ct,
+        pet_present=np.ones(n, bool), ct_present=np.ones(n, bool),
+    )
+
+
+
+def write_disk_cohort(folder, n: int = 18, *, seed: int = 0, shape=(40, 32, 40), spacing: float = 9.0):
+    """cohort.csv + NIfTI PET (SUV) / CT (HU) per patient in ``folder`` (a hot spot weaker in short PFS)."""
+    from pathlib import Path
+
+    import nibabel as nib
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    data = make_cohort(n, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    body = (grid**2).sum(axis=0) < 0.8
+    rows = []
+    for i, pid in enumerate(data.patient_ids):
+        short = data.label[i] == 1
+        ct = np.where(body, 40.0, -1000.0) + rng.normal(0, 10, shape)
+        pet = np.where(body, 1.0, 0.05) + rng.uniform(0, 0.2, shape)
+        pet[18:22, 14:18, 18:22] += 12.0 - 6.0 * short
+        nib.save(nib.Nifti1Image(ct.astype(np.float32), affine), folder / "images" / f"{pid}_ct.nii.gz")
+        nib.save(nib.Nifti1Image(pet.astype(np.float32), affine), folder / "images" / f"{pid}_pet.nii.gz")
+        rows.append({"patient_id": pid, "pet": f"images/{pid}_pet.nii.gz", "ct": f"images/{pid}_ct.nii.gz"})
+    frame = pd.DataFrame(rows)
+    frame = pd.concat([frame, data.labs], axis=1)
+    frame["pfs_months"], frame["progressed"] = data.time_months, data.event
+    frame = frame[list(schema.COHORT_COLUMNS)]
+    frame.to_csv(folder / "cohort.csv", index=False)
+    return folder / "cohort.csv"
+
+

@@ -1,0 +1,127 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from model_fixtures import FAST
+
+from pfs_core.bundle import MANIFEST, load_bundle, verify_bundle
+from pfs_core.cv import train_bundle
+from pfs_core.errors import BundleError
+from pfs_core.predict import ensemble_probabilities
+from pfs_core.registry import get_spec
+
+PROVENANCE = {"command": "test", "source": "fake", "simulated": True, "note": "fake cohort",
+              "created": "2026-01-01T00:00:00+00:00", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    from model_fixtures import make_cohort
+
+    cohort = make_cohort(18)
+    root = tmp_path_factory.mktemp("bundles")
+    out = {}
+    for name in ("lab_rf", "lab_pet_ct", "classic"):
+        out[name] = train_bundle(cohort, get_spec(name), root / name, folds=3, seed=0, config=FAST,
+                                 provenance=PROVENANCE)
+    return cohort, out
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("name", ["lab_rf", "lab_pet_ct", "classic"])
+def test_round_trip_gives_identical_predictions(bundles, name):
+    cohort, paths = bundles
+    bundle = load_bundle(paths[name])
+    again = load_bundle(paths[name])
+    np.testing.assert_array_equal(ensemble_probabilities(bundle, cohort), ensemble_probabilities(again, cohort))
+    oof = bundle.training_oof
+    assert {"patient_id", "oof_probability", "pfs_months", "progressed", "risk_group"} <= set(oof.columns)
+    assert len(bundle.members) == 3
+    assert bundle.risk_threshold == pytest.approx(float(np.median(oof["oof_probability"])))
+
+
+def test_loaded_weights_equal_the_trained_ones(bundles):
+    """Predictions of the loaded fold models equal those made before saving (stored OOF)."""
+    cohort, paths = bundles
+    bundle = load_bundle(paths["lab_pet_ct"])
+    oof = bundle.training_oof.set_index("patient_id")
+    pos = {p: i for i, p in enumerate(cohort.patient_ids)}
+    for k, member in enumerate(bundle.members):
+        ids = oof.index[oof["fold"] == k]
+        prob = member.predict_proba(cohort.subset([pos[p] for p in ids]))
+        np.testing.assert_allclose(prob, oof.loc[ids, "oof_probability"], atol=1e-5)
+
+
+def test_manifest_contents(bundles):
+    _, paths = bundles
+    manifest = json.loads((paths["lab_pet_ct"] / MANIFEST).read_text())
+    for key in ("model_name", "model_version", "created", "features", "training_cohort", "cv_metrics",
+                "gradcam_layers", "versions", "files", "disclaimer"):
+        assert key in manifest
+    assert manifest["training_cohort"]["simulated"] is True
+    assert manifest["gradcam_layers"]["pet"] == "pet_branch.features.layer1"
+    chromogranin = next(f for f in manifest["features"] if f["name"] == "chromogranin_a")
+    assert {"unit", "min", "max", "p01", "p99"} <= set(chromogranin)
+    assert all(len(h) == 64 for h in manifest["files"].values())
+    assert "MODEL_CARD.md" in manifest["files"]
+
+
+def test_no_pickle_files(bundles):
+    _, paths = bundles
+    for path in paths.values():
+        suffixes = {p.suffix for p in path.iterdir()}
+        assert suffixes <= {".json", ".csv", ".md", ".safetensors", ".skops"}
+        for p in path.iterdir():
+            assert not p.read_bytes().startswith(b"\x80")  # pickle protocol marker
+
+
+@pytest.mark.parametrize("name", ["lab_pet_ct", "lab_rf"])
+def test_changed_byte_in_weights_is_refused(bundles, tmp_path, name):
+    path = _copy(bundles[1][name], tmp_path / "b")
+    weights = next(p for p in path.iterdir() if p.name.startswith("fold_1"))
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match=f"{weights.name}: sha256 does not match"):
+        load_bundle(path)
+
+
+def test_missing_file_and_missing_manifest_are_refused(bundles, tmp_path):
+    path = _copy(bundles[1]["lab_rf"], tmp_path / "b")
+    (path / "fold_2.skops").unlink()
+    with pytest.raises(BundleError, match="fold_2.skops: listed in the manifest but missing"):
+        load_bundle(path)
+    (path / MANIFEST).unlink()
+    with pytest.raises(BundleError, match="manifest.json: missing"):
+        verify_bundle(path)
+    with pytest.raises(BundleError, match="not found"):
+        load_bundle(tmp_path / "nowhere")
+
+
+def test_pickle_file_in_bundle_is_refused(bundles, tmp_path):
+    path = _copy(bundles[1]["lab_rf"], tmp_path / "b")
+    (path / "extra.pkl").write_bytes(b"\x80\x04N.")
+    with pytest.raises(BundleError, match="pickle"):
+        load_bundle(path)
+
+
+def test_edited_config_is_refused(bundles, tmp_path):
+    path = _copy(bundles[1]["lab_pet_ct"], tmp_path / "b")
+    config = json.loads((path / "config.json").read_text())
+    config["risk_threshold"] = 0.0
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="config.json: sha256"):
+        load_bundle(path)
+
+
+def test_training_oof_table_is_per_patient(bundles):
+    cohort, paths = bundles
+    table = pd.read_csv(paths["lab_rf"] / "training_oof.csv", dtype={"patient_id": str})
+    assert sorted(table["patient_id"]) == sorted(cohort.patient_ids)

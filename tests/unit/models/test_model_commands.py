@@ -1,0 +1,97 @@
+"""Command-line runs on a tiny on-disk cohort (NIfTI images, preprocessing at 16³ voxels of 24 mm)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from pfs_core.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _common(cohort, small_json, tmp_path):
+    pre, train = small_json
+    return ["--cohort", str(cohort), "--preprocess", str(pre), "--train-config", str(train),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+
+
+def test_benchmark_end_to_end(disk_cohort, small_json, tmp_path, capsys):
+    out = tmp_path / "results"
+    code = main(["benchmark", *_common(disk_cohort, small_json, tmp_path), "--folds", "3", "--repeats", "2",
+                 "--models", "all", "--out", str(out), "--seed", "5"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc["metrics"]) == {"lab_rf", "pet_cnn", "ct_cnn", "pet_ct", "lab_pet", "lab_pet_ct",
+                                   "lab_pet_ct_pretrained", "classic"}
+    for metrics in doc["metrics"].values():
+        assert set(metrics) == {"auroc", "auprc", "brier", "c_index"}
+        assert len(metrics["c_index"]["per_repeat"]) == 2
+    assert doc["settings"]["include_post_baseline"] is False
+    assert doc["cohort"]["n_censored_before_12_months"] == 2
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
+    assert {"patient_id", "repeat", "fold", "model", "probability"} <= set(oof.columns)
+    assert len(oof) == 18 * 2 * 8
+    splits = {name: sorted(zip(g.patient_id, g.repeat, g.fold, strict=True)) for name, g in oof.groupby("model")}
+    assert len({tuple(v) for v in splits.values()}) == 1
+    text = (out / "results.md").read_text()
+    assert "AUROC" in text and "seed 5" in text and "excluded" in text and "C-index" in text
+
+
+def test_benchmark_names_the_post_baseline_flag(disk_cohort, small_json, tmp_path):
+    out = tmp_path / "results"
+    assert main(["benchmark", *_common(disk_cohort, small_json, tmp_path), "--repeats", "1", "--models", "lab_rf",
+                 "--out", str(out), "--include-post-baseline"]) == 0
+    assert json.loads((out / "results.json").read_text())["settings"]["include_post_baseline"] is True
+    assert "INCLUDED" in (out / "results.md").read_text()
+    assert pd.read_csv(out / "oof_predictions.csv")["include_post_baseline"].all()
+
+
+def test_train_predict_score(disk_cohort, small_json, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    assert main(["train", *_common(disk_cohort, small_json, tmp_path), "--model", "lab_pet_ct_pretrained",
+                 "--out", str(bundle), "--data-note", "tiny test cohort"]) == 0
+    assert "MODEL_CARD.md" in json.loads((bundle / "manifest.json").read_text())["files"]
+    images = disk_cohort.parent / "images"
+    labs = tmp_path / "labs.json"
+    labs.write_text(json.dumps({"chromogranin_a": 120, "sex": "M"}))
+    capsys.readouterr()
+    assert main(["predict", "--model", str(bundle), "--pet", str(images / "P003_pet.nii.gz"),
+                 "--labs", str(labs), "--json", str(tmp_path / "p.json")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["missing_modalities"] == ["ct"]
+    assert json.loads((tmp_path / "p.json").read_text())["probability"] == printed["probability"]
+    scores = tmp_path / "scores.csv"
+    assert main(["score", "--cohort", str(disk_cohort), "--model", str(bundle), "--out", str(scores),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    table = pd.read_csv(scores)
+    assert list(table.columns) == ["patient_id", "probability", "interval_low", "interval_high", "risk_group",
+                                   "warnings"]
+    assert len(table) == 18
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "--model", "/nonexistent/bundle"],
+    ["score", "--cohort", "/nonexistent.csv", "--model", "/nonexistent/bundle", "--out", "x.csv"],
+    ["train", "--cohort", "/nonexistent.csv", "--model", "lab_rf", "--out", "/tmp/pfs-never-written"],
+    ["benchmark", "--cohort", "/nonexistent.csv", "--models", "nope", "--out", "/tmp/pfs-never-written"],
+    ["train", "--cohort", "x.csv", "--model", "no_such_model", "--out", "y"],
+])
+def test_cli_errors_exit_2(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse choices
+        code = exc.code
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_bad_lab_json_is_an_input_error(tmp_path, capsys, disk_cohort, small_json):
+    bundle = tmp_path / "rf"
+    assert main(["train", *_common(disk_cohort, small_json, tmp_path), "--model", "lab_rf", "--out", str(bundle)]) == 0
+    labs = tmp_path / "labs.json"
+    labs.write_text(json.dumps({"chromogranin": 12}))
+    capsys.readouterr()
+    assert main(["predict", "--model", str(bundle), "--labs", str(labs)]) == 2
+    assert "unknown field(s) 'chromogranin'" in capsys.readouterr().err
+    assert main(["train", *_common(disk_cohort, small_json, tmp_path), "--model", "lab_rf", "--out", str(bundle)]) == 2

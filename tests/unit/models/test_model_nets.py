@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from pfs_core.nets import FusionHead, FusionNet, ImageBranch, LabBranch, build_net, count_parameters
+
+SHAPE = (16, 16, 16)
+
+
+def test_image_branch_shape_and_named_features():
+    branch = ImageBranch(3, 1, (4, 8), (2, 2), embed_dim=8)
+    assert branch(torch.rand(2, 1, *SHAPE)).shape == (2, 8)
+    assert branch.last_layer == "features.layer1"
+    assert dict(branch.named_modules())["features.layer1"] is branch.features.layer1
+
+
+def test_default_branch_on_model_grid_is_small():
+    branch = ImageBranch(3, 1)
+    assert branch(torch.rand(1, 1, 64, 48, 64)).shape == (1, 16)
+    assert count_parameters(branch) < 200_000
+
+
+def test_lab_branch_and_head_shapes():
+    assert LabBranch(5, 8, embed_dim=4)(torch.rand(3, 5)).shape == (3, 4)
+    assert FusionHead(12, 8)(torch.rand(3, 12)).shape == (3, 1)
+
+
+@pytest.mark.parametrize(("lab", "pet", "ct"), [
+    (False, True, False), (False, False, True), (False, True, True), (True, True, False), (True, True, True),
+])
+def test_fusion_forward_shape(lab, pet, ct):
+    net = FusionNet(3, use_lab=lab, use_pet=pet, use_ct=ct, n_lab_features=6 if lab else 0,
+                    channels=(4, 8), strides=(2, 2), embed_dim=8)
+    inputs = {"lab": torch.rand(2, 6) if lab else None, "pet": torch.rand(2, 1, *SHAPE) if pet else None,
+              "ct": torch.rand(2, 1, *SHAPE) if ct else None}
+    assert net(**inputs).shape == (2, 1)
+    assert set(net.gradcam_layers()) == {m for m, used in (("pet", pet), ("ct", ct)) if used}
+
+
+def test_fusion_predicts_with_a_missing_modality_using_learned_embedding():
+    torch.manual_seed(0)
+    net = FusionNet(3, use_lab=True, use_pet=True, use_ct=True, n_lab_features=4, channels=(4, 8), strides=(2, 2),
+                    embed_dim=8).eval()
+    with torch.no_grad():
+        net.missing_ct.fill_(0.5)
+        lab, pet = torch.rand(2, 4), torch.rand(2, 1, *SHAPE)
+        no_ct = net(pet=pet, lab=lab)
+        masked = net(pet=pet, ct=torch.rand(2, 1, *SHAPE), lab=lab, ct_present=torch.tensor([False, False]))
+        parts = net.embed(pet=pet, lab=lab)
+    assert torch.allclose(no_ct, masked)
+    assert torch.allclose(parts["ct"], torch.full((2, 8), 0.5))
+    assert net.gradcam_layers() == {"pet": "pet_branch.features.layer1", "ct": "ct_branch.features.layer1"}
+
+
+def test_modality_dropout_only_in_training_and_never_all_images():
+    torch.manual_seed(0)
+    net = FusionNet(3, use_lab=False, use_pet=True, use_ct=True, channels=(4, 8), strides=(2, 2), embed_dim=8,
+                    modality_dropout=0.9)
+    present = net._presence(64, pet=torch.zeros(1), ct=torch.zeros(1), pet_present=None, ct_present=None)
+    assert (present["pet"] | present["ct"]).all()
+    assert not (present["pet"] & present["ct"]).all()
+    net.eval()
+    present = net._presence(64, pet=torch.zeros(1), ct=torch.zeros(1), pet_present=None, ct_present=None)
+    assert present["pet"].all() and present["ct"].all()
+
+
+def test_rebuild_from_config_and_strict_load():
+    net = FusionNet(3, use_lab=True, use_pet=True, use_ct=False, n_lab_features=3, channels=(4, 8), strides=(2, 2))
+    copy = build_net(net.config)
+    copy.load_state_dict(net.state_dict(), strict=True)
+
+
+def test_invalid_configurations():
+    with pytest.raises(ValueError):
+        FusionNet(3, use_lab=False, use_pet=False, use_ct=False)
+    with pytest.raises(ValueError):
+        FusionNet(3, use_lab=True, use_pet=False, use_ct=False, n_lab_features=0)

@@ -1,0 +1,103 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from model_fixtures import FAST, make_cohort
+
+from pfs_core.cv import cross_validate, make_splits, repeat_metrics, strata, summarise
+from pfs_core.errors import InputError, UsageError
+from pfs_core.metrics import all_metrics, short_pfs_label
+from pfs_core.registry import MODELS, get_spec
+from pfs_core.train import Augmenter, TrainConfig, fit_model
+
+
+def test_label_rule():
+    time = np.array([6.0, 6.0, 12.0, 12.5, 30.0])
+    event = np.array([1, 0, 1, 1, 0])
+    np.testing.assert_array_equal(short_pfs_label(time, event), [1.0, np.nan, 1.0, 0.0, 0.0])
+
+
+def test_splits_cover_every_patient_once_per_repeat_and_are_seeded(cohort):
+    splits = make_splits(cohort, folds=3, repeats=2, seed=7)
+    assert len(splits) == 6
+    for repeat in (0, 1):
+        tests = np.concatenate([s.test for s in splits if s.repeat == repeat])
+        assert sorted(tests) == list(range(len(cohort)))
+    again = make_splits(cohort, folds=3, repeats=2, seed=7)
+    assert all((a.test == b.test).all() for a, b in zip(splits, again, strict=True))
+    assert set(strata(cohort)) == {0, 1, 2}
+
+
+def test_too_many_folds_is_a_usage_error(cohort):
+    with pytest.raises(UsageError, match="folds need"):
+        make_splits(cohort, folds=20, repeats=1, seed=0)
+
+
+def test_censored_early_patients_are_not_trained_on(cohort):
+    model = fit_model(get_spec("lab_rf"), cohort, config=FAST, seed=0)
+    assert model.info["n_labelled"] == len(cohort) - 2
+    assert model.info["n_train_rows"] == len(cohort)
+
+
+@pytest.mark.slow
+def test_all_models_cross_validate_on_the_same_splits(cohort):
+    splits = make_splits(cohort, folds=3, repeats=1, seed=1)
+    cv = cross_validate(cohort, MODELS, splits, config=FAST, seed=1)
+    oof = cv.oof
+    assert set(oof["model"]) == {m.name for m in MODELS}
+    keys = {name: sorted(zip(g["patient_id"], g["repeat"], g["fold"], strict=True)) for name, g in oof.groupby("model")}
+    assert len({tuple(v) for v in keys.values()}) == 1
+    assert oof["probability"].between(0, 1).all()
+    per_repeat = repeat_metrics(cohort, oof)
+    summary = summarise(per_repeat, [m.name for m in MODELS])
+    assert set(summary["lab_rf"]) == {"auroc", "auprc", "brier", "c_index"}
+
+
+@pytest.mark.slow
+def test_same_seed_same_oof_predictions(cohort):
+    specs = [get_spec("lab_rf"), get_spec("lab_pet_ct")]
+    splits = make_splits(cohort, folds=3, repeats=1, seed=3)
+    a = cross_validate(cohort, specs, splits, config=FAST, seed=3).oof
+    b = cross_validate(cohort, specs, splits, config=FAST, seed=3).oof
+    np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-6)
+
+
+def test_labs_carry_signal_in_the_fake_cohort():
+    data = make_cohort(40, seed=2)
+    splits = make_splits(data, folds=3, repeats=1, seed=0)
+    oof = cross_validate(data, [get_spec("classic")], splits, config=FAST, seed=0).oof
+    idx = oof["patient_id"].map({p: i for i, p in enumerate(data.patient_ids)}).to_numpy()
+    metrics = all_metrics(data.time_months[idx], data.event[idx], oof["probability"].to_numpy())
+    assert metrics["auroc"] > 0.7
+
+
+def test_pretrained_branch_is_pretrained_and_cached(cohort, tmp_path):
+    spec = get_spec("lab_pet_ct_pretrained")
+    model = fit_model(spec, cohort, config=FAST, seed=0, cache_dir=tmp_path)
+    assert model.info["pretrain"]["n_volumes"] == len(cohort)  # all training CTs, labelled or not
+    assert "no labels" in model.info["pretrain"]["data"]
+    assert len(list((tmp_path / "pretrain").glob("*.safetensors"))) == 1
+    fit_model(spec, cohort, config=FAST, seed=0, cache_dir=tmp_path)
+    assert len(list((tmp_path / "pretrain").glob("*.safetensors"))) == 1
+
+
+def test_training_set_without_both_classes_is_an_input_error(cohort):
+    only_long = np.flatnonzero(cohort.label == 0)
+    with pytest.raises(InputError, match="short- and long-PFS"):
+        fit_model(get_spec("lab_rf"), cohort.subset(only_long), config=FAST, seed=0)
+
+
+def test_augmenter_keeps_shapes_and_pet_ct_aligned():
+    import torch
+
+    aug = Augmenter(dataclasses.replace(TrainConfig(), rotate_rad=0.0, intensity_jitter=0.0), seed=0)
+    x = torch.zeros(2, 1, 16, 16, 16)
+    x[:, :, 6:10, 6:10, 6:10] = 1.0
+    out = aug({"pet": x.clone(), "ct": x.clone(), "lab": None})
+    assert out["pet"].shape == x.shape
+    torch.testing.assert_close(out["pet"], out["ct"])
+
+
+def test_train_config_round_trip():
+    config = dataclasses.replace(FAST, include_post_baseline=True)
+    assert TrainConfig.from_dict(config.to_dict()) == config
