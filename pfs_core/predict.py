@@ -30,6 +30,7 @@ from pfs_core.train import CohortData, load_cohort_data, resolve_device
 
 if TYPE_CHECKING:
     from pfs_core.imaging import Volume
+    from pfs_core.preprocess import PreparedCase
 
 INTERVAL_METHOD = "min-max of the fold models' probabilities"
 SIMULATED_NOTE = "The shipped model weights were trained on a simulated cohort, not on patients."
@@ -174,8 +175,18 @@ def _summaries(bundle: Bundle, fold_probs: np.ndarray) -> dict[str, Any]:
             "percentile_in_training": float(100.0 * np.mean(train <= prob)) if train.size else float("nan")}
 
 
-def _case_data(bundle: Bundle, clean: Mapping[str, Any], pet: Volume | None, ct: Volume | None) -> CohortData:
-    """One-row :class:`CohortData` with the case's labs and model-grid images."""
+def prepare_images(bundle: Bundle, pet: Volume | None, ct: Volume | None) -> PreparedCase | None:
+    """The case's images on the bundle's model grid (None when the model reads no images or none is given)."""
+    if not bundle.spec.uses_images or (pet is None and ct is None):
+        return None
+    from pfs_core.preprocess import preprocess_case
+
+    return preprocess_case(pet if bundle.spec.use_pet else None, ct if bundle.spec.use_ct else None,
+                           bundle.preprocess)
+
+
+def case_data(bundle: Bundle, clean: Mapping[str, Any], case: PreparedCase | None) -> CohortData:
+    """One-row :class:`CohortData` with the case's validated labs and model-grid images."""
     config = bundle.preprocess
     data = CohortData(patient_ids=np.array(["case"]), labs=pd.DataFrame([dict(clean)]),
                       time_months=np.array([np.nan]), event=np.array([0]), preprocess=config)
@@ -185,11 +196,8 @@ def _case_data(bundle: Bundle, clean: Mapping[str, Any], pet: Volume | None, ct:
     data.pet, data.ct = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     data.pet_present, data.ct_present = np.zeros(1, bool), np.zeros(1, bool)
     data.pet_suv_max_original = np.array([np.nan])
-    if pet is None and ct is None:
+    if case is None:
         return data
-    from pfs_core.preprocess import preprocess_case
-
-    case = preprocess_case(pet, ct, config)
     for name, array in (("pet", case.pet), ("ct", case.ct)):
         if array is not None:
             getattr(data, name)[0] = array
@@ -206,8 +214,12 @@ def predict_case(
     ct: Volume | None,
     labs: Mapping[str, float | str | None],
     device: str | None = None,
+    prepared: PreparedCase | None = None,
 ) -> Prediction:
-    """Predict short PFS for one patient; PET (SUVbw) and CT (HU) volumes may be None."""
+    """Predict short PFS for one patient; PET (SUVbw) and CT (HU) volumes may be None.
+
+    ``prepared``: the images already on the model grid (:func:`prepare_images`), to skip preprocessing.
+    """
     started = time.perf_counter()
     clean = validate_labs(labs)
     spec = bundle.spec
@@ -216,8 +228,8 @@ def predict_case(
     missing, warnings = _check_modalities(bundle, has_pet=pet is not None, has_ct=ct is not None)
     imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if spec.use_lab else ([], [], [])
     torch_device = resolve_device(device)
-    data = _case_data(bundle, clean, pet, ct)
-    prepared = time.perf_counter()
+    data = case_data(bundle, clean, prepared if prepared is not None else prepare_images(bundle, pet, ct))
+    t_prepared = time.perf_counter()
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
     done = time.perf_counter()
     simulated = bundle.manifest.get("training_cohort", {}).get("simulated")
@@ -227,7 +239,7 @@ def predict_case(
         imputed_fields=imputed, out_of_range_fields=out_of_range,
         post_baseline_used=bundle.post_baseline_used and clean.get("prrt_cycles") is not None,
         warnings=warnings + lab_warnings + ([SIMULATED_NOTE] if simulated else []), device=str(torch_device),
-        timings_s={"preprocess": round(prepared - started, 4), "inference": round(done - prepared, 4),
+        timings_s={"preprocess": round(t_prepared - started, 4), "inference": round(done - t_prepared, 4),
                    "total": round(done - started, 4)},
         model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,
         trained_on_simulated_data=simulated,

@@ -1,0 +1,114 @@
+"""Explanations of one prediction: lab SHAP values, modality contributions, Grad-CAM maps.
+
+:func:`explain_case` is the one call the ``explain`` command and the Case Explorer
+page make. Each part is checked against the simulator's known truth by
+``benchmarks/explain_truth.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pfs_core.explain.gradcam import gradcam_on_ct_grid
+from pfs_core.explain.shapley import LabShap, ModalityShapley, lab_columns, lab_shap, modality_shapley
+
+if TYPE_CHECKING:
+    import nibabel as nib
+
+    from pfs_core.bundle import Bundle
+    from pfs_core.imaging import Volume
+    from pfs_core.predict import Prediction
+    from pfs_core.preprocess import PreparedCase
+
+BACKGROUND_FILE = "background_labs.csv"
+
+__all__ = ["Explanation", "explain_case", "lab_background", "LabShap", "ModalityShapley"]
+
+
+@dataclass
+class Explanation:
+    """Everything shown for one case: the prediction and why."""
+
+    prediction: Prediction
+    lab_shap: LabShap | None
+    modalities: ModalityShapley
+    gradcam: dict[str, nib.Nifti1Image]
+    prepared: PreparedCase | None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the ``explanation.json`` of the ``explain`` command)."""
+        return {
+            "prediction": self.prediction.to_dict(),
+            "probability": self.prediction.probability,
+            "interval": list(self.prediction.interval),
+            "lab_shap": self.lab_shap.to_dict() if self.lab_shap is not None else None,
+            "modality_contributions": self.modalities.to_dict(),
+            "gradcam": {m: "on the original CT grid, scaled 0-1" for m in self.gradcam},
+            "timings_s": self.timings_s,
+            "disclaimer": self.prediction.disclaimer,
+        }
+
+
+def lab_background(bundle: Bundle) -> pd.DataFrame:
+    """SHAP background of the bundle: ``background_labs.csv`` (k-means centroids of the training labs).
+
+    Bundles written before it existed fall back to one row of all-missing labs,
+    i.e. the training medians (baseline Shapley values).
+    """
+    path = Path(bundle.path) / BACKGROUND_FILE
+    columns = lab_columns(bundle)
+    if BACKGROUND_FILE in bundle.manifest.get("files", {}) and path.is_file():
+        frame = pd.read_csv(path)
+        return frame.reindex(columns=columns)
+    return pd.DataFrame([dict.fromkeys(columns)])
+
+
+def explain_case(
+    bundle: Bundle,
+    *,
+    pet: Volume | None,
+    ct: Volume | None,
+    labs: Mapping[str, float | str | None],
+    device: str | None = None,
+    gradcam: bool = True,
+    gradcam_depth: int | None = None,
+    shap_max_evals: int = 600,
+) -> Explanation:
+    """Predict and explain one case (see the module docstrings of the parts for the methods)."""
+    from pfs_core.predict import case_data, predict_case, prepare_images, validate_labs
+    from pfs_core.train import resolve_device
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
+    torch_device = resolve_device(device)
+    prepared = prepare_images(bundle, pet, ct)
+    lap("preprocess")
+    prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=str(torch_device), prepared=prepared)
+    data = case_data(bundle, validate_labs(labs), prepared)
+    lap("predict")
+    shap_part = lab_shap(bundle, data, background=lab_background(bundle), device=torch_device,
+                         max_evals=shap_max_evals)
+    lap("lab_shap")
+    modalities = modality_shapley(bundle, data, device=torch_device)
+    lap("modality_shapley")
+    maps = {}
+    if gradcam and prepared is not None and bundle.spec.kind == "torch":
+        maps = gradcam_on_ct_grid(bundle, data, prepared, depth=gradcam_depth, device=torch_device)
+    lap("gradcam")
+    timings["total"] = round(sum(timings.values()), 4)
+    return Explanation(prediction=prediction, lab_shap=shap_part, modalities=modalities, gradcam=maps,
+                       prepared=prepared, timings_s=timings)

@@ -1,0 +1,107 @@
+"""Grad-CAM of the PET and CT branches (Captum's LayerGradCam), averaged over the fold ensemble.
+
+For each fold network, :class:`captum.attr.LayerGradCam` attributes the
+short-PFS logit to a layer of the branch's conv trunk (default: the layer named in
+the bundle, ``<modality>_branch.features.layer<k>``), with ReLU on the
+attributions. Each map is upsampled trilinearly to the model grid
+(:meth:`captum.attr.LayerAttribution.interpolate`), the fold maps are averaged,
+and the mean is scaled to 0–1 and written back onto the patient's original CT
+grid with the CT's own affine (:func:`pfs_core.preprocess.to_reference_grid`).
+
+Captum attaches hooks only during ``attribute`` and removes them afterwards; a
+module-level lock still serialises the calls because the dashboard shares one
+cached model between sessions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pfs_core.train import CohortData, FittedModel, _torch_inputs, resolve_device
+
+if TYPE_CHECKING:
+    import nibabel as nib
+
+    from pfs_core.bundle import Bundle
+    from pfs_core.preprocess import PreparedCase
+
+_LOCK = threading.Lock()
+
+
+def gradcam_layer_names(bundle: Bundle, *, depth: int | None = None) -> dict[str, str]:
+    """Target layer per imaging modality; ``depth`` picks ``features.layer<depth>`` instead of the last one."""
+    member = bundle.members[0]
+    if member.net is None:
+        return {}
+    layers = member.net.gradcam_layers()
+    if depth is None:
+        return layers
+    return {m: f"{m}_branch.features.layer{depth}" for m in layers}
+
+
+def gradcam_model_space(bundle: Bundle, data: CohortData, *, modality: str, layer: str,
+                        device: Any = None) -> np.ndarray | None:
+    """Mean Grad-CAM of ``modality`` over the fold networks on the model grid, scaled to 0–1.
+
+    ``data`` is one case (row 0). Returns (X, Y, Z) float32 of ``bundle.preprocess.shape``,
+    or None when the case has no such image.
+    """
+    present = getattr(data, f"{modality}_present", None)
+    if present is None or not bool(present[0]):
+        return None
+    device = device or resolve_device()
+    with _LOCK:
+        maps = [_member_cam(m, data, modality=modality, layer=layer, device=device) for m in bundle.members]
+    mean = np.mean(maps, axis=0)
+    return scale_unit(mean)
+
+
+def _member_cam(member: FittedModel, data: CohortData, *, modality: str, layer: str, device: Any) -> np.ndarray:
+    import torch
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    assert member.net is not None
+    net = member.net.to(device).eval()
+    inputs = _torch_inputs(member, data, np.array([0]), device)
+    names = [m for m in ("pet", "ct") if inputs.get(m) is not None]
+    fixed = {k: v for k, v in inputs.items() if k not in names}
+
+    def forward(*images: torch.Tensor) -> torch.Tensor:
+        return net(**dict(zip(names, images, strict=True)), **fixed)
+
+    images = tuple(inputs[m].clone().requires_grad_(True) for m in names)  # type: ignore[union-attr]
+    cam = LayerGradCam(forward, net.get_submodule(layer)).attribute(images, target=0, relu_attributions=True)
+    size = tuple(images[names.index(modality)].shape[2:])
+    cam = LayerAttribution.interpolate(cam.detach(), size, interpolate_mode="trilinear")
+    return cam[0, 0].cpu().numpy().astype(np.float32)
+
+
+def scale_unit(volume: np.ndarray) -> np.ndarray:
+    """Scale a non-negative map to 0–1 by its maximum (all zeros stay zeros)."""
+    volume = np.clip(np.nan_to_num(volume), 0.0, None)
+    peak = float(volume.max()) if volume.size else 0.0
+    return (volume / peak if peak > 0 else volume).astype(np.float32)
+
+
+def gradcam_on_ct_grid(bundle: Bundle, data: CohortData, case: PreparedCase, *, modalities: Sequence[str] = ("pet", "ct"),
+                       depth: int | None = None, device: Any = None) -> dict[str, nib.Nifti1Image]:
+    """Grad-CAM per imaging modality, on the original CT grid (NIfTI with the CT's affine), scaled 0–1."""
+    import nibabel as nib
+
+    from pfs_core.preprocess import to_reference_grid
+
+    out: dict[str, nib.Nifti1Image] = {}
+    for modality, layer in gradcam_layer_names(bundle, depth=depth).items():
+        if modality not in modalities:
+            continue
+        model_map = gradcam_model_space(bundle, data, modality=modality, layer=layer, device=device)
+        if model_map is None:
+            continue
+        image = to_reference_grid(model_map, case)
+        data_ref = scale_unit(np.asarray(image.dataobj, dtype=np.float32))
+        out[modality] = nib.Nifti1Image(data_ref, image.affine)
+    return out
