@@ -64,7 +64,7 @@ class ArrayCache:
         handle, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as out:
-                np.savez(out, **arrays)
+                np.savez(out, allow_pickle=False, **arrays)  # type: ignore[arg-type]
             os.replace(tmp, self.path(key))
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -66,7 +66,7 @@ def _has_dicom_magic(file: Path) -> bool:
 
 def _headers(folder: Path) -> list[tuple[Path, Dataset]]:
     """Headers of every DICOM *image* file below ``folder`` (other files are skipped)."""
-    found = []
+    found: list[tuple[Path, Dataset]] = []
     for root, _dirs, names in os.walk(folder):
         for name in sorted(names):
             file = Path(root) / name

@@ -26,6 +26,8 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{where}: not a readable NIfTI file ({_reason(exc)}); give a .nii/.nii.gz image, "
             "a DICOM series folder or a .zip of one"
         ) from exc
+    if not isinstance(img, nib.spatialimages.SpatialImage):
+        raise InputError(f"{where}: not a NIfTI image; give a .nii/.nii.gz image")
     shape = squeeze_to_3d(tuple(int(n) for n in img.shape), where)
     affine = np.asarray(img.affine, dtype=np.float64)
     check_grid(shape, affine, where)
