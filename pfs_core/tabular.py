@@ -208,49 +208,70 @@ def feature_ranges(frame: pd.DataFrame, *, include_post_baseline: bool = False) 
 
 
 #: Quantitative PET features of the ``classic`` model (order of the columns).
-PET_FEATURE_COLUMNS: tuple[str, ...] = ("suv_max", "suv_mean_hot", "hot_volume_ml", "tbr")
+PET_FEATURE_COLUMNS: tuple[str, ...] = ("suv_max", "suv_mean_hot", "hot_volume_ml", "tlr_max", "tlr_mean")
+#: SUV window of the liver proxy (physiological liver SSTR uptake is moderate; spleen/kidneys/urine are higher).
+LIVER_SUV_WINDOW: tuple[float, float] = (3.0, 15.0)
+LIVER_MIN_ML = 200.0
+
+
+def liver_reference_suv(suv: np.ndarray, *, voxel_ml: float) -> float:
+    """Median SUV of a liver proxy found without segmentation (NaN if none).
+
+    The proxy is the largest 6-connected region of voxels with SUV inside
+    :data:`LIVER_SUV_WINDOW`: in SSTR PET the liver is by far the largest organ with
+    moderate uptake (spleen, kidneys and urine are hotter and smaller; muscle, fat
+    and bowel are colder). Regions smaller than :data:`LIVER_MIN_ML` are rejected.
+    """
+    from scipy import ndimage
+
+    mask = (suv >= LIVER_SUV_WINDOW[0]) & (suv <= LIVER_SUV_WINDOW[1])
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return float("nan")
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = int(np.argmax(sizes)) + 1
+    if sizes[largest - 1] * voxel_ml < LIVER_MIN_ML:
+        return float("nan")
+    return float(np.median(suv[labels == largest]))
 
 
 def pet_quantitative_features(
     pet: np.ndarray | None,
-    ct: np.ndarray | None,
     *,
     pet_suv_max: float,
     voxel_ml: float,
-    hot_factor: float = 3.0,
+    hot_factor: float = 1.5,
     suv_max_original: float | None = None,
 ) -> dict[str, float]:
     """Quantitative PET features of one case on the model grid, without any segmentation.
 
-    ``pet`` (D, H, W) in [0, 1] (SUVbw / ``pet_suv_max``, clipped), ``ct`` (D, H, W)
-    windowed CT in [0, 1] or None; ``voxel_ml`` = voxel volume in mL.
+    ``pet`` (D, H, W) in [0, 1] (SUVbw / ``pet_suv_max``, clipped); ``voxel_ml`` =
+    voxel volume in mL.
 
-    - reference ("background") SUV: median SUV inside the body mask; body = CT
-      above the bottom of the CT window (soft tissue, not air or lung) or, without
-      a CT, PET SUV > 0.2. It stands in for a liver reference, which would need an
-      organ segmentation; the body median is dominated by muscle/soft tissue.
     - ``suv_max``: SUVmax of the original PET (``suv_max_original``) when known,
       else the maximum on the model grid (capped at ``pet_suv_max``).
-    - hot region: voxels with SUV > ``hot_factor`` × reference (and > 1.0). It
-      includes physiological uptake (spleen, kidneys, adrenals) that no
-      segmentation removes. ``hot_volume_ml`` its volume (mL);
-      ``suv_mean_hot`` its mean SUV.
-    - ``tbr``: tumour-to-background ratio = ``suv_max`` / reference.
+    - liver reference: :func:`liver_reference_suv` (a liver proxy, no segmentation).
+    - hot region: voxels with SUV > ``hot_factor`` × liver reference. It includes
+      physiological uptake (spleen, kidneys, adrenals, urine) that no
+      segmentation removes. ``hot_volume_ml`` its volume (mL), ``suv_mean_hot`` its
+      mean SUV (model grid).
+    - ``tlr_max`` = ``suv_max`` / liver reference; ``tlr_mean`` = ``suv_mean_hot`` / liver reference.
 
-    All NaN when the PET is missing.
+    All NaN when the PET is missing; the ratios NaN when no liver proxy is found
+    (the ``classic`` model imputes them with the training median).
     """
     if pet is None:
         return dict.fromkeys(PET_FEATURE_COLUMNS, float("nan"))
     suv = np.asarray(pet, dtype=np.float64) * pet_suv_max
-    body = np.asarray(ct) > 0.02 if ct is not None else suv > 0.2
-    if body.sum() < 10:
-        body = suv > 0.2
-    reference = max(float(np.median(suv[body])) if body.any() else 0.0, 0.05)
-    hot = suv > max(hot_factor * reference, 1.0)
+    liver = liver_reference_suv(suv, voxel_ml=voxel_ml)
     suv_max = float(suv_max_original) if suv_max_original is not None else float(suv.max())
+    threshold = hot_factor * liver if np.isfinite(liver) else 2.0 * LIVER_SUV_WINDOW[0]
+    hot = suv > threshold
+    mean_hot = float(suv[hot].mean()) if hot.any() else float(suv.max())
     return {
         "suv_max": suv_max,
-        "suv_mean_hot": float(suv[hot].mean()) if hot.any() else float(suv.max()),
+        "suv_mean_hot": mean_hot,
         "hot_volume_ml": float(hot.sum() * voxel_ml),
-        "tbr": suv_max / reference,
+        "tlr_max": suv_max / liver,
+        "tlr_mean": mean_hot / liver,
     }

@@ -126,15 +126,14 @@ class CohortData:
         )
 
     def pet_features(self) -> pd.DataFrame:
-        """(N, 4) quantitative PET features (:func:`pfs_core.tabular.pet_quantitative_features`)."""
+        """(N, 5) quantitative PET features (:func:`pfs_core.tabular.pet_quantitative_features`)."""
         voxel_ml = float(np.prod(self.preprocess.spacing_mm)) / 1000.0
         rows = []
         for i in range(len(self)):
             has_pet = self.pet is not None and self.pet_present is not None and bool(self.pet_present[i])
-            has_ct = self.ct is not None and self.ct_present is not None and bool(self.ct_present[i])
             original = self.pet_suv_max_original[i] if self.pet_suv_max_original is not None else None
             rows.append(pet_quantitative_features(
-                self.pet[i] if has_pet else None, self.ct[i] if has_ct else None,  # type: ignore[index]
+                self.pet[i] if has_pet else None,  # type: ignore[index]
                 pet_suv_max=self.preprocess.pet_suv_max, voxel_ml=voxel_ml,
                 suv_max_original=float(original) if original is not None and np.isfinite(original) else None))
         return pd.DataFrame(rows, columns=list(PET_FEATURE_COLUMNS))

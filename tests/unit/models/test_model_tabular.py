@@ -9,6 +9,7 @@ from pfs_core.tabular import (
     TabularParams,
     feature_ranges,
     fit_lab_transform,
+    liver_reference_suv,
     pet_quantitative_features,
 )
 
@@ -86,13 +87,15 @@ def test_unknown_category_and_all_missing_column():
 
 
 def test_pet_features_without_segmentation():
-    pet = np.full((16, 16, 16), 0.05, np.float32)  # SUV 1 background at pet_suv_max 20
-    pet[6:10, 6:10, 6:10] = 0.5  # SUV 10 lesion, 64 voxels
-    ct = np.full_like(pet, 0.3)
-    feats = pet_quantitative_features(pet, ct, pet_suv_max=20.0, voxel_ml=1.0)
-    assert feats["suv_max"] == pytest.approx(10.0)
-    assert feats["hot_volume_ml"] == pytest.approx(64.0)
-    assert feats["tbr"] == pytest.approx(10.0)
-    assert feats["suv_mean_hot"] == pytest.approx(10.0)
-    assert pet_quantitative_features(pet, ct, pet_suv_max=20.0, voxel_ml=1.0, suv_max_original=35.0)["suv_max"] == 35
-    assert all(np.isnan(v) for v in pet_quantitative_features(None, ct, pet_suv_max=20, voxel_ml=1).values())
+    pet = np.full((20, 20, 20), 0.05, np.float32)  # SUV 1 background at pet_suv_max 20
+    pet[2:12, 2:12, 2:12] = 0.3  # "liver": SUV 6, 1000 voxels
+    pet[14:18, 14:18, 14:18] = 0.9  # lesion: SUV 18, 64 voxels
+    feats = pet_quantitative_features(pet, pet_suv_max=20.0, voxel_ml=1.0)
+    assert feats["suv_max"] == pytest.approx(18.0)
+    assert feats["hot_volume_ml"] == pytest.approx(64.0)  # > 1.5 x liver
+    assert feats["tlr_max"] == pytest.approx(3.0)
+    assert feats["suv_mean_hot"] == pytest.approx(18.0)
+    assert liver_reference_suv(pet * 20.0, voxel_ml=1.0) == pytest.approx(6.0)
+    assert np.isnan(liver_reference_suv(pet * 20.0, voxel_ml=0.1))  # too small for a liver
+    assert pet_quantitative_features(pet, pet_suv_max=20.0, voxel_ml=1.0, suv_max_original=36.0)["tlr_max"] == pytest.approx(6)
+    assert all(np.isnan(v) for v in pet_quantitative_features(None, pet_suv_max=20, voxel_ml=1).values())
