@@ -64,7 +64,7 @@ def _has_dicom_magic(file: Path) -> bool:
         return handle.read(132)[128:] == b"DICM"
 
 
-def _headers(folder: Path) -> list[tuple[Path, Dataset]]:
+def _headers(folder: Path, where: str) -> list[tuple[Path, Dataset]]:
     """Headers of every DICOM *image* file below ``folder`` (other files are skipped)."""
     found: list[tuple[Path, Dataset]] = []
     for root, _dirs, names in os.walk(folder):
@@ -74,16 +74,16 @@ def _headers(folder: Path) -> list[tuple[Path, Dataset]]:
                 ds = pydicom.dcmread(file, stop_before_pixels=True)
             except Exception as exc:
                 if _has_dicom_magic(file):
-                    raise InputError(f"{folder}: {file.name} is a damaged DICOM file ({type(exc).__name__}); "
+                    raise InputError(f"{where}: {file.name} is a damaged DICOM file ({type(exc).__name__}); "
                                      "copy or export the series again") from exc
                 continue  # not DICOM: README, DICOMDIR-less junk, thumbnails...
             if int(ds.get("NumberOfFrames", 1) or 1) > 1 and str(ds.get("Modality", "")).upper() in ("CT", "PT"):
-                raise InputError(f"{folder}: {file.name} is a multi-frame (enhanced) DICOM image, which is not "
+                raise InputError(f"{where}: {file.name} is a multi-frame (enhanced) DICOM image, which is not "
                                  "supported; export classic single-frame images or convert to NIfTI")
             if all(tag in ds for tag in _GEOMETRY_TAGS):
                 found.append((file, ds))
             elif _sop_class(ds) in _IMAGE_CLASSES:
-                raise InputError(f"{folder}: {file.name} is a CT/PET image without its geometry tags (damaged or "
+                raise InputError(f"{where}: {file.name} is a CT/PET image without its geometry tags (damaged or "
                                  "truncated); copy or export the series again")
     return found
 
@@ -101,7 +101,7 @@ def _prefer_attenuation_corrected(series: list[list[tuple[Path, Dataset]]]) -> l
 def choose_series(folder: Path, modality: str, where: str) -> list[tuple[Path, Dataset]]:
     """The files of the one series of ``modality`` ("CT" or "PT") in ``folder``; clear errors otherwise."""
     groups: dict[tuple[str, str], list[tuple[Path, Dataset]]] = {}
-    for file, ds in _headers(folder):
+    for file, ds in _headers(folder, where):
         key = (str(ds.get("SeriesInstanceUID", "")), str(ds.get("Modality", "")).upper())
         groups.setdefault(key, []).append((file, ds))
     if not groups:

@@ -195,3 +195,15 @@ def test_multiframe_images_are_refused_clearly(tmp_path):
     folder = write_series(tmp_path / "enhanced", _ct_volume(), tags={"NumberOfFrames": 10})
     with pytest.raises(InputError, match=r"enhanced: .*multi-frame"):
         load_ct(folder)
+
+
+def test_errors_inside_a_zip_name_the_zip(tmp_path):
+    import zipfile
+
+    folder = write_series(tmp_path / "gappy", _ct_volume(), z_positions=[0, 3, 6, 9, 12, 15, 18, 21, 27, 30])
+    archive = tmp_path / "gappy_series.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for file in folder.iterdir():
+            out.write(file, f"series/{file.name}")
+    with pytest.raises(InputError, match=r"gappy_series.zip: slice spacing is not uniform"):
+        load_ct(archive)
