@@ -1,0 +1,55 @@
+"""``python -m pfs_core synth``: simulate a cohort with known ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "Simulate an SSTR-PET/CT + labs + PFS cohort with known ground truth."
+DESCRIPTION = (
+    "Simulate a cohort of neuroendocrine-tumour patients before 177Lu-DOTATOC PRRT: SSTR PET (SUVbw) and CT (HU) "
+    "NIfTI images, labs and progression-free survival from a Weibull model whose true risk is known. "
+    "Writes cohort.csv, ground_truth.csv, lesions.csv, summary.json and images/ (byte-identical for the same "
+    "seed). Simulated data, not patients; see docs/simulator.md."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, required=True, help="number of patients (>= 1)")
+    parser.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
+    parser.add_argument("--out", required=True, help="output folder (must be new or empty unless --force)")
+    parser.add_argument(
+        "--signal",
+        default="labs=1,pet=1,ct=1",
+        help="weights >= 0 of the modalities in the true risk, e.g. labs=1,pet=0,ct=1 (missing names are 1)",
+    )
+    parser.add_argument(
+        "--strength", type=float, default=None,
+        help="scale of the risk signal (default calibrated for a Bayes AUROC of about 0.83)",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="processes for the images (default min(2, CPUs))")
+    parser.add_argument("--no-images", action="store_true", help="write only the tables (fast)")
+    parser.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pfs_core.synth import DEFAULT_STRENGTH, parse_signal, simulate_cohort
+
+    signal = parse_signal(args.signal)
+    if signal.is_null:
+        sys.stderr.write("warning: --signal has all weights 0: outcomes carry no signal (Bayes AUROC about 0.5)\n")
+    strength = DEFAULT_STRENGTH if args.strength is None else args.strength
+    summary = simulate_cohort(
+        args.n, args.seed, out_dir=args.out, signal=signal, strength=strength, images=not args.no_images,
+        workers=args.workers, force=args.force,
+    )
+    auroc = summary["bayes_auroc"]
+    observed = summary["observed_prevalence"]
+    print(f"wrote {summary['n']} simulated patients to {args.out} (images: {'yes' if summary['images'] else 'no'})")
+    print(
+        f"Bayes AUROC {'n/a' if auroc is None else f'{auroc:.3f}'} | prevalence of PFS <= 12 months: observed "
+        f"{'n/a' if observed is None else f'{observed:.3f}'} (expected {summary['expected_prevalence']:.3f}, "
+        f"target {summary['target_prevalence']:.2f}) | censored {summary['censored_fraction']:.3f} "
+        f"| wall time {summary['wall_time_s']:.1f} s"
+    )
+    return 0

@@ -1,0 +1,275 @@
+"""Cohort orchestration: tables, images, summary; the API behind ``python -m pfs_core synth``.
+
+Every patient ``i`` has three independent random streams,
+``SeedSequence(seed).spawn(n)[i].spawn(3)`` = (attributes, outcome, images), so
+patient ``i`` is the same whatever ``n``, ``--workers`` or ``--no-images``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pfs_core.errors import UsageError
+from pfs_core.schema import COHORT_COLUMNS, CT_COLUMN, EVENT_COLUMN, ID_COLUMN, PET_COLUMN, TIME_COLUMN
+from pfs_core.synth.constants import ORGAN_LABELS, SIMULATOR_VERSION
+from pfs_core.synth.labs import DECIMALS, MISSING_RATE
+from pfs_core.synth.parallel import ordered_map
+from pfs_core.synth.patient import PatientAttributes, draw_attributes, patient_streams
+from pfs_core.synth.reference import contributions, reference_summary
+from pfs_core.synth.survival import (
+    TARGET_PREVALENCE,
+    WEIBULL_SHAPE,
+    Outcome,
+    Signal,
+    draw_outcome,
+    p_short_pfs,
+)
+
+DEFAULT_STRENGTH = 1.15  # calibrated: expected Bayes AUROC ~0.83 at signal labs=1,pet=1,ct=1
+GROUND_TRUTH_COLUMNS = (
+    "patient_id", "p_short_pfs_true", "risk_score_true", "risk_lab", "risk_pet", "risk_ct", "n_lesions",
+    "n_sstr_negative", "tumour_volume_ml", "liver_tumour_fraction", "mean_tumour_suv", "short_pfs_observed",
+    "sstr_negative_volume_ml", "tumour_to_liver_ratio", "liver_suv",
+)
+LESION_COLUMNS = (
+    "patient_id", "lesion_label", "site", "centre_x_mm", "centre_y_mm", "centre_z_mm", "volume_ml", "suv_mean",
+    "sstr_negative",
+)
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def patient_id(index: int, n: int) -> str:
+    """``SIM0001`` style identifier (at least 4 digits)."""
+    return f"SIM{index + 1:0{max(4, len(str(n)))}d}"
+
+
+def _fmt(value: float | int | None, decimals: int) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if decimals == 0:
+        return str(int(round(value)))
+    text = f"{value:.{decimals}f}"
+    return "0." + "0" * decimals if text == "-0." + "0" * decimals else text
+
+
+def _csv_text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    patient_id: str
+    attr_seed: np.random.SeedSequence
+    image_seed: np.random.SeedSequence
+    images_dir: str
+
+
+def _render_task(task: _Task) -> None:
+    from pfs_core.synth.imaging import write_images
+
+    write_images(draw_attributes(task.attr_seed), task.image_seed, Path(task.images_dir), task.patient_id)
+
+
+def _check_args(n: int, strength: float, workers: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise UsageError(f"--n must be a whole number of patients >= 1 (got {n!r}); e.g. --n 116")
+    if not math.isfinite(strength) or strength < 0:
+        raise UsageError(f"--strength must be a finite number >= 0 (got {strength!r}); default {DEFAULT_STRENGTH}")
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        raise UsageError(f"--workers must be a whole number >= 1 (got {workers!r}); e.g. --workers 2")
+
+
+def _prepare_output(out: Path, force: bool) -> Path:
+    """Validate ``out`` and create an empty staging folder beside it; return the staging path."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder; choose a folder path")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(
+                f"--out {out}: folder exists and is not empty; choose a new folder or add --force to replace it"
+            )
+        resolved = out.resolve()
+        protected = {Path("/").resolve(), Path.home().resolve(), Path.cwd().resolve(), *Path.cwd().resolve().parents}
+        if resolved in protected:
+            raise UsageError(f"--out {out}: refusing to replace this folder (root, home or a parent of the working "
+                             "directory); choose a dedicated output folder")
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+        probe = staging / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"--out {out}: cannot write there ({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
+    return staging
+
+
+def _rows(
+    n: int, attrs: list[PatientAttributes], outcomes: list[Outcome], parts: np.ndarray, eta: np.ndarray,
+    p_true: np.ndarray,
+) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    cohort_rows, truth_rows, lesion_rows = [], [], []
+    for i, (a, o) in enumerate(zip(attrs, outcomes, strict=True)):
+        pid = patient_id(i, n)
+        values: dict[str, str] = {
+            ID_COLUMN: pid,
+            PET_COLUMN: f"images/{pid}_pet.nii.gz",
+            CT_COLUMN: f"images/{pid}_ct.nii.gz",
+            "sex": a.sex,
+            "primary_site": a.primary_site,
+            "prrt_cycles": str(o.prrt_cycles),
+            TIME_COLUMN: _fmt(o.pfs_months, 2),
+            EVENT_COLUMN: str(o.progressed),
+        }
+        for name, value in a.labs.items():
+            values[name] = "" if name in o.missing else _fmt(value, DECIMALS[name])
+        cohort_rows.append([values[c] for c in COHORT_COLUMNS])
+        b = a.burden
+        truth_rows.append([
+            pid, _fmt(float(p_true[i]), 6), _fmt(float(eta[i]), 6), _fmt(float(parts[i, 0]), 6),
+            _fmt(float(parts[i, 1]), 6), _fmt(float(parts[i, 2]), 6), str(b.n_lesions), str(b.n_sstr_negative),
+            _fmt(b.volume_ml, 2), _fmt(b.liver_tumour_fraction, 4), _fmt(b.mean_suv, 2),
+            "" if o.short_pfs_observed is None else str(o.short_pfs_observed),
+            _fmt(b.negative_volume_ml, 2), _fmt(b.positive_tlr, 3), _fmt(a.anatomy.suv_of("liver"), 2),
+        ])
+        off = np.asarray(a.anatomy.offset)
+        for les in a.lesions:
+            c = np.asarray(les.centre) + off
+            lesion_rows.append([
+                pid, str(les.label), les.site, _fmt(float(c[0]), 2), _fmt(float(c[1]), 2), _fmt(float(c[2]), 2),
+                _fmt(les.volume_ml, 3), _fmt(les.suv, 2), str(int(les.sstr_negative)),
+            ])
+    return cohort_rows, truth_rows, lesion_rows
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_round(v) for v in value]
+    return value
+
+
+def simulate_cohort(
+    n: int,
+    seed: int,
+    *,
+    out_dir: str | Path,
+    signal: Signal | None = None,
+    strength: float = DEFAULT_STRENGTH,
+    images: bool = True,
+    workers: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Simulate ``n`` patients with ``seed`` and write them to ``out_dir``.
+
+    Writes ``cohort.csv``, ``ground_truth.csv``, ``lesions.csv``, ``summary.json``
+    and (with ``images``) ``images/<id>_{ct,pet,lesions,organs}.nii.gz``. Output
+    is byte-identical for the same arguments whatever ``workers``; an existing
+    non-empty ``out_dir`` is replaced only with ``force``. Returns the summary
+    (as written to summary.json) plus ``wall_time_s``. Raises UsageError on bad input.
+    """
+    t0 = time.perf_counter()
+    signal = signal or Signal()
+    workers = default_workers() if workers is None else workers
+    _check_args(n, float(strength), workers)
+    seed = int(seed)
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {seed}); e.g. --seed 2026")
+    n = int(n)
+    out = Path(out_dir)
+    staging = _prepare_output(out, force)
+    try:
+        ref = reference_summary(signal, float(strength), workers=workers)
+        streams = patient_streams(seed, n)
+        attrs = [draw_attributes(s[0]) for s in streams]
+        raw = np.array([a.raw for a in attrs], dtype=float).reshape(n, 3)
+        z = (raw - ref["mean"]) / ref["sd"]
+        parts = contributions(z, signal, float(strength))
+        eta = ref["intercept"] + parts.sum(axis=1)
+        p_true = np.asarray(p_short_pfs(eta), dtype=float)
+        outcomes = [draw_outcome(np.random.default_rng(s[1]), float(e), MISSING_RATE) for s, e in zip(streams, eta, strict=True)]
+        cohort_rows, truth_rows, lesion_rows = _rows(n, attrs, outcomes, parts, eta, p_true)
+        (staging / "cohort.csv").write_text(_csv_text(COHORT_COLUMNS, cohort_rows), encoding="utf-8")
+        (staging / "ground_truth.csv").write_text(_csv_text(GROUND_TRUTH_COLUMNS, truth_rows), encoding="utf-8")
+        (staging / "lesions.csv").write_text(_csv_text(LESION_COLUMNS, lesion_rows), encoding="utf-8")
+        summary = _summary(n, seed, signal, float(strength), ref, attrs, outcomes, p_true, images)
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if images:
+            img_dir = staging / "images"
+            img_dir.mkdir()
+            tasks = [_Task(i, patient_id(i, n), s[0], s[2], str(img_dir)) for i, s in enumerate(streams)]
+            ordered_map(_render_task, tasks, workers)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {**summary, "wall_time_s": time.perf_counter() - t0}
+
+
+def _summary(
+    n: int, seed: int, signal: Signal, strength: float, ref: dict[str, Any], attrs: list[PatientAttributes],
+    outcomes: list[Outcome], p_true: np.ndarray, images: bool,
+) -> dict[str, Any]:
+    labels = np.array([-1 if o.short_pfs_observed is None else o.short_pfs_observed for o in outcomes])
+    defined = labels >= 0
+    y = labels[defined]
+    bayes = None
+    if defined.any() and 0 < y.sum() < len(y):
+        from sklearn.metrics import roc_auc_score
+
+        bayes = float(roc_auc_score(y, p_true[defined]))
+    elif signal.is_null is False:
+        warnings.warn("Bayes AUROC undefined: only one outcome class among labelled patients", stacklevel=2)
+    return _round({
+        "simulator_version": SIMULATOR_VERSION,
+        "n": n,
+        "seed": seed,
+        "images": images,
+        "signal": signal.as_dict(),
+        "strength": strength,
+        "default_strength": DEFAULT_STRENGTH,
+        "intercept": ref["intercept"],
+        "weibull_shape": WEIBULL_SHAPE,
+        "target_prevalence": TARGET_PREVALENCE,
+        "expected_prevalence": float(p_true.mean()),
+        "observed_prevalence": float(y.mean()) if len(y) else None,
+        "n_label_defined": int(defined.sum()),
+        "censored_fraction": float(np.mean([o.progressed == 0 for o in outcomes])),
+        "censored_before_12_months_fraction": float(np.mean(~defined)),
+        "bayes_auroc": bayes,
+        "reference_expected_bayes_auroc": ref["expected_bayes_auroc"],
+        "patients_with_sstr_negative_fraction": float(np.mean([a.burden.n_sstr_negative > 0 for a in attrs])),
+        "mean_lesions_per_patient": float(np.mean([a.burden.n_lesions for a in attrs])),
+        "standardisation": {"mean": [float(v) for v in ref["mean"]], "sd": [float(v) for v in ref["sd"]]},
+        "organ_labels": {str(k): v for k, v in ORGAN_LABELS.items()},
+    })
