@@ -1,0 +1,43 @@
+"""Case Explorer: one patient's PET/CT and labs → risk of PFS ≤ 12 months, and why."""
+
+import streamlit as st
+
+from pfs_core.errors import PfsError
+from pfs_ui import case_view
+from pfs_ui.common import list_bundles, load_bundle_ui, sample_cases, show_error
+from pfs_ui.labs_form import labs_form
+
+st.title("Case Explorer")
+st.caption("Probability of progression-free survival ≤ 12 months after 177Lu-DOTATOC PRRT, from SSTR PET/CT and labs.")
+
+bundles = list_bundles()
+if not bundles:
+    st.error("No model bundle found in models/. Train one with `python -m pfs_core train` (see README).")
+    st.stop()
+left, right = st.columns([3, 1])
+bundle_path = left.selectbox("Model bundle", bundles, format_func=lambda p: p.name, key="bundle")
+right.page_link("pages/model_card.py", label="Model card", icon=":material/description:")
+try:
+    bundle = load_bundle_ui(bundle_path)
+except PfsError as exc:
+    show_error(exc)
+    st.stop()
+if bundle.manifest.get("training_cohort", {}).get("simulated"):
+    st.info("This model was trained on a **simulated** cohort: its numbers illustrate the method, "
+            "they are not clinical estimates.", icon=":material/info:")
+
+source = st.radio("Case", ["Sample case", "Upload PET/CT"], horizontal=True, key="source")
+samples = sample_cases()
+case_inputs = case_view.case_source_widgets(source, samples)
+
+with st.form("labs"):
+    st.subheader("Laboratory and clinical values")
+    st.caption("Empty fields are allowed: the model imputes the training median and says so.")
+    labs = labs_form(case_inputs.lab_defaults, key_prefix=f"lab_{case_inputs.key}_",
+                     show_post_baseline=bundle.post_baseline_used)
+    submitted = st.form_submit_button("Predict", type="primary")
+
+if submitted:
+    case_view.run_prediction(bundle, case_inputs, labs)
+
+case_view.render_result(bundle)

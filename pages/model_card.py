@@ -1,0 +1,31 @@
+"""Model card: the chosen bundle's manifest and MODEL_CARD.md, with the result of the hash check."""
+
+import json
+
+import streamlit as st
+
+from pfs_core.errors import PfsError
+from pfs_ui.common import list_bundles, load_bundle_ui
+
+st.title("Model card")
+bundles = list_bundles()
+if not bundles:
+    st.error("No model bundle found in models/.")
+    st.stop()
+path = st.selectbox("Model bundle", bundles, format_func=lambda p: p.name, key="bundle")
+try:
+    bundle = load_bundle_ui(path)
+except PfsError as exc:
+    st.error(f"Hash check failed, the bundle is not used: {exc}", icon=":material/gpp_bad:")
+    st.stop()
+
+files = bundle.manifest.get("files", {})
+st.success(f"Hash check passed: all {len(files)} files match the sha256 in manifest.json "
+           f"(bundle sha256 `{bundle.sha256[:16]}…`).", icon=":material/verified:")
+card = path / "MODEL_CARD.md"
+if card.is_file():
+    st.markdown(card.read_text())
+else:
+    st.info("This bundle has no MODEL_CARD.md.")
+with st.expander("manifest.json"):
+    st.code(json.dumps(bundle.manifest, indent=1), language="json")

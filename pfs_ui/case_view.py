@@ -1,0 +1,249 @@
+"""Case Explorer parts: choosing the case, running one prediction, and showing the result.
+
+One :func:`pfs_core.explain.explain_case` call does the work; this module only
+collects inputs and renders what comes back. The result (with the case's volumes)
+lives in this browser session's memory only and is gone when the session ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pfs_core import DISCLAIMER, schema
+from pfs_core.errors import PfsError
+from pfs_ui.common import device_label, session_value, set_session_value, show_error, uploaded_files
+
+RESULT_KEY = "case_result"
+
+
+@dataclass
+class CaseInputs:
+    """Where the images come from and the lab defaults to show."""
+
+    key: str
+    lab_defaults: dict[str, Any]
+    pet_path: Path | None = None
+    ct_path: Path | None = None
+    pet_upload: Any = None
+    ct_upload: Any = None
+    weight_kg: float | None = None
+    dose_mbq: float | None = None
+
+
+@dataclass
+class CaseResult:
+    """One explained case, kept in session memory for re-rendering (sliders, tabs)."""
+
+    explanation: Any
+    pet: Any
+    ct: Any
+    labs: dict[str, Any]
+    inputs: dict[str, str]
+    bundle_sha256: str
+    seconds: float
+    meshes: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+
+def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
+    """The sample picker or the upload widgets; returns the chosen inputs."""
+    if source == "Sample case":
+        ids = samples["patient_id"].tolist()
+        pid = st.selectbox("Sample case (simulated patient)", ids, key="sample_id")
+        row = samples.set_index("patient_id").loc[pid]
+        defaults = {c: row.get(c) for c in schema.LAB_COLUMNS}
+        return CaseInputs(key=str(pid), lab_defaults=defaults, pet_path=Path(row["pet"]), ct_path=Path(row["ct"]))
+    st.caption("NIfTI (.nii, .nii.gz) or a DICOM series as .zip. Files stay in memory for this session only.")
+    left, right = st.columns(2)
+    pet = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", type=["nii", "gz", "zip"], key="pet_up")
+    ct = right.file_uploader("CT (HU)", type=["nii", "gz", "zip"], key="ct_up")
+    weight = left.number_input("Weight (kg), only for PET in Bq/mL", value=None, min_value=1.0, key="weight")
+    dose = right.number_input("Injected activity (MBq), only for PET in Bq/mL", value=None, min_value=1.0,
+                              key="dose")
+    return CaseInputs(key="upload", lab_defaults={}, pet_upload=pet, ct_upload=ct, weight_kg=weight, dose_mbq=dose)
+
+
+def _load_volumes(inputs: CaseInputs) -> tuple[Any, Any, dict[str, str]]:
+    from pfs_core.preprocess import load_case
+
+    if inputs.pet_path is not None or inputs.ct_path is not None:
+        pet, ct = load_case(inputs.pet_path, inputs.ct_path)
+        return pet, ct, {"case": f"sample case {inputs.key} (simulated)"}
+    with uploaded_files(pet=inputs.pet_upload, ct=inputs.ct_upload) as paths:
+        if not paths:
+            raise _NoImages()
+        pet, ct = load_case(paths.get("pet"), paths.get("ct"), weight_kg=inputs.weight_kg, dose_mbq=inputs.dose_mbq)
+    names = {k: getattr(getattr(inputs, f"{k}_upload"), "name", "not given") for k in ("pet", "ct")}
+    return pet, ct, {"PET file": names["pet"], "CT file": names["ct"]}
+
+
+class _NoImages(PfsError):
+    def __init__(self) -> None:
+        super().__init__("no PET or CT uploaded: upload a PET and a CT (NIfTI or zipped DICOM), "
+                         "or pick a sample case")
+
+
+def run_prediction(bundle: Any, inputs: CaseInputs, labs: dict[str, Any]) -> None:
+    """Load, predict and explain; store the result in the session or show an error box."""
+    from pfs_core.explain import explain_case
+
+    started = time.perf_counter()
+    set_session_value(RESULT_KEY, None)
+    try:
+        with st.status("Loading images...", expanded=False) as status:
+            pet, ct, described = _load_volumes(inputs) if bundle.spec.uses_images else (None, None, {})
+            if pet is not None:
+                described["PET units"] = pet.suv_note
+            status.update(label="Predicting and explaining (SHAP, modality Shapley values, Grad-CAM)...")
+            explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs)
+            status.update(label="Done", state="complete")
+    except PfsError as exc:
+        show_error(exc)
+        return
+    set_session_value(RESULT_KEY, CaseResult(explanation=explanation, pet=pet, ct=ct, labs=labs, inputs=described,
+                                             bundle_sha256=bundle.sha256, seconds=time.perf_counter() - started))
+
+
+def render_result(bundle: Any) -> None:
+    """Show the stored result if it belongs to the selected bundle."""
+    result: CaseResult | None = session_value(RESULT_KEY)
+    if result is None or result.bundle_sha256 != bundle.sha256:
+        return
+    p = result.explanation.prediction
+    _headline(p)
+    tabs = st.tabs(["Why", "3D view", "Slices", "Cohort", "Run and report"])
+    with tabs[0]:
+        _why(result)
+    with tabs[1]:
+        _scene(result)
+    with tabs[2]:
+        _slices(result)
+    with tabs[3]:
+        _cohort(bundle, p)
+    with tabs[4]:
+        _run_info(result)
+        _report(bundle, result)
+
+
+def _headline(p: Any) -> None:
+    cols = st.columns(4)
+    cols[0].metric("P(PFS ≤ 12 months)", f"{p.probability:.0%}", help="mean over the fold models of the bundle")
+    cols[1].metric("Ensemble range", f"{p.interval[0]:.0%} – {p.interval[1]:.0%}", help=p.interval_method)
+    cols[2].metric("Risk group", p.risk_group, help=f"high when ≥ {p.risk_threshold:.0%} (training median)")
+    cols[3].metric("Percentile in training cohort", f"{p.percentile_in_training:.0f}")
+    for warning in p.warnings:
+        st.warning(warning, icon=":material/warning:")
+    st.caption(DISCLAIMER)
+
+
+def _why(result: CaseResult) -> None:
+    from pfs_core.viz.explain import modality_bar_figure, shap_bar_figure
+
+    e = result.explanation
+    left, right = st.columns([3, 2])
+    if e.lab_shap is not None:
+        s = e.lab_shap
+        left.plotly_chart(shap_bar_figure(s.names, s.shap_values, s.values, s.units, base_value=s.base_value,
+                                          output_space=s.output_space, imputed=s.imputed), key="shap_chart")
+        left.caption(f"SHAP values ({s.method}); base {s.base_value:.3f} + sum = {s.output:.3f}.")
+    else:
+        left.info("This model uses no lab values.")
+    right.plotly_chart(modality_bar_figure(e.modalities.contributions, output_space="probability"),
+                       key="modality_chart")
+    right.caption("Exact Shapley values over the modalities; an absent modality is replaced by the model's "
+                  "'missing' input (images) or the training medians (labs).")
+
+
+def _scene(result: CaseResult) -> None:
+    from pfs_core import geometry
+    from pfs_core.viz.scene import mesh3d_figure
+
+    e = result.explanation
+    if result.ct is None or not e.gradcam:
+        st.info("No Grad-CAM for this model or case (it needs a model with an imaging branch and a CT).")
+        return
+    c1, c2, c3 = st.columns(3)
+    branch = c1.radio("Grad-CAM of branch", sorted(e.gradcam), horizontal=True, key="cam_branch")
+    level = c2.slider("Grad-CAM level", 0.1, 0.95, 0.5, 0.05, key="cam_level")
+    suv = c3.slider("PET hotspot SUV", 2.0, 30.0, 8.0, 0.5, key="suv_level")
+    key = (branch, level, suv)
+    if key not in result.meshes:
+        cam = e.gradcam[branch]
+        pet = result.pet
+        result.meshes[key] = geometry.case_scene(
+            result.ct.data, result.ct.affine, None if pet is None else pet.data, None if pet is None else pet.affine,
+            np.asarray(cam.dataobj), cam.affine, suv_level=suv, cam_level=level)
+    st.plotly_chart(mesh3d_figure(result.meshes[key], title=f"Body, PET > SUV {suv:g}, Grad-CAM ({branch}) ≥ {level}"),
+                    key="scene_chart")
+
+
+def _slices(result: CaseResult) -> None:
+    from pfs_core.display import resample_onto
+    from pfs_core.viz.images import mip_figure, slice_figure
+
+    e = result.explanation
+    if result.ct is None:
+        st.info("Slices need a CT.")
+        return
+    c1, c2, c3 = st.columns(3)
+    branch = c1.radio("Overlay", ["none", *sorted(e.gradcam)], horizontal=True, key="slice_branch")
+    axis = c2.radio("View", ["axial", "coronal", "sagittal"], horizontal=True, key="slice_axis")
+    opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="slice_opacity")
+    ct = result.ct
+    overlay = None if branch == "none" else np.asarray(e.gradcam[branch].dataobj)
+    n = ct.data.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[axis]]
+    index = st.slider("Slice", 0, n - 1, n // 2, key=f"slice_index_{axis}")
+    left, right = st.columns(2)
+    left.plotly_chart(slice_figure(ct.data, overlay, affine=ct.affine, axis=axis, index=index, opacity=opacity,
+                                   background_kind="ct"), key="slice_chart")
+    if result.pet is not None:
+        pet_on_ct = resample_onto(result.pet, affine=ct.affine, shape=ct.data.shape)
+        right.plotly_chart(mip_figure(pet_on_ct, overlay, affine=ct.affine, opacity=opacity), key="mip_chart")
+
+
+def _cohort(bundle: Any, p: Any) -> None:
+    from pfs_core.viz.curves import km_figure, risk_distribution_figure
+
+    oof = bundle.training_oof
+    probs = oof["oof_probability"].to_numpy(float)
+    left, right = st.columns(2)
+    left.plotly_chart(risk_distribution_figure(probs, p.probability, threshold=p.risk_threshold), key="dist_chart")
+    groups = np.where(probs >= bundle.risk_threshold, "high", "low")
+    fig, p_value = km_figure(oof["pfs_months"].to_numpy(float), oof["progressed"].to_numpy(int), groups,
+                             highlight=p.risk_group, title="Training cohort by predicted risk group")
+    right.plotly_chart(fig, key="km_chart")
+    right.caption(f"Kaplan–Meier of the training cohort (out-of-fold risk groups); log-rank p = {p_value:.3g}. "
+                  f"This patient's group ({p.risk_group}) is highlighted.")
+
+
+def _run_info(result: CaseResult) -> None:
+    p, e = result.explanation.prediction, result.explanation
+    st.write(f"**Device:** {device_label()} (torch device `{p.device}`) · **Model:** {p.model_name} "
+             f"v{p.model_version} · sha256 `{p.bundle_sha256[:16]}…`")
+    timings = pd.DataFrame({"stage": list(e.timings_s), "seconds": list(e.timings_s.values())})
+    st.dataframe(timings, hide_index=True)
+    st.caption(f"From the click to the result: {result.seconds:.2f} s (loading images included).")
+
+
+def _report(bundle: Any, result: CaseResult) -> None:
+    from pfs_core.report import case_report_html
+    from pfs_core.viz.explain import modality_bar_figure, shap_bar_figure
+
+    e = result.explanation
+    figures = []
+    if e.lab_shap is not None:
+        s = e.lab_shap
+        figures.append(("Lab SHAP values", shap_bar_figure(s.names, s.shap_values, s.values, s.units,
+                                                           base_value=s.base_value, output_space=s.output_space,
+                                                           imputed=s.imputed)))
+    figures.append(("Modality contributions", modality_bar_figure(e.modalities.contributions,
+                                                                  output_space="probability")))
+    html = case_report_html(e, labs=result.labs, inputs=result.inputs, figures=figures)
+    st.download_button("Download tumour-board report (HTML)", html, file_name=f"pfs_report_{bundle.name}.html",
+                       mime="text/html", key="report_button")

@@ -1,0 +1,102 @@
+"""Streamlit glue shared by the pages: paths, cached loaders, uploads, error boxes, session helpers.
+
+All computing lives in :mod:`pfs_core`; this module only adapts it to Streamlit.
+Uploaded files are written to a temporary folder that is removed as soon as they
+are loaded, and no patient value is ever logged.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pfs_core import DISCLAIMER
+from pfs_core.errors import PfsError
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "models"
+SAMPLE_DIR = ROOT / "sample_data"
+RUNS_DIR = ROOT / "runs"
+SHIPPED_RESULTS = ROOT / "results"
+
+
+def show_disclaimer() -> None:
+    """The disclaimer banner shown at the top of every page."""
+    st.warning(DISCLAIMER, icon=":material/science:")
+
+
+def show_error(exc: PfsError) -> None:
+    """A friendly error box for an input problem (never a traceback)."""
+    st.error(str(exc), icon=":material/error:")
+
+
+def list_bundles(root: Path = MODELS_DIR) -> list[Path]:
+    """Model bundle folders (those holding a manifest.json), default model first."""
+    from pfs_core.registry import DEFAULT_MODEL
+
+    found = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file())
+    return sorted(found, key=lambda p: p.name != DEFAULT_MODEL)
+
+
+@st.cache_resource(show_spinner="Loading and verifying the model bundle...")
+def cached_bundle(path: str, fingerprint: float) -> Any:
+    """Load a bundle once per process (``fingerprint``: manifest mtime, so a retrained bundle reloads)."""
+    from pfs_core.bundle import load_bundle
+
+    return load_bundle(Path(path))
+
+
+def load_bundle_ui(path: Path) -> Any:
+    """Cached, verified bundle; raises BundleError with the reason when it fails its checks."""
+    return cached_bundle(str(path), (path / "manifest.json").stat().st_mtime)
+
+
+@st.cache_data(show_spinner=False)
+def sample_cases(folder: str = str(SAMPLE_DIR)) -> pd.DataFrame:
+    """The shipped demonstration cases (cohort.csv of sample_data/, image paths made absolute)."""
+    frame = pd.read_csv(Path(folder) / "cohort.csv")
+    for column in ("pet", "ct"):
+        frame[column] = [str(Path(folder) / p) for p in frame[column]]
+    return frame
+
+
+@contextmanager
+def uploaded_files(**files: Any) -> Iterator[dict[str, Path]]:
+    """Write Streamlit uploads to a private temporary folder; the folder is deleted on exit.
+
+    ``files``: name → UploadedFile (or None). Yields name → path (the original
+    file name's suffix is kept, so .nii.gz and .zip are recognised).
+    """
+    with tempfile.TemporaryDirectory(prefix="pfs_upload_") as folder:
+        paths = {}
+        for name, upload in files.items():
+            if upload is None:
+                continue
+            path = Path(folder) / f"{name}_{Path(upload.name).name}"
+            path.write_bytes(upload.getvalue())
+            paths[name] = path
+        yield paths
+
+
+def device_label() -> str:
+    """'GPU: <name>' when CUDA is present, else 'CPU'."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return "CPU"
+
+
+def session_value(key: str, default: Any = None) -> Any:
+    """Typed-enough access to one session-state slot."""
+    return st.session_state.get(key, default)
+
+
+def set_session_value(key: str, value: Any) -> None:
+    st.session_state[key] = value
