@@ -146,7 +146,7 @@ def test_ibsi_tumour_masks_stay_on_the_tumour(name):
         masks[kind] = to_model_grid(mask, low=0.0, high=1.0, model_affine=case.model_affine, config=config)
     pet_mask, ct_mask = masks["PET"] > 0.5, masks["CT"] > 0.5
     dice = 2 * (pet_mask & ct_mask).sum() / (pet_mask.sum() + ct_mask.sum())
-    assert dice > 0.75, dice
+    assert dice > 0.9, dice  # measured 0.95-0.98
     shift = centroid(masks["PET"], case.model_affine) - centroid(masks["CT"], case.model_affine)
     assert np.linalg.norm(shift) < 1.0, shift  # mm; the original masks' centroids are 0.2 mm apart
     tumour = masks["CT"] > 0.5
