@@ -17,8 +17,15 @@ import pandas as pd
 import streamlit as st
 
 from pfs_core import DISCLAIMER, schema
-from pfs_core.errors import PfsError
-from pfs_ui.common import device_label, session_value, set_session_value, show_error, uploaded_files
+from pfs_core.errors import InputError, PfsError
+from pfs_ui.common import (
+    device_label,
+    session_value,
+    set_session_value,
+    show_error,
+    uploaded_files,
+    without_folders,
+)
 
 RESULT_KEY = "case_result"
 
@@ -78,7 +85,11 @@ def _load_volumes(inputs: CaseInputs) -> tuple[Any, Any, dict[str, str]]:
     with uploaded_files(pet=inputs.pet_upload, ct=inputs.ct_upload) as paths:
         if not paths:
             raise _NoImages()
-        pet, ct = load_case(paths.get("pet"), paths.get("ct"), weight_kg=inputs.weight_kg, dose_mbq=inputs.dose_mbq)
+        try:
+            pet, ct = load_case(paths.get("pet"), paths.get("ct"), weight_kg=inputs.weight_kg,
+                                dose_mbq=inputs.dose_mbq)
+        except PfsError as exc:
+            raise InputError(without_folders(str(exc), paths)) from None
     names = {k: getattr(getattr(inputs, f"{k}_upload"), "name", "not given") for k in ("pet", "ct")}
     return pet, ct, {"PET file": names["pet"], "CT file": names["ct"]}
 

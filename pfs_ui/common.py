@@ -71,14 +71,15 @@ def uploaded_files(**files: Any) -> Iterator[dict[str, Path]]:
     """Write Streamlit uploads to a private temporary folder; the folder is deleted on exit.
 
     ``files``: name → UploadedFile (or None). Yields name → path (the original
-    file name's suffix is kept, so .nii.gz and .zip are recognised).
+    file name is kept, so .nii.gz and .zip are recognised and messages name it).
     """
     with tempfile.TemporaryDirectory(prefix="pfs_upload_") as folder:
         paths = {}
         for name, upload in files.items():
             if upload is None:
                 continue
-            path = Path(folder) / f"{name}_{Path(upload.name).name}"
+            path = Path(folder) / name / Path(upload.name).name
+            path.parent.mkdir()
             path.write_bytes(upload.getvalue())
             paths[name] = path
         yield paths
@@ -100,3 +101,10 @@ def session_value(key: str, default: Any = None) -> Any:
 
 def set_session_value(key: str, value: Any) -> None:
     st.session_state[key] = value
+
+
+def without_folders(message: str, paths: dict[str, Path]) -> str:
+    """``message`` with the private temporary folders removed, so it names the user's own file."""
+    for path in paths.values():
+        message = message.replace(f"{path.parent}/", "")
+    return message

@@ -1,0 +1,80 @@
+"""Case Explorer page: sample case → results; bad upload → error box; missing lab → imputation note."""
+
+import io
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = "pages/case_explorer.py"
+
+
+def _page(app_path: str) -> AppTest:
+    at = AppTest.from_file(app_path, default_timeout=120)
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _predict(at: AppTest) -> AppTest:
+    at.button(key="FormSubmitter:labs-Predict").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_sample_case_gives_probability_shap_3d_and_report(app_path):
+    at = _predict(_page(app_path))
+    labels = [m.label for m in at.metric]
+    assert "P(PFS ≤ 12 months)" in labels
+    value = next(m.value for m in at.metric if m.label == "P(PFS ≤ 12 months)")
+    assert value.endswith("%") and 0 <= int(value.rstrip("%")) <= 100
+    charts = {c.proto.id for c in at.get("plotly_chart")} | {getattr(c, "key", None) for c in at.get("plotly_chart")}
+    assert len(at.get("plotly_chart")) >= 4, charts
+    assert at.get("download_button"), "report download button missing"
+    assert any("simulated" in c.value.lower() for c in at.caption)
+
+
+def test_missing_lab_is_imputed_and_said_so(app_path):
+    at = _page(app_path)
+    sample = at.selectbox(key="sample_id").value
+    at.number_input(key=f"lab_{sample}_chromogranin_a").set_value(None)
+    at = _predict(at)
+    assert any("imputed" in w.value and "chromogranin_a" in w.value for w in at.warning)
+    assert "P(PFS ≤ 12 months)" in [m.label for m in at.metric]
+
+
+def test_bad_upload_shows_an_error_box_and_page_still_works(app_path, monkeypatch):
+    import streamlit as st
+
+    class FakeUpload(io.BytesIO):
+        def __init__(self, name: str, data: bytes) -> None:
+            super().__init__(data)
+            self.name = name
+
+    uploads = {"pet_up": FakeUpload("pet.nii.gz", b"not an image"), "ct_up": FakeUpload("ct.nii.gz", b"junk")}
+    monkeypatch.setattr(st, "file_uploader", lambda *a, key=None, **k: uploads.get(key))
+    at = _page(app_path)
+    at.radio(key="source").set_value("Upload PET/CT").run()
+    at = _predict(at)
+    assert at.error, "expected an error box"
+    assert "pet.nii.gz" in at.error[0].value
+    assert not any(m.label == "P(PFS ≤ 12 months)" for m in at.metric)
+    at.radio(key="source").set_value("Sample case").run()
+    at = _predict(at)
+    assert "P(PFS ≤ 12 months)" in [m.label for m in at.metric]
+
+
+def test_no_upload_is_an_error_box(app_path):
+    at = _page(app_path)
+    at.radio(key="source").set_value("Upload PET/CT").run()
+    at = _predict(at)
+    assert at.error and "upload" in at.error[0].value.lower()
+
+
+@pytest.mark.parametrize("field", ["chromogranin_a"])
+def test_unit_choice_converts_for_the_model(app_path, field):
+    at = _page(app_path)
+    sample = at.selectbox(key="sample_id").value
+    at.number_input(key=f"lab_{sample}_hemoglobin").set_value(130.0)
+    at.selectbox(key=f"lab_{sample}_hemoglobin_unit").set_value("g/L")
+    at = _predict(at)
+    assert not any("hemoglobin" in w.value and "outside" in w.value for w in at.warning)
