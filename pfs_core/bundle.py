@@ -9,6 +9,7 @@ Layout of ``models/<name>/``::
     fold_<k>.safetensors torch weights of fold k (torch models), or
     fold_<k>.skops       scikit-learn estimator of fold k (lab_rf, classic)
     training_oof.csv     per training patient: OOF probability, pfs_months, progressed
+    background_labs.csv  k-means centroids of the training labs (SHAP background; no individual patient)
     MODEL_CARD.md        intended use, data, metrics, limitations
 
 Nothing is unpickled: torch weights are safetensors loaded with ``strict=True``
@@ -45,6 +46,7 @@ MANIFEST = "manifest.json"
 CONFIG = "config.json"
 TRAINING_OOF = "training_oof.csv"
 MODEL_CARD = "MODEL_CARD.md"
+BACKGROUND_LABS = "background_labs.csv"
 #: The only non-default types a bundle's .skops files may contain.
 TRUSTED_SKOPS_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree", "numpy.dtype")
 PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".ckpt", ".npy", ".npz")
@@ -112,6 +114,7 @@ def save_bundle(
     risk_threshold: float,
     manifest: Mapping[str, Any],
     model_card: str | None = None,
+    background_labs: pd.DataFrame | None = None,
 ) -> Path:
     """Write a bundle folder: fold files, config.json, training_oof.csv, model card, manifest with hashes.
 
@@ -132,9 +135,13 @@ def save_bundle(
               "folds": folds}
     (path / CONFIG).write_text(json.dumps(config, indent=1))
     training_oof.to_csv(path / TRAINING_OOF, index=False)
+    names = [CONFIG, TRAINING_OOF, *(f["file"] for f in folds)]
     if model_card is not None:
         (path / MODEL_CARD).write_text(model_card)
-    names = [CONFIG, TRAINING_OOF, *(f["file"] for f in folds)] + ([MODEL_CARD] if model_card is not None else [])
+        names.append(MODEL_CARD)
+    if background_labs is not None:
+        background_labs.to_csv(path / BACKGROUND_LABS, index=False)
+        names.append(BACKGROUND_LABS)
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
             "files": {n: sha256_file(path / n) for n in names}}
     (path / MANIFEST).write_text(json.dumps(_json_safe(full), indent=1))

@@ -180,7 +180,6 @@ def train_bundle(
     from pfs_core.benchmark import cohort_summary
     from pfs_core.bundle import feature_manifest, model_card, save_bundle
     from pfs_core.pretrain import describe
-
     from pfs_core.train import resolve_device, runtime_info
 
     started = time.perf_counter()
@@ -220,7 +219,17 @@ def train_bundle(
         **{k: provenance[k] for k in ("command", "device", "versions", "machine") if k in provenance},
     }
     return save_bundle(out, members, preprocess=data.preprocess, training_oof=table, risk_threshold=threshold,
-                       manifest=manifest, model_card=model_card(manifest))
+                       manifest=manifest, model_card=model_card(manifest), background_labs=_background(members, data))
+
+
+def _background(members: Sequence[FittedModel], data: CohortData) -> pd.DataFrame | None:
+    """k-means centroids of the training labs (raw units) for SHAP, or None for image-only models."""
+    tabular = members[0].tabular
+    if tabular is None:
+        return None
+    from pfs_core.explain.shapley import summarise_background
+
+    return summarise_background(data.labs, [*tabular.numeric_columns, *tabular.categorical])
 
 
 def _weights_digest(members: Sequence[FittedModel], oof_probability: np.ndarray) -> str:

@@ -176,13 +176,26 @@ def _summaries(bundle: Bundle, fold_probs: np.ndarray) -> dict[str, Any]:
 
 
 def prepare_images(bundle: Bundle, pet: Volume | None, ct: Volume | None) -> PreparedCase | None:
-    """The case's images on the bundle's model grid (None when the model reads no images or none is given)."""
-    if not bundle.spec.uses_images or (pet is None and ct is None):
+    """The case's images on the bundle's model grid, modalities the model does not read dropped.
+
+    None when the model reads no images or neither volume is given. Both given
+    volumes go through :func:`pfs_core.preprocess.preprocess_case` (so the grid is
+    centred on the CT body exactly as for the training cohort) before the unused
+    modality is removed.
+    """
+    spec = bundle.spec
+    if not spec.uses_images or (pet is None and ct is None):
+        return None
+    if (pet is None or not spec.use_pet) and (ct is None or not spec.use_ct):
         return None
     from pfs_core.preprocess import preprocess_case
 
-    return preprocess_case(pet if bundle.spec.use_pet else None, ct if bundle.spec.use_ct else None,
-                           bundle.preprocess)
+    case = preprocess_case(pet, ct, bundle.preprocess)
+    if not spec.use_pet:
+        case.pet, case.pet_suv_max_original = None, None
+    if not spec.use_ct:
+        case.ct = None
+    return case
 
 
 def case_data(bundle: Bundle, clean: Mapping[str, Any], case: PreparedCase | None) -> CohortData:
@@ -223,12 +236,13 @@ def predict_case(
     started = time.perf_counter()
     clean = validate_labs(labs)
     spec = bundle.spec
-    pet = pet if spec.use_pet else None
-    ct = ct if spec.use_ct else None
-    missing, warnings = _check_modalities(bundle, has_pet=pet is not None, has_ct=ct is not None)
+    if prepared is None:
+        prepared = prepare_images(bundle, pet, ct)
+    missing, warnings = _check_modalities(bundle, has_pet=prepared is not None and prepared.pet is not None,
+                                          has_ct=prepared is not None and prepared.ct is not None)
     imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if spec.use_lab else ([], [], [])
     torch_device = resolve_device(device)
-    data = case_data(bundle, clean, prepared if prepared is not None else prepare_images(bundle, pet, ct))
+    data = case_data(bundle, clean, prepared)
     t_prepared = time.perf_counter()
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
     done = time.perf_counter()
