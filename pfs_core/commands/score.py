@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "Score every case of a cohort with a model bundle (CSV out)."
 DESCRIPTION = (
     "Score every row of a cohort table (columns of pfs_core.schema; outcome columns optional) with a model "
-    "bundle and write patient_id, probability, interval_low, interval_high, risk_group, warnings as CSV."
+    "bundle and write patient_id, probability, interval_low, interval_high, risk_group, warnings as CSV. "
+    "Rows with problems (see 'pfs_core validate') are skipped and listed on stderr with their row number; "
+    "the others are scored."
 )
 
 COLUMNS = ("patient_id", "probability", "interval_low", "interval_high", "risk_group", "warnings")
@@ -25,12 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pfs_core.bundle import load_bundle
-    from pfs_core.predict import predict_cohort
+    from pfs_core.cohort_check import score_cohort
 
     bundle = load_bundle(args.model)
-    scores = predict_cohort(bundle, args.cohort, device=args.device,
-                            cache_dir=None if args.no_cache else args.cache_dir)
+    result = score_cohort(bundle, args.cohort, device=args.device,
+                          cache_dir=None if args.no_cache else args.cache_dir)
+    scores, report = result.scores, result.report
     args.out.parent.mkdir(parents=True, exist_ok=True)
     scores[list(COLUMNS)].to_csv(args.out, index=False, float_format="%.6f")
-    print(f"{len(scores)} patients scored with {bundle.name} ({bundle.version}) → {args.out}")
+    for p in report.problems_frame().itertuples(index=False):  # same lines as 'validate'; no lab values
+        sys.stderr.write(f"skipped row {p.row} (patient {p.patient_id or '<empty>'}) {p.column}: {p.reason}\n")
+    skipped = f"; {report.n_bad} row(s) with problems skipped (listed on stderr)" if report.n_bad else ""
+    print(f"{len(scores)} patients scored with {bundle.name} ({bundle.version}) → {args.out}{skipped}")
     return 0

@@ -1,0 +1,461 @@
+"""Row-by-row check of a cohort table before it is benchmarked, trained on or scored.
+
+:func:`validate_cohort` reads ``cohort.csv`` as text and reports *every* bad row
+(:class:`RowProblem`: row number, patient id, column, reason) instead of stopping
+at the first one; the rows without a problem go on (:attr:`CohortReport.good`).
+Only a file that cannot be used at all (unreadable, no rows, required columns
+missing) raises :class:`pfs_core.errors.InputError`.
+
+Row numbers are **spreadsheet row numbers**: the header is row 1, the first
+patient is row 2 (what a spreadsheet program shows, and the line number in a text
+editor when no cell spans lines). Reasons name the column and the rule but never
+quote a patient's lab or outcome value, so a report can be shared or logged; image
+problems carry the :class:`~pfs_core.errors.InputError` message of the image
+loader (it names the file).
+
+:func:`write_good_cohort` writes the good rows as a cohort table with absolute
+image paths (what ``benchmark``/``train``/``score`` read); :func:`score_cohort`
+validates, scores the good rows with a bundle and returns both.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pfs_core import schema
+from pfs_core.errors import InputError
+
+if TYPE_CHECKING:
+    from pfs_core.bundle import Bundle
+
+#: Cell texts read as "missing" (compared lower-case, after stripping blanks).
+MISSING_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a"})
+#: Column name used for problems that concern the PET/CT pair rather than one file.
+PAIR_COLUMN = "pet+ct"
+#: Spreadsheet row number of the first patient (the header is row 1).
+FIRST_DATA_ROW = 2
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One reason why one row cannot be used.
+
+    ``row``: spreadsheet row number (header = row 1, first patient = row 2);
+    ``column``: the offending column (``"pet+ct"`` for the pair, ``"row"`` for the row's shape).
+    """
+
+    row: int
+    patient_id: str
+    column: str
+    reason: str
+
+
+@dataclass
+class CohortReport:
+    """Result of :func:`validate_cohort`.
+
+    ``good``: the usable rows, index = spreadsheet row number (named ``row``);
+    numeric columns as float (NaN = missing), ``progressed`` as float 0/1 (NaN when
+    absent and not required), ``pet``/``ct`` as absolute paths ("" when empty).
+    """
+
+    source: Path
+    image_root: Path
+    n_rows: int
+    good: pd.DataFrame
+    problems: list[RowProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bad_rows(self) -> list[int]:
+        """Spreadsheet row numbers with at least one problem, ascending."""
+        return sorted({p.row for p in self.problems})
+
+    @property
+    def n_good(self) -> int:
+        return len(self.good)
+
+    @property
+    def n_bad(self) -> int:
+        return len(self.bad_rows)
+
+    @property
+    def all_good(self) -> bool:
+        return not self.problems
+
+    def problems_frame(self) -> pd.DataFrame:
+        """Columns row, patient_id, column, reason (one line per problem, by row)."""
+        rows = [vars(p) for p in sorted(self.problems, key=lambda p: p.row)]
+        return pd.DataFrame(rows, columns=["row", "patient_id", "column", "reason"])
+
+    def summary(self) -> str:
+        """One line: how many rows are usable."""
+        return (f"{self.source}: {self.n_rows} rows, {self.n_good} usable, {self.n_bad} with problems "
+                f"({len(self.problems)} problem(s))")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_records(path: Path) -> tuple[list[str], list[list[str]]]:
+    """(header, data records) of a CSV file as text; InputError when it cannot be read."""
+    if not path.is_file():
+        raise InputError(f"{path}: cohort file not found; give the path of your cohort.csv")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            records = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read the cohort table ({exc}); save it as a UTF-8 CSV file") from None
+    if not records or not any(cell.strip() for cell in records[0]):
+        raise InputError(f"{path}: empty file; the first line must be the header ({', '.join(schema.COHORT_COLUMNS)})")
+    header = [cell.strip() for cell in records[0]]
+    duplicated = sorted(name for name, count in Counter(header).items() if count > 1 and name)
+    if duplicated:
+        raise InputError(f"{path}: column(s) {', '.join(duplicated)} appear more than once in the header; "
+                         "keep one of each")
+    return header, records[1:]
+
+
+def required_columns(*, check_images: bool, require_outcome: bool) -> list[str]:
+    """Columns a table must have for the given use."""
+    columns = [schema.ID_COLUMN]
+    if check_images:
+        columns += [schema.PET_COLUMN, schema.CT_COLUMN]
+    if require_outcome:
+        columns += [schema.TIME_COLUMN, schema.EVENT_COLUMN]
+    return columns
+
+
+def _check_header(path: Path, header: list[str], *, check_images: bool, require_outcome: bool) -> list[str]:
+    """InputError naming the missing required columns; returns warnings about the others."""
+    missing = [c for c in required_columns(check_images=check_images, require_outcome=require_outcome)
+               if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing required column(s) {', '.join(missing)}; the cohort table needs "
+                         f"{', '.join(schema.COHORT_COLUMNS)} (lab columns may be empty)")
+    warnings = []
+    absent = [c for c in schema.LAB_COLUMNS if c not in header]
+    if absent:
+        warnings.append(f"column(s) {', '.join(absent)} absent: the models impute these values for every patient")
+    unknown = [c for c in header if c and c not in schema.COHORT_COLUMNS]
+    if unknown:
+        warnings.append(f"column(s) {', '.join(unknown)} are not used (names of pfs_core.schema expected)")
+    return warnings
+
+
+# ----------------------------------------------------------------------------- cell checks
+
+
+def is_missing(text: str | None) -> bool:
+    """True for an empty cell or a usual 'missing' marker (NA, NaN, null...)."""
+    return text is None or text.strip().lower() in MISSING_TEXTS
+
+
+def _number(text: str) -> float | None:
+    """The cell as a finite float, or None when it is not one."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def check_lab(name: str, text: str) -> tuple[Any, str | None]:
+    """(parsed value or NaN, reason or None) of one lab/clinical cell; the reason never quotes the value."""
+    if is_missing(text):
+        return float("nan"), None
+    if name in schema.CATEGORICAL_BY_NAME:
+        levels = schema.CATEGORICAL_BY_NAME[name].levels
+        value = text.strip()
+        if value not in levels:
+            return float("nan"), f"not an allowed value; use one of {', '.join(levels)} or leave it empty"
+        return value, None
+    feature = schema.NUMERIC_BY_NAME[name]
+    number = _number(text)
+    if number is None:
+        return float("nan"), f"not a number; give it in {feature.unit} or leave it empty"
+    low, high = feature.plausible
+    if not low <= number <= high:
+        alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
+        return float("nan"), (f"outside the plausible range {low:g}-{high:g} {feature.unit}; check the value and "
+                              f"its unit (expected {feature.unit}{alt})")
+    return number, None
+
+
+def check_outcome(name: str, text: str, *, required: bool) -> tuple[float, str | None]:
+    """(value or NaN, reason or None) of ``pfs_months`` (>= 0, months) or ``progressed`` (0/1)."""
+    if is_missing(text):
+        return float("nan"), ("missing; every patient needs pfs_months (months) and progressed (0/1)"
+                              if required else None)
+    number = _number(text)
+    if name == schema.TIME_COLUMN:
+        if number is None or number < 0:
+            return float("nan"), "must be a number of months >= 0"
+        return number, None
+    if number not in (0.0, 1.0):
+        return float("nan"), "must be 0 (no progression, censored) or 1 (progressed)"
+    return float(number), None
+
+
+def resolve_image(text: str, image_root: Path) -> Path | None:
+    """Absolute image path of a cell (relative paths are read from ``image_root``); None when empty."""
+    if is_missing(text):
+        return None
+    path = Path(text.strip()).expanduser()
+    return (path if path.is_absolute() else image_root / path).resolve()
+
+
+def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path) -> list[tuple[str, str]]:
+    """(column, reason) for every image problem of one row: missing file, unreadable image, no overlap.
+
+    Each image is loaded fully with :func:`pfs_core.imaging.load_pet` / ``load_ct``; the
+    reason is the loader's :class:`InputError` message.
+    """
+    from pfs_core.imaging import check_overlap, load_ct, load_pet
+
+    if pet is None and ct is None:
+        return [(PAIR_COLUMN, f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; give at least one image")]
+    problems: list[tuple[str, str]] = []
+    volumes = {}
+    for column, path, loader in ((schema.PET_COLUMN, pet, load_pet), (schema.CT_COLUMN, ct, load_ct)):
+        if path is None:
+            continue
+        if not path.exists():
+            problems.append((column, f"{path}: file or folder not found (relative paths are read from "
+                                     f"{image_root})"))
+            continue
+        try:
+            volumes[column] = loader(path)
+        except InputError as exc:
+            problems.append((column, str(exc)))
+    if len(volumes) == 2:
+        try:
+            check_overlap(volumes[schema.PET_COLUMN], volumes[schema.CT_COLUMN])
+        except InputError as exc:
+            problems.append((PAIR_COLUMN, str(exc)))
+    return problems
+
+
+# ----------------------------------------------------------------------------- one row
+
+
+@dataclass
+class _RowResult:
+    values: dict[str, Any]
+    problems: list[tuple[str, str]]
+
+
+def _check_row(cells: dict[str, str], *, image_root: Path, require_outcome: bool, images: bool) -> _RowResult:
+    """Parsed values and (column, reason) problems of one row, image files not yet opened."""
+    values: dict[str, Any] = {schema.ID_COLUMN: cells.get(schema.ID_COLUMN, "").strip()}
+    problems: list[tuple[str, str]] = []
+    for name in schema.LAB_COLUMNS:
+        values[name], reason = check_lab(name, cells.get(name, ""))
+        if reason:
+            problems.append((name, reason))
+    for name in (schema.TIME_COLUMN, schema.EVENT_COLUMN):
+        values[name], reason = check_outcome(name, cells.get(name, ""), required=require_outcome)
+        if reason:
+            problems.append((name, reason))
+    for name in (schema.PET_COLUMN, schema.CT_COLUMN):
+        path = resolve_image(cells.get(name, ""), image_root)
+        values[name] = "" if path is None else str(path)
+    if images and not values[schema.PET_COLUMN] and not values[schema.CT_COLUMN]:
+        problems.append((PAIR_COLUMN, f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; "
+                                      "give at least one image"))
+    return _RowResult(values, problems)
+
+
+def _id_problems(ids: dict[int, str]) -> dict[int, str]:
+    """Row → reason for empty or duplicated patient ids (every occurrence of a duplicate)."""
+    rows_of: dict[str, list[int]] = {}
+    for row, pid in ids.items():
+        rows_of.setdefault(pid, []).append(row)
+    out = {}
+    for pid, rows in rows_of.items():
+        if not pid:
+            for row in rows:
+                out[row] = "empty; every row needs a unique patient_id"
+        elif len(rows) > 1:
+            for row in rows:
+                out[row] = f"the same patient_id is used in rows {', '.join(map(str, rows))}; make ids unique"
+    return out
+
+
+# ----------------------------------------------------------------------------- the whole table
+
+
+def validate_cohort(
+    cohort_csv: str | Path,
+    *,
+    check_images: bool = True,
+    require_outcome: bool = True,
+    image_root: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> CohortReport:
+    """Check every row of a cohort table; report all bad rows and keep the good ones.
+
+    Args:
+        cohort_csv: the table (columns of :data:`pfs_core.schema.COHORT_COLUMNS`).
+        check_images: open every PET/CT (full load) and check that each pair overlaps;
+            False skips the image files (lab-only models) and the pet/ct columns become optional.
+        require_outcome: ``pfs_months`` (months, >= 0) and ``progressed`` (0/1) must be
+            present (benchmark, train); False for scoring new patients.
+        image_root: folder that relative image paths are read from (default: the CSV's folder).
+        progress: called as ``progress(done, total)`` after each row's images are checked.
+
+    Returns:
+        a :class:`CohortReport`; row numbers count the header as row 1.
+
+    Raises:
+        InputError: the file cannot be read, has no patient row, or lacks required columns.
+    """
+    path = Path(cohort_csv).expanduser()
+    root = Path(image_root).expanduser().resolve() if image_root is not None else path.resolve().parent
+    header, records = _read_records(path)
+    warnings = _check_header(path, header, check_images=check_images, require_outcome=require_outcome)
+    parsed: dict[int, _RowResult] = {}
+    shape_problems: dict[int, list[tuple[str, str]]] = {}
+    for offset, record in enumerate(records):
+        row = FIRST_DATA_ROW + offset
+        if not any(cell.strip() for cell in record):
+            continue  # blank line: not a patient
+        if len(record) != len(header):
+            shape_problems[row] = [("row", f"has {len(record)} cells but the header has {len(header)}; "
+                                           "check for a stray or missing comma")]
+        cells = dict(zip(header, record, strict=False))
+        parsed[row] = _check_row(cells, image_root=root, require_outcome=require_outcome, images=check_images)
+    if not parsed:
+        raise InputError(f"{path}: no patient rows below the header")
+    ids = {row: result.values[schema.ID_COLUMN] for row, result in parsed.items()}
+    for row, reason in _id_problems(ids).items():
+        parsed[row].problems.insert(0, (schema.ID_COLUMN, reason))
+    for row, problems in shape_problems.items():
+        parsed[row].problems[:0] = problems
+    if check_images:
+        _check_all_images(parsed, root, progress)
+    return _report(path, root, parsed, warnings)
+
+
+def _check_all_images(parsed: dict[int, _RowResult], root: Path, progress: ProgressCallback | None) -> None:
+    """Open the images of every row (also of rows with other problems, so all reasons are reported)."""
+    total = len(parsed)
+    for done, result in enumerate(parsed.values(), start=1):
+        pet, ct = (Path(p) if p else None for p in (result.values[schema.PET_COLUMN], result.values[schema.CT_COLUMN]))
+        if pet is not None or ct is not None:
+            result.problems.extend(image_problems(pet, ct, image_root=root))
+        if progress is not None:
+            progress(done, total)
+
+
+def _report(path: Path, root: Path, parsed: dict[int, _RowResult], warnings: list[str]) -> CohortReport:
+    problems = [RowProblem(row=row, patient_id=r.values[schema.ID_COLUMN], column=column, reason=reason)
+                for row, r in parsed.items() for column, reason in r.problems]
+    good_rows = {row: r.values for row, r in parsed.items() if not r.problems}
+    columns = list(schema.COHORT_COLUMNS)
+    good = pd.DataFrame.from_dict(good_rows, orient="index", columns=columns) if good_rows \
+        else pd.DataFrame(columns=columns)
+    good.index.name = "row"
+    return CohortReport(source=path, image_root=root, n_rows=len(parsed), good=good, problems=problems,
+                        warnings=warnings)
+
+
+# ----------------------------------------------------------------------------- good rows go on
+
+
+def write_good_cohort(report: CohortReport, folder: str | Path) -> Path:
+    """Write the good rows as ``folder/cohort.csv`` (absolute image paths); returns its path.
+
+    When the source folder holds the simulator's ``ground_truth.csv`` its rows for the
+    good patients are copied too, so the copy is still recognised as simulated
+    (:func:`pfs_core.train.is_simulated`). InputError when no row is usable.
+    """
+    if report.good.empty:
+        raise InputError(f"{report.source}: no usable row ({report.n_bad} row(s) with problems); fix the rows "
+                         "listed by 'python -m pfs_core validate' and try again")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "cohort.csv"
+    frame = report.good.copy()
+    frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].astype("Int64")
+    frame.to_csv(out, index=False)
+    truth = report.source.parent / "ground_truth.csv"
+    if truth.is_file():
+        table = pd.read_csv(truth, dtype={schema.ID_COLUMN: str})
+        if schema.ID_COLUMN in table:
+            table[table[schema.ID_COLUMN].isin(frame[schema.ID_COLUMN])].to_csv(folder / truth.name, index=False)
+    return out
+
+
+@contextmanager
+def good_cohort_csv(report: CohortReport) -> Iterator[Path]:
+    """The good rows as a cohort.csv in a private temporary folder, removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="pfs_cohort_") as folder:
+        yield write_good_cohort(report, folder)
+
+
+@dataclass
+class ScoredCohort:
+    """Scores of the good rows (columns of :func:`pfs_core.predict.predict_cohort`) and the validation report."""
+
+    scores: pd.DataFrame
+    report: CohortReport
+
+
+def model_problems(bundle: Bundle, report: CohortReport) -> list[RowProblem]:
+    """Rows the bundle cannot score: an image-only model whose images are all missing in that row."""
+    spec = bundle.spec
+    if spec.use_lab:
+        return []
+    out = []
+    for row, values in report.good.iterrows():
+        given = [m for m in ("pet", "ct") if getattr(spec, f"use_{m}") and values[m]]
+        if not given:
+            need = " or ".join(m.upper() for m in spec.modalities)
+            out.append(RowProblem(int(row), values[schema.ID_COLUMN], PAIR_COLUMN,
+                                  f"model {spec.name} needs {need} and this row has none; add the image or "
+                                  "use a model that includes lab values"))
+    return out
+
+
+def score_cohort(
+    bundle: Bundle,
+    cohort_csv: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    device: str | None = None,
+    cache_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> ScoredCohort:
+    """Validate ``cohort_csv`` for ``bundle``, score the good rows, and return scores + report.
+
+    Bad rows (and rows the model cannot use) are left out and listed in
+    ``report.problems``; ``scores`` has one row per good patient plus the column
+    ``row`` (spreadsheet row number). InputError when the file is unusable or no row is good.
+    """
+    from pfs_core.predict import predict_cohort
+
+    report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
+                             image_root=image_root, progress=progress)
+    unusable = model_problems(bundle, report)
+    if unusable:
+        report.problems.extend(unusable)
+        report.good = report.good.drop(index=[p.row for p in unusable])
+    with good_cohort_csv(report) as csv_path:
+        scores = predict_cohort(bundle, csv_path, device=device, cache_dir=cache_dir)
+    rows = pd.Series(report.good.index.to_numpy(), index=report.good[schema.ID_COLUMN].astype(str).to_numpy())
+    scores.insert(0, "row", rows.reindex(scores["patient_id"].astype(str)).to_numpy(dtype=np.int64))
+    return ScoredCohort(scores=scores, report=report)
