@@ -8,6 +8,7 @@ Lengths in mm (patient frame, RAS), uptake in SUVbw.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -37,8 +38,8 @@ CT_INPLANE_MM = (2.5, 3.0)
 PET_INPLANE_MM = (4.0, 4.7)
 PET_SLICE_MM = (4.0, 5.0)
 TORSO_LENGTH_MM = (330.0, 380.0)
-BODY_WIDTH_MM = (300.0, 370.0)  # LR at the torso centre
-BODY_DEPTH_MM = (200.0, 260.0)  # AP at the torso centre
+BODY_WIDTH_MM = (300.0, 370.0)  # LR at the torso centre (and at most this at the widest level)
+BODY_DEPTH_MM = (200.0, 260.0)  # AP at the torso centre (idem)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,11 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
     back = _u(rng, 0.88, 0.98)
     b0 = _u(rng, *BODY_DEPTH_MM) / (1.0 + back)
     body = Body(length, a0, b0, back, _u(rng, -0.1, 0.1), _u(rng, -0.2, 0.05), _u(rng, 8.0, 28.0), _u(rng, 8.0, 13.0))
+    # Keep the widest level inside the stated LR / AP ranges (the taper may widen the pelvis or chest).
+    widest = float(body.scale(np.linspace(-0.5, 0.5, 41) * length).max())
+    a0 = min(a0, 0.5 * BODY_WIDTH_MM[1] / widest)
+    b0 = min(b0, BODY_DEPTH_MM[1] / ((1.0 + back) * widest))
+    body = dataclasses.replace(body, a0=a0, b0=b0)
     zt = 0.5 * length
     zb = -zt
     sz = length / 355.0

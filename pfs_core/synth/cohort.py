@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,9 +246,7 @@ def _summary(
     if defined.any() and 0 < y.sum() < len(y):
         from sklearn.metrics import roc_auc_score
 
-        bayes = float(roc_auc_score(y, p_true[defined]))
-    elif signal.is_null is False:
-        warnings.warn("Bayes AUROC undefined: only one outcome class among labelled patients", stacklevel=2)
+        bayes = float(roc_auc_score(y, p_true[defined]))  # None when only one class is labelled
     return _round({
         "simulator_version": SIMULATOR_VERSION,
         "n": n,

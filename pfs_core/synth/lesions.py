@@ -100,25 +100,26 @@ def _candidates(rng: np.random.Generator, anat: Anatomy, site: str) -> Array:
         a0 = anat.body.a0
         station = rng.integers(0, 5, size=n)
         side = rng.choice([-1.0, 1.0], size=n)
-        pts = np.empty((n, 3))
-        for i in range(n):
-            s = station[i]
-            if s == 0:  # para-aortic / retroperitoneal
-                pts[i] = (ao.cx + side[i] * rng.uniform(18, 35), ao.cy + rng.uniform(-5, 15),
-                          rng.uniform(kid.centre[2] - 50, pan.centre[2] + 10))
-            elif s == 1:  # mesenteric
-                pts[i] = (rng.uniform(-0.2, 0.2) * a0, pan.centre[1] + rng.uniform(25, 50),
-                          pan.centre[2] - rng.uniform(20, 70))
-            elif s == 2:  # portocaval / hepatic hilum
-                pts[i] = (rng.uniform(0.1, 0.25) * a0, pan.centre[1] + rng.uniform(-10, 15),
-                          pan.centre[2] + rng.uniform(10, 35))
-            elif s == 3:  # iliac / pelvic
-                pts[i] = (side[i] * rng.uniform(0.3, 0.45) * a0, rng.uniform(-20, 10),
-                          -0.5 * anat.body.length + rng.uniform(50, 100))
-            else:  # retrocrural
-                pts[i] = (ao.cx + rng.uniform(-20, 25), ao.cy + rng.uniform(-5, 20),
-                          anat.z_diaphragm - rng.uniform(20, 60))
-        return pts
+        u = rng.uniform(size=(3, n))
+
+        def lerp(lo: float, hi: float, k: int) -> Array:
+            return lo + (hi - lo) * u[k]
+
+        options = np.stack([
+            # para-aortic / retroperitoneal
+            np.stack([ao.cx + side * lerp(18, 35, 0), ao.cy + lerp(-5, 15, 1),
+                      lerp(kid.centre[2] - 50, pan.centre[2] + 10, 2)], axis=1),
+            # mesenteric
+            np.stack([lerp(-0.2, 0.2, 0) * a0, pan.centre[1] + lerp(25, 50, 1), pan.centre[2] - lerp(20, 70, 2)], axis=1),
+            # portocaval / hepatic hilum
+            np.stack([lerp(0.1, 0.25, 0) * a0, pan.centre[1] + lerp(-10, 15, 1), pan.centre[2] + lerp(10, 35, 2)], axis=1),
+            # iliac / pelvic
+            np.stack([side * lerp(0.3, 0.45, 0) * a0, lerp(-20, 10, 1),
+                      -0.5 * anat.body.length + lerp(50, 100, 2)], axis=1),
+            # retrocrural
+            np.stack([ao.cx + lerp(-20, 25, 0), ao.cy + lerp(-5, 20, 1), anat.z_diaphragm - lerp(20, 60, 2)], axis=1),
+        ])
+        return options[station, np.arange(n)]
     if site == "bone":
         sp = anat.spine.body
         z_lo, z_hi = anat.ct_grid.origin[2], anat.ct_grid.upper()[2]

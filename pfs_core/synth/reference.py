@@ -12,7 +12,6 @@ that cannot be written is simply skipped. The numbers are identical either way.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -56,13 +55,22 @@ def _compute_chunk(bounds: tuple[int, int]) -> np.ndarray:
     return _compute(range(*bounds))
 
 
-@functools.lru_cache(maxsize=1)
+_MEMO: dict[str, np.ndarray] = {}
+
+
 def reference_raw_parts(workers: int = 1) -> np.ndarray:
-    """Raw (lab, pet, ct) risk parts of the reference population, shape ``(N_REF, 3)``."""
-    path = _cache_dir() / f"synth_reference_{_cache_key()}.npy"
+    """Raw (lab, pet, ct) risk parts of the reference population, shape ``(N_REF, 3)``.
+
+    Computed on ``workers`` processes when neither the in-memory nor the disk cache has it.
+    """
+    key = _cache_key()
+    if key in _MEMO:
+        return _MEMO[key]
+    path = _cache_dir() / f"synth_reference_{key}.npy"
     try:
         data = np.load(path, allow_pickle=False)
         if data.shape == (N_REF, 3) and np.isfinite(data).all():
+            _MEMO[key] = data
             return data
     except (OSError, ValueError):
         pass
@@ -77,6 +85,7 @@ def reference_raw_parts(workers: int = 1) -> np.ndarray:
         os.replace(tmp, path)
     except OSError:
         pass
+    _MEMO[key] = data
     return data
 
 

@@ -31,7 +31,7 @@ CT_LTF_COEF = 4.0
 # Tumour-to-liver ratio assumed for the PET part when a patient has no SSTR-positive lesion.
 PET_TLR_DEFAULT = 3.0
 ADMIN_CENSOR_MONTHS = (18.0, 60.0)  # administrative end of follow-up, uniform
-LOSS_PROBABILITY = 0.05  # early loss to follow-up
+LOSS_PROBABILITY = 0.045  # early loss to follow-up
 LOSS_MONTHS = (1.0, 12.0)  # time of early loss, uniform
 PLANNED_CYCLES = ((4, 0.85), (3, 0.10), (2, 0.05))
 CYCLE_INTERVAL_MONTHS = 2.0

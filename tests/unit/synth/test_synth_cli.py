@@ -1,0 +1,78 @@
+"""`python -m pfs_core synth`: output, errors (exit 2, one line, no traceback) and --force."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pfs_core.cli import main
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--n", "0"], "--n"),
+        (["--n", "-3"], "--n"),
+        (["--n", "2", "--signal", "mri=1"], "--signal"),
+        (["--n", "2", "--signal", "labs:1"], "--signal"),
+        (["--n", "2", "--signal", "labs=-0.5"], "--signal"),
+        (["--n", "2", "--strength", "-1"], "--strength"),
+        (["--n", "2", "--workers", "0"], "--workers"),
+        (["--n", "two"], "--n"),
+    ],
+)
+def test_bad_arguments(extra: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["synth", "--out", str(tmp_path / "o"), "--no-images", *extra], capsys)
+    assert code == 2
+    assert err.startswith("error:") and needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    code, _, err = _run(["synth", "--n", "1", "--no-images", "--out", str(blocker / "sub")], capsys)
+    assert code == 2 and err.startswith("error: --out") and "Traceback" not in err
+    code, _, err = _run(["synth", "--n", "1", "--no-images", "--out", str(blocker)], capsys)
+    assert code == 2 and err.startswith("error: --out")
+
+
+def test_existing_folder_refused_then_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cohort"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, _, err = _run(["synth", "--n", "2", "--no-images", "--out", str(out)], capsys)
+    assert code == 2 and err.startswith("error:") and "--force" in err
+    assert (out / "keep.txt").read_text() == "precious"
+    code, stdout, _ = _run(["synth", "--n", "2", "--no-images", "--out", str(out), "--force"], capsys)
+    assert code == 0 and "Bayes AUROC" in stdout and "wall time" in stdout
+    assert not (out / "keep.txt").exists() and (out / "cohort.csv").exists()
+    assert not list(tmp_path.glob(".cohort.partial-*"))
+
+
+def test_null_signal_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["synth", "--n", "3", "--no-images", "--out", str(tmp_path / "o"), "--signal",
+                         "labs=0,pet=0,ct=0"], capsys)
+    assert code == 0 and err.startswith("warning:")
+
+
+def test_subprocess_error_has_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pfs_core", "synth", "--n", "2", "--signal", "foo=1", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr

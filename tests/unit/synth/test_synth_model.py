@@ -1,0 +1,105 @@
+"""Risk model, prevalence, Bayes AUROC, signal knobs and table contents."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pfs_core.errors import UsageError
+from pfs_core.schema import COHORT_COLUMNS, SHORT_PFS_MONTHS
+from pfs_core.synth import DEFAULT_STRENGTH, Signal, parse_signal, simulate_cohort
+from pfs_core.synth.reference import reference_summary
+
+# Stated in docs/simulator.md: expected Bayes AUROC at the default setting is 0.80-0.85;
+# a 400-patient cohort lands within about +-0.05 of that.
+EXPECTED_AUROC = (0.80, 0.85)
+
+
+def test_cohort_table_contract(tables_400: Path) -> None:
+    cohort = pd.read_csv(tables_400 / "cohort.csv")
+    assert tuple(cohort.columns) == COHORT_COLUMNS
+    assert cohort["patient_id"].iloc[0] == "SIM0001" and cohort["patient_id"].is_unique
+    assert set(cohort["sex"]) == {"F", "M"}
+    assert set(cohort["primary_site"]) == {"pancreas", "small_bowel", "other"}
+    assert cohort["prrt_cycles"].between(1, 4).all()
+    assert set(cohort["progressed"]) == {0, 1}
+    missing = cohort.isna().mean()
+    for lab in ("chromogranin_a", "ki67", "ast", "bilirubin"):
+        assert 0.01 <= missing[lab] <= 0.12, (lab, missing[lab])
+    assert missing[["gamma_gt", "albumin", "age", "pfs_months"]].sum() == 0
+    # early progression -> fewer cycles (post-baseline information)
+    early = cohort[(cohort.pfs_months < 4) & (cohort.progressed == 1)]
+    assert len(early) and (early.prrt_cycles <= 2).all()
+    # CgA and gamma-GT higher in short PFS, as in the study
+    truth = pd.read_csv(tables_400 / "ground_truth.csv")
+    short = truth["short_pfs_observed"] == 1
+    for lab in ("chromogranin_a", "gamma_gt"):
+        assert cohort.loc[short, lab].median() > cohort.loc[truth["short_pfs_observed"] == 0, lab].median()
+
+
+def test_prevalence_auroc_and_censoring(tables_400: Path) -> None:
+    summary = json.loads((tables_400 / "summary.json").read_text())
+    truth = pd.read_csv(tables_400 / "ground_truth.csv")
+    assert 0.28 <= summary["observed_prevalence"] <= 0.44
+    assert 0.30 <= summary["expected_prevalence"] <= 0.42
+    lo, hi = EXPECTED_AUROC
+    assert lo <= summary["reference_expected_bayes_auroc"] <= hi
+    assert lo - 0.05 <= summary["bayes_auroc"] <= hi + 0.05
+    assert 0.01 <= summary["censored_before_12_months_fraction"] <= 0.08
+    assert 0.15 <= summary["patients_with_sstr_negative_fraction"] <= 0.35
+    assert truth["short_pfs_observed"].isna().mean() == pytest.approx(summary["censored_before_12_months_fraction"])
+    # label consistent with the observed time and event
+    cohort = pd.read_csv(tables_400 / "cohort.csv")
+    label = truth["short_pfs_observed"]
+    assert (label[cohort.pfs_months > SHORT_PFS_MONTHS] == 0).all()
+    assert (label[(cohort.pfs_months <= SHORT_PFS_MONTHS) & (cohort.progressed == 1)] == 1).all()
+
+
+def test_risk_decomposition(tables_400: Path) -> None:
+    summary = json.loads((tables_400 / "summary.json").read_text())
+    truth = pd.read_csv(tables_400 / "ground_truth.csv")
+    total = summary["intercept"] + truth[["risk_lab", "risk_pet", "risk_ct"]].sum(axis=1)
+    assert np.allclose(total, truth["risk_score_true"], atol=1e-5)
+    p = 1.0 - np.exp(-np.exp(truth["risk_score_true"]))
+    assert np.allclose(p, truth["p_short_pfs_true"], atol=1e-5)
+    assert truth["tumour_volume_ml"].ge(0).all() and truth["liver_tumour_fraction"].between(0, 0.6).all()
+    assert truth["n_lesions"].between(0, 20).all()
+
+
+@pytest.mark.parametrize("off", ["labs", "pet", "ct"])
+def test_zeroed_modality_is_constant(off: str, tmp_path: Path) -> None:
+    signal = Signal(**{off: 0.0})
+    simulate_cohort(40, 3, out_dir=tmp_path / off, images=False, signal=signal)
+    truth = pd.read_csv(tmp_path / off / "ground_truth.csv")
+    for name in ("labs", "pet", "ct"):
+        column = truth["risk_lab" if name == "labs" else f"risk_{name}"]
+        if name == off:
+            assert column.nunique() == 1 and column.iloc[0] == 0
+        else:
+            assert column.std() > 0.1, name
+
+
+def test_intercept_keeps_prevalence_for_any_signal() -> None:
+    for signal, strength in ((Signal(), DEFAULT_STRENGTH), (Signal(1, 0, 0), 2.0), (Signal(0, 0, 1), 0.5),
+                             (Signal(0, 0, 0), 1.0)):
+        ref = reference_summary(signal, strength)
+        assert ref["expected_prevalence"] == pytest.approx(0.36, abs=1e-6)
+    null = reference_summary(Signal(0, 0, 0), 1.0)
+    assert null["expected_bayes_auroc"] == pytest.approx(0.5, abs=1e-6)
+    assert reference_summary(Signal(), 2.0)["expected_bayes_auroc"] > reference_summary(Signal(), 1.0)[
+        "expected_bayes_auroc"]
+
+
+def test_parse_signal() -> None:
+    assert parse_signal("labs=1,pet=1,ct=1") == Signal()
+    assert parse_signal("pet=0") == Signal(1.0, 0.0, 1.0)
+    assert parse_signal(" LABS = 0.5 , ct=2 ") == Signal(0.5, 1.0, 2.0)
+    for bad in ("mri=1", "labs", "labs=x", "labs=-1", "labs=1,labs=2", "pet=nan"):
+        with pytest.raises(UsageError, match="--signal"):
+            parse_signal(bad)
+    assert math.isclose(Signal(0, 0, 0).weights().sum(), 0.0)
