@@ -212,7 +212,7 @@ def draw_lesions(rng: np.random.Generator, anat: Anatomy, *, primary_site: str, 
                 if not (z_lo + r_max + 6.0 <= p[2] <= z_hi - r_max - 6.0):
                     continue
                 if site == "liver" and (
-                    depth_q[i] > (1.0 - 0.4 * r_max / r_min) ** 2 or depth_plane[i] > -0.4 * r_max
+                    depth_q[i] > (1.0 - 0.6 * r_max / r_min) ** 2 or depth_plane[i] > -0.6 * r_max
                 ):
                     continue
                 if any(np.linalg.norm(p - c) < r_max + r + 2.0 for c, r in placed):
