@@ -395,8 +395,8 @@ def paint_tissues(anat: Anatomy, ux: Array, uy: Array, uz: Array, grid: Grid | N
     tissue = np.zeros(ux.shape, dtype=np.uint8)
     # Body outline radii at every point, computed once (mm).
     s = body.scale(uz)
-    half_w = body.a0 * s
-    half_d = np.where(uy >= 0, body.b0, body.b0 * body.back) * s
+    half_w = (body.a0 * s).astype(ux.dtype, copy=False)
+    half_d = (np.where(uy >= 0, np.float32(body.b0), np.float32(body.b0 * body.back)) * s).astype(ux.dtype, copy=False)
 
     def rho(inset: float, sl: tuple = ()) -> Array:
         return (ux[sl] / (half_w[sl] - inset)) ** 2 + (uy[sl] / (half_d[sl] - inset)) ** 2

@@ -78,7 +78,7 @@ def _lesion_map(attrs: PatientAttributes, grid: Grid) -> Array:
 
 
 def _ct(anat: Anatomy, tissue: Array, lesions: Array, attrs: PatientAttributes, rng: np.random.Generator,
-        field: Array) -> Array:
+        field: Array, cortex: Array) -> Array:
     """CT in HU (float32, phantom grid) before cropping."""
     hu_of = {k: v + rng.normal(0.0, 3.0) for k, v in TISSUE_HU.items()}
     hu_of["liver"] = float(rng.uniform(55.0, 65.0))
@@ -93,8 +93,7 @@ def _ct(anat: Anatomy, tissue: Array, lesions: Array, attrs: PatientAttributes, 
     lut[T_DISC] = hu_of["disc"]
     lut[T_STOMACH_GAS] = hu_of["bowel_gas"]
     ct = lut[tissue]
-    bone = tissue == LABEL["bone"]
-    ct[bone & ~ndimage.binary_erosion(bone)] = hu_of["bone_cortical"]
+    ct[cortex] = hu_of["bone_cortical"]
     lung = tissue == LABEL["lung"]
     ct[lung] += 40.0 * field[lung]
     bowel = tissue == LABEL["bowel"]
@@ -113,7 +112,8 @@ def _ct(anat: Anatomy, tissue: Array, lesions: Array, attrs: PatientAttributes, 
     return ct
 
 
-def _activity(anat: Anatomy, tissue: Array, lesions: Array, attrs: PatientAttributes, field: Array) -> Array:
+def _activity(anat: Anatomy, tissue: Array, lesions: Array, attrs: PatientAttributes, field: Array,
+              cortex: Array) -> Array:
     """True SSTR-PET uptake (SUVbw, float32, phantom grid) before blur."""
     suv = dict(anat.suv)
     lut = np.zeros(T_COLON + 1, dtype=np.float32)
@@ -128,8 +128,7 @@ def _activity(anat: Anatomy, tissue: Array, lesions: Array, attrs: PatientAttrib
     lut[T_STOMACH_GAS] = 0.0
     lut[T_COLON] = suv["bowel"]
     act = lut[tissue]
-    bone = tissue == LABEL["bone"]
-    act[bone & ~ndimage.binary_erosion(bone)] = suv["bone_cortical"]
+    act[cortex] = suv["bone_cortical"]
     bowel = tissue == LABEL["bowel"]
     fb = field[bowel]
     act[bowel] = np.where(fb > 1.3, 0.0, np.where(fb < -0.5, suv["fat"], suv["bowel"]))
@@ -172,8 +171,10 @@ def render(attrs: PatientAttributes, image_seed: np.random.SeedSequence) -> Rend
     del ux, uy, uz
     lesions = _lesion_map(attrs, phantom)
     field = _smooth_field(rng, phantom.shape)
-    ct = _ct(anat, tissue, lesions, attrs, rng, field)
-    act = _activity(anat, tissue, lesions, attrs, field)
+    bone = tissue == LABEL["bone"]
+    cortex = bone & ~ndimage.binary_erosion(bone)  # one-voxel cortical rim
+    ct = _ct(anat, tissue, lesions, attrs, rng, field, cortex)
+    act = _activity(anat, tissue, lesions, attrs, field, cortex)
     pet = _pet(anat, act, phantom, rng)
     k0 = anat.ct_offset_in_phantom()
     crop = (slice(None), slice(None), slice(k0, k0 + anat.ct_grid.shape[2]))
