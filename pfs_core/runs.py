@@ -391,7 +391,7 @@ def progress(run: RunInfo) -> Progress:
                         remaining=remaining)
     if last_pre is not None:
         return Progress("preprocessing", int(last_pre.group(1)), int(last_pre.group(2)), detail="images")
-    return Progress("starting", 0, 0)
+    return Progress("starting", 0, 0, detail="loading libraries and the cohort")
 
 
 def log_lines(run: RunInfo, *, last: int = 20) -> list[str]:

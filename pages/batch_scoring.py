@@ -1,0 +1,26 @@
+"""Batch scoring: score the usable rows of a cohort table with a chosen bundle and download the results."""
+
+import streamlit as st
+
+from pfs_ui import cohort_view as cv
+from pfs_ui.common import load_bundle_ui
+
+st.title("Batch scoring")
+st.caption("Scores every usable row of a cohort.csv (simulator columns; pfs_months/progressed optional) with a "
+           "model bundle: probability of PFS ≤ 12 months, interval over the fold models, risk group and "
+           "warnings. Rows with problems are listed with their row number and left out. "
+           "Command-line twin: `python -m pfs_core score`.")
+bundles = cv.bundle_choices()
+if not bundles:
+    st.error("No model bundle found in models/ or in finished training runs. Train one with "
+             "`python -m pfs_core train` or on the Your cohort page.")
+    st.stop()
+path = st.selectbox("Model bundle", bundles, format_func=cv.bundle_label, key="bundle")
+bundle = cv.guarded(lambda: load_bundle_ui(path))
+if bundle is None:
+    st.stop()
+
+source = cv.cohort_source_widgets()
+if st.button("Score cohort", type="primary", key="score_button", disabled=not source.given):
+    cv.guarded(lambda: cv.score_source(bundle, source))
+cv.render_scores(bundle, source)

@@ -1,0 +1,196 @@
+"""Streamlit glue of the Model comparison page: the metrics table beside the published figures,
+the curves from the out-of-fold predictions, and a bundle explained over a cohort.
+
+Computation lives in :mod:`pfs_core.comparison`, figures in :mod:`pfs_core.viz`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pfs_core.errors import PfsError
+from pfs_core.published import CITATION, COHORT, SHORT_CITATION
+from pfs_ui import cohort_view as cv
+from pfs_ui.common import load_bundle_ui, session_value, set_session_value, show_error
+
+EXPLAIN_KEY = "cohort_explanation"
+
+
+def render_header(output: Any) -> None:
+    """What was run on which cohort, labelled simulated / not simulated."""
+    doc = output.doc
+    settings, cohort = doc.get("settings", {}), doc.get("cohort", {})
+    if output.simulated:
+        kind = "**SIMULATED** cohort (not patients)"
+    elif output.simulated is False:
+        kind = "cohort without the simulator's ground truth (your data?)"
+    else:
+        kind = "cohort of unknown origin"
+    st.info(f"This benchmark: {kind}, {cohort.get('n', '?')} patients ({cohort.get('n_short_pfs', '?')} short "
+            f"PFS, {cohort.get('n_long_pfs', '?')} long, {cohort.get('n_censored_before_12_months', '?')} "
+            f"censored ≤ 12 months); {settings.get('folds', '?')} folds × {settings.get('repeats', '?')} repeats, "
+            f"seed {settings.get('seed', '?')}; post-baseline prrt_cycles "
+            f"{'INCLUDED' if settings.get('include_post_baseline') else 'excluded'}.", icon=":material/science:")
+    if doc.get("command"):
+        st.caption(f"Command: `{doc['command']}` · wall time {doc.get('wall_time_s', 0) / 60:.1f} min")
+
+
+def render_table(output: Any) -> None:
+    """Metrics (mean ± sd over repeats) of this benchmark and the published AUROC/AUPRC, side by side."""
+    from pfs_core.comparison import metrics_table
+
+    origin = "simulated" if output.simulated else "this cohort"
+    table = metrics_table(output)
+    config = {label: st.column_config.TextColumn(f"{label} ({origin})") for label in ("AUROC", "AUPRC", "Brier",
+                                                                                      "C-index")}
+    config |= {"published AUROC": st.column_config.TextColumn(f"AUROC (published, {SHORT_CITATION})"),
+               "published AUPRC": st.column_config.TextColumn("AUPRC (published)")}
+    st.dataframe(table, hide_index=True, column_config=config, key="metrics_table")
+    st.caption(f"Left: this benchmark, mean ± sd over repeats (Brier: lower is better). Right: published "
+               f"figures of real patients ({COHORT}) — {CITATION} The two are not the same cohort and are not "
+               "directly comparable.")
+
+
+def _curves_module() -> Any:
+    try:
+        from pfs_core.viz import curves
+    except ImportError as exc:  # the figures module is optional for this page
+        st.info(f"Figures are not available ({exc}).")
+        return None
+    return curves
+
+
+def render_curves(output: Any) -> None:
+    """ROC, PR, calibration, decision curve and Kaplan–Meier tabs (OOF probability averaged over repeats)."""
+    from pfs_core.comparison import curve_inputs
+
+    curves = _curves_module()
+    if curves is None:
+        return
+    try:
+        pairs = curve_inputs(output)
+    except PfsError as exc:
+        show_error(exc)
+        return
+    st.caption(f"Out-of-fold probabilities averaged over repeats; {len(next(iter(pairs.values()))[0])} patients "
+               "with a binary label (censored ≤ 12 months left out; they are kept in the Kaplan–Meier curves).")
+    tabs = st.tabs(["ROC", "Precision–recall", "Calibration", "Decision curve", "Kaplan–Meier"])
+    figures = (lambda: curves.roc_figure(pairs), lambda: curves.pr_figure(pairs),
+               lambda: curves.calibration_figure(pairs, n_bins=5), lambda: curves.decision_curve_figure(pairs))
+    for tab, make in zip(tabs[:4], figures, strict=True):
+        with tab:
+            _plot(make)
+    with tabs[4]:
+        _km(output, curves)
+
+
+def _plot(make: Any) -> None:
+    try:
+        st.plotly_chart(make())
+    except (PfsError, ValueError) as exc:
+        st.warning(f"Figure not drawn: {exc}")
+
+
+def _km(output: Any, curves: Any) -> None:
+    from pfs_core.comparison import risk_groups
+
+    model = st.selectbox("Risk groups of model", output.models, key="km_model")
+    time_months, event, group = risk_groups(output, model)
+    fig, p_value = curves.km_figure(time_months, event, group, highlight="high",
+                                    title=f"{model}: PFS by predicted risk group (median split)")
+    st.metric("Log-rank p", "n/a" if not np.isfinite(p_value) else f"{p_value:.3g}")
+    st.plotly_chart(fig)
+
+
+# ----------------------------------------------------------------------------- a bundle over a cohort
+
+
+def default_cohort(output: Any) -> str:
+    """The benchmark's cohort table when it is on this machine, else ""."""
+    from pfs_core.comparison import cohort_table_path
+
+    path = cohort_table_path(output)
+    return str(path) if path is not None else ""
+
+
+def render_cohort_explanation(output: Any) -> None:
+    """Pick a bundle and a cohort; on request, mean |modality Shapley| and the fused-feature embedding."""
+    bundles = cv.bundle_choices()
+    if not bundles:
+        st.info("No model bundle found (models/ or finished training runs).")
+        return
+    path = st.selectbox("Model bundle", bundles, format_func=cv.bundle_label, key="explain_bundle")
+    cohort = st.text_input("Cohort table", value=default_cohort(output), key="explain_cohort")
+    left, right = st.columns(2)
+    n_sample = int(left.number_input("Patients sampled for the contributions", 5, 500, 30, key="explain_n"))
+    method = right.radio("Embedding", ["pca", "umap"], horizontal=True, key="embed_method",
+                         format_func=str.upper)
+    signature = (str(path), cohort, n_sample, method)
+    if st.button("Compute", key="explain_button", disabled=not cohort.strip()):
+        try:
+            set_session_value(EXPLAIN_KEY, (signature, _explain(path, Path(cohort.strip()), n_sample, method)))
+        except PfsError as exc:
+            show_error(exc)
+    stored = session_value(EXPLAIN_KEY)
+    if stored is not None and stored[0] == signature:
+        _render_explanation(stored[1])
+
+
+def _explain(path: Path, cohort: Path, n_sample: int, method: str) -> dict[str, Any]:
+    from pfs_core.comparison import (
+        fused_embedding,
+        load_cohort_for_bundle,
+        mean_abs_contributions,
+        modality_contributions,
+    )
+    from pfs_core.errors import UsageError
+
+    bundle = load_bundle_ui(path)
+    with st.spinner("Loading the cohort and computing exact modality Shapley values..."):
+        data = load_cohort_for_bundle(bundle, cohort, cache_dir=cv.cache_dir())
+        contributions = modality_contributions(bundle, data, n_sample=n_sample, seed=0)
+    try:
+        embedding = fused_embedding(bundle, data, method=method, seed=0)
+    except UsageError as exc:
+        embedding = str(exc)
+    return {"model": bundle.name, "n": len(data), "contributions": contributions,
+            "mean_abs": mean_abs_contributions(contributions), "embedding": embedding}
+
+
+def _render_explanation(result: dict[str, Any]) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**Modality contributions** ({result['model']}, {len(result['contributions'])} of "
+                    f"{result['n']} patients)")
+        try:
+            from pfs_core.viz.explain import modality_importance_figure
+
+            st.plotly_chart(modality_importance_figure(result["mean_abs"]))
+        except ImportError:
+            st.bar_chart(pd.Series(result["mean_abs"], name="mean |Shapley|"))
+        st.caption("Mean |exact Shapley value| per modality, in probability points: how much the prediction "
+                   "moves on average when the modality is added (absent = the model's 'missing' input).")
+    with right:
+        embedding = result["embedding"]
+        if isinstance(embedding, str):
+            st.info(embedding)
+            return
+        st.markdown(f"**Fused features** ({embedding.method.upper()} of {embedding.n_features} dimensions)")
+        _embedding_plot(embedding)
+
+
+def _embedding_plot(embedding: Any) -> None:
+    title = f"{embedding.method.upper()} of the fused branch embeddings, coloured by outcome"
+    try:
+        from pfs_core.viz.scene import embedding_figure
+    except ImportError:
+        frame = pd.DataFrame({"x": embedding.points[:, 0], "y": embedding.points[:, 1],
+                              "outcome": embedding.labels})
+        st.scatter_chart(frame, x="x", y="y", color="outcome")
+        return
+    st.plotly_chart(embedding_figure(embedding.points, embedding.labels, title=title))

@@ -1,0 +1,196 @@
+"""cohort_check: every bad row reported by spreadsheet row number; good rows go on; validate and score commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pfs_core.cli import main
+from pfs_core.cohort_check import (
+    PAIR_COLUMN,
+    good_cohort_csv,
+    score_cohort,
+    validate_cohort,
+    write_good_cohort,
+)
+from pfs_core.errors import InputError
+from pfs_core.imaging import load_pet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "models"))
+from model_fixtures import FAST, SMALL, make_cohort, write_disk_cohort  # noqa: E402
+
+N = 12
+
+
+@pytest.fixture(scope="module")
+def cohort_dir(tmp_path_factory) -> Path:
+    return write_disk_cohort(tmp_path_factory.mktemp("cohort"), n=N).parent
+
+
+def _edited(cohort_dir: Path, tmp_path: Path, edit) -> Path:
+    """A copy of cohort.csv (same image folder) with ``edit(frame)`` applied; cells as text."""
+    frame = pd.read_csv(cohort_dir / "cohort.csv", dtype=str, keep_default_na=False)
+    edit(frame)
+    out = tmp_path / "edited.csv"
+    frame.to_csv(out, index=False)
+    (tmp_path / "images").symlink_to(cohort_dir / "images")
+    return out
+
+
+def _two_bad_rows(frame: pd.DataFrame) -> None:
+    frame.loc[1, "pet"] = "images/missing_pet.nii.gz"  # spreadsheet row 3
+    frame.loc[4, "chromogranin_a"] = "123456789"  # row 6: above the plausible 1e6 ng/mL
+
+
+def test_two_bad_rows_are_reported_by_spreadsheet_row_and_the_rest_go_on(cohort_dir, tmp_path):
+    report = validate_cohort(_edited(cohort_dir, tmp_path, _two_bad_rows))
+    assert report.bad_rows == [3, 6]
+    by_row = {p.row: p for p in report.problems}
+    assert by_row[3].column == "pet" and "not found" in by_row[3].reason and by_row[3].patient_id == "P001"
+    assert by_row[6].column == "chromogranin_a" and "plausible range" in by_row[6].reason
+    assert "123456789" not in by_row[6].reason  # reasons never quote patient values
+    assert report.n_good == N - 2 and report.n_rows == N
+    assert list(report.good.index) == [r for r in range(2, N + 2) if r not in (3, 6)]
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in report.good["pet"])
+
+
+def test_every_kind_of_row_problem(cohort_dir, tmp_path):
+    def edit(frame: pd.DataFrame) -> None:
+        frame.loc[0, "gamma_gt"] = "high"  # row 2: not a number
+        frame.loc[1, "pfs_months"] = "-3"  # row 3
+        frame.loc[2, "progressed"] = "2"  # row 4
+        frame.loc[3, "patient_id"] = "P005"  # rows 5 and 7 share an id
+        frame.loc[6, "patient_id"] = ""  # row 8
+        frame.loc[7, "sex"] = "X"  # row 9
+        frame.loc[8, ["pet", "ct"]] = ""  # row 10: no image at all
+        frame.loc[10, "pfs_months"] = ""  # row 12: outcome missing
+
+    garbage = tmp_path / "garbage_pet.nii.gz"
+    garbage.write_bytes(b"this is not a NIfTI file")
+
+    def edit_and_break_an_image(frame: pd.DataFrame) -> None:
+        edit(frame)
+        frame.loc[9, "pet"] = str(garbage)  # row 11: unreadable (absolute paths are kept as they are)
+
+    csv_path = _edited(cohort_dir, tmp_path, edit_and_break_an_image)
+    report = validate_cohort(csv_path)
+    columns = {(p.row, p.column) for p in report.problems}
+    assert {(2, "gamma_gt"), (3, "pfs_months"), (4, "progressed"), (5, "patient_id"), (7, "patient_id"),
+            (8, "patient_id"), (9, "sex"), (10, PAIR_COLUMN), (11, "pet"), (12, "pfs_months")} <= columns
+    assert report.bad_rows == [2, 3, 4, 5, 7, 8, 9, 10, 11, 12]
+    assert list(report.good.index) == [6, 13]
+    with pytest.raises(InputError) as loader_error:
+        load_pet(garbage)
+    assert next(p.reason for p in report.problems if p.row == 11) == str(loader_error.value)
+
+
+def test_unreadable_image_reason_is_the_loader_message(cohort_dir, tmp_path):
+    empty = tmp_path / "empty_pet.nii.gz"
+    empty.write_bytes(b"")
+
+    def edit(frame: pd.DataFrame) -> None:
+        frame.loc[0, "pet"] = str(empty)
+
+    csv_path = _edited(cohort_dir, tmp_path, edit)
+    report = validate_cohort(csv_path)
+    with pytest.raises(InputError) as exc:
+        load_pet(empty)
+    assert [(p.row, p.column, p.reason) for p in report.problems] == [(2, "pet", str(exc.value))]
+
+
+def test_row_with_wrong_cell_count_and_blank_lines(cohort_dir, tmp_path):
+    lines = (cohort_dir / "cohort.csv").read_text().splitlines()
+    lines.insert(2, "")  # a blank line is row 3 in a spreadsheet, not a patient
+    lines[3] = lines[3] + ",extra"  # row 4
+    (tmp_path / "images").symlink_to(cohort_dir / "images")
+    csv_path = tmp_path / "cells.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    report = validate_cohort(csv_path, check_images=False)
+    assert [(p.row, p.column) for p in report.problems] == [(4, "row")]
+    assert report.n_rows == N and report.n_good == N - 1
+
+
+@pytest.mark.parametrize("drop, named", [(["pet"], "pet"), (["pfs_months", "progressed"], "pfs_months, progressed")])
+def test_missing_required_columns_is_a_file_error(cohort_dir, tmp_path, drop, named):
+    frame = pd.read_csv(cohort_dir / "cohort.csv").drop(columns=drop)
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(InputError, match=f"missing required column\\(s\\) {named}"):
+        validate_cohort(tmp_path / "c.csv")
+
+
+def test_unusable_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        validate_cohort(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="empty file"):
+        validate_cohort(tmp_path / "empty.csv")
+    (tmp_path / "header.csv").write_text("patient_id,pet,ct,pfs_months,progressed\n")
+    with pytest.raises(InputError, match="no patient rows"):
+        validate_cohort(tmp_path / "header.csv")
+
+
+def test_scoring_mode_and_image_root(cohort_dir, tmp_path):
+    frame = pd.read_csv(cohort_dir / "cohort.csv").drop(columns=["pfs_months", "progressed"])
+    frame.to_csv(tmp_path / "new.csv", index=False)  # no images next to it: paths read from image_root
+    with pytest.raises(InputError):
+        validate_cohort(tmp_path / "new.csv")
+    report = validate_cohort(tmp_path / "new.csv", require_outcome=False, image_root=cohort_dir)
+    assert report.all_good and report.n_good == N and not report.warnings
+    assert report.good["progressed"].isna().all()
+
+
+def test_good_rows_written_for_the_commands(cohort_dir, tmp_path):
+    from pfs_core.train import is_simulated, read_cohort
+
+    csv_path = _edited(cohort_dir, tmp_path, _two_bad_rows)
+    (tmp_path / "ground_truth.csv").write_text("patient_id,p_short_pfs_true\nP000,0.3\nP001,0.6\n")
+    report = validate_cohort(csv_path)
+    out = write_good_cohort(report, tmp_path / "good")
+    table = read_cohort(out)
+    assert list(table["patient_id"]) == list(report.good["patient_id"])
+    assert table["progressed"].isin([0, 1]).all()
+    assert is_simulated(out)  # the simulator's marker follows the good rows (P001 is row 3, left out)
+    assert list(pd.read_csv(tmp_path / "good" / "ground_truth.csv")["patient_id"]) == ["P000"]
+    with good_cohort_csv(report) as path:
+        assert path.is_file()
+    assert not path.exists()
+
+
+def test_validate_command_exit_codes(cohort_dir, tmp_path, capsys):
+    assert main(["validate", "--cohort", str(cohort_dir / "cohort.csv"), "--no-progress"]) == 0
+    bad = _edited(cohort_dir, tmp_path, _two_bad_rows)
+    capsys.readouterr()
+    assert main(["validate", "--cohort", str(bad), "--no-progress", "--problems-csv", str(tmp_path / "p.csv")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("row 3 (patient P001) pet: ") and out[2].startswith("row 6 (patient P004) chromogranin_a")
+    assert list(pd.read_csv(tmp_path / "p.csv")["row"]) == [3, 6]
+    assert main(["validate", "--cohort", str(tmp_path / "missing.csv")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.fixture(scope="module")
+def image_bundle(tmp_path_factory):
+    """A tiny lab+PET fusion bundle (1 epoch at 16³ voxels)."""
+    from pfs_core.cv import train_bundle
+    from pfs_core.registry import get_spec
+
+    out = tmp_path_factory.mktemp("bundle") / "lab_pet"
+    data = make_cohort(15, config=SMALL)
+    provenance = {"created": "2026-01-01T00:00:00+00:00", "command": "test", "source": "test", "simulated": True}
+    train_bundle(data, get_spec("lab_pet"), out, folds=3, seed=0, config=FAST, provenance=provenance)
+    from pfs_core.bundle import load_bundle
+
+    return load_bundle(out)
+
+
+@pytest.mark.slow
+def test_score_skips_two_bad_rows_and_scores_the_rest(cohort_dir, tmp_path, image_bundle):
+    result = score_cohort(image_bundle, _edited(cohort_dir, tmp_path, _two_bad_rows), cache_dir=tmp_path / "cache")
+    assert result.report.bad_rows == [3, 6]
+    assert len(result.scores) == N - 2
+    assert set(result.scores["patient_id"]) == set(result.report.good["patient_id"])
+    assert list(result.scores["row"]) == list(result.report.good.index)
+    assert result.scores["probability"].between(0, 1).all()
