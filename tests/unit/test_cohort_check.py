@@ -19,15 +19,42 @@ from pfs_core.cohort_check import (
 from pfs_core.errors import InputError
 from pfs_core.imaging import load_pet
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "models"))
-from model_fixtures import FAST, SMALL, make_cohort, write_disk_cohort  # noqa: E402
-
+MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
 N = 12
+
+
+def write_light_cohort(folder: Path, n: int, *, seed: int = 0, shape: tuple[int, int, int] = (24, 20, 24)) -> Path:
+    """cohort.csv + small NIfTI PET (SUV) / CT (HU) pairs with plausible labs (no torch needed)."""
+    import nibabel as nib
+    import numpy as np
+
+    from pfs_core import schema
+
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    affine = np.diag([9.0, 9.0, 9.0, 1.0])
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    body = (grid**2).sum(axis=0) < 0.8
+    rows = []
+    for i in range(n):
+        pid = f"P{i:03d}"
+        ct = np.where(body, 40.0, -1000.0) + rng.normal(0, 10, shape)
+        pet = np.where(body, 1.0, 0.05) + rng.uniform(0, 0.2, shape)
+        nib.save(nib.Nifti1Image(ct.astype(np.float32), affine), folder / "images" / f"{pid}_ct.nii.gz")
+        nib.save(nib.Nifti1Image(pet.astype(np.float32), affine), folder / "images" / f"{pid}_pet.nii.gz")
+        row = {"patient_id": pid, "pet": f"images/{pid}_pet.nii.gz", "ct": f"images/{pid}_ct.nii.gz"}
+        for feature in schema.NUMERIC_FEATURES:
+            low, high = feature.reference or (feature.plausible[0] + 1, min(feature.plausible[1], 80.0))
+            row[feature.name] = round(float(rng.uniform(low, high)), 3)
+        row |= {"sex": "FM"[i % 2], "primary_site": "pancreas", "pfs_months": 6.0 + 3 * i, "progressed": i % 2}
+        rows.append(row)
+    pd.DataFrame(rows)[list(schema.COHORT_COLUMNS)].to_csv(folder / "cohort.csv", index=False)
+    return folder / "cohort.csv"
 
 
 @pytest.fixture(scope="module")
 def cohort_dir(tmp_path_factory) -> Path:
-    return write_disk_cohort(tmp_path_factory.mktemp("cohort"), n=N).parent
+    return write_light_cohort(tmp_path_factory.mktemp("cohort"), N).parent
 
 
 def _edited(cohort_dir: Path, tmp_path: Path, edit) -> Path:
@@ -174,6 +201,9 @@ def test_validate_command_exit_codes(cohort_dir, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def image_bundle(tmp_path_factory):
     """A tiny lab+PET fusion bundle (1 epoch at 16³ voxels)."""
+    sys.path.insert(0, str(MODEL_FIXTURES))
+    from model_fixtures import FAST, SMALL, make_cohort
+
     from pfs_core.cv import train_bundle
     from pfs_core.registry import get_spec
 
