@@ -196,7 +196,7 @@ def _scene(result: CaseResult) -> None:
 
 def _slices(result: CaseResult) -> None:
     from pfs_core.display import resample_onto
-    from pfs_core.viz.images import mip_figure, slice_figure
+    from pfs_core.viz.images import mip_figure, slice_count, slice_figure
 
     e = result.explanation
     if result.ct is None:
@@ -208,7 +208,7 @@ def _slices(result: CaseResult) -> None:
     opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="slice_opacity")
     ct = result.ct
     overlay = None if branch == "none" else np.asarray(e.gradcam[branch].dataobj)
-    n = ct.data.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[axis]]
+    n = slice_count(ct.data.shape, ct.affine, axis)
     index = st.slider("Slice", 0, n - 1, n // 2, key=f"slice_index_{axis}")
     left, right = st.columns(2)
     left.plotly_chart(slice_figure(ct.data, overlay, affine=ct.affine, axis=axis, index=index, opacity=opacity,

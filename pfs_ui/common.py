@@ -7,6 +7,7 @@ are loaded, and no patient value is ever logged.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from pfs_core import DISCLAIMER
 from pfs_core.errors import PfsError
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Bundles shown by the pages; PFS_MODELS_DIR points the dashboard at a group's own models instead.
 MODELS_DIR = ROOT / "models"
 SAMPLE_DIR = ROOT / "sample_data"
 RUNS_DIR = ROOT / "runs"
@@ -36,10 +38,16 @@ def show_error(exc: PfsError) -> None:
     st.error(str(exc), icon=":material/error:")
 
 
-def list_bundles(root: Path = MODELS_DIR) -> list[Path]:
-    """Model bundle folders (those holding a manifest.json), default model first."""
+def models_dir() -> Path:
+    """Folder of model bundles: $PFS_MODELS_DIR if set, else the shipped models/."""
+    return Path(os.environ.get("PFS_MODELS_DIR", MODELS_DIR))
+
+
+def list_bundles(root: Path | None = None) -> list[Path]:
+    """Model bundle folders (those holding a manifest.json) under ``root`` (default :func:`models_dir`), default model first."""
     from pfs_core.registry import DEFAULT_MODEL
 
+    root = models_dir() if root is None else root
     found = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file())
     return sorted(found, key=lambda p: p.name != DEFAULT_MODEL)
 

@@ -24,14 +24,14 @@ def _numeric_input(feature: schema.NumericFeature, default: Any, *, key_prefix: 
     """One numeric field with its unit choice; returns (value, unit as entered)."""
     units = [feature.unit, *(c.unit for c in feature.alt_units)]
     ref = f"reference {feature.reference[0]:g}–{feature.reference[1]:g} {feature.unit}" if feature.reference else ""
-    left, right = st.columns([3, 1])
-    value = left.number_input(
-        f"{feature.label}", value=None if default is None else float(default), min_value=0.0,
-        format="%.2f", key=f"{key_prefix}{feature.name}", placeholder="missing: imputed",
-        help=f"{ref}{'; ' if ref else ''}leave empty if not measured (the model imputes the training median)",
+    help_text = f"{ref}{'; ' if ref else ''}leave empty if not measured (the model imputes the training median)"
+    box = st.columns([3, 2]) if len(units) > 1 else [st.container()]
+    label = feature.label if len(units) > 1 else f"{feature.label} ({feature.unit})"
+    value = box[0].number_input(
+        label, value=None if default is None else float(default), min_value=0.0, format="%.2f",
+        key=f"{key_prefix}{feature.name}", placeholder="missing: imputed", help=help_text,
     )
-    unit = right.selectbox("unit", units, key=f"{key_prefix}{feature.name}_unit", label_visibility="visible",
-                           disabled=len(units) == 1)
+    unit = box[1].selectbox("unit", units, key=f"{key_prefix}{feature.name}_unit") if len(units) > 1 else units[0]
     return value, unit
 
 

@@ -71,7 +71,7 @@ def test_sample_case_prediction_in_a_real_browser(app_url, tmp_path):
         expect(page.get_by_text("simulated data").first).to_be_visible()
         page.get_by_role("button", name="Predict").click()
         expect(page.get_by_text("P(PFS ≤ 12 months)").first).to_be_visible(timeout=90_000)
-        expect(page.get_by_text("%").first).to_be_visible()
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000

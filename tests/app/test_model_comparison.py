@@ -1,0 +1,95 @@
+"""Model comparison page: metrics beside the published figures, curves and Kaplan–Meier from the OOF
+predictions, and a bundle explained over a cohort."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = "pages/model_comparison.py"
+MODEL_FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "models"
+
+
+def tiny_benchmark(folder: Path, *, models: str = "lab_rf,pet_cnn") -> Path:
+    """Run the benchmark command in-process on a tiny cohort (16³ voxels, 1 epoch); returns its results folder."""
+    sys.path.insert(0, str(MODEL_FIXTURES))
+    from model_fixtures import FAST, SMALL, write_disk_cohort
+
+    from pfs_core.cli import main
+    from pfs_core.config import to_dict
+
+    cohort = write_disk_cohort(folder / "cohort", n=15)
+    (folder / "pre.json").write_text(json.dumps(to_dict(SMALL)))
+    (folder / "train.json").write_text(json.dumps(FAST.to_dict()))
+    out = folder / "results" / "tiny"
+    assert main(["benchmark", "--cohort", str(cohort), "--preprocess", str(folder / "pre.json"),
+                 "--train-config", str(folder / "train.json"), "--cache-dir", str(folder / "cache"),
+                 "--models", models, "--repeats", "2", "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    return tiny_benchmark(tmp_path_factory.mktemp("comparison"))
+
+
+def _page(app_path: str, monkeypatch, *, results_dir: Path, runs_dir: Path) -> AppTest:
+    monkeypatch.setenv("PFS_RESULTS_DIR", str(results_dir))
+    monkeypatch.setenv("PFS_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("PFS_CACHE_DIR", str(results_dir.parent / "cache"))
+    at = AppTest.from_file(app_path, default_timeout=120)
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_table_beside_published_figures_and_curves(results, monkeypatch, app_path, tmp_path):
+    at = _page(app_path, monkeypatch, results_dir=results.parent, runs_dir=tmp_path / "runs")
+    assert at.selectbox(key="results_source").options == ["shipped: tiny"]
+    table = next(d.value for d in at.dataframe if "published AUROC" in d.value.columns)
+    assert list(table["model"]) == ["lab_rf", "pet_cnn"]
+    row = table.set_index("model").loc["lab_rf"]
+    assert row["published AUROC"] == "0.59 ± 0.02" and "±" in row["AUROC"] and "±" in row["C-index"]
+    assert table.set_index("model").loc["pet_cnn", "published AUROC"] == "0.42 ± 0.03"
+    assert any("Baur" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) >= 5  # ROC, PR, calibration, decision curve, Kaplan–Meier
+    assert [m.label for m in at.metric] == ["Log-rank p"]
+    at.selectbox(key="km_model").set_value("pet_cnn").run()
+    assert not at.exception, at.exception
+
+
+def test_missing_outcomes_and_no_results_are_explained(results, monkeypatch, app_path, tmp_path):
+    copy = tmp_path / "shipped" / "moved"
+    shutil.copytree(results, copy)
+    doc = json.loads((copy / "results.json").read_text())
+    doc["cohort_csv"] = "/nonexistent/cohort.csv"
+    (copy / "results.json").write_text(json.dumps(doc))
+    at = _page(app_path, monkeypatch, results_dir=tmp_path / "shipped", runs_dir=tmp_path / "runs")
+    assert any("outcomes not found" in e.value for e in at.error)
+    assert any("published AUROC" in d.value.columns for d in at.dataframe)  # the table still shows
+    empty = _page(app_path, monkeypatch, results_dir=tmp_path / "none", runs_dir=tmp_path / "runs")
+    assert any("No benchmark results yet" in i.value for i in empty.info)
+
+
+@pytest.mark.slow
+def test_modality_contributions_and_embedding_of_a_bundle(results, monkeypatch, app_path, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_batch_scoring import finished_train_run
+
+    bundle = finished_train_run(tmp_path / "runs", model="lab_pet")
+    at = _page(app_path, monkeypatch, results_dir=results.parent, runs_dir=tmp_path / "runs")
+    assert at.selectbox(key="explain_bundle").value == bundle
+    cohort = results.parents[1] / "cohort" / "cohort.csv"
+    assert at.text_input(key="explain_cohort").value == str(cohort)  # the benchmark's cohort by default
+    at.number_input(key="explain_n").set_value(6)
+    at.button(key="explain_button").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    text = " ".join(m.value for m in at.markdown)
+    assert "Modality contributions** (lab_pet, 6 of 15 patients)" in text and "Fused features** (PCA" in text
+    assert len(at.get("plotly_chart")) >= 6  # + modality importance (+ the embedding once pfs_core.viz.scene exists)

@@ -1,0 +1,121 @@
+"""Your cohort page: validation lists every bad row by row number; a background run shows progress, survives a
+reload and its results appear on the comparison page; the cancel button stops a run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = "pages/your_cohort.py"
+MODEL_FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "models"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(root folder, cohort with bad rows 3 and 6, fast preprocess JSON, fast train-config JSON)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(MODEL_FIXTURES))
+    from model_fixtures import FAST, SMALL
+    from test_batch_scoring import cohort_with_two_bad_rows
+
+    from pfs_core.config import to_dict
+
+    root = tmp_path_factory.mktemp("your_cohort")
+    bad = cohort_with_two_bad_rows(root / "cohort")
+    (root / "pre.json").write_text(json.dumps(to_dict(SMALL)))
+    (root / "train.json").write_text(json.dumps(FAST.to_dict()))
+    return root, bad, root / "pre.json", root / "train.json"
+
+
+def _page(app_path: str, monkeypatch, root: Path, page: str = PAGE, *, runs: str = "runs") -> AppTest:
+    monkeypatch.setenv("PFS_RUNS_DIR", str(root / runs))
+    monkeypatch.setenv("PFS_RESULTS_DIR", str(root / "no_shipped_results"))
+    monkeypatch.setenv("PFS_CACHE_DIR", str(root / "cache"))
+    at = AppTest.from_file(app_path, default_timeout=120)
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _checked(at: AppTest, cohort: Path) -> AppTest:
+    at.text_input(key="cohort_path").set_value(str(cohort)).run()
+    at.button(key="check_cohort").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _start(at: AppTest, *, models: list[str], repeats: int, pre: Path, train: Path) -> AppTest:
+    at.multiselect(key="run_models").set_value(models)
+    at.number_input(key="run_repeats").set_value(repeats)
+    at.text_input(key="run_preprocess").set_value(str(pre))
+    at.text_input(key="run_train_config").set_value(str(train))
+    at.button(key="start_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def _run_lines(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "**benchmark**" in m.value or "**train**" in m.value]
+
+
+def test_validation_lists_both_bad_rows(setup, monkeypatch, app_path):
+    root, bad, _, _ = setup
+    at = _checked(_page(app_path, monkeypatch, root), bad)
+    problems = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert list(problems["row"]) == [3, 6] and list(problems["patient_id"]) == ["P001", "P004"]
+    assert "not found" in problems["reason"].iloc[0] and "plausible range" in problems["reason"].iloc[1]
+    assert {m.label: m.value for m in at.metric} == {"Rows": "12", "Usable rows": "10", "Rows with problems": "2"}
+    assert at.button(key="start_run")  # the good rows can go on
+
+
+def test_unusable_file_is_an_error_box(setup, monkeypatch, app_path):
+    root = setup[0]
+    at = _checked(_page(app_path, monkeypatch, root), root / "missing.csv")
+    assert any("cohort file not found" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_background_run_progress_reload_and_results_on_comparison_page(setup, monkeypatch, app_path):
+    root, bad, pre, train = setup
+    at = _start(_checked(_page(app_path, monkeypatch, root), bad), models=["lab_rf", "pet_cnn"], repeats=1,
+                pre=pre, train=train)
+    seen, deadline = [], time.monotonic() + 180
+    while time.monotonic() < deadline:
+        at.run()  # what the fragment's run_every does in the browser
+        assert not at.exception, at.exception
+        line = _run_lines(at)[0]
+        seen += [p.proto.text for p in at.get("progress")]
+        if "finished" in line or "failed" in line:
+            break
+        time.sleep(0.5)
+    assert "finished" in line and "10 patients" in line, line
+    assert seen and any(t.startswith(("starting", "preprocessing", "cross-validation")) for t in seen), seen
+    reloaded = _page(app_path, monkeypatch, root)  # a new session: state comes from disk
+    assert "finished" in _run_lines(reloaded)[0]
+    comparison = _page(app_path, monkeypatch, root, page="pages/model_comparison.py")
+    options = comparison.selectbox(key="results_source").options
+    assert len(options) == 1 and options[0].startswith("run ") and "bad_cohort.csv" in options[0]
+    table = next(d.value for d in comparison.dataframe if "published AUROC" in d.value.columns)
+    assert list(table["model"]) == ["lab_rf", "pet_cnn"]
+
+
+@pytest.mark.slow
+def test_cancel_button_stops_the_run(setup, monkeypatch, app_path):
+    from pfs_core.runs import is_alive, list_runs
+
+    root, bad, pre, train = setup
+    at = _checked(_page(app_path, monkeypatch, root, runs="cancel_runs"), bad)
+    at = _start(at, models=["lab_rf", "pet_cnn", "ct_cnn", "lab_pet_ct"], repeats=3, pre=pre, train=train)
+    run = list_runs(root / "cancel_runs")[0]
+    assert "running" in _run_lines(at)[0]
+    at.button(key=f"cancel_{run.run_id}").click().run()
+    assert not at.exception, at.exception
+    assert "cancelled" in _run_lines(at)[0]
+    assert not is_alive(run.pid)
+    assert not (run.output / "results.json").exists()
