@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -168,10 +168,13 @@ def body_surface(ct: np.ndarray, affine: np.ndarray, *, level_hu: float = -300.0
                  opacity: float = 0.15) -> Mesh:
     """The skin surface of the CT.
 
-    The CT is block-averaged to at most ``BODY_MAX_VOXELS`` voxels, thresholded at
-    ``level_hu`` (HU), holes are filled slice by slice in the plane closest to axial
-    (lungs, bowel gas, trachea), the largest connected component is kept (drops the
-    table and noise), smoothed lightly (Gaussian, 1 voxel) and contoured at 0.5.
+    Voxels above ``level_hu`` (HU) are counted per block of the CT grid coarsened to
+    at most ``BODY_MAX_VOXELS`` voxels (the fraction inside each block keeps the
+    boundary's sub-voxel position). Holes are filled slice by slice in the plane
+    closest to axial (lungs, bowel gas, trachea), only the largest connected
+    component is kept (drops the table and noise), the fraction is smoothed lightly
+    (Gaussian, 1 voxel at full resolution, 0.6 when coarsened) and contoured at 0.5.
+    Where the body leaves the field of view the surface is closed by a flat cap.
 
     Args:
         ct: ``(I, J, K)`` HU.
@@ -188,20 +191,29 @@ def body_surface(ct: np.ndarray, affine: np.ndarray, *, level_hu: float = -300.0
     _check_level(level_hu, "level_hu")
     _check_budget(max_triangles)
     factors = _factors_for_voxels(volume.shape, _spacing(affine), BODY_MAX_VOXELS)
-    volume, transform = _block_mean(volume, factors)
+    fraction, transform = _block_fraction(volume > level_hu, factors)  # NaN counts as air
     affine = affine @ transform
-    mask = volume > level_hu
-    if not mask.any():
+    solid = fraction > 0.5
+    if not solid.any():
         return Mesh.empty(name=name, color=color, opacity=opacity)
-    mask = _fill_holes_in_slices(mask, axis=_axial_axis(affine))
-    labels, count = ndimage.label(mask)
+    filled = _fill_holes_in_slices(solid, axis=_axial_axis(affine))
+    labels, count = ndimage.label(filled)
     if count > 1:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
-        mask = labels == int(np.argmax(sizes))
-    field = ndimage.gaussian_filter(mask.astype(np.float32), sigma=1.0, mode="constant")
+        filled = labels == int(np.argmax(sizes))
+    field = fraction
+    field[filled & ~solid] = 1.0  # filled holes
+    field[~ndimage.binary_dilation(filled)] = 0.0  # everything not touching the body
+    sigma = 1.0 if factors == (1, 1, 1) else 0.6
+    field = ndimage.gaussian_filter(field, sigma=sigma, mode="nearest")
+    labels, count = ndimage.label(field > 0.5)  # smoothing may leave islands: keep one surface
+    if count > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        field[~ndimage.binary_dilation(labels == int(np.argmax(sizes)))] = 0.0
     return _surface(field, affine, level=0.5, max_triangles=max_triangles, name=name, color=color,
-                    opacity=opacity, largest_only=True, smooth_iterations=10)
+                    opacity=opacity, smooth_iterations=10)
 
 
 def pet_hotspots(pet_suv: np.ndarray, affine: np.ndarray, *, suv_level: float, max_triangles: int = 50_000,
@@ -219,7 +231,7 @@ def pet_hotspots(pet_suv: np.ndarray, affine: np.ndarray, *, suv_level: float, m
         with 0 faces (never an exception) when no voxel exceeds the level.
     """
     _check_level(suv_level, "suv_level")
-    label = name if name is not None else f"PET SUV ≥ {suv_level:g}"
+    label = name if name is not None else f"PET SUV ≥ {suv_level:.3g}"
     return isosurface(pet_suv, affine, level=suv_level, name=label, color=color, opacity=opacity,
                       max_triangles=max_triangles)
 
@@ -272,7 +284,7 @@ def case_scene(ct: np.ndarray | None, ct_affine: np.ndarray | None, pet: np.ndar
         pet_mesh = pet_hotspots(pet, _need(pet_affine, "pet_affine"), suv_level=suv_level, max_triangles=quarter)
     if cam is not None:
         cam_mesh = isosurface(cam, _need(cam_affine, "cam_affine"), level=cam_level,
-                              name=f"Grad-CAM ≥ {cam_level:g}", color=CAM_COLOR, opacity=0.7,
+                              name=f"Grad-CAM ≥ {cam_level:.3g}", color=CAM_COLOR, opacity=0.7,
                               max_triangles=quarter)
     if ct is not None:
         used = sum(m.n_triangles for m in (pet_mesh, cam_mesh) if m is not None)
@@ -306,7 +318,7 @@ def render_png(meshes: Sequence[Mesh], path: Path | str, *, size: tuple[int, int
     shown = [m for m in meshes if not m.is_empty]
     direction, up = _VIEWS[view]
     with _RENDER_LOCK:
-        plotter = pv.Plotter(off_screen=True, window_size=[width, height])
+        plotter: Any = pv.Plotter(off_screen=True, window_size=[width, height])  # pyvista's decorators confuse mypy
         try:
             plotter.set_background(background)
             for mesh in shown:
@@ -315,7 +327,7 @@ def render_png(meshes: Sequence[Mesh], path: Path | str, *, size: tuple[int, int
             if not shown:
                 plotter.add_text("No surface to show", position="upper_left", font_size=12, color="black")
             elif legend:
-                plotter.add_legend([[m.name, m.color] for m in shown], bcolor=background, face="rectangle")
+                plotter.add_legend([[m.name, _legible(m.color)] for m in shown], bcolor=background, face="rectangle")
             plotter.add_axes(xlabel="R", ylabel="A", zlabel="S")
             plotter.view_vector(direction, viewup=up)
             plotter.screenshot(str(out))
@@ -324,21 +336,32 @@ def render_png(meshes: Sequence[Mesh], path: Path | str, *, size: tuple[int, int
     return out
 
 
+def _legible(hex_color: str) -> str:
+    """The colour, darkened when too light to read on white (legend text takes the entry's colour)."""
+    rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)], float)
+    luminance = float(rgb @ np.array([0.2126, 0.7152, 0.0722])) / 255.0
+    if luminance > 0.6:
+        rgb *= 0.6 / luminance
+    return "#" + "".join(f"{int(round(v)):02X}" for v in rgb)
+
+
 # ----------------------------------------------------------------------------- contouring
 
 
 def _surface(volume: np.ndarray, affine: np.ndarray, *, level: float, max_triangles: int, name: str,
-             color: str, opacity: float, largest_only: bool = False, smooth_iterations: int = 0) -> Mesh:
+             color: str, opacity: float, smooth_iterations: int = 0) -> Mesh:
     """Contour ``volume`` at ``level``, map to world mm, fit the triangle budget."""
     spacing = _spacing(affine)
+    volume, offset = _crop_to_level(volume, level)
+    if volume.size == 0:
+        return Mesh.empty(name=name, color=color, opacity=opacity)
     factors = (1, 1, 1)
     while True:
         grid, transform = _block_mean(volume, factors)
+        transform = offset @ transform
         poly = _contour_index_space(grid, level)
         if poly.n_cells == 0:
             return Mesh.empty(name=name, color=color, opacity=opacity)
-        if largest_only:
-            poly = poly.connectivity("largest")
         ratio = poly.n_cells / max_triangles
         if ratio <= _OVERSHOOT or max(grid.shape) <= 4:
             break
@@ -355,6 +378,25 @@ def _surface(volume: np.ndarray, affine: np.ndarray, *, level: float, max_triang
         smoothed = mesh.to_polydata().smooth_taubin(n_iter=smooth_iterations, pass_band=0.1)
         mesh = Mesh(np.asarray(smoothed.points), mesh.faces, name=name, color=color, opacity=opacity)
     return mesh
+
+
+def _crop_to_level(volume: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The box of voxels above ``level`` plus a one-voxel margin (keeps every crossing), and its index shift.
+
+    Returns the cropped view (empty when no voxel exceeds the level) and the 4x4
+    map from cropped to original voxel indices.
+    """
+    above = volume > level  # NaN compares False
+    shift = np.eye(4)
+    if not above.any():
+        return volume[:0, :0, :0], shift
+    box = []
+    for axis in range(3):
+        hits = np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis)))
+        start, stop = max(int(hits[0]) - 1, 0), min(int(hits[-1]) + 2, volume.shape[axis])
+        box.append(slice(start, stop))
+        shift[axis, 3] = start
+    return volume[tuple(box)], shift
 
 
 def _contour_index_space(volume: np.ndarray, level: float) -> pv.PolyData:
@@ -378,15 +420,15 @@ def _fit_budget(mesh: Mesh, max_triangles: int) -> Mesh:
     if mesh.n_triangles <= max_triangles:
         return mesh
     import pyvista as pv
-    import vtk
+    from vtkmodules.vtkFiltersCore import vtkQuadricClustering
 
     low, high = mesh.bounds()
     extent = np.maximum(high - low, 1e-3)
-    cell = math.sqrt(mesh.area_mm2() / max(max_triangles, 1))  # ~ one triangle pair per bin face
+    cell = math.sqrt(2.0 * mesh.area_mm2() / max_triangles)  # clustering leaves ~ 2 triangles per bin crossed
     poly = mesh.to_polydata()
     for _ in range(40):
         divisions = [max(2, int(e / cell)) for e in extent]
-        clustering = vtk.vtkQuadricClustering()
+        clustering = vtkQuadricClustering()
         clustering.SetInputData(poly)
         clustering.AutoAdjustNumberOfDivisionsOff()
         clustering.SetNumberOfDivisions(*divisions)
@@ -396,7 +438,7 @@ def _fit_budget(mesh: Mesh, max_triangles: int) -> Mesh:
                                      opacity=mesh.opacity)
         if reduced.n_triangles <= max_triangles:
             return reduced
-        cell *= max(1.1, math.sqrt(reduced.n_triangles / max_triangles))
+        cell *= max(1.05, 1.03 * math.sqrt(reduced.n_triangles / max_triangles))
     raise RuntimeError(f"could not reduce {mesh.name!r} to {max_triangles} triangles")  # pragma: no cover
 
 
@@ -414,13 +456,32 @@ def _block_mean(volume: np.ndarray, factors: tuple[int, int, int]) -> tuple[np.n
         return volume, transform
     pad = [(0, (-n) % f) for n, f in zip(volume.shape, factors, strict=True)]
     padded = np.pad(volume, pad, mode="edge") if any(p[1] for p in pad) else volume
-    shape = [n // f for n, f in zip(padded.shape, factors, strict=True)]
-    blocks = padded.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2])
-    coarse = blocks.mean(axis=(1, 3, 5), dtype=np.float64).astype(np.float32)
+    coarse = np.asarray(padded, dtype=np.float32)
+    for axis, f in enumerate(factors):  # one axis at a time: each pass shrinks the next one's input
+        if f > 1:
+            shape = list(coarse.shape)
+            shape[axis:axis + 1] = [shape[axis] // f, f]
+            coarse = coarse.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
     for axis, f in enumerate(factors):
         transform[axis, axis] = f
         transform[axis, 3] = (f - 1) / 2.0
     return coarse, transform
+
+
+def _block_fraction(mask: np.ndarray, factors: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction (float32, 0–1) of True voxels per block of ``factors`` (edge-padded), and the index map of
+    :func:`_block_mean`. Counts are summed in small integers to spare memory on large grids."""
+    if all(f == 1 for f in factors):
+        return mask.astype(np.float32), np.eye(4)
+    pad = [(0, (-n) % f) for n, f in zip(mask.shape, factors, strict=True)]
+    counts = np.pad(mask, pad, mode="edge").view(np.uint8) if any(p[1] for p in pad) else mask.view(np.uint8)
+    for axis, f in enumerate(factors):
+        if f > 1:
+            shape = list(counts.shape)
+            shape[axis:axis + 1] = [shape[axis] // f, f]
+            counts = counts.reshape(shape).sum(axis=axis + 1, dtype=np.uint16)
+    _, transform = _block_mean(np.zeros((1, 1, 1), np.float32), factors)
+    return (counts / float(np.prod(factors))).astype(np.float32), transform
 
 
 def _factors_for_voxels(shape: tuple[int, ...], spacing: np.ndarray, max_voxels: int) -> tuple[int, int, int]:

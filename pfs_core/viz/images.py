@@ -110,7 +110,7 @@ def slice_figure(background: np.ndarray, overlay: np.ndarray | None, *, affine: 
     count = data.shape[normal]
     if not 0 <= int(index) < count:
         raise ValueError(f"{axis} slice index must lie in 0 … {count - 1}, not {index}")
-    picked = [slice(None)] * 3
+    picked: list[slice | int] = [slice(None)] * 3
     picked[normal] = int(index)
     image = np.asarray(data[tuple(picked)], dtype=np.float32)
     sx_axis, sy_axis, letters = _PLANE[axis]

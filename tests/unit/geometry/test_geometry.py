@@ -149,6 +149,14 @@ def test_body_surface_is_the_skin_only() -> None:
     assert np.linalg.norm(mesh.centroid()[:2]) < 6.0
 
 
+def test_body_surface_on_a_block_averaged_ct_keeps_its_place(monkeypatch) -> None:
+    ct, affine, expected = body_phantom()
+    monkeypatch.setattr(geometry, "BODY_MAX_VOXELS", ct.size // 10)  # forces 2-4x coarser blocks
+    mesh = geometry.body_surface(ct, affine, max_triangles=20_000)
+    assert mesh.enclosed_volume_mm3() == pytest.approx(expected, rel=0.10)
+    assert np.linalg.norm(mesh.centroid()[:2]) < 6.0
+
+
 def test_body_surface_of_air_is_empty() -> None:
     assert geometry.body_surface(np.full((10, 10, 10), -1000.0), np.eye(4)).is_empty
 
@@ -225,6 +233,15 @@ def test_render_png_writes_a_radiological_picture(tmp_path) -> None:
     columns = np.arange(image.shape[1])[None, :]
     # viewed from the front, the patient's right lies on the picture's left
     assert (columns * orange).sum() / orange.sum() < 0.5 * image.shape[1] < (columns * bluish).sum() / bluish.sum()
+
+
+def test_render_png_shows_translucent_surfaces(tmp_path) -> None:
+    from PIL import Image
+
+    translucent = [dataclasses.replace(m, opacity=0.3) for m in two_spheres()]
+    path = geometry.render_png(translucent, tmp_path / "glass.png", size=(120, 100), view="iso", legend=False)
+    image = np.asarray(Image.open(path).convert("RGB")).astype(float)
+    assert (np.abs(image - 255.0).max(axis=-1) > 30).sum() > 500  # not a white page
 
 
 def test_render_png_of_an_empty_scene_still_writes(tmp_path) -> None:
