@@ -276,8 +276,8 @@ def case_scene(ct: np.ndarray | None, ct_affine: np.ndarray | None, pet: np.ndar
     Returns:
         ``[body, PET hotspots, Grad-CAM]`` (those given), possibly with empty meshes.
     """
-    if max_triangles_total < 3 * MIN_TRIANGLES:
-        raise ValueError(f"max_triangles_total must be at least {3 * MIN_TRIANGLES}, not {max_triangles_total}")
+    if max_triangles_total < 4 * MIN_TRIANGLES:
+        raise ValueError(f"max_triangles_total must be at least {4 * MIN_TRIANGLES}, not {max_triangles_total}")
     quarter = max_triangles_total // 4
     pet_mesh = cam_mesh = body = None
     if pet is not None:

@@ -176,6 +176,8 @@ def test_case_scene_respects_the_total_budget() -> None:
     assert np.linalg.norm(meshes[1].centroid() - centre) < 4.0
     without_pet = geometry.case_scene(ct, ct_affine, None, None, None, None, suv_level=5.0)
     assert [m.name for m in without_pet] == ["Body surface"]
+    with pytest.raises(ValueError, match="max_triangles_total"):
+        geometry.case_scene(ct, ct_affine, None, None, None, None, suv_level=5.0, max_triangles_total=3_000)
 
 
 def test_mesh_round_trips_through_polydata_and_is_read_only() -> None:

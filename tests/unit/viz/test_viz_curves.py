@@ -124,6 +124,9 @@ def test_km_logrank_p_is_lifelines(planted: bool) -> None:
     assert "log-rank" in fig.layout.title.text
     bands = [t for t in fig.data if t.fill == "tonexty"]
     assert len(bands) == 2
+    upper = next(t for t in fig.data if t.name == "high risk 95% CI upper")
+    assert np.all(np.asarray(upper.y) >= np.asarray(curves[0].y) - 1e-12)
+    assert np.all(np.asarray(curves[0].y) >= np.asarray(bands[0].y) - 1e-12)
 
 
 def test_km_with_three_groups_uses_the_multivariate_test() -> None:
