@@ -21,7 +21,6 @@ import streamlit as st
 
 from pfs_core.errors import PfsError
 from pfs_ui.common import (
-    MODELS_DIR,
     ROOT,
     RUNS_DIR,
     SHIPPED_RESULTS,
@@ -62,7 +61,7 @@ def bundle_choices() -> list[Path]:
 
     trained = [run.output for run in list_runs(runs_dir())
                if run.kind == "train" and run_status(run) == FINISHED and (run.output / "manifest.json").is_file()]
-    return [*list_bundles(MODELS_DIR), *trained]
+    return [*list_bundles(), *trained]
 
 
 def bundle_label(path: Path) -> str:

@@ -64,6 +64,7 @@ def setup(tmp_path_factory):
 def at(setup, monkeypatch, app_path) -> AppTest:
     root = setup[0]
     monkeypatch.setenv("PFS_RUNS_DIR", str(root / "runs"))
+    monkeypatch.setenv("PFS_MODELS_DIR", str(root / "no_models"))  # only the test bundle
     monkeypatch.setenv("PFS_CACHE_DIR", str(root / "cache"))
     app = AppTest.from_file(app_path, default_timeout=120)
     app.switch_page(PAGE).run()
@@ -95,3 +96,12 @@ def test_unusable_file_is_an_error_box(at, setup):
     at.button(key="score_button").click().run()
     assert not at.exception, at.exception
     assert any("not found" in e.value for e in at.error)
+
+
+def test_no_bundle_says_how_to_get_one(monkeypatch, app_path, tmp_path):
+    monkeypatch.setenv("PFS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PFS_MODELS_DIR", str(tmp_path / "models"))
+    at = AppTest.from_file(app_path, default_timeout=60)
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert any("No model bundle found" in e.value for e in at.error)

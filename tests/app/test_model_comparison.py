@@ -41,6 +41,7 @@ def results(tmp_path_factory) -> Path:
 def _page(app_path: str, monkeypatch, *, results_dir: Path, runs_dir: Path) -> AppTest:
     monkeypatch.setenv("PFS_RESULTS_DIR", str(results_dir))
     monkeypatch.setenv("PFS_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("PFS_MODELS_DIR", str(runs_dir.parent / "no_models"))  # only the test bundles
     monkeypatch.setenv("PFS_CACHE_DIR", str(results_dir.parent / "cache"))
     at = AppTest.from_file(app_path, default_timeout=120)
     at.switch_page(PAGE).run()

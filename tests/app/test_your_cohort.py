@@ -34,6 +34,7 @@ def setup(tmp_path_factory):
 
 def _page(app_path: str, monkeypatch, root: Path, page: str = PAGE, *, runs: str = "runs") -> AppTest:
     monkeypatch.setenv("PFS_RUNS_DIR", str(root / runs))
+    monkeypatch.setenv("PFS_MODELS_DIR", str(root / "no_models"))
     monkeypatch.setenv("PFS_RESULTS_DIR", str(root / "no_shipped_results"))
     monkeypatch.setenv("PFS_CACHE_DIR", str(root / "cache"))
     at = AppTest.from_file(app_path, default_timeout=120)
