@@ -158,7 +158,7 @@ def km_figure(time_months: np.ndarray, event: np.ndarray, group: Sequence[str], 
         time_months: ``(N,)`` PFS or censoring time (months, >= 0).
         event: ``(N,)`` 1 = progressed, 0 = censored.
         group: ``(N,)`` group label per patient (e.g. predicted risk group).
-        highlight: a group drawn thicker (the current patient's group).
+        highlight: a group drawn thicker (the current patient's group); ignored when no patient is in it.
         title: the log-rank p-value is appended.
 
     Returns:
@@ -180,8 +180,6 @@ def km_figure(time_months: np.ndarray, event: np.ndarray, group: Sequence[str], 
         raise InputError("km_figure: event must be 1 (progressed) or 0 (censored)")
     e = e.astype(int)
     names = sorted(set(g.tolist()))
-    if highlight is not None and highlight not in names:
-        raise ValueError(f"highlight {highlight!r} is not one of the groups {names}")
     if len(names) == 2:
         a, b = (g == names[0]), (g == names[1])
         p_value = float(logrank_test(t[a], t[b], e[a], e[b]).p_value)

@@ -136,6 +136,8 @@ def test_km_with_three_groups_uses_the_multivariate_test() -> None:
     group = np.array(["a", "b", "c"] * 40)
     _, p = vc.km_figure(time, event, group)
     assert p == pytest.approx(multivariate_logrank_test(time, group, event).p_value, rel=1e-9)
+    fig, _ = vc.km_figure(time, event, group, highlight="d")  # an empty group (the patient's) is no error
+    assert not any(t.meta["highlight"] for t in fig.data if t.meta and "group" in t.meta)
     with pytest.raises(InputError, match="event"):
         vc.km_figure(time, event + 1, group)
 
