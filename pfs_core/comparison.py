@@ -13,6 +13,7 @@ cohort table named in ``results.json``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -231,10 +232,15 @@ def modality_contributions(bundle: Bundle, data: CohortData, *, n_sample: int = 
         values = [modality_shapley(bundle, data.subset([i]), device=torch_device).contributions for i in rows]
     else:
         coalition_probs = _coalition_probabilities(bundle, data.subset(rows), torch_device)
-        values = [exact_shapley(players, lambda c, j=j: float(coalition_probs[c][j])) for j in range(len(rows))]
+        values = [exact_shapley(players, _patient_value(coalition_probs, j)) for j in range(len(rows))]
     table = pd.DataFrame(values, columns=players)
     table.insert(0, schema.ID_COLUMN, [str(data.patient_ids[i]) for i in rows])
     return table
+
+
+def _patient_value(coalition_probs: dict[frozenset[str], np.ndarray], j: int) -> Callable[[frozenset[str]], float]:
+    """The value function of patient ``j``: coalition → ensemble probability."""
+    return lambda coalition: float(coalition_probs[coalition][j])
 
 
 def _coalition_probabilities(bundle: Bundle, data: CohortData, device: Any,
@@ -253,7 +259,7 @@ def _coalition_probabilities(bundle: Bundle, data: CohortData, device: Any,
     for member in bundle.members:
         net = member.net.to(device).eval()  # type: ignore[union-attr]
         with torch.no_grad():
-            absent = {m: getattr(net, f"missing_{m}")[None, :] for m in ("pet", "ct") if m in players}
+            absent: dict[str, Any] = {m: getattr(net, f"missing_{m}")[None, :] for m in ("pet", "ct") if m in players}
             if "lab" in players:
                 lab = torch.from_numpy(member.tabular.transform(absent_labs)).to(device)  # type: ignore[union-attr]
                 absent["lab"] = net.lab_branch(lab)  # type: ignore[misc]
