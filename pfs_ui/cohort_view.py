@@ -286,8 +286,8 @@ def _run_box(run: Any) -> None:
                 st.toast(f"Run {run.run_id}: {cancel_run(run)}")
                 st.rerun()
         elif status == "finished":
-            where = "Model comparison" if run.kind == "benchmark" else "Batch scoring and Model card"
-            st.caption(f"Output: `{run.output}` (listed on the {where} page).")
+            where = "Model comparison" if run.kind == "benchmark" else "Batch scoring and Model comparison"
+            st.caption(f"Output: `{run.output}` (listed on the {where} page{'' if run.kind == 'benchmark' else 's'}).")
         elif status == "failed":
             st.code("\n".join(log_lines(run, last=8)) or "(empty log)", language=None)
         with st.expander("Command and log"):
