@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from pfs_core.errors import PfsError
@@ -56,22 +55,11 @@ def render_table(output: Any) -> None:
                "directly comparable.")
 
 
-def _curves_module() -> Any:
-    try:
-        from pfs_core.viz import curves
-    except ImportError as exc:  # the figures module is optional for this page
-        st.info(f"Figures are not available ({exc}).")
-        return None
-    return curves
-
-
 def render_curves(output: Any) -> None:
     """ROC, PR, calibration, decision curve and Kaplan–Meier tabs (OOF probability averaged over repeats)."""
     from pfs_core.comparison import curve_inputs
+    from pfs_core.viz import curves
 
-    curves = _curves_module()
-    if curves is None:
-        return
     try:
         pairs = curve_inputs(output)
     except PfsError as exc:
@@ -163,16 +151,13 @@ def _explain(path: Path, cohort: Path, n_sample: int, method: str) -> dict[str, 
 
 
 def _render_explanation(result: dict[str, Any]) -> None:
+    from pfs_core.viz.explain import modality_importance_figure
+
     left, right = st.columns(2)
     with left:
         st.markdown(f"**Modality contributions** ({result['model']}, {len(result['contributions'])} of "
                     f"{result['n']} patients)")
-        try:
-            from pfs_core.viz.explain import modality_importance_figure
-
-            st.plotly_chart(modality_importance_figure(result["mean_abs"]))
-        except ImportError:
-            st.bar_chart(pd.Series(result["mean_abs"], name="mean |Shapley|"))
+        st.plotly_chart(modality_importance_figure(result["mean_abs"]))
         st.caption("Mean |exact Shapley value| per modality, in probability points: how much the prediction "
                    "moves on average when the modality is added (absent = the model's 'missing' input).")
     with right:
@@ -185,12 +170,9 @@ def _render_explanation(result: dict[str, Any]) -> None:
 
 
 def _embedding_plot(embedding: Any) -> None:
-    title = f"{embedding.method.upper()} of the fused branch embeddings, coloured by outcome"
-    try:
-        from pfs_core.viz.scene import embedding_figure
-    except ImportError:
-        frame = pd.DataFrame({"x": embedding.points[:, 0], "y": embedding.points[:, 1],
-                              "outcome": embedding.labels})
-        st.scatter_chart(frame, x="x", y="y", color="outcome")
-        return
-    st.plotly_chart(embedding_figure(embedding.points, embedding.labels, title=title))
+    from pfs_core.viz.scene import embedding_figure
+
+    method = embedding.method.upper()
+    st.plotly_chart(embedding_figure(
+        embedding.points, embedding.labels, title=f"{method} of the fused branch embeddings, coloured by outcome",
+        hover=[f"patient {pid}" for pid in embedding.patient_ids], axis_titles=(f"{method} 1", f"{method} 2")))

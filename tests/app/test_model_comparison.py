@@ -93,4 +93,4 @@ def test_modality_contributions_and_embedding_of_a_bundle(results, monkeypatch, 
     assert not at.error, [e.value for e in at.error]
     text = " ".join(m.value for m in at.markdown)
     assert "Modality contributions** (lab_pet, 6 of 15 patients)" in text and "Fused features** (PCA" in text
-    assert len(at.get("plotly_chart")) >= 6  # + modality importance (+ the embedding once pfs_core.viz.scene exists)
+    assert len(at.get("plotly_chart")) >= 7  # curves + modality importance + embedding
