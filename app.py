@@ -1,11 +1,9 @@
-"""Streamlit entry point: registers the pages and shows the disclaimer on every page.
+"""Streamlit entry point: registers the pages (each page shows the disclaimer first).
 
 Run with ``streamlit run app.py`` (or ``make run``).
 """
 
 import streamlit as st
-
-from pfs_ui.common import show_disclaimer
 
 # (file, title, icon); tests check every file in pages/ is registered here.
 PAGES: tuple[tuple[str, str, str], ...] = (
@@ -20,5 +18,4 @@ st.set_page_config(page_title="PFS before PRRT — decision support (research)",
 navigation = st.navigation(
     [st.Page(path, title=title, icon=icon, default=(i == 0)) for i, (path, title, icon) in enumerate(PAGES)]
 )
-show_disclaimer()
 navigation.run()

@@ -3,9 +3,10 @@
 import streamlit as st
 
 from pfs_ui import cohort_view as cv
-from pfs_ui.common import load_bundle_ui
+from pfs_ui.common import load_bundle_ui, show_disclaimer
 
 st.title("Batch scoring")
+show_disclaimer()
 st.caption("Scores every usable row of a cohort.csv (simulator columns; pfs_months/progressed optional) with a "
            "model bundle: probability of PFS ≤ 12 months, interval over the fold models, risk group and "
            "warnings. Rows with problems are listed with their row number and left out. "

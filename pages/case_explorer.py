@@ -4,10 +4,11 @@ import streamlit as st
 
 from pfs_core.errors import PfsError
 from pfs_ui import case_view
-from pfs_ui.common import list_bundles, load_bundle_ui, sample_cases, show_error
+from pfs_ui.common import list_bundles, load_bundle_ui, sample_cases, show_disclaimer, show_error
 from pfs_ui.labs_form import labs_form
 
 st.title("Case Explorer")
+show_disclaimer()
 st.caption("Probability of progression-free survival ≤ 12 months after 177Lu-DOTATOC PRRT, from SSTR PET/CT and labs.")
 
 bundles = list_bundles()

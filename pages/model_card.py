@@ -5,14 +5,16 @@ import json
 import streamlit as st
 
 from pfs_core.errors import PfsError
-from pfs_ui.common import list_bundles, load_bundle_ui
+from pfs_ui import cohort_view as cv
+from pfs_ui.common import load_bundle_ui, show_disclaimer
 
 st.title("Model card")
-bundles = list_bundles()
+show_disclaimer()
+bundles = cv.bundle_choices()
 if not bundles:
     st.error("No model bundle found in models/.")
     st.stop()
-path = st.selectbox("Model bundle", bundles, format_func=lambda p: p.name, key="bundle")
+path = st.selectbox("Model bundle", bundles, format_func=cv.bundle_label, key="bundle")
 try:
     bundle = load_bundle_ui(path)
 except PfsError as exc:

@@ -7,9 +7,10 @@ from pfs_core.comparison import find_results, load_results
 from pfs_core.errors import PfsError
 from pfs_ui import cohort_view as cv
 from pfs_ui import comparison_view as view
-from pfs_ui.common import show_error
+from pfs_ui.common import show_disclaimer, show_error
 
 st.title("Model comparison")
+show_disclaimer()
 st.caption("Repeated cross-validation of the study's models on one cohort (`python -m pfs_core benchmark`), "
            "the shipped simulated benchmark or any run of the Your cohort page.")
 sources = find_results(cv.results_dir(), cv.runs_dir())

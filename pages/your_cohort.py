@@ -3,8 +3,10 @@
 import streamlit as st
 
 from pfs_ui import cohort_view as cv
+from pfs_ui.common import show_disclaimer
 
 st.title("Your cohort")
+show_disclaimer()
 st.caption("Point to a cohort.csv (same columns as the simulator writes: patient_id, pet, ct, labs, pfs_months, "
            "progressed) with its images on this machine. Every row is checked; rows with problems are listed "
            "with their row number and left out, the others go on. Runs continue in the background and are "

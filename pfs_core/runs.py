@@ -7,7 +7,8 @@ A run is a folder ``<runs_dir>/<run_id>/``::
     exit_code    written by :mod:`pfs_core.runs_worker` when the command ends
     cancelled    marker written by :func:`cancel_run`
     input/       the cohort's usable rows (cohort.csv with absolute image paths), when
-                 the run was started from a :class:`~pfs_core.cohort_check.CohortReport`
+                 the run was started from a :class:`~pfs_core.cohort_check.CohortReport`;
+                 deleted by the worker as soon as the command ends
     results/     ``benchmark --out`` (results.json, results.md, oof_predictions.csv, figures/)
     bundle/      ``train --out`` (a model bundle)
 

@@ -5,11 +5,14 @@ group. It runs COMMAND with stdout and stderr appended to ``RUN_DIR/log.txt`` an
 when COMMAND ends (normally, with an error, or killed), writes its exit status to
 ``RUN_DIR/exit_code`` (negative = killed by that signal). SIGTERM to the group
 (:func:`pfs_core.runs.cancel_run`) stops COMMAND; the worker then still writes the code.
+When COMMAND ends, ``RUN_DIR/input`` (the copy of the cohort's usable rows) is deleted,
+so no patient values stay in the runs folder.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from pathlib import Path
 
 LOG = "log.txt"
 EXIT_CODE = "exit_code"
+INPUT_FOLDER = "input"
 
 
 def write_exit_code(run_dir: Path, code: int) -> None:
@@ -44,6 +48,8 @@ def run(run_dir: Path, command: list[str]) -> int:
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         code = child.wait()
+    # The copy of the cohort's rows (lab values included) is needed only while the command runs.
+    shutil.rmtree(run_dir / INPUT_FOLDER, ignore_errors=True)
     write_exit_code(run_dir, code)
     return code
 

@@ -174,5 +174,5 @@ def test_benchmark_run_finishes_with_results(tiny, tmp_path):
     assert wait_run(run, timeout_s=120) == "finished", "\n".join(runs.log_lines(run))
     assert (run.output / "results.json").is_file()
     assert progress(run).stage == "cross-validation" and progress(run).fraction == 1.0
-    assert (run.folder / "input" / "cohort.csv").is_file()
+    assert not (run.folder / "input").exists(), "the copy of the cohort rows must be deleted when the run ends"
     assert list_runs(tmp_path / "runs")[0].status == "finished"
