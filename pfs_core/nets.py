@@ -139,6 +139,9 @@ class FusionNet(nn.Module):
         self.missing_ct = nn.Parameter(torch.zeros(embed_dim)) if use_ct else None
         n_branches = int(use_lab) + int(use_pet) + int(use_ct)
         self.head = FusionHead(n_branches * embed_dim, hidden, dropout=dropout)
+        # Deep supervision: one linear logit per branch, used only by the training loss (see branch_logits).
+        self.aux_heads = nn.ModuleDict({m: nn.Linear(embed_dim, 1) for m in ("lab", "pet", "ct")
+                                        if {"lab": use_lab, "pet": use_pet, "ct": use_ct}[m]})
 
     @property
     def image_modalities(self) -> tuple[str, ...]:
@@ -190,6 +193,20 @@ class FusionNet(nn.Module):
         """pet/ct (B, 1, D, H, W) in [0, 1] or None; lab (B, F); presence masks (B,) bool → (B, 1) logits."""
         parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
         return self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
+
+    def forward_with_branches(
+        self,
+        pet: torch.Tensor | None = None,
+        ct: torch.Tensor | None = None,
+        lab: torch.Tensor | None = None,
+        *,
+        pet_present: torch.Tensor | None = None,
+        ct_present: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Fused logits (B, 1) and one auxiliary logit (B, 1) per branch (deep supervision in training)."""
+        parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
+        fused = self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
+        return fused, {k: self.aux_heads[k](v) for k, v in parts.items()}
 
     def _presence(self, batch: int, **inputs: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Per-sample presence (B,) bool for each imaging modality, with random modality dropout in training."""

@@ -41,7 +41,7 @@ TASK = "masked-patch denoising reconstruction of training-fold CT volumes (self-
 class PretrainConfig:
     """Hyper-parameters of the CT pretraining (patch in voxels of the model grid)."""
 
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 8
     lr: float = 2e-3
     mask_fraction: float = 0.4

@@ -34,6 +34,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="cache of preprocessed volumes and CT pretraining (default: ./cache)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda if available, else cpu)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for torch (default: $PFS_CORE_THREADS or min(2, CPUs); 1 is faster when "
+                             "other work keeps the cores busy)")
     parser.add_argument("--preprocess", type=Path, help="JSON file of PreprocessConfig fields (default: defaults)")
     parser.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields to override")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -93,6 +96,12 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         config = dataclasses.replace(config, epochs=args.epochs)
     if args.include_post_baseline:
         config = dataclasses.replace(config, include_post_baseline=True)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        import os
+
+        os.environ["PFS_CORE_THREADS"] = str(args.threads)
     return preprocess, config
 
 
