@@ -116,7 +116,8 @@ def write_figures(result: BenchmarkResult, out_dir: Path) -> tuple[list[str], st
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures = {"roc.html": curves.roc_figure(pairs), "pr.html": curves.pr_figure(pairs),
-               "calibration.html": curves.calibration_figure(pairs, n_bins=5)}
+               "calibration.html": curves.calibration_figure(pairs, n_bins=5),
+               "decision_curve.html": curves.decision_curve_figure(pairs)}
     for name, prob in probs.items():
         group = np.where(prob >= np.median(prob), "high", "low")
         fig, _ = curves.km_figure(data.time_months, data.event, group, highlight="high",

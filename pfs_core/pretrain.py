@@ -6,7 +6,7 @@ windowed to [0, 1] on the model grid, is corrupted by blanking a random
 = 48 mm at 6 mm spacing) and adding Gaussian noise (sd ``noise_sd``) to the rest;
 the conv trunk (:attr:`pfs_core.nets.ImageBranch.features`) plus a small decoder
 of transposed MONAI convolutions must reconstruct the clean volume (at half
-resolution, 12 mm voxels, to keep it cheap on CPU). The loss is
+the model-grid resolution, to keep it cheap on CPU). The loss is
 the mean squared error on blanked voxels plus ``visible_weight`` × that on the
 visible ones. The trunk thereby learns body outline, organ layout and local
 density (e.g. hypodense liver lesions) of CT, which it must infer from context.
@@ -41,11 +41,11 @@ TASK = "masked-patch denoising reconstruction of training-fold CT volumes (self-
 class PretrainConfig:
     """Hyper-parameters of the CT pretraining (patch in voxels of the model grid)."""
 
-    epochs: int = 8
+    epochs: int = 30
     batch_size: int = 8
     lr: float = 2e-3
     mask_fraction: float = 0.4
-    patch: int = 8
+    patch: int = 4
     noise_sd: float = 0.05
     visible_weight: float = 0.2
 

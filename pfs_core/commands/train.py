@@ -37,7 +37,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int,
                         help="CPU threads for torch (default: $PFS_CORE_THREADS or min(2, CPUs); 1 is faster when "
                              "other work keeps the cores busy)")
-    parser.add_argument("--preprocess", type=Path, help="JSON file of PreprocessConfig fields (default: defaults)")
+    parser.add_argument("--preprocess", type=Path, help="JSON file of PreprocessConfig fields (default: pfs_core.train.MODEL_PREPROCESS, "
+                             "12-mm grid 32x24x32, PET clipped at SUV 60)")
     parser.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields to override")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -77,11 +78,11 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
 
     from pfs_core.config import PreprocessConfig, from_dict
     from pfs_core.errors import UsageError
-    from pfs_core.train import TrainConfig
+    from pfs_core.train import MODEL_PREPROCESS, TrainConfig
 
     try:
         preprocess = from_dict(PreprocessConfig, _read_json(args.preprocess, "preprocess")) \
-            if args.preprocess else PreprocessConfig()
+            if args.preprocess else MODEL_PREPROCESS
         base = TrainConfig().to_dict()
         if args.train_config:
             overrides = _read_json(args.train_config, "train config")

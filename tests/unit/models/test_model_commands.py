@@ -36,6 +36,9 @@ def test_benchmark_end_to_end(disk_cohort, small_json, tmp_path, capsys):
     assert len({tuple(v) for v in splits.values()}) == 1
     text = (out / "results.md").read_text()
     assert "AUROC" in text and "seed 5" in text and "excluded" in text and "C-index" in text
+    for name in ("roc", "pr", "calibration", "decision_curve", "km_lab_pet_ct_pretrained"):
+        assert (out / "figures" / f"{name}.html").is_file()
+    assert doc["risk_groups"]["lab_rf"]["logrank_p"] is None or 0 <= doc["risk_groups"]["lab_rf"]["logrank_p"] <= 1
 
 
 def test_benchmark_names_the_post_baseline_flag(disk_cohort, small_json, tmp_path):
