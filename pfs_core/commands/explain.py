@@ -16,14 +16,10 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="model bundle folder, e.g. models/lab_pet_ct_pretrained")
-    parser.add_argument("--pet", type=Path, help="PET: .nii/.nii.gz (SUVbw or Bq/mL), DICOM folder or .zip")
-    parser.add_argument("--ct", type=Path, help="CT: .nii/.nii.gz, DICOM folder or .zip")
-    parser.add_argument("--labs", type=Path, help="JSON object of lab values in the units of pfs_core.schema")
-    parser.add_argument("--weight-kg", type=float, help="patient weight (kg), for a PET in Bq/mL")
-    parser.add_argument("--dose-mbq", type=float, help="injected activity (MBq), for a PET in Bq/mL")
+    from pfs_core.commands.predict import add_case_arguments
+
+    add_case_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; existing files replaced)")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM maps")
 
 

@@ -15,7 +15,8 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of one case (bundle, images, labs, device), shared with the ``explain`` command."""
     parser.add_argument("--model", type=Path, required=True, help="model bundle folder, e.g. models/lab_rf")
     parser.add_argument("--pet", type=Path, help="PET: .nii/.nii.gz (SUVbw or Bq/mL), DICOM folder or .zip")
     parser.add_argument("--ct", type=Path, help="CT: .nii/.nii.gz, DICOM folder or .zip")
@@ -23,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-kg", type=float, help="patient weight (kg), for a PET in Bq/mL")
     parser.add_argument("--dose-mbq", type=float, help="injected activity (MBq), for a PET in Bq/mL")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_case_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write the prediction JSON to this file")
 
 
