@@ -119,7 +119,7 @@ def write_figures(result: BenchmarkResult, out_dir: Path) -> tuple[list[str], st
                "calibration.html": curves.calibration_figure(pairs, n_bins=5),
                "decision_curve.html": curves.decision_curve_figure(pairs)}
     for name, prob in probs.items():
-        group = np.where(prob >= np.median(prob), "high", "low")
+        group = np.where(prob >= np.median(prob), "high", "low").tolist()
         fig, _ = curves.km_figure(data.time_months, data.event, group, highlight="high",
                                   title=f"{name}: PFS by predicted risk group (median split of OOF probability)")
         figures[f"km_{name}.html"] = fig

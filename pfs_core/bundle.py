@@ -91,10 +91,12 @@ def sha256_file(path: Path) -> str:
 def _save_member(member: FittedModel, path: Path, fold: int) -> str:
     """Write one fold model; returns its file name."""
     if member.spec.kind == SKLEARN:
+        import zipfile
+
         import skops.io as sio
 
         name = f"fold_{fold}.skops"
-        sio.dump(member.estimator, path / name)
+        sio.dump(member.estimator, path / name, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
         return name
     from safetensors.torch import save_file
 

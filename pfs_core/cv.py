@@ -195,7 +195,7 @@ def train_bundle(
     idx = pd.Series(range(len(data)), index=data.patient_ids)[cv.oof["patient_id"]].to_numpy()
     metrics = all_metrics(data.time_months[idx], data.event[idx], prob)
     weights_digest = _weights_digest(members, prob)
-    manifest = {
+    manifest: dict[str, Any] = {
         "model_name": spec.name, "model_version": f"{provenance['created'][:10]}-{weights_digest[:8]}",
         "created": provenance["created"], "description": spec.description, "label": spec.label,
         "inputs": list(spec.modalities), "disclaimer": DISCLAIMER,

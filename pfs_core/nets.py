@@ -131,7 +131,7 @@ class FusionNet(nn.Module):
             embed_dim=embed_dim, hidden=hidden, dropout=dropout, modality_dropout=modality_dropout,
         )
         self.modality_dropout = modality_dropout
-        image = dict(channels=channels, strides=strides, embed_dim=embed_dim, dropout=dropout)
+        image: dict[str, Any] = dict(channels=channels, strides=strides, embed_dim=embed_dim, dropout=dropout)
         self.pet_branch = ImageBranch(spatial_dims, 1, **image) if use_pet else None
         self.ct_branch = ImageBranch(spatial_dims, 1, **image) if use_ct else None
         self.lab_branch = LabBranch(n_lab_features, hidden, embed_dim=embed_dim, dropout=dropout) if use_lab else None

@@ -79,7 +79,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "pretrain"}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                                  if k != "pretrain"}
         return cls(**kwargs, pretrain=PretrainConfig(**data.get("pretrain", {})))
 
     def branch_kwargs(self) -> dict[str, Any]:
@@ -428,7 +429,7 @@ def _pretrain_ct(net: FusionNet, data: CohortData, *, config: TrainConfig, seed:
     rows = np.flatnonzero(data.ct_present)
     ct = torch.from_numpy(np.ascontiguousarray(data.ct[rows][:, None]))
     kwargs = config.branch_kwargs()
-    key = cache_key(data.patient_ids[rows], branch_kwargs=kwargs, config=config.pretrain, seed=seed,
+    key = cache_key(data.patient_ids[rows].tolist(), branch_kwargs=kwargs, config=config.pretrain, seed=seed,
                     preprocess_digest=digest(data.preprocess))
     state, losses = cached_pretrain(ct, kwargs, key=key, cache_dir=cache_dir, config=config.pretrain, seed=seed,
                                     device=device, progress=progress)
@@ -535,7 +536,7 @@ def runtime_info(device: str | None = None) -> dict[str, Any]:
 
     import pfs_core
 
-    versions = {"python": platform.python_version(), "pfs_core": pfs_core.__version__}
+    versions: dict[str, str | None] = {"python": platform.python_version(), "pfs_core": pfs_core.__version__}
     for name in VERSIONED_PACKAGES:
         try:
             versions[name] = version(name)
