@@ -123,7 +123,8 @@ def to_model_grid(volume: Volume, *, low: float, high: float, model_affine: np.n
     Returns float32 ``config.shape``; outside the image's field of view the value is 0.
     """
     sigma = _antialias_sigma(volume, config) if config.antialias else [0.0, 0.0, 0.0]
-    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(volume.data, dtype=np.float32))[None],
+    # No copy of the whole volume (nibabel hands back Fortran-ordered arrays): only the crop is copied.
+    image = MetaTensor(torch.from_numpy(np.asarray(volume.data, dtype=np.float32))[None],
                        affine=torch.as_tensor(volume.affine, dtype=torch.float64))
     cropped = _crop_to_view(image, volume, model_affine, config, margin=int(np.ceil(3 * max(sigma))) + 2)
     if cropped is None:
