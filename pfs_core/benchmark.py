@@ -179,6 +179,11 @@ def results_markdown(doc: dict[str, Any]) -> str:
         p = doc["risk_groups"][name]["logrank_p"]
         lines.append(f"| `{name}` | {inputs} | {cells} | {p:.3g} | {doc['fit_seconds'].get(name, 0):.0f} |")
     lines += ["", "Brier: lower is better. KM: median split of the repeat-averaged OOF probability.", ""]
+    sim = doc.get("simulator")
+    if sim and sim.get("bayes_auroc") is not None:
+        lines += [f"- Simulated cohort (synth seed {sim.get('seed')}, n {sim.get('n')}, signal {sim.get('signal')}): "
+                  f"Bayes AUROC of the true risk on this cohort = {sim['bayes_auroc']:.3f} (the ceiling of any model).",
+                  ""]
     pretrain = doc.get("pretraining")
     if pretrain:
         lines += [f"- CT pretraining (`lab_pet_ct_pretrained`): {pretrain['task']}; data: {pretrain['data']}.", ""]
@@ -209,9 +214,21 @@ def benchmark_meta(*, command: str, cohort_csv: str, config: TrainConfig, prepro
     from pfs_core.pretrain import describe
 
     return {"command": command, "cohort_csv": cohort_csv, "simulated": simulated,
+            "simulator": simulator_summary(cohort_csv),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "train_config": config.to_dict(), "preprocess": to_dict(preprocess),
             "pretraining": describe(config.pretrain), **runtime_info(device)}
+
+
+def simulator_summary(cohort_csv: str | Path) -> dict[str, Any] | None:
+    """Seed, size, signal and Bayes AUROC from the simulator's ``summary.json`` next to the cohort, if any."""
+    path = Path(cohort_csv).parent / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("simulator_version", "n", "seed", "signal", "strength", "bayes_auroc", "observed_prevalence")
+    return {k: summary.get(k) for k in keys} if isinstance(summary, dict) else None
 
 
 def _json_default(value: Any) -> Any:

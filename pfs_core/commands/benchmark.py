@@ -28,17 +28,18 @@ def run(args: argparse.Namespace) -> int:
     from pfs_core.benchmark import benchmark_meta, run_benchmark, write_results
     from pfs_core.commands.train import command_line, configs_from_args
     from pfs_core.registry import resolve_models
-    from pfs_core.train import is_simulated, load_cohort_data
+    from pfs_core.train import is_simulated, load_cohort_data, resolve_device
 
     specs = resolve_models(args.models)
     preprocess, config = configs_from_args(args)
+    device = str(resolve_device(args.device))
     cache_dir = None if args.no_cache else args.cache_dir
     data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=any(s.uses_images for s in specs),
                             cache_dir=cache_dir, progress=not args.no_progress)
     meta = benchmark_meta(command=command_line(args), cohort_csv=str(args.cohort), config=config,
-                          preprocess=preprocess, device=args.device or "auto", simulated=is_simulated(args.cohort))
+                          preprocess=preprocess, device=device, simulated=is_simulated(args.cohort))
     result = run_benchmark(data, specs, folds=args.folds, repeats=args.repeats, seed=args.seed, config=config,
-                           device=args.device, progress=not args.no_progress, cache_dir=cache_dir)
+                           device=device, progress=not args.no_progress, cache_dir=cache_dir)
     result.meta = meta
     doc = write_results(result, args.out)
     print(f"results written to {args.out} ({doc['wall_time_s'] / 60:.1f} min)")
