@@ -125,7 +125,7 @@ def write_figures(result: BenchmarkResult, out_dir: Path) -> tuple[list[str], st
         figures[f"km_{name}.html"] = fig
     written = []
     for filename, fig in figures.items():
-        fig.write_html(fig_dir / filename, include_plotlyjs="cdn", full_html=True)
+        fig.write_html(fig_dir / filename, include_plotlyjs="directory", full_html=True)
         written.append(f"figures/{filename}")
     return written, "figures use the OOF probability averaged over repeats (labelled patients for ROC/PR/calibration)"
 
