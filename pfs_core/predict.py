@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,6 @@ class Prediction:
     trained_on_simulated_data: bool | None
     interval_method: str = INTERVAL_METHOD
     disclaimer: str = DISCLAIMER
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (the output of ``pfs_core predict``)."""
@@ -122,7 +121,8 @@ def _used_lab_columns(bundle: Bundle) -> list[str]:
     return [*tabular.numeric_columns, *tabular.categorical] if tabular is not None else []
 
 
-def _lab_report(bundle: Bundle, clean: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
+def _lab_report(bundle: Bundle, clean: Mapping[str, Any], *,
+                warn_post_baseline: bool = True) -> tuple[list[str], list[str], list[str]]:
     """(imputed fields, out-of-range fields, warnings) for one patient's validated labs."""
     used = _used_lab_columns(bundle)
     imputed = [name for name in used if clean.get(name) is None]
@@ -138,7 +138,7 @@ def _lab_report(bundle: Bundle, clean: Mapping[str, Any]) -> tuple[list[str], li
                             f"{info['min']:g}-{info['max']:g}; the prediction extrapolates")
     if imputed:
         warnings.append(f"missing lab value(s) imputed with the training median: {', '.join(imputed)}")
-    if not bundle.post_baseline_used and clean.get("prrt_cycles") is not None and used:
+    if warn_post_baseline and not bundle.post_baseline_used and clean.get("prrt_cycles") is not None and used:
         warnings.append("prrt_cycles ignored: it is post-baseline and this model was trained without it")
     return imputed, out_of_range, warnings
 
@@ -272,7 +272,8 @@ def predict_cohort(
 
     Columns: patient_id, probability, interval_low, interval_high, risk_group,
     percentile_in_training, missing_modalities, imputed_fields, out_of_range_fields, warnings
-    (";"-separated), model_name, model_version, post_baseline_used.
+    (";"-separated), model_name, model_version, post_baseline_used. A ``prrt_cycles``
+    column is silently ignored by models trained without it (it is part of the table schema).
     """
     data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
                             cache_dir=cache_dir, progress=progress, require_outcome=False)
@@ -286,7 +287,8 @@ def predict_cohort(
                 has_ct=bool(data.ct_present[i]) if data.ct_present is not None else False)
         except InputError as exc:
             raise InputError(f"{cohort_csv}, patient {pid}: {exc}") from None
-        imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if bundle.spec.use_lab else ([], [], [])
+        imputed, out_of_range, lab_warnings = _lab_report(bundle, clean, warn_post_baseline=False) \
+            if bundle.spec.use_lab else ([], [], [])
         records.append({"missing_modalities": ";".join(missing), "imputed_fields": ";".join(imputed),
                         "out_of_range_fields": ";".join(out_of_range), "warnings": "; ".join(warnings + lab_warnings)})
     fold_probs = ensemble_probabilities(bundle, data, device=resolve_device(device))
