@@ -11,6 +11,8 @@ On a simulated cohort NOT used for training (e.g. ``synth --n 40 --seed 99``):
    maximum (on the CT grid) fall inside a lesion dilated by one PET voxel? PET and CT
    branches separately, against a random-point baseline (the chance that a uniform
    random point in the body lands in a dilated lesion, averaged over the same cases).
+   Also the lesion enrichment: mean Grad-CAM inside the dilated lesions over the mean
+   inside the body (1 = no preference for lesions).
 3. Model randomisation: Spearman rank correlation between the Grad-CAM of the trained
    networks and of the same networks with re-initialised weights (model grid).
 
@@ -50,7 +52,10 @@ def _dilated_lesions(lesion_path: Path, pet_voxel_mm: float) -> tuple[np.ndarray
 
 
 def _randomised(bundle):
-    """A copy of the bundle whose networks have freshly initialised weights."""
+    """A copy of the bundle whose networks have freshly initialised weights (seeded, so reruns agree)."""
+    import torch
+
+    torch.manual_seed(0)
     clone = copy.copy(bundle)
     clone.members = []
     for member in bundle.members:
@@ -75,6 +80,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     bundle = load_bundle(bundle_path)
     random_bundle = _randomised(bundle)
     shap_rows, hits, rand_corr = [], {"pet": [], "ct": []}, {"pet": [], "ct": []}
+    enrichment: dict[str, list[float]] = {"pet": [], "ct": []}
     baseline = []
     for pid in list(cohort.index)[:max_cases]:
         row = cohort.loc[pid]
@@ -99,6 +105,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
             cam = np.asarray(image.dataobj)
             peak = np.unravel_index(np.argmax(cam), cam.shape)
             hits[modality].append(bool(lesions[peak]))
+            enrichment[modality].append(float(cam[lesions].mean() / max(cam[body].mean(), 1e-9)))
     mean_abs = pd.DataFrame(shap_rows).mean().sort_values(ascending=False)
     ranks = {name: int(i + 1) for i, name in enumerate(mean_abs.index)}
     planted = [ranks[n] for n in PLANTED_LABS if n in ranks]
@@ -111,7 +118,8 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
                  "mean_rank_others": float(np.mean(others)),
                  "all_planted_above_all_others": bool(max(planted) < min(others))},
         "pointing_game": {m: {"n": len(h), "hit_rate": float(np.mean(h)) if h else None} for m, h in hits.items()}
-        | {"random_point_baseline": float(np.mean(baseline)) if baseline else None, "n_short_with_lesions": len(baseline)},
+        | {"random_point_baseline": float(np.mean(baseline)) if baseline else None, "n_short_with_lesions": len(baseline),
+           "lesion_enrichment_median": {m: float(np.median(v)) if v else None for m, v in enrichment.items()}},
         "randomisation_spearman": {m: {"median": float(np.median(c)) if c else None, "n": len(c)}
                                    for m, c in rand_corr.items()},
     }

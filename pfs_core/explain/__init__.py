@@ -107,7 +107,8 @@ def explain_case(
     lap("modality_shapley")
     maps = {}
     if gradcam and prepared is not None and bundle.spec.kind == "torch":
-        maps = gradcam_on_ct_grid(bundle, data, prepared, depth=gradcam_depth, device=torch_device)
+        body = ct.data > bundle.preprocess.body_threshold_hu if ct is not None else None
+        maps = gradcam_on_ct_grid(bundle, data, prepared, depth=gradcam_depth, device=torch_device, body_mask=body)
     lap("gradcam")
     timings["total"] = round(sum(timings.values()), 4)
     return Explanation(prediction=prediction, lab_shap=shap_part, modalities=modalities, gradcam=maps,

@@ -5,8 +5,9 @@ short-PFS logit to a layer of the branch's conv trunk (default: the layer named 
 the bundle, ``<modality>_branch.features.layer<k>``), with ReLU on the
 attributions. Each map is upsampled trilinearly to the model grid
 (:meth:`captum.attr.LayerAttribution.interpolate`), the fold maps are averaged,
-and the mean is scaled to 0–1 and written back onto the patient's original CT
-grid with the CT's own affine (:func:`pfs_core.preprocess.to_reference_grid`).
+and the mean is written back onto the patient's original CT grid with the CT's own
+affine (:func:`pfs_core.preprocess.to_reference_grid`), set to 0 outside the body
+(CT above the body threshold) and scaled to 0–1.
 
 Captum attaches hooks only during ``attribute`` and removes them afterwards; a
 module-level lock still serialises the calls because the dashboard shares one
@@ -88,8 +89,14 @@ def scale_unit(volume: np.ndarray) -> np.ndarray:
 
 
 def gradcam_on_ct_grid(bundle: Bundle, data: CohortData, case: PreparedCase, *, modalities: Sequence[str] = ("pet", "ct"),
-                       depth: int | None = None, device: Any = None) -> dict[str, nib.Nifti1Image]:
-    """Grad-CAM per imaging modality, on the original CT grid (NIfTI with the CT's affine), scaled 0–1."""
+                       depth: int | None = None, device: Any = None,
+                       body_mask: np.ndarray | None = None) -> dict[str, nib.Nifti1Image]:
+    """Grad-CAM per imaging modality, on the original CT grid (NIfTI with the CT's affine), scaled 0–1.
+
+    ``body_mask`` (bool, the CT grid's shape): where the patient is; the map is set to 0
+    outside it before scaling, because attributions to the air around the patient (an
+    artefact of upsampling a coarse map with zero padding) mean nothing to a reader.
+    """
     import nibabel as nib
 
     from pfs_core.preprocess import to_reference_grid
@@ -102,6 +109,9 @@ def gradcam_on_ct_grid(bundle: Bundle, data: CohortData, case: PreparedCase, *, 
         if model_map is None:
             continue
         image = to_reference_grid(model_map, case)
-        data_ref = scale_unit(np.asarray(image.dataobj, dtype=np.float32))
+        data_ref = np.asarray(image.dataobj, dtype=np.float32)
+        if body_mask is not None:
+            data_ref = np.where(body_mask, data_ref, 0.0)
+        data_ref = scale_unit(data_ref)
         out[modality] = nib.Nifti1Image(data_ref, image.affine)
     return out
