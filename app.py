@@ -5,6 +5,8 @@ Run with ``streamlit run app.py`` (or ``make run``).
 
 import streamlit as st
 
+from pfs_ui.common import warm_up
+
 # (file, title, icon); tests check every file in pages/ is registered here.
 PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/case_explorer.py", "Case Explorer", ":material/person_search:"),
@@ -15,6 +17,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
 )
 
 st.set_page_config(page_title="PFS before PRRT — decision support (research)", layout="wide")
+warm_up()
 navigation = st.navigation(
     [st.Page(path, title=title, icon=icon, default=(i == 0)) for i, (path, title, icon) in enumerate(PAGES)]
 )

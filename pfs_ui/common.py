@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,3 +117,22 @@ def without_folders(message: str, paths: dict[str, Path]) -> str:
     for path in paths.values():
         message = message.replace(f"{path.parent}/", "")
     return message
+
+
+def _import_heavy() -> None:
+    import importlib
+
+    for name in ("pfs_core.explain", "pfs_core.geometry", "pfs_core.viz.explain", "pfs_core.viz.scene",
+                 "pfs_core.viz.images", "pfs_core.viz.curves", "pfs_core.report", "pfs_core.display"):
+        importlib.import_module(name)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Import the explanation stack (shap, captum, pyvista...) once per process, in the background.
+
+    The first Predict would otherwise pay several seconds of imports after the click.
+    """
+    thread = threading.Thread(target=_import_heavy, name="pfs-warm-up", daemon=True)
+    thread.start()
+    return thread
