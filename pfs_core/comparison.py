@@ -250,7 +250,7 @@ def _coalition_probabilities(bundle: Bundle, data: CohortData, device: Any,
 
     import torch
 
-    from pfs_core.train import _torch_inputs
+    from pfs_core.train import torch_inputs
 
     players = list(bundle.spec.modalities)
     coalitions = [frozenset(c) for k in range(len(players) + 1) for c in combinations(players, k)]
@@ -265,7 +265,7 @@ def _coalition_probabilities(bundle: Bundle, data: CohortData, device: Any,
                 absent["lab"] = net.lab_branch(lab)  # type: ignore[misc]
             for start in range(0, len(data), batch_size):
                 idx = np.arange(start, min(start + batch_size, len(data)))
-                present = net.embed(**_torch_inputs(member, data, idx, device))
+                present = net.embed(**torch_inputs(member, data, idx, device))
                 for c in coalitions:
                     parts = [present[m] if m in c else absent[m].expand(len(idx), -1) for m in players]
                     logits = net.head(torch.cat(parts, dim=1))[:, 0]
@@ -293,7 +293,7 @@ def fused_features(bundle: Bundle, data: CohortData, *, device: Any = None, batc
     """(N, K * m * embed_dim) concatenated branch embeddings (:meth:`FusionNet.embed`) of all K fold models."""
     import torch
 
-    from pfs_core.train import _torch_inputs, resolve_device
+    from pfs_core.train import resolve_device, torch_inputs
 
     if bundle.members[0].net is None:
         raise UsageError(f"model {bundle.name} is not a fusion network and has no fused features; "
@@ -306,7 +306,7 @@ def fused_features(bundle: Bundle, data: CohortData, *, device: Any = None, batc
         with torch.no_grad():
             for start in range(0, len(data), batch_size):
                 idx = np.arange(start, min(start + batch_size, len(data)))
-                parts = net.embed(**_torch_inputs(member, data, idx, torch_device))
+                parts = net.embed(**torch_inputs(member, data, idx, torch_device))
                 chunks.append(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1).cpu().numpy())
         per_member.append(np.concatenate(chunks))
     return np.concatenate(per_member, axis=1)

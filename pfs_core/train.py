@@ -283,7 +283,7 @@ def sklearn_features(spec: ModelSpec, data: CohortData, tabular: TabularParams |
     return np.hstack(parts)
 
 
-def _torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
+def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
                   device: torch.device) -> dict[str, torch.Tensor | None]:
     import torch
 
@@ -310,7 +310,7 @@ def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             idx = np.arange(start, min(start + batch_size, len(data)))
-            inputs = _torch_inputs(model, data, idx, device)
+            inputs = torch_inputs(model, data, idx, device)
             probs.append(torch.sigmoid(net(**inputs)[:, 0]).cpu().numpy())
     return np.concatenate(probs).astype(float) if probs else np.zeros(0)
 
@@ -465,7 +465,7 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
             idx = order[start:start + config.batch_size]
             if len(idx) < 2:  # batch norm needs two samples
                 continue
-            inputs = _torch_inputs(model, train, idx, device)
+            inputs = torch_inputs(model, train, idx, device)
             if augment is not None:
                 inputs = augment(inputs)
             target = y_all[idx].to(device)

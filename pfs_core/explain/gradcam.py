@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pfs_core.train import CohortData, FittedModel, _torch_inputs, resolve_device
+from pfs_core.train import CohortData, FittedModel, resolve_device, torch_inputs
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -67,7 +67,7 @@ def _member_cam(member: FittedModel, data: CohortData, *, modality: str, layer: 
 
     assert member.net is not None
     net = member.net.to(device).eval()
-    inputs = _torch_inputs(member, data, np.array([0]), device)
+    inputs = torch_inputs(member, data, np.array([0]), device)
     names = [m for m in ("pet", "ct") if inputs.get(m) is not None]
     fixed = {k: v for k, v in inputs.items() if k not in names}
 

@@ -237,7 +237,7 @@ def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
                         device: Any) -> Callable[[pd.DataFrame], np.ndarray]:
     import torch
 
-    from pfs_core.train import _torch_inputs, resolve_device
+    from pfs_core.train import resolve_device, torch_inputs
 
     device = device or resolve_device()
     image_parts = []
@@ -245,7 +245,7 @@ def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
         assert member.net is not None
         net = member.net.to(device).eval()
         with torch.no_grad():
-            parts = net.embed(**_torch_inputs(member, data, np.array([0]), device))
+            parts = net.embed(**torch_inputs(member, data, np.array([0]), device))
         image_parts.append([parts[k] for k in ("pet", "ct") if k in parts])
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
