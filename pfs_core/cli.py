@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "predict": "Predict short-PFS probability for one case with a model bundle.",
     "score": "Score every case of a cohort with a model bundle (CSV out).",
     "explain": "Explain one prediction: SHAP, modality contributions, Grad-CAM.",
+    "contributions": "Modality contributions and fused-feature embedding of a bundle over a cohort.",
     "validate": "Check every row of a cohort table; list each bad row with its row number and reason.",
 }
 

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 METRIC_COLUMNS: dict[str, str] = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
 OUTCOME_LABELS: dict[float, str] = {1.0: "short PFS (≤ 12 months)", 0.0: "long PFS (> 12 months)"}
 NO_LABEL = "censored ≤ 12 months (no label)"
+#: Extra columns of ``modality_contributions(..., with_values=True)``: prediction with all / no modalities.
+VALUE_COLUMNS: tuple[str, str] = ("probability", "reference_probability")
 
 
 # ----------------------------------------------------------------------------- finding and reading results
@@ -210,7 +212,7 @@ def sample_rows(n_total: int, n_sample: int, *, seed: int) -> np.ndarray:
 
 
 def modality_contributions(bundle: Bundle, data: CohortData, *, n_sample: int = 30, seed: int = 0,
-                           device: Any = None) -> pd.DataFrame:
+                           device: Any = None, with_values: bool = False) -> pd.DataFrame:
     """Exact modality Shapley values (probability space) of a seeded sample of patients.
 
     One row per sampled patient: ``patient_id`` and one column per modality of the
@@ -221,6 +223,9 @@ def modality_contributions(bundle: Bundle, data: CohortData, *, n_sample: int = 
     networks: each fold model embeds every patient's inputs once and only the
     fusion head is evaluated per coalition (same numbers, about 2^m times fewer
     image passes); scikit-learn models: :func:`modality_shapley` per patient.
+    With ``with_values`` two more columns (:data:`VALUE_COLUMNS`): ``probability`` (every
+    modality present: the model's prediction) and ``reference_probability`` (every
+    modality absent); per row the contributions sum to their difference.
     """
     from pfs_core.explain.shapley import exact_shapley, modality_shapley
     from pfs_core.train import resolve_device
@@ -229,12 +234,17 @@ def modality_contributions(bundle: Bundle, data: CohortData, *, n_sample: int = 
     rows = sample_rows(len(data), n_sample, seed=seed)
     players = list(bundle.spec.modalities)
     if bundle.members[0].net is None:
-        values = [modality_shapley(bundle, data.subset([i]), device=torch_device).contributions for i in rows]
+        games = [modality_shapley(bundle, data.subset([i]), device=torch_device) for i in rows]
+        values = [game.contributions for game in games]
+        full, empty = [g.full_value for g in games], [g.empty_value for g in games]
     else:
         coalition_probs = _coalition_probabilities(bundle, data.subset(rows), torch_device)
         values = [exact_shapley(players, _patient_value(coalition_probs, j)) for j in range(len(rows))]
+        full, empty = list(coalition_probs[frozenset(players)]), list(coalition_probs[frozenset()])
     table = pd.DataFrame(values, columns=players)
     table.insert(0, schema.ID_COLUMN, [str(data.patient_ids[i]) for i in rows])
+    if with_values:
+        table[VALUE_COLUMNS[0]], table[VALUE_COLUMNS[1]] = np.asarray(full, float), np.asarray(empty, float)
     return table
 
 
@@ -275,7 +285,8 @@ def _coalition_probabilities(bundle: Bundle, data: CohortData, device: Any,
 
 def mean_abs_contributions(contributions: pd.DataFrame) -> dict[str, float]:
     """Mean |Shapley value| per modality column (probability points)."""
-    return {c: float(contributions[c].abs().mean()) for c in contributions.columns if c != schema.ID_COLUMN}
+    skip = {schema.ID_COLUMN, *VALUE_COLUMNS}
+    return {c: float(contributions[c].abs().mean()) for c in contributions.columns if c not in skip}
 
 
 @dataclass
