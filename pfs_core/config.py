@@ -56,6 +56,9 @@ class PreprocessConfig:
     # Added for pfs_core.preprocess (see docs/input.md):
     body_threshold_suv: float = 0.3  # body = PET > this SUV when no CT is given
     antialias: bool = True  # Gaussian pre-smoothing (sigma = (factor - 1) / 2 voxels) before downsampling
+    # The PET is already band-limited by the scanner (~6 mm FWHM); smoothing it again before a 12-mm grid
+    # halves small-lesion contrast (docs/models.md), so the shipped grid turns it off for the PET only.
+    pet_antialias: bool = True
     version: int = 1
 
     def __post_init__(self) -> None:

@@ -117,12 +117,13 @@ def _crop_to_view(image: MetaTensor, volume: Volume, model_affine: np.ndarray, c
 
 
 def to_model_grid(volume: Volume, *, low: float, high: float, model_affine: np.ndarray,
-                  config: PreprocessConfig) -> np.ndarray:
+                  config: PreprocessConfig, antialias: bool | None = None) -> np.ndarray:
     """``volume`` clipped to [low, high] (HU or SUV), scaled to [0, 1] and resampled onto the model grid.
 
     Returns float32 ``config.shape``; outside the image's field of view the value is 0.
     """
-    sigma = _antialias_sigma(volume, config) if config.antialias else [0.0, 0.0, 0.0]
+    smooth_first = config.antialias if antialias is None else antialias
+    sigma = _antialias_sigma(volume, config) if smooth_first else [0.0, 0.0, 0.0]
     # No copy of the whole volume (nibabel hands back Fortran-ordered arrays): only the crop is copied.
     image = MetaTensor(torch.from_numpy(np.asarray(volume.data, dtype=np.float32))[None],
                        affine=torch.as_tensor(volume.affine, dtype=torch.float64))
@@ -156,7 +157,8 @@ def preprocess_case(pet: Volume | None, ct: Volume | None, config: PreprocessCon
         ct_model = to_model_grid(ct, low=config.ct_window_hu[0], high=config.ct_window_hu[1],
                                  model_affine=affine, config=config)
     if pet is not None:
-        pet_model = to_model_grid(pet, low=0.0, high=config.pet_suv_max, model_affine=affine, config=config)
+        pet_model = to_model_grid(pet, low=0.0, high=config.pet_suv_max, model_affine=affine, config=config,
+                                  antialias=config.antialias and config.pet_antialias)
     return PreparedCase(
         pet=pet_model, ct=ct_model, model_affine=affine, reference_affine=np.array(reference.affine, dtype=float),
         reference_shape=reference.shape, pet_suv_max_original=float(pet.data.max()) if pet is not None else None,

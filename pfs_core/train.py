@@ -43,8 +43,11 @@ if TYPE_CHECKING:
 #: Model grid of the shipped models and the benchmark default: 12-mm voxels, 32×24×32 (384×288×384 mm,
 #: the field of view of the 6-mm default), PET clipped at SUV 60 instead of 20 so that tumour-to-liver
 #: ratios above ~3 (lesion SUV > 20 with a liver SUV of 5-9) are not flattened. Measured on the simulated
-#: cohort: 8× fewer voxels than 64×48×64 lets the CNNs train 40 epochs within the time budget.
-MODEL_PREPROCESS = PreprocessConfig(spacing_mm=(12.0, 12.0, 12.0), shape=(32, 24, 32), pet_suv_max=60.0)
+#: cohort: 8× fewer voxels than 64×48×64 lets the CNNs train 40 epochs within the time budget. The PET is
+#: not smoothed again before the 12-mm grid: with the true lesion masks, the lesion-to-liver ratio read on the
+#: grid keeps a Spearman correlation of 0.83 with the true one instead of 0.59 (docs/models.md).
+MODEL_PREPROCESS = PreprocessConfig(spacing_mm=(12.0, 12.0, 12.0), shape=(32, 24, 32), pet_suv_max=60.0,
+                                    pet_antialias=False)
 
 
 @dataclass(frozen=True)
