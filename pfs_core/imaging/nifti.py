@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip
 
 from pfs_core.errors import InputError
 from pfs_core.imaging.validate import check_grid, squeeze_to_3d
@@ -14,6 +15,13 @@ from pfs_core.imaging.validate import check_grid, squeeze_to_3d
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _with_data_in_memory(img: nib.spatialimages.SpatialImage, path: Path) -> nib.spatialimages.SpatialImage:
+    """``img`` with a .gz file decompressed by ISA-L (3-4x faster than zlib, the largest part of a load)."""
+    if path.suffix.lower() != ".gz" or not hasattr(type(img), "from_bytes"):
+        return img
+    return type(img).from_bytes(igzip.decompress(path.read_bytes()))
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +40,7 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     affine = np.asarray(img.affine, dtype=np.float64)
     check_grid(shape, affine, where)
     try:
-        data = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
+        data = np.asarray(_with_data_in_memory(img, path).get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as exc:
         raise InputError(
             f"{where}: the image data cannot be read ({_reason(exc)}); the file is truncated or damaged: "
