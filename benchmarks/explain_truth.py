@@ -81,6 +81,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     random_bundle = _randomised(bundle)
     shap_rows, hits, rand_corr = [], {"pet": [], "ct": []}, {"pet": [], "ct": []}
     enrichment: dict[str, list[float]] = {"pet": [], "ct": []}
+    zero_maps, constant_pairs = {"pet": 0, "ct": 0}, {"pet": 0, "ct": 0}
     baseline = []
     for pid in list(cohort.index)[:max_cases]:
         row = cohort.loc[pid]
@@ -92,7 +93,11 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
         for modality, layer in gradcam_layer_names(bundle).items():
             trained = gradcam_model_space(bundle, data, modality=modality, layer=layer)
             shuffled = gradcam_model_space(random_bundle, data, modality=modality, layer=layer)
-            if trained is not None and shuffled is not None:
+            if trained is None or shuffled is None:
+                continue
+            if np.ptp(trained) == 0 or np.ptp(shuffled) == 0:  # a rank correlation with a constant map is undefined
+                constant_pairs[modality] += 1
+            else:
                 rand_corr[modality].append(float(stats.spearmanr(trained.ravel(), shuffled.ravel())[0]))
         short = truth.loc[pid, "short_pfs_observed"] == 1
         if not short or truth.loc[pid, "n_lesions"] == 0:
@@ -103,6 +108,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
         baseline.append(float(lesions[body].mean()))
         for modality, image in result.gradcam.items():
             cam = np.asarray(image.dataobj)
+            zero_maps[modality] += int(cam.max() <= 0)  # no voxel raised the risk: counted as a miss
             peak = np.unravel_index(np.argmax(cam), cam.shape)
             hits[modality].append(bool(lesions[peak]))
             enrichment[modality].append(float(cam[lesions].mean() / max(cam[body].mean(), 1e-9)))
@@ -117,10 +123,12 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
                  "planted_ranks": planted, "mean_rank_planted": float(np.mean(planted)),
                  "mean_rank_others": float(np.mean(others)),
                  "all_planted_above_all_others": bool(max(planted) < min(others))},
-        "pointing_game": {m: {"n": len(h), "hit_rate": float(np.mean(h)) if h else None} for m, h in hits.items()}
+        "pointing_game": {m: {"n": len(h), "hit_rate": float(np.mean(h)) if h else None, "all_zero_maps": zero_maps[m]}
+                          for m, h in hits.items()}
         | {"random_point_baseline": float(np.mean(baseline)) if baseline else None, "n_short_with_lesions": len(baseline),
            "lesion_enrichment_median": {m: float(np.median(v)) if v else None for m, v in enrichment.items()}},
-        "randomisation_spearman": {m: {"median": float(np.median(c)) if c else None, "n": len(c)}
+        "randomisation_spearman": {m: {"median": float(np.median(c)) if c else None, "n": len(c),
+                                       "skipped_constant_map": constant_pairs[m]}
                                    for m, c in rand_corr.items()},
     }
 
