@@ -17,8 +17,8 @@ PAGES: tuple[tuple[str, str, str], ...] = (
 )
 
 st.set_page_config(page_title="PFS before PRRT — decision support (research)", layout="wide")
-warm_up()
 navigation = st.navigation(
     [st.Page(path, title=title, icon=icon, default=(i == 0)) for i, (path, title, icon) in enumerate(PAGES)]
 )
 navigation.run()
+warm_up()  # after the page is drawn: the first Predict then finds the explanation stack ready

@@ -1,7 +1,7 @@
 """Time explaining one case with a bundle: preprocessing, prediction, lab SHAP, modality Shapley values,
 both Grad-CAMs and the 3D meshes (the Case Explorer's work after one click).
 
-    python benchmarks/bench_explain.py [--model models/lab_pet_ct_pretrained] [--case SIM0001] [--repeats 3]
+    python benchmarks/bench_explain.py [--model models/lab_pet_ct_pretrained] [--case SIM0001] [--repeats 3] [--threads 1]
 
 Prints the median seconds per stage over the repeats (after one warm-up run) and the machine.
 Target (issue 5): at most 5 s in all on 2 CPU cores.
@@ -23,11 +23,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one_run(bundle, pet, ct, labs) -> dict[str, float]:
+def one_run(bundle, pet, ct, labs, threads) -> dict[str, float]:
     from pfs_core import geometry
     from pfs_core.explain import explain_case
 
-    result = explain_case(bundle, pet=pet, ct=ct, labs=labs)
+    result = explain_case(bundle, pet=pet, ct=ct, labs=labs, threads=threads)
     timings = dict(result.timings_s)
     started = time.perf_counter()
     cam = next(iter(result.gradcam.values()), None)
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, default=ROOT / "sample_data" / "cohort.csv")
     parser.add_argument("--case", default="SIM0001")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the dashboard)")
     args = parser.parse_args()
 
     import torch
@@ -53,14 +54,13 @@ def main() -> None:
     from pfs_core.preprocess import load_case
     from pfs_core.schema import LAB_COLUMNS
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     frame = pd.read_csv(args.cohort).set_index("patient_id")
     row = frame.loc[args.case]
     labs = {c: (None if pd.isna(row[c]) else row[c]) for c in LAB_COLUMNS}
     pet, ct = load_case(args.cohort.parent / row["pet"], args.cohort.parent / row["ct"])
     bundle = load_bundle(args.model)
-    one_run(bundle, pet, ct, labs)  # warm-up: imports, first allocations
-    runs = [one_run(bundle, pet, ct, labs) for _ in range(args.repeats)]
+    one_run(bundle, pet, ct, labs, args.threads)  # warm-up: imports, first allocations
+    runs = [one_run(bundle, pet, ct, labs, args.threads) for _ in range(args.repeats)]
     median = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     print(json.dumps({"model": args.model.name, "case": args.case, "repeats": args.repeats,

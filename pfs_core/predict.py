@@ -29,6 +29,8 @@ from pfs_core.errors import InputError
 from pfs_core.train import CohortData, load_cohort_data, resolve_device
 
 if TYPE_CHECKING:
+    import torch
+
     from pfs_core.imaging import Volume
     from pfs_core.preprocess import PreparedCase
 
@@ -220,6 +222,22 @@ def case_data(bundle: Bundle, clean: Mapping[str, Any], case: PreparedCase | Non
     return data
 
 
+def case_device(device: Any = None, *, threads: int | None = None) -> torch.device:
+    """The torch device for one case (:func:`pfs_core.train.resolve_device`), with ``threads`` CPU threads if given.
+
+    One case on the small model grid gains nothing from a second torch thread and
+    loses much when the cores are busy (OpenMP threads spin-wait for each other:
+    measured 0.6 s with 1 thread vs 5-7 s with 2 for a whole explanation at a load
+    average of 3-4 on 2 cores), so the dashboard passes ``threads=1``.
+    """
+    chosen = resolve_device(None if device is None else str(device))
+    if threads is not None and chosen.type == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    return chosen
+
+
 def predict_case(
     bundle: Bundle,
     *,
@@ -228,10 +246,12 @@ def predict_case(
     labs: Mapping[str, float | str | None],
     device: str | None = None,
     prepared: PreparedCase | None = None,
+    threads: int | None = None,
 ) -> Prediction:
     """Predict short PFS for one patient; PET (SUVbw) and CT (HU) volumes may be None.
 
     ``prepared``: the images already on the model grid (:func:`prepare_images`), to skip preprocessing.
+    ``threads``: torch CPU threads (default :func:`pfs_core.train.cpu_threads`; see :func:`case_device`).
     """
     started = time.perf_counter()
     clean = validate_labs(labs)
@@ -241,7 +261,7 @@ def predict_case(
     missing, warnings = _check_modalities(bundle, has_pet=prepared is not None and prepared.pet is not None,
                                           has_ct=prepared is not None and prepared.ct is not None)
     imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if spec.use_lab else ([], [], [])
-    torch_device = resolve_device(device)
+    torch_device = case_device(device, threads=threads)
     data = case_data(bundle, clean, prepared)
     t_prepared = time.perf_counter()
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]

@@ -19,6 +19,8 @@ import streamlit as st
 from pfs_core import DISCLAIMER, schema
 from pfs_core.errors import InputError, PfsError
 from pfs_ui.common import (
+    PREDICTION_STARTED,
+    case_threads,
     device_label,
     session_value,
     set_session_value,
@@ -56,6 +58,14 @@ class CaseResult:
     bundle_sha256: str
     seconds: float
     meshes: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    #: Parts that every rerun (a slider, a tab's radio) would otherwise rebuild: figures, the PET on the CT grid.
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def remember(self, key: str, build: Any) -> Any:
+        """``build()`` once per result; later reruns of the page reuse it."""
+        if key not in self.memo:
+            self.memo[key] = build()
+        return self.memo[key]
 
 
 def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
@@ -105,6 +115,7 @@ def run_prediction(bundle: Any, inputs: CaseInputs, labs: dict[str, Any]) -> Non
     from pfs_core.explain import explain_case
 
     started = time.perf_counter()
+    PREDICTION_STARTED.set()  # the background warm-up (pfs_ui.common.warm_up) has nothing left to win
     set_session_value(RESULT_KEY, None)
     try:
         with st.status("Loading images...", expanded=False) as status:
@@ -112,7 +123,7 @@ def run_prediction(bundle: Any, inputs: CaseInputs, labs: dict[str, Any]) -> Non
             if pet is not None:
                 described["PET units"] = pet.suv_note
             status.update(label="Predicting and explaining (SHAP, modality Shapley values, Grad-CAM)...")
-            explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs)
+            explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, threads=case_threads())
             status.update(label="Done", state="complete")
     except PfsError as exc:
         show_error(exc)
@@ -136,7 +147,7 @@ def render_result(bundle: Any) -> None:
     with tabs[2]:
         _slices(result)
     with tabs[3]:
-        _cohort(bundle, p)
+        _cohort(bundle, result)
     with tabs[4]:
         _run_info(result)
         _report(bundle, result)
@@ -153,20 +164,32 @@ def _headline(p: Any) -> None:
     st.caption(DISCLAIMER)
 
 
-def _why(result: CaseResult) -> None:
+def _why_figures(result: CaseResult) -> dict[str, Any]:
+    """The SHAP bars (None without labs) and the modality bars, shared by the Why tab and the report."""
     from pfs_core.viz.explain import modality_bar_figure, shap_bar_figure
 
+    def build() -> dict[str, Any]:
+        e, s = result.explanation, result.explanation.lab_shap
+        shap_figure = None if s is None else shap_bar_figure(
+            s.names, s.shap_values, s.values, s.units, base_value=s.base_value, output_space=s.output_space,
+            imputed=s.imputed)
+        return {"shap": shap_figure,
+                "modality": modality_bar_figure(e.modalities.contributions, output_space="probability")}
+
+    return result.remember("why_figures", build)
+
+
+def _why(result: CaseResult) -> None:
     e = result.explanation
+    figures = _why_figures(result)
     left, right = st.columns([3, 2])
     if e.lab_shap is not None:
         s = e.lab_shap
-        left.plotly_chart(shap_bar_figure(s.names, s.shap_values, s.values, s.units, base_value=s.base_value,
-                                          output_space=s.output_space, imputed=s.imputed), key="shap_chart")
+        left.plotly_chart(figures["shap"], key="shap_chart")
         left.caption(f"SHAP values ({s.method}); base {s.base_value:.3f} + sum = {s.output:.3f}.")
     else:
         left.info("This model uses no lab values.")
-    right.plotly_chart(modality_bar_figure(e.modalities.contributions, output_space="probability"),
-                       key="modality_chart")
+    right.plotly_chart(figures["modality"], key="modality_chart")
     right.caption("Exact Shapley values over the modalities; an absent modality is replaced by the model's "
                   "'missing' input (images) or the training medians (labs).")
 
@@ -214,20 +237,27 @@ def _slices(result: CaseResult) -> None:
     left.plotly_chart(slice_figure(ct.data, overlay, affine=ct.affine, axis=axis, index=index, opacity=opacity,
                                    background_kind="ct"), key="slice_chart")
     if result.pet is not None:
-        pet_on_ct = resample_onto(result.pet, affine=ct.affine, shape=ct.data.shape)
+        pet_on_ct = result.remember("pet_on_ct", lambda: resample_onto(result.pet, affine=ct.affine,
+                                                                       shape=ct.data.shape))
         right.plotly_chart(mip_figure(pet_on_ct, overlay, affine=ct.affine, opacity=opacity), key="mip_chart")
 
 
-def _cohort(bundle: Any, p: Any) -> None:
+def _cohort(bundle: Any, result: CaseResult) -> None:
     from pfs_core.viz.curves import km_figure, risk_distribution_figure
 
+    p = result.explanation.prediction
     oof = bundle.training_oof
     probs = oof["oof_probability"].to_numpy(float)
+
+    def build() -> tuple[Any, Any, float]:
+        groups = np.where(probs >= bundle.risk_threshold, "high", "low")
+        km, p_value = km_figure(oof["pfs_months"].to_numpy(float), oof["progressed"].to_numpy(int), groups,
+                                highlight=p.risk_group, title="Training cohort by predicted risk group")
+        return risk_distribution_figure(probs, p.probability, threshold=p.risk_threshold), km, p_value
+
+    dist, fig, p_value = result.remember("cohort_figures", build)
     left, right = st.columns(2)
-    left.plotly_chart(risk_distribution_figure(probs, p.probability, threshold=p.risk_threshold), key="dist_chart")
-    groups = np.where(probs >= bundle.risk_threshold, "high", "low")
-    fig, p_value = km_figure(oof["pfs_months"].to_numpy(float), oof["progressed"].to_numpy(int), groups,
-                             highlight=p.risk_group, title="Training cohort by predicted risk group")
+    left.plotly_chart(dist, key="dist_chart")
     right.plotly_chart(fig, key="km_chart")
     right.caption(f"Kaplan–Meier of the training cohort (out-of-fold risk groups); log-rank p = {p_value:.3g}. "
                   f"This patient's group ({p.risk_group}) is highlighted.")
@@ -244,17 +274,12 @@ def _run_info(result: CaseResult) -> None:
 
 def _report(bundle: Any, result: CaseResult) -> None:
     from pfs_core.report import case_report_html
-    from pfs_core.viz.explain import modality_bar_figure, shap_bar_figure
 
     e = result.explanation
-    figures = []
-    if e.lab_shap is not None:
-        s = e.lab_shap
-        figures.append(("Lab SHAP values", shap_bar_figure(s.names, s.shap_values, s.values, s.units,
-                                                           base_value=s.base_value, output_space=s.output_space,
-                                                           imputed=s.imputed)))
-    figures.append(("Modality contributions", modality_bar_figure(e.modalities.contributions,
-                                                                  output_space="probability")))
-    html = case_report_html(e, labs=result.labs, inputs=result.inputs, figures=figures)
+    why = _why_figures(result)
+    figures = [] if why["shap"] is None else [("Lab SHAP values", why["shap"])]
+    figures.append(("Modality contributions", why["modality"]))
+    html = result.remember("report_html", lambda: case_report_html(e, labs=result.labs, inputs=result.inputs,
+                                                                   figures=figures))
     st.download_button("Download tumour-board report (HTML)", html, file_name=f"pfs_report_{bundle.name}.html",
                        mime="text/html", key="report_button")

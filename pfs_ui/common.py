@@ -119,20 +119,87 @@ def without_folders(message: str, paths: dict[str, Path]) -> str:
     return message
 
 
-def _import_heavy() -> None:
+def case_threads() -> int | None:
+    """Torch CPU threads for one case: 1 (see :func:`pfs_core.predict.case_device`) unless $PFS_CORE_THREADS is set."""
+    return None if os.environ.get("PFS_CORE_THREADS", "").strip() else 1
+
+
+#: Set when a prediction starts: the warm-up then stops at its next step instead of competing with it.
+PREDICTION_STARTED = threading.Event()
+
+
+def _warm_up_steps() -> Iterator[None]:
+    """The one-off costs of the Case Explorer's result path, paid on tiny synthetic inputs (no patient data).
+
+    Imports (captum, lifelines, pyvista/VTK) and first calls (VTK contouring,
+    smoothing and clustering, plotly's trace classes, figure JSON) would otherwise
+    land on the first Predict. Each ``yield`` is a point where the warm-up may stop.
+    """
     import importlib
 
-    for name in ("pfs_core.explain", "pfs_core.geometry", "pfs_core.viz.explain", "pfs_core.viz.scene",
-                 "pfs_core.viz.images", "pfs_core.viz.curves", "pfs_core.report", "pfs_core.display"):
+    import numpy as np
+
+    for name in ("pfs_core.explain", "captum.attr", "pfs_core.display", "pfs_core.report", "lifelines",
+                 "pfs_core.viz", "pfs_core.geometry", "pyvista"):
         importlib.import_module(name)
+        yield
+    import plotly.io
+
+    from pfs_core import geometry
+    from pfs_core.viz import (
+        km_figure,
+        mesh3d_figure,
+        mip_figure,
+        modality_bar_figure,
+        risk_distribution_figure,
+        shap_bar_figure,
+        slice_figure,
+    )
+
+    grid = np.indices((24, 20, 22), dtype=np.float32)
+    ball = np.exp(-(((grid - np.array([12.0, 10.0, 11.0])[:, None, None, None]) ** 2).sum(0)) / 40.0)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    ct = np.where(ball > 0.05, 40.0, -1000.0).astype(np.float32)
+    meshes = geometry.case_scene(ct, affine, 10.0 * ball, affine, ball, affine, suv_level=5.0, cam_level=0.5,
+                                 max_triangles_total=4 * geometry.MIN_TRIANGLES)
+    yield
+    figures = [
+        lambda: mesh3d_figure(meshes, title="warm-up"),
+        lambda: shap_bar_figure(["age", "sex"], [0.1, -0.05], [60.0, "F"], ["years", ""], base_value=0.4,
+                                output_space="probability", imputed=[False, True]),
+        lambda: modality_bar_figure({"lab": 0.1, "pet": -0.02, "ct": 0.01}, output_space="probability"),
+        lambda: slice_figure(ct, ball, affine=affine, axis="axial", index=10, background_kind="ct"),
+        lambda: mip_figure(10.0 * ball, ball, affine=affine),
+        lambda: risk_distribution_figure(np.linspace(0.1, 0.9, 20), 0.5, threshold=0.5),
+        lambda: km_figure(np.linspace(1.0, 30.0, 20), np.arange(20) % 2, ["high", "low"] * 10, highlight="high")[0],
+    ]
+    for build in figures:
+        plotly.io.to_json(build(), validate=False)
+        yield
+
+
+def _warm_up_stack() -> None:
+    """Run every warm-up step, unless a prediction has started (it would only compete with it)."""
+    for _ in _warm_up_steps():
+        if PREDICTION_STARTED.is_set():
+            return
 
 
 @st.cache_resource(show_spinner=False)
 def warm_up() -> threading.Thread:
-    """Import the explanation stack (shap, captum, pyvista...) once per process, in the background.
+    """Run :func:`_warm_up_stack` once per process, in a background thread.
 
-    The first Predict would otherwise pay several seconds of imports after the click.
+    ``app.py`` starts it after the page has been drawn, so it does not delay the
+    first page; it takes ~2-3 s of CPU and stops early when a Predict comes first.
+    A failure here only means that the first Predict pays these costs itself.
     """
-    thread = threading.Thread(target=_import_heavy, name="pfs-warm-up", daemon=True)
+
+    def run() -> None:
+        try:
+            _warm_up_stack()
+        except Exception:  # noqa: BLE001 - best effort; the real call reports its own errors
+            pass
+
+    thread = threading.Thread(target=run, name="pfs-warm-up", daemon=True)
     thread.start()
     return thread

@@ -80,10 +80,14 @@ def explain_case(
     gradcam: bool = True,
     gradcam_depth: int | None = None,
     shap_max_evals: int = 600,
+    threads: int | None = None,
 ) -> Explanation:
-    """Predict and explain one case (see the module docstrings of the parts for the methods)."""
-    from pfs_core.predict import case_data, predict_case, prepare_images, validate_labs
-    from pfs_core.train import resolve_device
+    """Predict and explain one case (see the module docstrings of the parts for the methods).
+
+    ``threads``: torch CPU threads (default :func:`pfs_core.train.cpu_threads`; the dashboard uses 1,
+    see :func:`pfs_core.predict.case_device`).
+    """
+    from pfs_core.predict import case_data, case_device, predict_case, prepare_images, validate_labs
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -94,10 +98,11 @@ def explain_case(
         timings[name] = round(now - clock, 4)
         clock = now
 
-    torch_device = resolve_device(device)
+    torch_device = case_device(device, threads=threads)
     prepared = prepare_images(bundle, pet, ct)
     lap("preprocess")
-    prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=str(torch_device), prepared=prepared)
+    prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=str(torch_device), prepared=prepared,
+                              threads=threads)
     data = case_data(bundle, validate_labs(labs), prepared)
     lap("predict")
     shap_part = lab_shap(bundle, data, background=lab_background(bundle), device=torch_device,
