@@ -143,6 +143,13 @@ def _warm_up_steps() -> Iterator[None]:
                  "pfs_core.viz", "pfs_core.geometry", "pyvista"):
         importlib.import_module(name)
         yield
+    import shap
+
+    # shap's numba masking kernels compile on first use (~15 s of CPU): pay it here, not on the first Predict.
+    masker = shap.maskers.Independent(np.zeros((3, 4)), max_samples=3)
+    shap.PermutationExplainer(lambda rows: rows.sum(axis=1), masker, seed=0)(np.ones((1, 4)), max_evals=20,
+                                                                               silent=True)
+    yield
     import plotly.io
 
     from pfs_core import geometry

@@ -1,18 +1,18 @@
 """SHAP values of the lab and clinical inputs and exact Shapley values over modalities.
 
-Lab SHAP (one patient):
+Lab SHAP (one patient, the shap library):
 
 - ``lab_rf``: :class:`shap.TreeExplainer` on every fold's random forest in the
   prepared feature space (log/indicator/one-hot columns), summed back onto the raw
   lab fields and averaged over the folds. Output space: probability.
-- every other model: permutation SHAP on the raw lab fields (:func:`permutation_shap`:
-  the algorithm and permutations of :class:`shap.PermutationExplainer` with an
-  :class:`shap.maskers.Independent` masker, same values to 1e-9, tested against it,
-  without shap's numba kernels) with the patient's own images held fixed (torch
-  models reuse the image embeddings, so only the lab branch and the fusion head run
-  per evaluation) and a background of the training cohort (the bundle's
-  ``background_labs.csv``: k-means centroids, no individual patient). Output space:
-  probability (the ensemble mean shown to the user).
+- every other model: :class:`shap.PermutationExplainer` on the raw lab fields with
+  the patient's own images held fixed (torch models reuse the image embeddings, so
+  only the lab branch and the fusion head run per evaluation) and an
+  :class:`shap.maskers.Independent` background of the training cohort (the
+  bundle's ``background_labs.csv``: k-means centroids, no individual patient).
+  Output space: probability (the ensemble mean shown to the user). shap compiles
+  its numba masking kernels on first use (~15 s of CPU once per process); the
+  dashboard pays that in its background warm-up.
 
 Either way ``base_value + sum(shap_values) == model output`` exactly (tested to 1e-4).
 
@@ -157,8 +157,8 @@ def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, devi
     else:
         shap_values, base, output = _permutation_shap(bundle, data, columns, background=background,
                                                       device=device, max_evals=max_evals, seed=seed)
-        method = (f"permutation SHAP (as shap.PermutationExplainer), images held fixed, background = "
-                  f"{len(background)} k-means centroids of the training labs")
+        method = (f"shap.PermutationExplainer, images held fixed, background = {len(background)} "
+                  "k-means centroids of the training labs")
     row = data.labs.iloc[0]
     values = [None if _is_missing(row.get(c)) else _plain(row.get(c)) for c in columns]
     units = [schema.NUMERIC_BY_NAME[c].unit if c in schema.NUMERIC_BY_NAME else "" for c in columns]
@@ -196,70 +196,19 @@ def _group_to_raw(values: np.ndarray, feature_names: Sequence[str], columns: Seq
 
 def _permutation_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], *, background: pd.DataFrame,
                       device: Any, max_evals: int, seed: int) -> tuple[np.ndarray, float, float]:
+    import shap
+
     predict_labs = lab_value_function(bundle, data, device=device)
 
     def model(matrix: np.ndarray) -> np.ndarray:
         return predict_labs(decode_labs(matrix, columns))
 
-    x = encode_labs(data.labs.iloc[[0]], columns)[0]
-    values, base = permutation_shap(model, x, encode_labs(background, columns),
-                                    max_evals=max(max_evals, 2 * len(columns) + 1), seed=seed)
+    masker = shap.maskers.Independent(encode_labs(background, columns), max_samples=len(background))
+    explainer = shap.PermutationExplainer(model, masker, seed=seed)
+    x = encode_labs(data.labs.iloc[[0]], columns)
+    explanation = explainer(x, max_evals=max(max_evals, 2 * len(columns) + 1), silent=True)
     output = float(predict_labs(data.labs.iloc[[0]])[0])
-    return values, base, output
-
-
-def permutation_shap(model: Callable[[np.ndarray], np.ndarray], x: np.ndarray, background: np.ndarray, *,
-                     max_evals: int, seed: int = 0, max_rows: int = 50_000) -> tuple[np.ndarray, float]:
-    """SHAP values of one row ``x`` (F,) by antithetic permutation sampling, as :class:`shap.PermutationExplainer`.
-
-    The same algorithm, permutations and values as ``shap.PermutationExplainer(model,
-    shap.maskers.Independent(background, max_samples=len(background)), seed=seed)``
-    with ``max_evals`` (tested against it): features equal to every background row
-    (``np.isclose``; NaN never is) take 0; the others are shuffled
-    ``max_evals // (2 * n + 1)`` times with ``np.random.RandomState(seed)``, each order
-    switched on from the background to ``x`` and off again, and each step's change of
-    the background-mean output is credited to the switched feature. It needs no numba
-    (shap compiles its masking kernels on first use: ~15 s of CPU per process), and
-    evaluates each distinct coalition once, in one batch of ``background`` rows each.
-
-    Returns ``(values (F,), base value)``; ``base + values.sum() == model(x)`` exactly up to rounding.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    background = np.asarray(background, dtype=np.float64)
-    n_background, n_features = background.shape
-    inds = np.flatnonzero((~np.isclose(x, background)).any(axis=0))
-    steps = 2 * len(inds) + 1
-    n_permutations = max_evals // steps if len(inds) else 0
-    if len(inds) and n_permutations == 0:
-        raise ValueError(f"max_evals={max_evals} is too low: it must be at least 2 * n_features + 1 = {steps}")
-    rng = np.random.RandomState(seed)
-    orders = []
-    for _ in range(n_permutations):
-        rng.shuffle(inds)  # shuffled in place, one permutation after the other (as shap does)
-        orders.append(inds.copy())
-    # masks[p, s]: features showing x at step s of permutation p (switched on in order, then off in order)
-    masks = np.zeros((max(n_permutations, 1), steps, n_features), dtype=bool)
-    for p, order in enumerate(orders):
-        for k, feature in enumerate(order):
-            masks[p, k + 1:k + 1 + len(inds), feature] = True
-    flat = masks.reshape(-1, n_features)
-    unique, inverse = np.unique(flat, axis=0, return_inverse=True)
-    means = np.empty(len(unique))
-    chunk = max(1, max_rows // n_background)
-    for start in range(0, len(unique), chunk):
-        block = unique[start:start + chunk]
-        rows = np.where(block[:, None, :], x[None, None, :], background[None, :, :]).reshape(-1, n_features)
-        out = np.asarray(model(rows), dtype=np.float64).reshape(len(block), n_background)
-        means[start:start + chunk] = out.mean(axis=1)
-    outputs = means[inverse.ravel()].reshape(masks.shape[:2])
-    values = np.zeros(n_features)
-    for p, order in enumerate(orders):
-        forward = np.diff(outputs[p, :len(order) + 1])
-        backward = -np.diff(outputs[p, len(order):])
-        np.add.at(values, order, forward + backward)
-    if n_permutations:
-        values /= 2 * n_permutations
-    return values, float(outputs[0, 0])
+    return np.asarray(explanation.values[0]), float(np.asarray(explanation.base_values).ravel()[0]), output
 
 
 def lab_value_function(bundle: Bundle, data: CohortData, *, device: Any = None) -> Callable[[pd.DataFrame], np.ndarray]:
