@@ -145,10 +145,8 @@ def _warm_up_steps() -> Iterator[None]:
         yield
     import shap
 
-    # shap's numba masking kernels compile on first use (~15 s of CPU): pay it here, not on the first Predict.
-    masker = shap.maskers.Independent(np.zeros((3, 4)), max_samples=3)
-    shap.PermutationExplainer(lambda rows: rows.sum(axis=1), masker, seed=0)(np.ones((1, 4)), max_evals=20,
-                                                                               silent=True)
+    shap.KernelExplainer(lambda rows: rows.sum(axis=1), np.zeros((3, 4))).shap_values(np.ones((1, 4)), nsamples=20,
+                                                                                       silent=True)
     yield
     import plotly.io
 

@@ -79,7 +79,7 @@ def explain_case(
     device: str | None = None,
     gradcam: bool = True,
     gradcam_depth: int | None = None,
-    shap_max_evals: int = 600,
+    shap_samples: int = 2048,
     threads: int | None = None,
 ) -> Explanation:
     """Predict and explain one case (see the module docstrings of the parts for the methods).
@@ -106,7 +106,7 @@ def explain_case(
     data = case_data(bundle, validate_labs(labs), prepared)
     lap("predict")
     shap_part = lab_shap(bundle, data, background=lab_background(bundle), device=torch_device,
-                         max_evals=shap_max_evals)
+                         n_samples=shap_samples)
     lap("lab_shap")
     modalities = modality_shapley(bundle, data, device=torch_device)
     lap("modality_shapley")
