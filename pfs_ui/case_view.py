@@ -196,6 +196,7 @@ def _why(result: CaseResult) -> None:
 
 def _scene(result: CaseResult) -> None:
     from pfs_core import geometry
+    from pfs_core.explain import GRADCAM_EMPTY_NOTE
     from pfs_core.viz.scene import mesh3d_figure
 
     e = result.explanation
@@ -206,6 +207,8 @@ def _scene(result: CaseResult) -> None:
     branch = c1.radio("Grad-CAM of branch", sorted(e.gradcam), horizontal=True, key="cam_branch")
     level = c2.slider("Grad-CAM level", 0.1, 0.95, 0.5, 0.05, key="cam_level")
     suv = c3.slider("PET hotspot SUV", 2.0, 30.0, 8.0, 0.5, key="suv_level")
+    if branch in e.gradcam_empty:
+        st.info(f"Grad-CAM of the {branch.upper()} branch is {GRADCAM_EMPTY_NOTE}.")
     key = (branch, level, suv)
     if key not in result.meshes:
         cam = e.gradcam[branch]

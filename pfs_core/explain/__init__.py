@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from pfs_core.explain.gradcam import gradcam_on_ct_grid
@@ -31,6 +32,10 @@ BACKGROUND_FILE = "background_labs.csv"
 __all__ = ["Explanation", "explain_case", "lab_background", "LabShap", "ModalityShapley"]
 
 
+GRADCAM_EMPTY_NOTE = ("zero everywhere: no region of this image raised the predicted risk (Grad-CAM shows only "
+                      "evidence for a higher risk)")
+
+
 @dataclass
 class Explanation:
     """Everything shown for one case: the prediction and why."""
@@ -41,6 +46,9 @@ class Explanation:
     gradcam: dict[str, nib.Nifti1Image]
     prepared: PreparedCase | None
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: Branches whose Grad-CAM is zero everywhere: Grad-CAM keeps only evidence for a higher risk
+    #: (ReLU), so nothing in that image raised this prediction. Said so, not drawn as an empty map.
+    gradcam_empty: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (the ``explanation.json`` of the ``explain`` command)."""
@@ -51,6 +59,7 @@ class Explanation:
             "lab_shap": self.lab_shap.to_dict() if self.lab_shap is not None else None,
             "modality_contributions": self.modalities.to_dict(),
             "gradcam": {m: "on the original CT grid, scaled 0-1" for m in self.gradcam},
+            "gradcam_notes": {m: GRADCAM_EMPTY_NOTE for m in self.gradcam_empty},
             "timings_s": self.timings_s,
             "disclaimer": self.prediction.disclaimer,
         }
@@ -116,5 +125,6 @@ def explain_case(
         maps = gradcam_on_ct_grid(bundle, data, prepared, depth=gradcam_depth, device=torch_device, body_mask=body)
     lap("gradcam")
     timings["total"] = round(sum(timings.values()), 4)
+    empty = [m for m, image in maps.items() if not np.asarray(image.dataobj).any()]
     return Explanation(prediction=prediction, lab_shap=shap_part, modalities=modalities, gradcam=maps,
-                       prepared=prepared, timings_s=timings)
+                       prepared=prepared, timings_s=timings, gradcam_empty=empty)

@@ -76,6 +76,24 @@ def test_gradcam_maps_are_on_the_ct_grid(bundles):
         assert data.min() >= 0.0 and data.max() <= 1.0 + 1e-6
 
 
+def test_an_all_zero_gradcam_is_named_not_hidden(bundles, monkeypatch):
+    import pfs_core.explain as explain
+
+    pet, ct = volumes()
+    real = explain.gradcam_on_ct_grid
+
+    def one_map_zero(*args, **kwargs):
+        maps = real(*args, **kwargs)
+        maps["pet"] = nib.Nifti1Image(np.zeros(ct.data.shape, np.float32), ct.affine)
+        return maps
+
+    monkeypatch.setattr(explain, "gradcam_on_ct_grid", one_map_zero)
+    result = explain_case(bundles["lab_pet_ct"], pet=pet, ct=ct, labs=LABS)
+    nonzero = [m for m, image in result.gradcam.items() if np.asarray(image.dataobj).any()]
+    assert "pet" in result.gradcam_empty and not set(nonzero) & set(result.gradcam_empty)
+    assert "no region of this image raised" in result.to_dict()["gradcam_notes"]["pet"]
+
+
 def test_pet_only_model_has_only_a_pet_map_and_rf_none(bundles):
     pet, ct = volumes()
     assert set(explain_case(bundles["pet_cnn"], pet=pet, ct=ct, labs={}).gradcam) <= {"pet"}
