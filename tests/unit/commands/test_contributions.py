@@ -65,7 +65,7 @@ def test_fusion_bundle_writes_contributions_embedding_and_summary(tmp_path, cach
     assert doc["model"] == "lab_pet_ct_pretrained" and doc["model_version"]
     assert doc["n_patients"] == 6 and doc["n_sampled"] == 3 and doc["seed"] == 1
     assert doc["sampled_ids"] == list(table["patient_id"])
-    assert doc["mean_abs_contribution"] == pytest.approx(table[["lab", "pet", "ct"]].abs().mean().to_dict())
+    assert doc["mean_abs_contribution"] == pytest.approx(table[["lab", "pet", "ct"]].abs().mean().to_dict(), abs=1e-7)
     assert doc["embedding"] == {"method": "pca", "n_features": 144, "n_patients": 6, "file": "embedding.csv"}
     assert "simulated data" in doc["disclaimer"] and doc["wall_time_s"] > 0
     assert "lab" in printed and "pet" in printed and "simulated data" in printed
