@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pfs_core import schema
     from pfs_core.bundle import load_bundle
-    from pfs_core.commands.explain import _prepare_out
+    from pfs_core.commands.explain import prepare_out
     from pfs_core.commands.train import command_line
     from pfs_core.comparison import load_cohort_for_bundle, mean_abs_contributions, modality_contributions
     from pfs_core.errors import UsageError
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n_sample < 1:
         raise UsageError(f"--n-sample {args.n_sample}: must be at least 1")
     bundle = load_bundle(args.model)
-    _prepare_out(args.out)
+    prepare_out(args.out)
     device = resolve_device(args.device)
     data = load_cohort_for_bundle(bundle, args.cohort, cache_dir=None if args.no_cache else args.cache_dir)
     table = modality_contributions(bundle, data, n_sample=args.n_sample, seed=args.seed, device=device,

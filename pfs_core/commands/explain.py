@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM maps")
 
 
-def _prepare_out(path: Path) -> None:
+def prepare_out(path: Path) -> None:
     from pfs_core.errors import UsageError
 
     try:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from pfs_core.explain import explain_case
     from pfs_core.preprocess import load_case
 
-    _prepare_out(args.out)
+    prepare_out(args.out)
     bundle = load_bundle(args.model)
     labs = read_labs(args.labs)
     pet, ct = (None, None)

@@ -7,9 +7,8 @@ Lab SHAP (one patient, the shap library):
   lab fields and averaged over the folds. Output space: probability.
 - every other model: :class:`shap.KernelExplainer` (Kernel SHAP) on the raw lab fields with
   the patient's own images held fixed (torch models reuse the image embeddings, so
-  only the lab branch and the fusion head run per evaluation) and an
-  :class:`shap.maskers.Independent` background of the training cohort (the
-  bundle's ``background_labs.csv``: k-means centroids, no individual patient).
+  only the lab branch and the fusion head run per evaluation) and a background
+  of the training cohort (the bundle's ``background_labs.csv``: k-means centroids, no individual patient).
   Output space: probability (the ensemble mean shown to the user). Kernel SHAP
   rather than ``PermutationExplainer``: the latter compiles numba kernels on first
   use (~10-15 s of CPU in every new process, i.e. on a clinician's first Predict);

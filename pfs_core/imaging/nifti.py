@@ -18,7 +18,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _with_data_in_memory(img: nib.spatialimages.SpatialImage, path: Path) -> nib.spatialimages.SpatialImage:
-    """``img`` with a .gz file decompressed by ISA-L (3-4x faster than zlib, the largest part of a load)."""
+    """``img`` with a .gz file decompressed by ISA-L (``isal``), faster than Python's zlib (1.3-1.5x measured here)."""
     if path.suffix.lower() != ".gz" or not hasattr(type(img), "from_bytes"):
         return img
     return type(img).from_bytes(igzip.decompress(path.read_bytes()))
