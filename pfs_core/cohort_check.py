@@ -13,11 +13,6 @@ quote a patient's lab or outcome value, so a report can be shared or logged; ima
 problems carry the :class:`~pfs_core.errors.InputError` message of the image
 loader (it names the file).
 
-The optional ``lesion_mask`` column (:data:`pfs_core.schema.OPTIONAL_COLUMNS`; a
-lesion label image used only in training) is checked for existence when images are
-checked and the outcome is required (benchmark, train); an empty cell means no mask.
-Scoring never needs it, so a scoring table's mask paths are not checked.
-
 :func:`write_good_cohort` writes the good rows as a cohort table with absolute
 image paths (what ``benchmark``/``train``/``score`` read); :func:`score_cohort`
 validates, scores the good rows with a bundle and returns both.
@@ -74,8 +69,7 @@ class CohortReport:
 
     ``good``: the usable rows, index = spreadsheet row number (named ``row``);
     numeric columns as float (NaN = missing), ``progressed`` as float 0/1 (NaN when
-    absent and not required), ``pet``/``ct`` as absolute paths ("" when empty);
-    ``lesion_mask`` (absolute path, "" when empty) only when the table has that column.
+    absent and not required), ``pet``/``ct`` as absolute paths ("" when empty).
     """
 
     source: Path
@@ -156,8 +150,7 @@ def _check_header(path: Path, header: list[str], *, check_images: bool, require_
     absent = [c for c in schema.LAB_COLUMNS if c not in header]
     if absent:
         warnings.append(f"column(s) {', '.join(absent)} absent: the models impute these values for every patient")
-    known = (*schema.COHORT_COLUMNS, *schema.OPTIONAL_COLUMNS)
-    unknown = [c for c in header if c and c not in known]
+    unknown = [c for c in header if c and c not in schema.COHORT_COLUMNS]
     if unknown:
         warnings.append(f"column(s) {', '.join(unknown)} are not used (names of pfs_core.schema expected)")
     return warnings
@@ -277,7 +270,7 @@ def _check_row(cells: dict[str, str], *, image_root: Path, require_outcome: bool
         values[name], reason = check_outcome(name, cells.get(name, ""), required=require_outcome)
         if reason:
             problems.append((name, reason))
-    for name in (schema.PET_COLUMN, schema.CT_COLUMN, schema.LESION_MASK_COLUMN):
+    for name in (schema.PET_COLUMN, schema.CT_COLUMN):
         path = resolve_image(cells.get(name, ""), image_root)
         values[name] = "" if path is None else str(path)
     if images and not values[schema.PET_COLUMN] and not values[schema.CT_COLUMN]:
@@ -319,7 +312,6 @@ def validate_cohort(
         cohort_csv: the table (columns of :data:`pfs_core.schema.COHORT_COLUMNS`).
         check_images: open every PET/CT (full load) and check that each pair overlaps;
             False skips the image files (lab-only models) and the pet/ct columns become optional.
-            With ``require_outcome`` too, each non-empty ``lesion_mask`` path must exist.
         require_outcome: ``pfs_months`` (months, >= 0) and ``progressed`` (0/1) must be
             present (benchmark, train); False for scoring new patients.
         image_root: folder that relative image paths are read from (default: the CSV's folder).
@@ -354,50 +346,26 @@ def validate_cohort(
     for row, problems in shape_problems.items():
         parsed[row].problems[:0] = problems
     if check_images:
-        _check_all_images(parsed, root, progress, masks=require_outcome)
-    extra = tuple(c for c in schema.OPTIONAL_COLUMNS if c in header)
-    return _report(path, root, parsed, warnings, extra_columns=extra)
+        _check_all_images(parsed, root, progress)
+    return _report(path, root, parsed, warnings)
 
 
-def lesion_mask_problem(mask: Path | None, *, image_root: Path) -> str | None:
-    """Reason why a row's lesion mask file cannot be used (None when it exists or the cell is empty).
-
-    Only existence is checked here; the mask's grid is matched when training reads it.
-    """
-    if mask is None or mask.is_file():
-        return None
-    what = "is a folder, not a NIfTI file" if mask.is_dir() else "file not found"
-    return (f"{mask}: {what} (relative paths are read from {image_root}); fix the path or leave the "
-            f"{schema.LESION_MASK_COLUMN} cell empty (the lesion mask is optional)")
-
-
-def _check_all_images(
-    parsed: dict[int, _RowResult], root: Path, progress: ProgressCallback | None, *, masks: bool = True,
-) -> None:
-    """Open the images of every row (also of rows with other problems, so all reasons are reported).
-
-    ``masks``: also check that each non-empty lesion_mask path exists.
-    """
+def _check_all_images(parsed: dict[int, _RowResult], root: Path, progress: ProgressCallback | None) -> None:
+    """Open the images of every row (also of rows with other problems, so all reasons are reported)."""
     total = len(parsed)
     for done, result in enumerate(parsed.values(), start=1):
         pet, ct = (Path(p) if p else None for p in (result.values[schema.PET_COLUMN], result.values[schema.CT_COLUMN]))
         if pet is not None or ct is not None:
             result.problems.extend(image_problems(pet, ct, image_root=root))
-        mask = result.values[schema.LESION_MASK_COLUMN]
-        reason = lesion_mask_problem(Path(mask), image_root=root) if masks and mask else None
-        if reason:
-            result.problems.append((schema.LESION_MASK_COLUMN, reason))
         if progress is not None:
             progress(done, total)
 
 
-def _report(
-    path: Path, root: Path, parsed: dict[int, _RowResult], warnings: list[str], *, extra_columns: tuple[str, ...] = (),
-) -> CohortReport:
+def _report(path: Path, root: Path, parsed: dict[int, _RowResult], warnings: list[str]) -> CohortReport:
     problems = [RowProblem(row=row, patient_id=r.values[schema.ID_COLUMN], column=column, reason=reason)
                 for row, r in parsed.items() for column, reason in r.problems]
     good_rows = {row: r.values for row, r in parsed.items() if not r.problems}
-    columns = [*schema.COHORT_COLUMNS, *extra_columns]
+    columns = list(schema.COHORT_COLUMNS)
     good = pd.DataFrame.from_dict(good_rows, orient="index", columns=columns) if good_rows \
         else pd.DataFrame(columns=columns)
     good.index.name = "row"

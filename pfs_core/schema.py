@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 ID_COLUMN = "patient_id"
 PET_COLUMN = "pet"
 CT_COLUMN = "ct"
-#: Optional cohort column: a lesion mask (NIfTI label image on the CT or PET grid, 0 = background) used
-#: only in training, as a dense auxiliary target of the image branches; never needed for prediction.
-LESION_MASK_COLUMN = "lesion_mask"
 TIME_COLUMN = "pfs_months"
 EVENT_COLUMN = "progressed"
 SHORT_PFS_MONTHS = 12.0
@@ -87,8 +84,6 @@ LAB_COLUMNS: tuple[str, ...] = tuple(f.name for f in NUMERIC_FEATURES) + tuple(
     f.name for f in CATEGORICAL_FEATURES
 )
 COHORT_COLUMNS: tuple[str, ...] = (ID_COLUMN, PET_COLUMN, CT_COLUMN, *LAB_COLUMNS, TIME_COLUMN, EVENT_COLUMN)
-#: Columns a cohort table may carry besides COHORT_COLUMNS (may be absent or empty; never needed to predict).
-OPTIONAL_COLUMNS: tuple[str, ...] = (LESION_MASK_COLUMN,)
 
 
 def to_model_unit(name: str, value: float, unit: str) -> float:

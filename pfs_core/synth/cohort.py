@@ -21,16 +21,7 @@ from typing import Any
 import numpy as np
 
 from pfs_core.errors import UsageError
-from pfs_core.schema import (
-    COHORT_COLUMNS,
-    CT_COLUMN,
-    EVENT_COLUMN,
-    ID_COLUMN,
-    LESION_MASK_COLUMN,
-    OPTIONAL_COLUMNS,
-    PET_COLUMN,
-    TIME_COLUMN,
-)
+from pfs_core.schema import COHORT_COLUMNS, CT_COLUMN, EVENT_COLUMN, ID_COLUMN, PET_COLUMN, TIME_COLUMN
 from pfs_core.synth.constants import ORGAN_LABELS, SIMULATOR_VERSION
 from pfs_core.synth.labs import DECIMALS, MISSING_RATE
 from pfs_core.synth.parallel import ordered_map
@@ -51,8 +42,6 @@ GROUND_TRUTH_COLUMNS = (
     "n_sstr_negative", "tumour_volume_ml", "liver_tumour_fraction", "mean_tumour_suv", "short_pfs_observed",
     "sstr_negative_volume_ml", "tumour_to_liver_ratio", "liver_suv",
 )
-#: Columns of cohort.csv: the contract's columns, then lesion_mask (the simulator's true lesion labels).
-SYNTH_COHORT_COLUMNS = (*COHORT_COLUMNS, *OPTIONAL_COLUMNS)
 LESION_COLUMNS = (
     "patient_id", "lesion_label", "site", "centre_x_mm", "centre_y_mm", "centre_z_mm", "volume_ml", "suv_mean",
     "sstr_negative",
@@ -150,7 +139,6 @@ def _rows(
             ID_COLUMN: pid,
             PET_COLUMN: f"images/{pid}_pet.nii.gz",
             CT_COLUMN: f"images/{pid}_ct.nii.gz",
-            LESION_MASK_COLUMN: f"images/{pid}_lesions.nii.gz",
             "sex": a.sex,
             "primary_site": a.primary_site,
             "prrt_cycles": str(o.prrt_cycles),
@@ -159,7 +147,7 @@ def _rows(
         }
         for name, value in a.labs.items():
             values[name] = "" if name in o.missing else _fmt(value, DECIMALS[name])
-        cohort_rows.append([values[c] for c in SYNTH_COHORT_COLUMNS])
+        cohort_rows.append([values[c] for c in COHORT_COLUMNS])
         b = a.burden
         truth_rows.append([
             pid, _fmt(float(p_true[i]), 6), _fmt(float(eta[i]), 6), _fmt(float(parts[i, 0]), 6),
@@ -228,7 +216,7 @@ def simulate_cohort(
         p_true = np.asarray(p_short_pfs(eta), dtype=float)
         outcomes = [draw_outcome(np.random.default_rng(s[1]), float(e), MISSING_RATE) for s, e in zip(streams, eta, strict=True)]
         cohort_rows, truth_rows, lesion_rows = _rows(n, attrs, outcomes, parts, eta, p_true)
-        (staging / "cohort.csv").write_text(_csv_text(SYNTH_COHORT_COLUMNS, cohort_rows), encoding="utf-8")
+        (staging / "cohort.csv").write_text(_csv_text(COHORT_COLUMNS, cohort_rows), encoding="utf-8")
         (staging / "ground_truth.csv").write_text(_csv_text(GROUND_TRUTH_COLUMNS, truth_rows), encoding="utf-8")
         (staging / "lesions.csv").write_text(_csv_text(LESION_COLUMNS, lesion_rows), encoding="utf-8")
         summary = _summary(n, seed, signal, float(strength), ref, attrs, outcomes, p_true, images)

@@ -186,48 +186,6 @@ def test_good_rows_written_for_the_commands(cohort_dir, tmp_path):
     assert not path.exists()
 
 
-def _with_lesion_masks(cohort_dir: Path, tmp_path: Path) -> Path:
-    """The light cohort plus a lesion_mask column: a mask for row 2, none (empty) for row 3, a missing file for row 4."""
-    import nibabel as nib
-    import numpy as np
-
-    ct = nib.load(str(cohort_dir / "images" / "P000_ct.nii.gz"))
-    (tmp_path / "masks").mkdir()
-    nib.save(nib.Nifti1Image(np.zeros(ct.shape, np.uint16), ct.affine), tmp_path / "masks" / "P000_lesions.nii.gz")
-
-    def edit(frame: pd.DataFrame) -> None:
-        frame["lesion_mask"] = ""
-        frame.loc[0, "lesion_mask"] = "masks/P000_lesions.nii.gz"
-        frame.loc[2, "lesion_mask"] = "masks/P002_lesions.nii.gz"  # never written
-
-    return _edited(cohort_dir, tmp_path, edit)
-
-
-def test_lesion_mask_column_is_known_and_carried(cohort_dir, tmp_path):
-    from pfs_core.train import read_cohort
-
-    csv_path = _with_lesion_masks(cohort_dir, tmp_path)
-    report = validate_cohort(csv_path, check_images=False)  # masks are not opened without images
-    assert report.all_good and not report.warnings  # an optional column: no "not used" warning
-    masks = report.good["lesion_mask"]
-    assert masks[2] == str((tmp_path / "masks" / "P000_lesions.nii.gz").resolve()) and masks[3] == ""
-    table = read_cohort(write_good_cohort(report, tmp_path / "good"))  # absolute paths go on to train
-    assert Path(table["lesion_mask"].iloc[0]).is_file()
-    assert list(table["lesion_mask"].notna()) == [True, False, True] + [False] * (N - 3)  # row 4 not opened
-    assert "lesion_mask" not in validate_cohort(cohort_dir / "cohort.csv", check_images=False).good
-
-
-def test_missing_lesion_mask_is_a_row_problem(cohort_dir, tmp_path):
-    csv_path = _with_lesion_masks(cohort_dir, tmp_path)
-    report = validate_cohort(csv_path)
-    assert [(p.row, p.patient_id, p.column) for p in report.problems] == [(4, "P002", "lesion_mask")]
-    reason = report.problems[0].reason
-    assert "P002_lesions.nii.gz: file not found" in reason and "leave the lesion_mask cell empty" in reason
-    assert report.n_good == N - 1 and not report.warnings
-    # scoring never needs a mask: the same table is all good without an outcome requirement
-    assert validate_cohort(csv_path, require_outcome=False).all_good
-
-
 def test_validate_command_exit_codes(cohort_dir, tmp_path, capsys):
     assert main(["validate", "--cohort", str(cohort_dir / "cohort.csv"), "--no-progress"]) == 0
     bad = _edited(cohort_dir, tmp_path, _two_bad_rows)
