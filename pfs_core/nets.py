@@ -20,7 +20,37 @@ import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
+from pfs_core.petquant import READOUT_NAMES, hepatic_readout, liver_suv
+
 IMAGE_MODALITIES: tuple[str, ...] = ("pet", "ct")
+
+
+class PetQuant(nn.Module):
+    """Liver-referenced PET input and read-outs (:mod:`pfs_core.petquant`); no parameters.
+
+    ``suv_max``: the model grid's PET scaling (input = SUVbw / ``suv_max``); ``voxel_ml``:
+    model voxel volume (mL). :meth:`channels` adds a tumour-to-liver channel,
+    ``clamp(log(SUV / liver), -3, 2.5) / 2.5``, so that a ratio to the liver is a
+    difference a convolution can read whatever the patient's liver uptake;
+    :meth:`readout` gives log(1 + x) of the hepatic read-outs.
+    """
+
+    n_channels = 2
+    n_readout = len(READOUT_NAMES)
+
+    def __init__(self, suv_max: float, voxel_ml: float) -> None:
+        super().__init__()
+        self.suv_max, self.voxel_ml = float(suv_max), float(voxel_ml)
+
+    def channels(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) scaled PET → (B, 2, D, H, W): the input and its log ratio to the liver."""
+        suv = x * self.suv_max
+        liver = liver_suv(suv.detach())[:, None, None, None, None]
+        return torch.cat([x, torch.log(suv / liver + 1e-3).clamp(-3.0, 2.5) / 2.5], dim=1)
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) scaled PET → (B, 4) log(1 + hepatic read-outs)."""
+        return torch.log1p(hepatic_readout(x.detach() * self.suv_max, self.voxel_ml))
 
 
 class ImageBranch(nn.Module):
@@ -29,6 +59,10 @@ class ImageBranch(nn.Module):
     (B, in_channels, D, H, W) → (B, embed_dim). The first block is a plain
     :class:`~monai.networks.blocks.Convolution`, the others
     :class:`~monai.networks.blocks.ResidualUnit`; all with batch norm and PReLU.
+    ``quant`` (PET only): a :class:`PetQuant` whose liver-ratio channel the trunk
+    reads and whose hepatic read-outs, standardised, fill the last
+    ``quant.n_readout`` entries of the embedding (a linear path to the head, which a
+    CNN trained on ~100-400 outcome labels does not find by itself: docs/models.md).
     """
 
     def __init__(
@@ -40,12 +74,17 @@ class ImageBranch(nn.Module):
         *,
         embed_dim: int = 16,
         dropout: float = 0.2,
+        quant: PetQuant | None = None,
     ) -> None:
         super().__init__()
         if len(channels) != len(strides):
             raise ValueError("channels and strides must have the same length")
+        self.quant = quant
+        n_readout = quant.n_readout if quant is not None else 0
+        if embed_dim <= n_readout:
+            raise ValueError(f"embed_dim must exceed the {n_readout} PET read-outs")
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
-        previous = in_channels
+        previous = quant.n_channels if quant is not None else in_channels
         for i, (width, stride) in enumerate(zip(channels, strides, strict=True)):
             if i == 0:
                 blocks[f"layer{i}"] = Convolution(spatial_dims, previous, width, strides=stride, norm="batch")
@@ -57,15 +96,21 @@ class ImageBranch(nn.Module):
         pool = nn.AdaptiveAvgPool3d if spatial_dims == 3 else nn.AdaptiveAvgPool2d
         max_pool = nn.AdaptiveMaxPool3d if spatial_dims == 3 else nn.AdaptiveMaxPool2d
         self.avg_pool, self.max_pool = pool(1), max_pool(1)
-        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * previous, embed_dim), nn.ReLU())
+        # Batch norm first: avg- and max-pooled features live on different scales.
+        self.project = nn.Sequential(nn.BatchNorm1d(2 * previous), nn.Dropout(dropout),
+                                     nn.Linear(2 * previous, embed_dim - n_readout), nn.ReLU())
+        self.readout_norm = nn.BatchNorm1d(n_readout) if quant is not None else None
         self.embed_dim = embed_dim
         self.last_layer = f"features.layer{len(channels) - 1}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, embed_dim)."""
-        maps = self.features(x)
+        maps = self.features(x if self.quant is None else self.quant.channels(x))
         pooled = torch.cat([self.avg_pool(maps).flatten(1), self.max_pool(maps).flatten(1)], dim=1)
-        return self.project(pooled)
+        embedding = self.project(pooled)
+        if self.quant is not None and self.readout_norm is not None:
+            embedding = torch.cat([embedding, self.readout_norm(self.quant.readout(x))], dim=1)
+        return embedding
 
 
 class LabBranch(nn.Module):
@@ -102,7 +147,9 @@ class FusionNet(nn.Module):
     branch's embedding by a learned "missing" embedding (``missing_pet``,
     ``missing_ct``); with ``modality_dropout`` > 0 the training forward pass does
     so at random (never for all imaging branches of a sample at once when labs are
-    off), so the model learns to predict without that modality.
+    off), so the model learns to predict without that modality. With ``pet_quant`` =
+    (PET scaling in SUVbw, model voxel volume in mL) the PET branch also reads a
+    tumour-to-liver channel and hepatic read-outs (:class:`PetQuant`).
     """
 
     def __init__(
@@ -119,6 +166,7 @@ class FusionNet(nn.Module):
         hidden: int = 32,
         dropout: float = 0.2,
         modality_dropout: float = 0.0,
+        pet_quant: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not (use_lab or use_pet or use_ct):
@@ -129,10 +177,12 @@ class FusionNet(nn.Module):
             spatial_dims=spatial_dims, use_lab=use_lab, use_pet=use_pet, use_ct=use_ct,
             n_lab_features=n_lab_features, channels=list(channels), strides=list(strides),
             embed_dim=embed_dim, hidden=hidden, dropout=dropout, modality_dropout=modality_dropout,
+            pet_quant=list(pet_quant) if pet_quant is not None else None,
         )
         self.modality_dropout = modality_dropout
         image: dict[str, Any] = dict(channels=channels, strides=strides, embed_dim=embed_dim, dropout=dropout)
-        self.pet_branch = ImageBranch(spatial_dims, 1, **image) if use_pet else None
+        quant = PetQuant(*pet_quant) if pet_quant is not None else None
+        self.pet_branch = ImageBranch(spatial_dims, 1, **image, quant=quant) if use_pet else None
         self.ct_branch = ImageBranch(spatial_dims, 1, **image) if use_ct else None
         self.lab_branch = LabBranch(n_lab_features, hidden, embed_dim=embed_dim, dropout=dropout) if use_lab else None
         self.missing_pet = nn.Parameter(torch.zeros(embed_dim)) if use_pet else None

@@ -9,7 +9,7 @@ Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
 cosine learning-rate decay, a fixed number of epochs (no early stopping),
 light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
 up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
-scale/shift jitter; no left-right flip since anatomy is lateralised). CPU by
+scale jitter, plus an offset for CT; no left-right flip since anatomy is lateralised). CPU by
 default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
 """
 
@@ -64,6 +64,7 @@ class TrainConfig:
     hidden: int = 32
     dropout: float = 0.3
     modality_dropout: float = 0.2
+    pet_quant: bool = True
     augment: bool = True
     rotate_rad: float = 0.08
     translate_vox: float = 2.0
@@ -375,8 +376,10 @@ def _fit_sklearn(spec: ModelSpec, data: CohortData, tabular: TabularParams | Non
                        info={"n_features": int(x.shape[1])})
 
 
-def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParams | None) -> FusionNet:
-    """A fresh :class:`FusionNet` for ``spec`` (modality dropout only with more than one branch)."""
+def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParams | None,
+                     preprocess: PreprocessConfig) -> FusionNet:
+    """A fresh :class:`FusionNet` for ``spec`` on the grid of ``preprocess`` (modality dropout only with more
+    than one branch; PET read-outs with ``config.pet_quant``)."""
     from pfs_core.nets import FusionNet
 
     n_branches = len(spec.modalities)
@@ -385,6 +388,8 @@ def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParam
         n_lab_features=tabular.n_features if tabular is not None else 0,
         channels=config.channels, strides=config.strides, embed_dim=config.embed_dim, hidden=config.hidden,
         dropout=config.dropout, modality_dropout=config.modality_dropout if n_branches > 1 else 0.0,
+        pet_quant=(preprocess.pet_suv_max, float(np.prod(preprocess.spacing_mm)) / 1000.0)
+        if config.pet_quant and spec.use_pet else None,
     )
 
 
@@ -402,7 +407,7 @@ def _fit_torch(
 ) -> FittedModel:
 
     seed_everything(seed)
-    net = build_fusion_net(spec, config, tabular)
+    net = build_fusion_net(spec, config, tabular, data.preprocess)
     info: dict[str, Any] = {}
     groups = [{"params": list(net.parameters()), "lr": config.lr}]
     if spec.pretrained_ct:
@@ -491,7 +496,8 @@ class Augmenter:
     """Light training augmentation of a batch (MONAI ``RandAffine`` + intensity jitter).
 
     The same random rotation/shift is applied to PET and CT of a patient (they are
-    stacked as channels); no flips.
+    stacked as channels); no flips. Intensities: a random scale for PET and CT, an
+    additive offset for CT only.
     """
 
     def __init__(self, config: TrainConfig, *, seed: int, shape: Sequence[int] | None = None) -> None:
@@ -518,6 +524,8 @@ class Augmenter:
                                 dtype=moved.dtype, device=moved.device)
         shift = torch.as_tensor(self.rng.uniform(-self.jitter / 5, self.jitter / 5, moved.shape[:2]),
                                 dtype=moved.dtype, device=moved.device)
+        # PET is quantitative: calibration scales it, nothing shifts its background; a CT may be offset.
+        shift = shift * torch.tensor([n == "ct" for n in names], dtype=moved.dtype, device=moved.device)
         moved = (moved * scale[..., None, None, None] + shift[..., None, None, None]).clamp(min=0.0)
         out = dict(inputs)
         for i, name in enumerate(names):

@@ -15,7 +15,7 @@ def test_image_branch_shape_and_named_features():
 
 def test_default_branch_on_model_grid_is_small():
     branch = ImageBranch(3, 1)
-    assert branch(torch.rand(1, 1, 64, 48, 64)).shape == (1, 16)
+    assert branch(torch.rand(2, 1, 64, 48, 64)).shape == (2, 16)
     assert count_parameters(branch) < 200_000
 
 
