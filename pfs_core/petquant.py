@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:  # torch is imported where it is used: the column names stay cheap to import
     import torch
 
@@ -39,6 +41,9 @@ HOT_FACTOR = 1.25
 COLD_FACTOR = 0.6
 #: Names (and order) of :func:`hepatic_readout`'s columns.
 READOUT_NAMES: tuple[str, ...] = ("hepatic_tlr", "hepatic_hot_ml", "hepatic_cold_ml", "hepatic_lesion_fraction")
+#: Units of :func:`measurements` (the keys), for display.
+MEASUREMENT_UNITS: dict[str, str] = {"liver_suv": "SUVbw", "hepatic_tlr": "ratio", "hepatic_hot_ml": "mL",
+                                     "hepatic_cold_ml": "mL", "hepatic_lesion_fraction": "fraction of liver"}
 
 
 def liver_suv(suv: torch.Tensor) -> torch.Tensor:
@@ -77,3 +82,17 @@ def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
         tlr = (hot * suv).sum(dim=(1, 2, 3, 4)) / n_hot.clamp(min=1e-6) / liver.flatten()
         fraction = (n_hot + n_cold) / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)
         return torch.stack([tlr, n_hot * voxel_ml, n_cold * voxel_ml, fraction], dim=1)
+
+
+def measurements(pet: np.ndarray, *, suv_max: float, voxel_ml: float) -> dict[str, float]:
+    """One case's liver reference (SUVbw) and hepatic read-outs from its model-grid PET (D, H, W) in [0, 1].
+
+    Keys and units: :data:`MEASUREMENT_UNITS`. These are what a PET branch with
+    read-outs (and the ``classic`` model) measured; shown beside a prediction.
+    """
+    import torch
+
+    suv = torch.from_numpy(np.asarray(pet, dtype=np.float32))[None, None] * float(suv_max)
+    values = hepatic_readout(suv, voxel_ml)[0].tolist()
+    return {"liver_suv": round(float(liver_suv(suv)[0]), 3),
+            **{name: round(float(v), 4) for name, v in zip(READOUT_NAMES, values, strict=True)}}

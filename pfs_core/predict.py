@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ class Prediction:
     model_version: str
     bundle_sha256: str
     trained_on_simulated_data: bool | None
+    pet_measurements: dict[str, float] = field(default_factory=dict)
     interval_method: str = INTERVAL_METHOD
     disclaimer: str = DISCLAIMER
 
@@ -276,8 +277,19 @@ def predict_case(
         timings_s={"preprocess": round(t_prepared - started, 4), "inference": round(done - t_prepared, 4),
                    "total": round(done - started, 4)},
         model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,
-        trained_on_simulated_data=simulated,
+        trained_on_simulated_data=simulated, pet_measurements=_pet_measurements(bundle, prepared),
     )
+
+
+def _pet_measurements(bundle: Bundle, prepared: PreparedCase | None) -> dict[str, float]:
+    """Liver reference and hepatic read-outs of the case's PET (empty when the model reads no PET)."""
+    from pfs_core.petquant import measurements
+
+    if not bundle.spec.use_pet or prepared is None or prepared.pet is None:
+        return {}
+    config = bundle.preprocess
+    return measurements(prepared.pet, suv_max=config.pet_suv_max,
+                        voxel_ml=float(np.prod(config.spacing_mm)) / 1000.0)
 
 
 def predict_cohort(
