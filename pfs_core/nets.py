@@ -20,13 +20,21 @@ import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
-from pfs_core.petquant import READOUT_NAMES, hepatic_readout, liver_suv
+from pfs_core.readouts import (
+    CT_READOUT_NAMES,
+    READOUT_NAMES,
+    ct_hepatic_readout,
+    hepatic_readout,
+    liver_hu,
+    liver_suv,
+    to_hu,
+)
 
 IMAGE_MODALITIES: tuple[str, ...] = ("pet", "ct")
 
 
 class PetQuant(nn.Module):
-    """Liver-referenced PET input and read-outs (:mod:`pfs_core.petquant`); no parameters.
+    """Liver-referenced PET input and read-outs (:mod:`pfs_core.readouts`); no parameters.
 
     ``suv_max``: the model grid's PET scaling (input = SUVbw / ``suv_max``); ``voxel_ml``:
     model voxel volume (mL). :meth:`channels` adds a tumour-to-liver channel,
@@ -53,14 +61,43 @@ class PetQuant(nn.Module):
         return torch.log1p(hepatic_readout(x.detach() * self.suv_max, self.voxel_ml))
 
 
+class CtQuant(nn.Module):
+    """Liver-referenced CT input and read-outs (:mod:`pfs_core.readouts`); no parameters.
+
+    ``hu_low``, ``hu_high``: the model grid's CT window (input = (HU - low) / (high -
+    low)); ``voxel_ml``: model voxel volume (mL). :meth:`channels` adds a liver window,
+    ``clamp((HU - liver HU) / 30, -1, 1)``: on the soft-tissue window a hypodense liver
+    lesion differs by 1-6 % of the range, on this channel by a third to all of it.
+    :meth:`readout` gives log(1 + x) of the hypodense hepatic volume and fraction.
+    """
+
+    n_channels = 2
+    n_readout = len(CT_READOUT_NAMES)
+
+    def __init__(self, hu_low: float, hu_high: float, voxel_ml: float) -> None:
+        super().__init__()
+        self.window = (float(hu_low), float(hu_high))
+        self.voxel_ml = float(voxel_ml)
+
+    def channels(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) windowed CT → (B, 2, D, H, W): the input and the liver window."""
+        hu = to_hu(x, self.window)
+        liver = liver_hu(hu.detach())[:, None, None, None, None]
+        return torch.cat([x, ((hu - liver) / 30.0).clamp(-1.0, 1.0)], dim=1)
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) windowed CT → (B, 2) log(1 + hypodense hepatic read-outs)."""
+        return torch.log1p(ct_hepatic_readout(to_hu(x.detach(), self.window), self.voxel_ml))
+
+
 class ImageBranch(nn.Module):
     """Conv trunk ``features`` (strided MONAI blocks) → global avg+max pooling → ``project`` to an embedding.
 
     (B, in_channels, D, H, W) → (B, embed_dim). The first block is a plain
     :class:`~monai.networks.blocks.Convolution`, the others
     :class:`~monai.networks.blocks.ResidualUnit`; all with batch norm and PReLU.
-    ``quant`` (PET only): a :class:`PetQuant` whose liver-ratio channel the trunk
-    reads and whose hepatic read-outs, standardised, fill the last
+    ``quant``: a :class:`PetQuant` or :class:`CtQuant` whose liver-referenced channel
+    the trunk reads and whose hepatic read-outs, standardised, fill the last
     ``quant.n_readout`` entries of the embedding (a linear path to the head, which a
     CNN trained on ~100-400 outcome labels does not find by itself: docs/models.md).
     """
@@ -74,7 +111,7 @@ class ImageBranch(nn.Module):
         *,
         embed_dim: int = 16,
         dropout: float = 0.2,
-        quant: PetQuant | None = None,
+        quant: PetQuant | CtQuant | None = None,
     ) -> None:
         super().__init__()
         if len(channels) != len(strides):
@@ -82,7 +119,7 @@ class ImageBranch(nn.Module):
         self.quant = quant
         n_readout = quant.n_readout if quant is not None else 0
         if embed_dim <= n_readout:
-            raise ValueError(f"embed_dim must exceed the {n_readout} PET read-outs")
+            raise ValueError(f"embed_dim must exceed the {n_readout} read-outs")
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
         previous = quant.n_channels if quant is not None else in_channels
         for i, (width, stride) in enumerate(zip(channels, strides, strict=True)):
@@ -149,7 +186,9 @@ class FusionNet(nn.Module):
     so at random (never for all imaging branches of a sample at once when labs are
     off), so the model learns to predict without that modality. With ``pet_quant`` =
     (PET scaling in SUVbw, model voxel volume in mL) the PET branch also reads a
-    tumour-to-liver channel and hepatic read-outs (:class:`PetQuant`).
+    tumour-to-liver channel and hepatic read-outs (:class:`PetQuant`); with
+    ``ct_quant`` = (CT window low and high in HU, voxel mL) the CT branch reads a liver
+    window and the hypodense hepatic read-outs (:class:`CtQuant`).
     """
 
     def __init__(
@@ -167,6 +206,7 @@ class FusionNet(nn.Module):
         dropout: float = 0.2,
         modality_dropout: float = 0.0,
         pet_quant: Sequence[float] | None = None,
+        ct_quant: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not (use_lab or use_pet or use_ct):
@@ -178,12 +218,14 @@ class FusionNet(nn.Module):
             n_lab_features=n_lab_features, channels=list(channels), strides=list(strides),
             embed_dim=embed_dim, hidden=hidden, dropout=dropout, modality_dropout=modality_dropout,
             pet_quant=list(pet_quant) if pet_quant is not None else None,
+            ct_quant=list(ct_quant) if ct_quant is not None else None,
         )
         self.modality_dropout = modality_dropout
         image: dict[str, Any] = dict(channels=channels, strides=strides, embed_dim=embed_dim, dropout=dropout)
         quant = PetQuant(*pet_quant) if pet_quant is not None else None
         self.pet_branch = ImageBranch(spatial_dims, 1, **image, quant=quant) if use_pet else None
-        self.ct_branch = ImageBranch(spatial_dims, 1, **image) if use_ct else None
+        ct_reader = CtQuant(*ct_quant) if ct_quant is not None else None
+        self.ct_branch = ImageBranch(spatial_dims, 1, **image, quant=ct_reader) if use_ct else None
         self.lab_branch = LabBranch(n_lab_features, hidden, embed_dim=embed_dim, dropout=dropout) if use_lab else None
         self.missing_pet = nn.Parameter(torch.zeros(embed_dim)) if use_pet else None
         self.missing_ct = nn.Parameter(torch.zeros(embed_dim)) if use_ct else None

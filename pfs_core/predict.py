@@ -60,7 +60,7 @@ class Prediction:
     model_version: str
     bundle_sha256: str
     trained_on_simulated_data: bool | None
-    pet_measurements: dict[str, float] = field(default_factory=dict)
+    image_measurements: dict[str, float] = field(default_factory=dict)
     interval_method: str = INTERVAL_METHOD
     disclaimer: str = DISCLAIMER
 
@@ -277,18 +277,19 @@ def predict_case(
         timings_s={"preprocess": round(t_prepared - started, 4), "inference": round(done - t_prepared, 4),
                    "total": round(done - started, 4)},
         model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,
-        trained_on_simulated_data=simulated, pet_measurements=_pet_measurements(bundle, prepared),
+        trained_on_simulated_data=simulated, image_measurements=_measurements(bundle, prepared),
     )
 
 
-def _pet_measurements(bundle: Bundle, prepared: PreparedCase | None) -> dict[str, float]:
-    """Liver reference and hepatic read-outs of the case's PET (empty when the model reads no PET)."""
-    from pfs_core.petquant import measurements
+def _measurements(bundle: Bundle, prepared: PreparedCase | None) -> dict[str, float]:
+    """Liver references and hepatic read-outs of the case's PET and CT that the model reads (may be empty)."""
+    from pfs_core.readouts import measurements
 
-    if not bundle.spec.use_pet or prepared is None or prepared.pet is None:
+    if prepared is None or not (bundle.spec.use_pet or bundle.spec.use_ct):
         return {}
     config = bundle.preprocess
-    return measurements(prepared.pet, suv_max=config.pet_suv_max,
+    return measurements(prepared.pet if bundle.spec.use_pet else None, prepared.ct if bundle.spec.use_ct else None,
+                        suv_max=config.pet_suv_max, ct_window_hu=config.ct_window_hu,
                         voxel_ml=float(np.prod(config.spacing_mm)) / 1000.0)
 
 

@@ -32,7 +32,7 @@ from monai.networks.blocks import Convolution
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from pfs_core.nets import ImageBranch
+from pfs_core.nets import CtQuant, ImageBranch
 
 TASK = "masked-patch denoising reconstruction of training-fold CT volumes (self-supervised; no labels)"
 
@@ -61,6 +61,7 @@ class CTReconstructor(nn.Module):
     def __init__(self, branch: ImageBranch, channels: Sequence[int], strides: Sequence[int]) -> None:
         super().__init__()
         self.encoder = branch.features
+        self.quant = branch.quant  # the branch's liver window, if any: the trunk learns on the input it will get
         ups: list[nn.Module] = []
         widths = [*reversed(channels)]
         for width, out, stride in zip(widths[:-1], widths[1:], list(reversed(strides))[:-1], strict=True):
@@ -69,7 +70,7 @@ class CTReconstructor(nn.Module):
         self.output_stride = int(strides[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(self.encoder(x)))
+        return torch.sigmoid(self.decoder(self.encoder(x if self.quant is None else self.quant.channels(x))))
 
 
 def corrupt(ct: torch.Tensor, *, config: PretrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,9 +92,11 @@ def pretrain_ct_trunk(
     seed: int,
     device: torch.device,
     progress: bool = False,
+    ct_quant: Sequence[float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
     """Pretrain an :class:`ImageBranch` trunk on CTs (N, 1, D, H, W) in [0, 1].
 
+    ``ct_quant``: the CT branch's :class:`~pfs_core.nets.CtQuant` arguments, when it has one.
     Returns the trunk's state dict (keys of ``ImageBranch.features``, CPU tensors)
     and the mean loss per epoch.
     """
@@ -101,7 +104,7 @@ def pretrain_ct_trunk(
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    branch = ImageBranch(3, 1, **branch_kwargs)
+    branch = ImageBranch(3, 1, **branch_kwargs, quant=CtQuant(*ct_quant) if ct_quant is not None else None)
     model = CTReconstructor(branch, branch_kwargs["channels"], branch_kwargs["strides"]).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     losses: list[float] = []
@@ -146,6 +149,7 @@ def cached_pretrain(
     seed: int,
     device: torch.device,
     progress: bool = False,
+    ct_quant: Sequence[float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
     """:func:`pretrain_ct_trunk`, reusing ``cache_dir/pretrain/<key>.safetensors`` when present."""
     from safetensors.torch import load_file, save_file
@@ -154,7 +158,8 @@ def cached_pretrain(
     if path is not None and path.exists():
         meta = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
         return load_file(str(path)), list(meta.get("losses", []))
-    state, losses = pretrain_ct_trunk(ct, branch_kwargs, config=config, seed=seed, device=device, progress=progress)
+    state, losses = pretrain_ct_trunk(ct, branch_kwargs, config=config, seed=seed, device=device, progress=progress,
+                                      ct_quant=ct_quant)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))

@@ -27,7 +27,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pfs_core import schema
-from pfs_core.petquant import READOUT_NAMES
+from pfs_core.readouts import READOUT_NAMES
 
 #: Right-skewed labs that enter the model as log1p(value).
 LOG_COLUMNS: tuple[str, ...] = (
@@ -209,7 +209,7 @@ def feature_ranges(frame: pd.DataFrame, *, include_post_baseline: bool = False) 
 
 
 #: Quantitative PET features of the ``classic`` model (order of the columns); the last four are the
-#: hepatic read-outs of :mod:`pfs_core.petquant`.
+#: hepatic read-outs of :mod:`pfs_core.readouts`.
 PET_FEATURE_COLUMNS: tuple[str, ...] = ("suv_max", "suv_mean_hot", "hot_volume_ml", "tlr_max", "tlr_mean",
                                         *READOUT_NAMES)
 #: SUV window of the liver proxy (physiological liver SSTR uptake is moderate; spleen/kidneys/urine are higher).
@@ -260,7 +260,7 @@ def pet_quantitative_features(
       mean SUV (model grid).
     - ``tlr_max`` = ``suv_max`` / liver reference; ``tlr_mean`` = ``suv_mean_hot`` / liver reference.
 
-    - ``hepatic_*``: :func:`pfs_core.petquant.hepatic_readout` (lesions inside the
+    - ``hepatic_*``: :func:`pfs_core.readouts.hepatic_readout` (lesions inside the
       liver against the liver, measured the way a reader grades them).
 
     All NaN when the PET is missing; the ratios NaN when no liver proxy is found
@@ -287,7 +287,7 @@ def pet_quantitative_features(
 def _hepatic_features(suv: np.ndarray, voxel_ml: float) -> dict[str, float]:
     import torch
 
-    from pfs_core.petquant import hepatic_readout
+    from pfs_core.readouts import hepatic_readout
 
     values = hepatic_readout(torch.from_numpy(suv.astype(np.float32))[None, None], voxel_ml)[0]
     return dict(zip(READOUT_NAMES, map(float, values), strict=True))

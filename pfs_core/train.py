@@ -65,6 +65,7 @@ class TrainConfig:
     dropout: float = 0.3
     modality_dropout: float = 0.2
     pet_quant: bool = True
+    ct_quant: bool = True
     augment: bool = True
     rotate_rad: float = 0.08
     translate_vox: float = 2.0
@@ -379,7 +380,8 @@ def _fit_sklearn(spec: ModelSpec, data: CohortData, tabular: TabularParams | Non
 def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParams | None,
                      preprocess: PreprocessConfig) -> FusionNet:
     """A fresh :class:`FusionNet` for ``spec`` on the grid of ``preprocess`` (modality dropout only with more
-    than one branch; PET read-outs with ``config.pet_quant``)."""
+    than one branch; liver-referenced read-outs with ``config.pet_quant`` / ``config.ct_quant``)."""
+    voxel_ml = float(np.prod(preprocess.spacing_mm)) / 1000.0
     from pfs_core.nets import FusionNet
 
     n_branches = len(spec.modalities)
@@ -388,8 +390,8 @@ def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParam
         n_lab_features=tabular.n_features if tabular is not None else 0,
         channels=config.channels, strides=config.strides, embed_dim=config.embed_dim, hidden=config.hidden,
         dropout=config.dropout, modality_dropout=config.modality_dropout if n_branches > 1 else 0.0,
-        pet_quant=(preprocess.pet_suv_max, float(np.prod(preprocess.spacing_mm)) / 1000.0)
-        if config.pet_quant and spec.use_pet else None,
+        pet_quant=(preprocess.pet_suv_max, voxel_ml) if config.pet_quant and spec.use_pet else None,
+        ct_quant=(*preprocess.ct_window_hu, voxel_ml) if config.ct_quant and spec.use_ct else None,
     )
 
 
@@ -437,10 +439,11 @@ def _pretrain_ct(net: FusionNet, data: CohortData, *, config: TrainConfig, seed:
     rows = np.flatnonzero(data.ct_present)
     ct = torch.from_numpy(np.ascontiguousarray(data.ct[rows][:, None]))
     kwargs = config.branch_kwargs()
-    key = cache_key(data.patient_ids[rows].tolist(), branch_kwargs=kwargs, config=config.pretrain, seed=seed,
-                    preprocess_digest=digest(data.preprocess))
+    ct_quant = net.config.get("ct_quant")
+    key = cache_key(data.patient_ids[rows].tolist(), branch_kwargs={**kwargs, "ct_quant": ct_quant},
+                    config=config.pretrain, seed=seed, preprocess_digest=digest(data.preprocess))
     state, losses = cached_pretrain(ct, kwargs, key=key, cache_dir=cache_dir, config=config.pretrain, seed=seed,
-                                    device=device, progress=progress)
+                                    device=device, progress=progress, ct_quant=ct_quant)
     assert net.ct_branch is not None
     net.ct_branch.features.load_state_dict(state, strict=True)
     return {**describe(config.pretrain, n_volumes=len(rows)), "final_loss": losses[-1] if losses else None}

@@ -192,18 +192,18 @@ def _why(result: CaseResult) -> None:
     right.plotly_chart(figures["modality"], key="modality_chart")
     right.caption("Exact Shapley values over the modalities; an absent modality is replaced by the model's "
                   "'missing' input (images) or the training medians (labs).")
-    _pet_measurements(right, e.prediction.pet_measurements)
+    _measurements(right, e.prediction.image_measurements)
 
 
-def _pet_measurements(where: Any, values: dict[str, float]) -> None:
-    from pfs_core.petquant import MEASUREMENT_UNITS
+def _measurements(where: Any, values: dict[str, float]) -> None:
+    from pfs_core.readouts import MEASUREMENT_UNITS
 
     if not values:
         return
     where.dataframe(pd.DataFrame({"measure": list(values), "value": list(values.values()),
                                   "unit": [MEASUREMENT_UNITS.get(k, "") for k in values]}), hide_index=True)
-    where.caption("What the model measured on the PET against the liver (12-mm model grid, no segmentation; "
-                  "lesions outside the liver are not in these numbers).")
+    where.caption("What the model measured against the liver on the PET and CT (12-mm model grid, no "
+                  "segmentation; lesions outside the liver are not in these numbers).")
 
 
 def _scene(result: CaseResult) -> None:

@@ -74,3 +74,36 @@ def test_invalid_configurations():
         FusionNet(3, use_lab=False, use_pet=False, use_ct=False)
     with pytest.raises(ValueError):
         FusionNet(3, use_lab=True, use_pet=False, use_ct=False, n_lab_features=0)
+
+
+def test_pet_quant_branch_reads_liver_ratio_and_carries_the_readouts():
+    from pfs_core.readouts import hepatic_readout
+
+    torch.manual_seed(0)
+    net = FusionNet(3, use_lab=False, use_pet=True, use_ct=False, channels=(4, 8), strides=(2, 2), embed_dim=8,
+                    pet_quant=(60.0, 1.728)).eval()
+    assert net.pet_branch.features.layer0.conv.in_channels == 2  # PET and its log ratio to the liver
+    pet = torch.rand(3, 1, *SHAPE) * 0.2
+    with torch.no_grad():
+        embedding = net.embed(pet=pet)["pet"]
+    expected = torch.log1p(hepatic_readout(pet * 60.0, 1.728))  # fresh batch norm in eval mode: identity
+    assert embedding.shape == (3, 8)
+    assert torch.allclose(embedding[:, -4:], expected, atol=1e-3)
+    copy = build_net(net.config)
+    copy.load_state_dict(net.state_dict(), strict=True)
+    assert copy.pet_branch.quant is not None
+
+
+def test_pet_quant_needs_room_in_the_embedding():
+    with pytest.raises(ValueError, match="embed_dim"):
+        FusionNet(3, use_lab=False, use_pet=True, use_ct=False, channels=(4, 8), strides=(2, 2), embed_dim=4,
+                  pet_quant=(60.0, 1.0))
+
+
+def test_ct_quant_branch_reads_a_liver_window_and_the_hypodense_readouts():
+    net = FusionNet(3, use_lab=False, use_pet=False, use_ct=True, channels=(4, 8), strides=(2, 2), embed_dim=8,
+                    ct_quant=(-200.0, 400.0, 1.728)).eval()
+    assert net.ct_branch.features.layer0.conv.in_channels == 2
+    with torch.no_grad():
+        assert net.embed(ct=torch.rand(2, 1, *SHAPE))["ct"].shape == (2, 8)
+    build_net(net.config).load_state_dict(net.state_dict(), strict=True)

@@ -7,8 +7,8 @@ from pfs_core.bundle import load_bundle
 from pfs_core.cv import train_bundle
 from pfs_core.errors import InputError
 from pfs_core.imaging import Volume
-from pfs_core.petquant import MEASUREMENT_UNITS
 from pfs_core.predict import predict_case, validate_labs
+from pfs_core.readouts import MEASUREMENT_UNITS
 from pfs_core.registry import get_spec
 
 PROVENANCE = {"command": "test", "source": "fake", "simulated": True, "note": None,
@@ -55,8 +55,8 @@ def test_full_prediction(bundle_paths):
     assert set(pred.timings_s) == {"preprocess", "inference", "total"}
     assert 0 <= pred.percentile_in_training <= 100
     assert pred.to_dict()["interval"] == list(pred.interval)
-    assert set(pred.pet_measurements) == set(MEASUREMENT_UNITS)
-    assert all(np.isfinite(v) for v in pred.pet_measurements.values())
+    assert set(pred.image_measurements) == set(MEASUREMENT_UNITS)
+    assert all(np.isfinite(v) for v in pred.image_measurements.values())
 
 
 @pytest.mark.parametrize("missing", ["ct", "pet"])
@@ -68,7 +68,8 @@ def test_fusion_predicts_with_a_missing_modality_and_says_so(bundle_paths, missi
     assert missing not in pred.inputs_used
     assert any(f"{missing.upper()} missing" in w for w in pred.warnings)
     assert 0 <= pred.probability <= 1
-    assert bool(pred.pet_measurements) == (missing != "pet")
+    assert ("liver_suv" in pred.image_measurements) == (missing != "pet")
+    assert ("liver_hu" in pred.image_measurements) == (missing != "ct")
 
 
 def test_single_image_model_without_its_image_is_an_input_error(bundle_paths):
@@ -85,7 +86,7 @@ def test_lab_model_ignores_images_and_flags_out_of_range(bundle_paths):
     assert any("outside the training range" in w for w in pred.warnings)
     assert any("prrt_cycles ignored" in w for w in pred.warnings)
     assert pred.post_baseline_used is False
-    assert pred.pet_measurements == {}
+    assert pred.image_measurements == {}
 
 
 def test_lab_validation_errors_name_the_field():

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from pfs_core.petquant import READOUT_NAMES, hepatic_readout, liver_suv
+from pfs_core.readouts import (
+    CT_READOUT_NAMES,
+    MEASUREMENT_UNITS,
+    READOUT_NAMES,
+    ct_hepatic_readout,
+    hepatic_readout,
+    liver_hu,
+    liver_suv,
+    measurements,
+)
 from pfs_core.tabular import PET_FEATURE_COLUMNS, pet_quantitative_features
 
 
@@ -45,3 +54,32 @@ def test_classic_features_include_the_hepatic_readouts():
     feats = pet_quantitative_features(_phantom() / 60.0, pet_suv_max=60.0, voxel_ml=2.0)
     assert list(feats) == list(PET_FEATURE_COLUMNS)
     assert feats["hepatic_tlr"] == pytest.approx(3.0, rel=1e-3)
+
+
+def _ct_phantom() -> np.ndarray:
+    """HU volume (24, 24, 24): air, soft tissue 45, liver 60 with a 2x2x2 hypodense (30 HU) lesion inside."""
+    hu = np.full((24, 24, 24), -1000.0, np.float32)
+    hu[1:23, 1:23, 1:23] = 45.0
+    hu[2:14, 2:20, 4:20] = 60.0
+    hu[6:8, 8:10, 10:12] = 30.0
+    return hu
+
+
+def test_ct_readout_finds_the_hypodense_lesion_inside_the_liver():
+    hu = torch.from_numpy(_ct_phantom())[None, None]
+    assert float(liver_hu(hu)[0]) == pytest.approx(60.0)
+    volume_ml, fraction = ct_hepatic_readout(hu, 2.0)[0].tolist()
+    assert volume_ml == pytest.approx(8 * 2.0)
+    assert 0.0 < fraction < 0.05
+    clean = _ct_phantom()
+    clean[6:8, 8:10, 10:12] = 60.0
+    assert ct_hepatic_readout(torch.from_numpy(clean)[None, None], 2.0).abs().sum() == 0
+
+
+def test_measurements_report_what_each_image_gives():
+    pet, ct = _phantom() / 60.0, (_ct_phantom() + 200.0) / 600.0
+    both = measurements(pet, ct, suv_max=60.0, ct_window_hu=(-200.0, 400.0), voxel_ml=2.0)
+    assert set(both) == set(MEASUREMENT_UNITS)
+    assert both["hepatic_tlr"] == pytest.approx(3.0, rel=1e-3) and both["ct_hypodense_ml"] == pytest.approx(16.0)
+    only_ct = measurements(None, ct, suv_max=60.0, ct_window_hu=(-200.0, 400.0), voxel_ml=2.0)
+    assert set(only_ct) == {"liver_hu", *CT_READOUT_NAMES}

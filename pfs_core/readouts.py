@@ -1,0 +1,165 @@
+"""Liver-referenced quantitative read-outs of PET and CT on the model grid, without segmentation.
+
+A reader of a somatostatin-receptor PET grades lesion uptake against the liver
+(Krenning score; tumour-to-liver ratio) and notes how much of the liver is replaced
+by tumour; on the CT, how much of the liver is hypodense. These functions measure
+the same on the model grid (torch, batched, no parameters), for the ``classic``
+model's features and as fixed read-outs of the networks' PET and CT branches.
+
+PET (SUVbw):
+
+- liver reference: median SUVbw of the voxels in :data:`LIVER_SUV_WINDOW`, in SSTR
+  PET dominated by the liver, the largest organ of moderate uptake (spleen, kidneys
+  and urine are hotter; muscle, fat and bowel colder). On the simulated cohorts its
+  rank correlation with the true liver SUV is 0.997.
+- hepatic region: voxels within ``LIVER_BAND`` of the liver reference, closed with a
+  3-voxel cube, so that lesions inside the liver (hotter or colder) up to two model
+  voxels across are enclosed. A larger cube measured worse: it joins the liver to the
+  spleen and kidneys.
+- hot hepatic lesions: region voxels above ``HOT_FACTOR`` × liver; their mean
+  SUV / liver is the hepatic tumour-to-liver ratio. Cold ones (below ``COLD_FACTOR`` ×
+  liver) are SSTR-negative or necrotic tumour.
+
+Measured on ``synth --n 400 --seed 7`` (12-mm grid): the hepatic tumour-to-liver ratio
+has a rank correlation of 0.50 with the true volume-weighted ratio of SSTR-positive
+lesions (whole-body hot-region features: 0.13), and the hepatic lesion fraction 0.74
+with the true liver tumour fraction. Extra-hepatic lesions are not measured.
+
+CT (HU; unenhanced or low-dose CT of a PET/CT, where the liver is 50-70 HU):
+
+- liver reference: median HU of the voxels in :data:`LIVER_HU_WINDOW`.
+- hepatic region: voxels within ``CT_LIVER_BAND_HU`` of it, closed with a 3-voxel
+  cube, then eroded by one voxel (the liver's rim mixes with fat on a 12-mm grid).
+- hypodense voxels: region voxels more than ``HYPODENSE_HU`` below the reference.
+
+Measured on ``synth --n 400 --seed 7``: the hypodense fraction has a rank
+correlation of 0.62 with the true liver tumour fraction and 0.49 with the simulator's
+CT risk part. After contrast the liver is brighter than the window: the reference
+then falls back to :data:`LIVER_HU_FALLBACK` and the read-outs mean little.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where it is used: the column names stay cheap to import
+    import torch
+
+#: SUVbw window that holds the liver in SSTR PET.
+LIVER_SUV_WINDOW: tuple[float, float] = (4.0, 12.0)
+LIVER_SUV_FALLBACK = 7.0  # typical liver SUVbw, used when no voxel lies in the window
+LIVER_BAND = (0.8, 1.25)  # hepatic parenchyma, × liver reference
+HOT_FACTOR = 1.25
+COLD_FACTOR = 0.6
+#: Names (and order) of :func:`hepatic_readout`'s columns.
+READOUT_NAMES: tuple[str, ...] = ("hepatic_tlr", "hepatic_hot_ml", "hepatic_cold_ml", "hepatic_lesion_fraction")
+#: HU window that holds the liver on an unenhanced CT; the liver band and the hypodensity step (HU).
+LIVER_HU_WINDOW: tuple[float, float] = (50.0, 75.0)
+LIVER_HU_FALLBACK = 60.0
+CT_LIVER_BAND_HU = 6.0
+HYPODENSE_HU = 7.0
+#: Names (and order) of :func:`ct_hepatic_readout`'s columns.
+CT_READOUT_NAMES: tuple[str, ...] = ("ct_hypodense_ml", "ct_hypodense_fraction")
+#: Units of :func:`measurements` (the keys), for display.
+MEASUREMENT_UNITS: dict[str, str] = {"liver_suv": "SUVbw", "hepatic_tlr": "ratio", "hepatic_hot_ml": "mL",
+                                     "hepatic_cold_ml": "mL", "hepatic_lesion_fraction": "fraction of liver",
+                                     "liver_hu": "HU", "ct_hypodense_ml": "mL",
+                                     "ct_hypodense_fraction": "fraction of liver"}
+
+
+def _window_median(values: torch.Tensor, window: tuple[float, float], fallback: float) -> torch.Tensor:
+    """(B, ...) → (B,) median of the values inside ``window`` (``fallback`` where none is)."""
+    import torch
+
+    flat = values.flatten(1)
+    inside = (flat >= window[0]) & (flat <= window[1])
+    median = torch.nanmedian(torch.where(inside, flat, torch.nan), dim=1).values
+    return torch.nan_to_num(median, nan=fallback)
+
+
+def liver_suv(suv: torch.Tensor) -> torch.Tensor:
+    """(B, 1, D, H, W) SUVbw → (B,) liver reference SUVbw."""
+    return _window_median(suv, LIVER_SUV_WINDOW, LIVER_SUV_FALLBACK)
+
+
+def liver_hu(hu: torch.Tensor) -> torch.Tensor:
+    """(B, 1, D, H, W) HU → (B,) liver reference HU."""
+    return _window_median(hu, LIVER_HU_WINDOW, LIVER_HU_FALLBACK)
+
+
+def _dilate(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
+    from torch.nn import functional
+
+    return functional.max_pool3d(mask, size, 1, size // 2)
+
+
+def _erode(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
+    return -_dilate(-mask, size)
+
+
+def _closing(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
+    return _erode(_dilate(mask, size), size)
+
+
+def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
+    """(B, 1, D, H, W) HU → (B, 2) columns :data:`CT_READOUT_NAMES` (hypodense hepatic mL, fraction), >= 0."""
+    import torch
+
+    with torch.no_grad():
+        liver = liver_hu(hu)[:, None, None, None, None]
+        band = ((hu - liver).abs() <= CT_LIVER_BAND_HU).to(hu.dtype)
+        region = _erode(_closing(band))
+        hypodense = region * (hu < liver - HYPODENSE_HU).to(hu.dtype)
+        n_cold = hypodense.sum(dim=(1, 2, 3, 4))
+        return torch.stack([n_cold * voxel_ml, n_cold / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)], dim=1)
+
+def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
+    """(B, 1, D, H, W) SUVbw → (B, 4) columns :data:`READOUT_NAMES`, all >= 0.
+
+    ``hepatic_tlr``: mean SUV of the hot hepatic voxels / liver reference (0 without
+    any); ``hepatic_hot_ml`` / ``hepatic_cold_ml``: their volumes (mL);
+    ``hepatic_lesion_fraction``: (hot + cold) / hepatic region.
+    """
+    import torch
+
+    with torch.no_grad():
+        liver = liver_suv(suv)[:, None, None, None, None]
+        band = ((suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)).to(suv.dtype)
+        region = _closing(band)
+        hot = region * (suv > HOT_FACTOR * liver).to(suv.dtype)
+        cold = region * (suv < COLD_FACTOR * liver).to(suv.dtype)
+        n_hot, n_cold = hot.sum(dim=(1, 2, 3, 4)), cold.sum(dim=(1, 2, 3, 4))
+        tlr = (hot * suv).sum(dim=(1, 2, 3, 4)) / n_hot.clamp(min=1e-6) / liver.flatten()
+        fraction = (n_hot + n_cold) / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)
+        return torch.stack([tlr, n_hot * voxel_ml, n_cold * voxel_ml, fraction], dim=1)
+
+
+def measurements(pet: np.ndarray | None, ct: np.ndarray | None, *, suv_max: float, ct_window_hu: tuple[float, float],
+                 voxel_ml: float) -> dict[str, float]:
+    """One case's liver references and hepatic read-outs from its model-grid PET and CT (D, H, W) in [0, 1].
+
+    Either may be None (its keys are then left out). Keys and units:
+    :data:`MEASUREMENT_UNITS`. These are what the image branches (and the
+    ``classic`` model) measured; shown beside a prediction.
+    """
+    import torch
+
+    out: dict[str, float] = {}
+    if pet is not None:
+        suv = torch.from_numpy(np.asarray(pet, dtype=np.float32))[None, None] * float(suv_max)
+        values = hepatic_readout(suv, voxel_ml)[0].tolist()
+        out.update(liver_suv=round(float(liver_suv(suv)[0]), 3),
+                   **{name: round(float(v), 4) for name, v in zip(READOUT_NAMES, values, strict=True)})
+    if ct is not None:
+        hu = to_hu(torch.from_numpy(np.asarray(ct, dtype=np.float32))[None, None], ct_window_hu)
+        values = ct_hepatic_readout(hu, voxel_ml)[0].tolist()
+        out.update(liver_hu=round(float(liver_hu(hu)[0]), 2),
+                   **{name: round(float(v), 4) for name, v in zip(CT_READOUT_NAMES, values, strict=True)})
+    return out
+
+
+def to_hu(ct: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
+    """Model-grid CT in [0, 1] (windowed to ``window`` HU) back to HU."""
+    return ct * (window[1] - window[0]) + window[0]
