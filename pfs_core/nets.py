@@ -188,7 +188,11 @@ class FusionNet(nn.Module):
     (PET scaling in SUVbw, model voxel volume in mL) the PET branch also reads a
     tumour-to-liver channel and hepatic read-outs (:class:`PetQuant`); with
     ``ct_quant`` = (CT window low and high in HU, voxel mL) the CT branch reads a liver
-    window and the hypodense hepatic read-outs (:class:`CtQuant`).
+    window and the hypodense hepatic read-outs (:class:`CtQuant`). With ``wide`` a
+    linear logit of the prepared labs and the (standardised) read-outs is added to the
+    head's (wide and deep, Cheng et al. 2016): the simulator's risk, like most clinical
+    scores, is close to linear in these, and a small MLP head with dropout learns a
+    linear term slowly from a few hundred patients.
     """
 
     def __init__(
@@ -207,6 +211,7 @@ class FusionNet(nn.Module):
         modality_dropout: float = 0.0,
         pet_quant: Sequence[float] | None = None,
         ct_quant: Sequence[float] | None = None,
+        wide: bool = False,
     ) -> None:
         super().__init__()
         if not (use_lab or use_pet or use_ct):
@@ -218,7 +223,7 @@ class FusionNet(nn.Module):
             n_lab_features=n_lab_features, channels=list(channels), strides=list(strides),
             embed_dim=embed_dim, hidden=hidden, dropout=dropout, modality_dropout=modality_dropout,
             pet_quant=list(pet_quant) if pet_quant is not None else None,
-            ct_quant=list(ct_quant) if ct_quant is not None else None,
+            ct_quant=list(ct_quant) if ct_quant is not None else None, wide=wide,
         )
         self.modality_dropout = modality_dropout
         image: dict[str, Any] = dict(channels=channels, strides=strides, embed_dim=embed_dim, dropout=dropout)
@@ -231,6 +236,8 @@ class FusionNet(nn.Module):
         self.missing_ct = nn.Parameter(torch.zeros(embed_dim)) if use_ct else None
         n_branches = int(use_lab) + int(use_pet) + int(use_ct)
         self.head = FusionHead(n_branches * embed_dim, hidden, dropout=dropout)
+        n_wide = (n_lab_features if use_lab else 0) + sum(self._readout_sizes().values())
+        self.wide = nn.Linear(n_wide, 1) if wide and n_wide > 0 else None
         # Deep supervision: one linear logit per branch, used only by the training loss (see branch_logits).
         self.aux_heads = nn.ModuleDict({m: nn.Linear(embed_dim, 1) for m in ("lab", "pet", "ct")
                                         if {"lab": use_lab, "pet": use_pet, "ct": use_ct}[m]})
@@ -284,7 +291,7 @@ class FusionNet(nn.Module):
     ) -> torch.Tensor:
         """pet/ct (B, 1, D, H, W) in [0, 1] or None; lab (B, F); presence masks (B,) bool → (B, 1) logits."""
         parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
-        return self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
+        return self._fuse(parts, lab)
 
     def forward_with_branches(
         self,
@@ -297,8 +304,21 @@ class FusionNet(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Fused logits (B, 1) and one auxiliary logit (B, 1) per branch (deep supervision in training)."""
         parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
-        fused = self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
-        return fused, {k: self.aux_heads[k](v) for k, v in parts.items()}
+        return self._fuse(parts, lab), {k: self.aux_heads[k](v) for k, v in parts.items()}
+
+    def _fuse(self, parts: dict[str, torch.Tensor], lab: torch.Tensor | None) -> torch.Tensor:
+        """Head logit of the concatenated embeddings, plus the wide (linear) logit when there is one."""
+        logit = self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
+        if self.wide is None:
+            return logit
+        linear = [lab] if self.lab_branch is not None and lab is not None else []
+        linear += [parts[m][:, -n:] for m, n in self._readout_sizes().items()]
+        return logit + self.wide(torch.cat(linear, dim=1))
+
+    def _readout_sizes(self) -> dict[str, int]:
+        """Number of read-outs at the end of each image branch's embedding (branches without read-outs left out)."""
+        branches = {m: getattr(self, f"{m}_branch") for m in self.image_modalities}
+        return {m: b.quant.n_readout for m, b in branches.items() if b.quant is not None}
 
     def _presence(self, batch: int, **inputs: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Per-sample presence (B,) bool for each imaging modality, with random modality dropout in training."""

@@ -66,6 +66,7 @@ class TrainConfig:
     modality_dropout: float = 0.2
     pet_quant: bool = True
     ct_quant: bool = True
+    wide: bool = True
     augment: bool = True
     rotate_rad: float = 0.08
     translate_vox: float = 2.0
@@ -392,6 +393,7 @@ def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParam
         dropout=config.dropout, modality_dropout=config.modality_dropout if n_branches > 1 else 0.0,
         pet_quant=(preprocess.pet_suv_max, voxel_ml) if config.pet_quant and spec.use_pet else None,
         ct_quant=(*preprocess.ct_window_hu, voxel_ml) if config.ct_quant and spec.use_ct else None,
+        wide=config.wide,
     )
 
 

@@ -107,3 +107,18 @@ def test_ct_quant_branch_reads_a_liver_window_and_the_hypodense_readouts():
     with torch.no_grad():
         assert net.embed(ct=torch.rand(2, 1, *SHAPE))["ct"].shape == (2, 8)
     build_net(net.config).load_state_dict(net.state_dict(), strict=True)
+
+
+def test_wide_path_adds_a_linear_logit_of_labs_and_readouts():
+    torch.manual_seed(0)
+    net = FusionNet(3, use_lab=True, use_pet=True, use_ct=True, n_lab_features=5, channels=(4, 8), strides=(2, 2),
+                    embed_dim=8, pet_quant=(60.0, 1.728), ct_quant=(-200.0, 400.0, 1.728), wide=True).eval()
+    assert net.wide.in_features == 5 + 4 + 2
+    pet, ct, lab = torch.rand(2, 1, *SHAPE) * 0.2, torch.rand(2, 1, *SHAPE), torch.rand(2, 5)
+    with torch.no_grad():
+        parts = net.embed(pet, ct, lab)
+        deep = net.head(torch.cat([parts["lab"], parts["pet"], parts["ct"]], dim=1))
+        linear = net.wide(torch.cat([lab, parts["pet"][:, -4:], parts["ct"][:, -2:]], dim=1))
+        assert torch.allclose(net(pet, ct, lab), deep + linear)
+    assert FusionNet(3, use_lab=False, use_pet=False, use_ct=True, channels=(4, 8), strides=(2, 2),
+                     embed_dim=8, wide=True).wide is None  # nothing linear to read
