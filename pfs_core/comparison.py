@@ -270,15 +270,19 @@ def _coalition_probabilities(bundle: Bundle, data: CohortData, device: Any,
         net = member.net.to(device).eval()  # type: ignore[union-attr]
         with torch.no_grad():
             absent: dict[str, Any] = {m: getattr(net, f"missing_{m}")[None, :] for m in ("pet", "ct") if m in players}
+            absent_lab = None
             if "lab" in players:
-                lab = torch.from_numpy(member.tabular.transform(absent_labs)).to(device)  # type: ignore[union-attr]
-                absent["lab"] = net.lab_branch(lab)  # type: ignore[misc]
+                absent_lab = torch.from_numpy(member.tabular.transform(absent_labs)).to(device)  # type: ignore[union-attr]
+                absent["lab"] = net.lab_branch(absent_lab)  # type: ignore[misc]
             for start in range(0, len(data), batch_size):
                 idx = np.arange(start, min(start + batch_size, len(data)))
-                present = net.embed(**torch_inputs(member, data, idx, device))
+                inputs = torch_inputs(member, data, idx, device)
+                present = net.embed(**inputs)
                 for c in coalitions:
-                    parts = [present[m] if m in c else absent[m].expand(len(idx), -1) for m in players]
-                    logits = net.head(torch.cat(parts, dim=1))[:, 0]
+                    parts = {m: present[m] if m in c else absent[m].expand(len(idx), -1) for m in players}
+                    lab = inputs["lab"] if "lab" in c else (
+                        absent_lab.expand(len(idx), -1) if absent_lab is not None else None)
+                    logits = net.fuse(parts, lab)[:, 0]
                     totals[c][idx] += torch.sigmoid(logits).cpu().numpy()
     return {c: total / len(bundle.members) for c, total in totals.items()}
 

@@ -291,7 +291,7 @@ class FusionNet(nn.Module):
     ) -> torch.Tensor:
         """pet/ct (B, 1, D, H, W) in [0, 1] or None; lab (B, F); presence masks (B,) bool → (B, 1) logits."""
         parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
-        return self._fuse(parts, lab)
+        return self.fuse(parts, lab)
 
     def forward_with_branches(
         self,
@@ -304,10 +304,15 @@ class FusionNet(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Fused logits (B, 1) and one auxiliary logit (B, 1) per branch (deep supervision in training)."""
         parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
-        return self._fuse(parts, lab), {k: self.aux_heads[k](v) for k, v in parts.items()}
+        return self.fuse(parts, lab), {k: self.aux_heads[k](v) for k, v in parts.items()}
 
-    def _fuse(self, parts: dict[str, torch.Tensor], lab: torch.Tensor | None) -> torch.Tensor:
-        """Head logit of the concatenated embeddings, plus the wide (linear) logit when there is one."""
+    def fuse(self, parts: dict[str, torch.Tensor], lab: torch.Tensor | None) -> torch.Tensor:
+        """(B, 1) logits from branch embeddings ``parts`` (as :meth:`embed` gives them) and the prepared labs.
+
+        The head's logit of the concatenated embeddings, plus the wide (linear) logit of
+        ``lab`` and the image read-outs when the net has a wide path. Explanations that
+        swap embeddings (a modality "absent") call this, so they see the whole model.
+        """
         logit = self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
         if self.wide is None:
             return logit

@@ -256,7 +256,7 @@ def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
         net = member.net.to(device).eval()
         with torch.no_grad():
             parts = net.embed(**torch_inputs(member, data, np.array([0]), device))
-        image_parts.append([parts[k] for k in ("pet", "ct") if k in parts])
+        image_parts.append({k: parts[k] for k in ("pet", "ct") if k in parts})
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
         probs = []
@@ -264,8 +264,8 @@ def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
             for member, images in zip(members, image_parts, strict=True):
                 assert member.net is not None and member.tabular is not None and member.net.lab_branch is not None
                 lab = torch.from_numpy(member.tabular.transform(frame)).to(device)
-                embedded = [member.net.lab_branch(lab), *(p.expand(len(frame), -1) for p in images)]
-                logits = member.net.head(torch.cat(embedded, dim=1))[:, 0]
+                embedded = {"lab": member.net.lab_branch(lab), **{k: p.expand(len(frame), -1) for k, p in images.items()}}
+                logits = member.net.fuse(embedded, lab)[:, 0]
                 probs.append(torch.sigmoid(logits).cpu().numpy())
         return np.mean(probs, axis=0).astype(np.float64)
 
