@@ -5,7 +5,9 @@
 Writes a synthetic 512×512×300 int16 CT (0.98×0.98×3 mm) and a 200×200×250 float32 PET
 (4×4×3.6 mm, different origin) as .nii.gz into a temporary folder (not timed), then
 times ``load_case`` (nibabel read + validation + SUV handling) and ``preprocess_case``
-(MONAI resampling onto the model grid) with the default model configuration.
+(MONAI resampling onto the model grid) with the default model configuration. The output
+gives the 1-minute load average at the start (the background load) and after the timed
+runs (this benchmark included): on a shared machine, compare timings only at similar loads.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main() -> None:
     from pfs_core.train import MODEL_PREPROCESS
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    load_before = os.getloadavg()[0]  # the background load (this benchmark has not run yet)
     with tempfile.TemporaryDirectory() as folder:
         pet_path, ct_path = write_pair(Path(folder), tuple(args.ct_shape))
         runs = []
@@ -65,10 +68,12 @@ def main() -> None:
             preprocess_case(pet, ct, MODEL_PREPROCESS)
             t2 = time.perf_counter()
             runs.append({"load": t1 - t0, "preprocess": t2 - t1, "total": t2 - t0})
+        load_after = os.getloadavg()[0]
     runs = runs[1:]  # the first run pays for imports
     median = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
     print(json.dumps({"ct_shape": list(args.ct_shape), "pet_shape": [200, 200, 250], "repeats": args.repeats,
                       "median_seconds": median,
+                      "load_average_1min": {"before": round(load_before, 2), "after": round(load_after, 2)},
                       "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"},
                      indent=1))
 

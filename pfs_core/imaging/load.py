@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -15,9 +16,15 @@ import numpy as np
 
 from pfs_core.errors import InputError
 from pfs_core.imaging.dicom import DicomSeries, read_dicom_series, unzipped
-from pfs_core.imaging.nifti import read_nifti
+from pfs_core.imaging.nifti import read_nifti_data
 from pfs_core.imaging.suv import dicom_suv_factors, user_suv_factor
-from pfs_core.imaging.validate import check_ct_values, check_finite, check_not_ct, check_pet_values
+from pfs_core.imaging.validate import (
+    check_ct_values,
+    check_finite,
+    check_not_ct,
+    check_pet_values,
+    value_range,
+)
 from pfs_core.imaging.volume import Volume
 
 PetUnits = Literal["auto", "suv", "bqml"]
@@ -68,12 +75,18 @@ def load_ct(path: str | Path) -> Volume:
     path = Path(path)
     with _reading(path):
         if _kind(path) == "nifti":
-            data, affine = read_nifti(path)
+            read = read_nifti_data(path)
+            data, affine, finite, known = read.data, read.affine, read.finite, read.value_range
         else:
             series = _read_series(path, "CT")
-            data, affine = series.data, series.affine
-    check_finite(data, str(path))
-    check_ct_values(data, str(path))
+            data, affine, finite, known = series.data, series.affine, False, None
+    if finite and known is None:  # stored as integers with finite scaling: no NaN/inf, only the minimum needed
+        check_ct_values(data, str(path))
+    else:
+        known = known or value_range(data)  # (min, max): finite only if every voxel is
+        if not finite:
+            check_finite(data, str(path), known_range=known)
+        check_ct_values(data, str(path), minimum=known[0])
     return Volume(data=data, affine=affine, source=path.name, modality="CT", units="HU")
 
 
@@ -93,38 +106,51 @@ def load_pet(path: str | Path, *, weight_kg: float | None = None, dose_mbq: floa
     if pet_units not in PET_UNITS:
         raise InputError(f"pet_units={pet_units!r} is not one of {', '.join(PET_UNITS)}")
     with _reading(path):
-        data, affine, note = _read_pet(path, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units,
-                                       uptake_min=uptake_min, radionuclide=radionuclide)
-    check_pet_values(data, str(path))
+        data, affine, note, checked = _read_pet(path, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units,
+                                                uptake_min=uptake_min, radionuclide=radionuclide)
+    check_pet_values(data, str(path), minimum=checked.minimum, not_ct_checked=checked.not_ct)
     return Volume(data=data, affine=affine, source=path.name, modality="PET", units="SUVbw", suv_note=note)
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """What is already known of the SUV array :func:`_read_pet` returns: its minimum (None: not computed) and
+    whether :func:`check_not_ct` already passed on it."""
+
+    minimum: float | None = None
+    not_ct: bool = False
+
+
 def _read_pet(path: Path, *, weight_kg: float | None, dose_mbq: float | None, pet_units: str,
-              uptake_min: float | None, radionuclide: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(data in SUVbw, affine, suv_note)``."""
+              uptake_min: float | None, radionuclide: str | None) -> tuple[np.ndarray, np.ndarray, str, _Checked]:
+    """``(data in SUVbw, affine, suv_note, what is already checked)``."""
     where = str(path)
     if _kind(path) == "nifti":
-        data, affine = read_nifti(path)
-        check_finite(data, where)
-        if pet_units != "bqml":
-            check_not_ct(data, where)  # before the unit guess: a CT's HU would look like Bq/mL
-        factor, note = _nifti_suv(data, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units,
+        read = read_nifti_data(path)
+        data, affine = read.data, read.affine
+        low, high = read.value_range or value_range(data)  # shared by the checks below
+        check_finite(data, where, known_range=(low, high))
+        not_ct = pet_units != "bqml"
+        if not_ct:
+            check_not_ct(data, where, minimum=low)  # before the unit guess: a CT's HU would look like Bq/mL
+        factor, note = _nifti_suv(high, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units,
                                   uptake_min=uptake_min, radionuclide=radionuclide, where=where)
-        data = data * np.float32(factor) if factor != 1.0 else data
-    else:
-        series = _read_series(path, "PT")
-        data, affine = series.data, series.affine
-        check_finite(data, where)
-        factors, note = _dicom_suv(series, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units, where=where)
-        data = (data * factors[None, None, :]).astype(np.float32)
-    return data, affine, note
+        if factor != 1.0:
+            return data * np.float32(factor), affine, note, _Checked()
+        return data, affine, note, _Checked(minimum=low, not_ct=not_ct)
+    series = _read_series(path, "PT")
+    data, affine = series.data, series.affine
+    check_finite(data, where, known_range=value_range(data))
+    factors, note = _dicom_suv(series, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units, where=where)
+    return (data * factors[None, None, :]).astype(np.float32), affine, note, _Checked()
 
 
-def _nifti_suv(data: np.ndarray, *, weight_kg: float | None, dose_mbq: float | None, pet_units: str,
+def _nifti_suv(maximum: float, *, weight_kg: float | None, dose_mbq: float | None, pet_units: str,
                uptake_min: float | None, radionuclide: str | None, where: str) -> tuple[float, str]:
-    bqml = pet_units == "bqml" or (pet_units == "auto" and float(data.max()) > BQML_AUTO_THRESHOLD)
+    """SUV factor and note for a NIfTI PET whose largest value is ``maximum``."""
+    bqml = pet_units == "bqml" or (pet_units == "auto" and maximum > BQML_AUTO_THRESHOLD)
     if not bqml:
-        how = "as stored" if pet_units == "suv" else f"as stored (maximum {float(data.max()):.3g} ≤ 500)"
+        how = "as stored" if pet_units == "suv" else f"as stored (maximum {maximum:.3g} ≤ 500)"
         return 1.0, f"values used as SUVbw {how}"
     return user_suv_factor(weight_kg=weight_kg, dose_mbq=dose_mbq, uptake_min=uptake_min,
                            radionuclide=radionuclide, where=where)

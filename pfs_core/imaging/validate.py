@@ -56,8 +56,19 @@ def check_grid(shape: tuple[int, int, int], affine: np.ndarray, where: str) -> N
         )
 
 
-def check_finite(data: np.ndarray, where: str) -> None:
-    """Refuse NaN or infinite voxels."""
+def value_range(data: np.ndarray) -> tuple[float, float]:
+    """``(minimum, maximum)`` of ``data``; NaN propagates, so both are finite only if every voxel is."""
+    return float(np.min(data)), float(np.max(data))
+
+
+def check_finite(data: np.ndarray, where: str, *, known_range: tuple[float, float] | None = None) -> None:
+    """Refuse NaN or infinite voxels.
+
+    ``known_range``: ``(min, max)`` of ``data`` if already computed (:func:`value_range`); when both are
+    finite, every voxel is and the voxels are not scanned again.
+    """
+    if known_range is not None and data.size and np.isfinite(known_range[0]) and np.isfinite(known_range[1]):
+        return
     bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if bad:
         raise InputError(
@@ -66,9 +77,9 @@ def check_finite(data: np.ndarray, where: str) -> None:
         )
 
 
-def check_ct_values(data: np.ndarray, where: str) -> None:
-    """A CT in HU contains air (about -1000 HU) somewhere."""
-    low = float(data.min())
+def check_ct_values(data: np.ndarray, where: str, *, minimum: float | None = None) -> None:
+    """A CT in HU contains air (about -1000 HU) somewhere. ``minimum``: ``data.min()`` if already known."""
+    low = float(data.min()) if minimum is None else float(minimum)
     if low > AIR_HU:
         raise InputError(
             f"{where}: no voxel below {AIR_HU:.0f} HU (minimum {low:.4g}), so there is no air: this does not look "
@@ -76,8 +87,13 @@ def check_ct_values(data: np.ndarray, where: str) -> None:
         )
 
 
-def check_not_ct(data: np.ndarray, where: str) -> None:
-    """Refuse a "PET" with more than 1 % of voxels below -100 (Hounsfield units: PET and CT swapped)."""
+def check_not_ct(data: np.ndarray, where: str, *, minimum: float | None = None) -> None:
+    """Refuse a "PET" with more than 1 % of voxels below -100 (Hounsfield units: PET and CT swapped).
+
+    ``minimum``: ``data.min()`` if already known; at or above -100 no voxel is counted.
+    """
+    if minimum is not None and minimum >= CT_LIKE_SUV:
+        return
     share = float(np.count_nonzero(data < CT_LIKE_SUV)) / data.size
     if share > CT_LIKE_SHARE:
         raise InputError(
@@ -86,9 +102,19 @@ def check_not_ct(data: np.ndarray, where: str) -> None:
         )
 
 
-def check_pet_values(data: np.ndarray, where: str) -> None:
-    """PET SUV: not CT-like (:func:`check_not_ct`) and not clearly negative (0.1th percentile < -0.5)."""
-    check_not_ct(data, where)
+def check_pet_values(data: np.ndarray, where: str, *, minimum: float | None = None,
+                     not_ct_checked: bool = False) -> None:
+    """PET SUV: not CT-like (:func:`check_not_ct`) and not clearly negative (0.1th percentile < -0.5).
+
+    ``minimum``: ``data.min()`` if already known (the percentile is at least the minimum, so it is only
+    computed when the minimum is below -0.5); ``not_ct_checked``: :func:`check_not_ct` already passed on
+    this very array.
+    """
+    low_bound = float(data.min()) if minimum is None else float(minimum)
+    if not not_ct_checked:
+        check_not_ct(data, where, minimum=low_bound)
+    if low_bound >= PET_MIN_SUV:
+        return
     low = float(np.percentile(data, 0.1))
     if low < PET_MIN_SUV:
         raise InputError(
