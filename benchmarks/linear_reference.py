@@ -30,7 +30,7 @@ INPUTS = {"labs": ("labs",), "labs+pet": ("labs", "pet"), "labs+pet+ct": ("labs"
 
 def readouts(data: CohortData) -> dict[str, np.ndarray]:
     """log(1 + read-outs) per image, (N, k) each."""
-    voxel_ml = float(np.prod(MODEL_PREPROCESS.spacing_mm)) / 1000.0
+    voxel_ml = MODEL_PREPROCESS.voxel_ml
     rows = pd.DataFrame([measurements(data.pet[i], data.ct[i], suv_max=MODEL_PREPROCESS.pet_suv_max,  # type: ignore[index]
                                       ct_window_hu=MODEL_PREPROCESS.ct_window_hu, voxel_ml=voxel_ml)
                          for i in range(len(data))])

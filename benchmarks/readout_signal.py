@@ -15,7 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
@@ -34,7 +33,7 @@ def main() -> None:
     data = load_cohort_data(args.cohort / "cohort.csv", preprocess=MODEL_PREPROCESS, need_images=True,
                             cache_dir=Path("cache"))
     truth = pd.read_csv(args.cohort / "ground_truth.csv").set_index("patient_id").loc[data.patient_ids]
-    voxel_ml = float(np.prod(MODEL_PREPROCESS.spacing_mm)) / 1000.0
+    voxel_ml = MODEL_PREPROCESS.voxel_ml
     rows = [measurements(data.pet[i], data.ct[i], suv_max=MODEL_PREPROCESS.pet_suv_max,  # type: ignore[index]
                          ct_window_hu=MODEL_PREPROCESS.ct_window_hu, voxel_ml=voxel_ml) for i in range(len(data))]
     features = pd.concat([pd.DataFrame(rows), data.pet_features()[["suv_max", "tlr_max", "tlr_mean"]]], axis=1)

@@ -61,6 +61,11 @@ class PreprocessConfig:
     pet_antialias: bool = True
     version: int = 1
 
+    @property
+    def voxel_ml(self) -> float:
+        """Volume of one model voxel (mL)."""
+        return float(self.spacing_mm[0] * self.spacing_mm[1] * self.spacing_mm[2]) / 1000.0
+
     def __post_init__(self) -> None:
         if any(s <= 0 for s in self.spacing_mm) or any(n < 8 for n in self.shape):
             raise ValueError("spacing_mm must be positive and shape at least 8 voxels per axis")

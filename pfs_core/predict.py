@@ -290,7 +290,7 @@ def _measurements(bundle: Bundle, prepared: PreparedCase | None) -> dict[str, fl
     config = bundle.preprocess
     return measurements(prepared.pet if bundle.spec.use_pet else None, prepared.ct if bundle.spec.use_ct else None,
                         suv_max=config.pet_suv_max, ct_window_hu=config.ct_window_hu,
-                        voxel_ml=float(np.prod(config.spacing_mm)) / 1000.0)
+                        voxel_ml=config.voxel_ml)
 
 
 def predict_cohort(

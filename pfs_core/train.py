@@ -142,7 +142,7 @@ class CohortData:
 
     def pet_features(self) -> pd.DataFrame:
         """(N, 5) quantitative PET features (:func:`pfs_core.tabular.pet_quantitative_features`)."""
-        voxel_ml = float(np.prod(self.preprocess.spacing_mm)) / 1000.0
+        voxel_ml = self.preprocess.voxel_ml
         rows = []
         for i in range(len(self)):
             has_pet = self.pet is not None and self.pet_present is not None and bool(self.pet_present[i])
@@ -382,7 +382,7 @@ def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParam
                      preprocess: PreprocessConfig) -> FusionNet:
     """A fresh :class:`FusionNet` for ``spec`` on the grid of ``preprocess`` (modality dropout only with more
     than one branch; liver-referenced read-outs with ``config.pet_quant`` / ``config.ct_quant``)."""
-    voxel_ml = float(np.prod(preprocess.spacing_mm)) / 1000.0
+    voxel_ml = preprocess.voxel_ml
     from pfs_core.nets import FusionNet
 
     n_branches = len(spec.modalities)
