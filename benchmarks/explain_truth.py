@@ -13,6 +13,8 @@ On a simulated cohort NOT used for training (e.g. ``synth --n 40 --seed 99``):
    random point in the body lands in a dilated lesion, averaged over the same cases).
    Also the lesion enrichment: mean Grad-CAM inside the dilated lesions over the mean
    inside the body (1 = no preference for lesions).
+   The same for the read-out maps (:mod:`pfs_core.explain.readout_map`: the voxels the
+   liver-referenced read-outs counted), which are measurements, not attributions.
 3. Model randomisation: Spearman rank correlation between the Grad-CAM of the trained
    networks and of the same networks with re-initialised weights (model grid).
 
@@ -83,6 +85,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     enrichment: dict[str, list[float]] = {"pet": [], "ct": []}
     zero_maps, constant_pairs = {"pet": 0, "ct": 0}, {"pet": 0, "ct": 0}
     baseline = []
+    readout_hits: dict[str, list[bool]] = {"pet": [], "ct": []}
     for pid in list(cohort.index)[:max_cases]:
         row = cohort.loc[pid]
         pet, ct = load_case(root / row["pet"], root / row["ct"])
@@ -112,6 +115,10 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
             peak = np.unravel_index(np.argmax(cam), cam.shape)
             hits[modality].append(bool(lesions[peak]))
             enrichment[modality].append(float(cam[lesions].mean() / max(cam[body].mean(), 1e-9)))
+        for modality, image in result.readout_maps.items():
+            values = np.asarray(image.dataobj)
+            readout_hits[modality].append(bool(values.max() > 0 and lesions[np.unravel_index(np.argmax(values),
+                                                                                              values.shape)]))
     mean_abs = pd.DataFrame(shap_rows).mean().sort_values(ascending=False)
     ranks = {name: int(i + 1) for i, name in enumerate(mean_abs.index)}
     planted = [ranks[n] for n in PLANTED_LABS if n in ranks]
@@ -127,6 +134,8 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
                           for m, h in hits.items()}
         | {"random_point_baseline": float(np.mean(baseline)) if baseline else None, "n_short_with_lesions": len(baseline),
            "lesion_enrichment_median": {m: float(np.median(v)) if v else None for m, v in enrichment.items()}},
+        "readout_map_pointing": {m: {"n": len(h), "hit_rate": float(np.mean(h)) if h else None}
+                                 for m, h in readout_hits.items()},
         "randomisation_spearman": {m: {"median": float(np.median(c)) if c else None, "n": len(c),
                                        "skipped_constant_map": constant_pairs[m]}
                                    for m, c in rand_corr.items()},

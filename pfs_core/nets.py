@@ -136,7 +136,10 @@ class ImageBranch(nn.Module):
         # Batch norm first: avg- and max-pooled features live on different scales.
         self.project = nn.Sequential(nn.BatchNorm1d(2 * previous), nn.Dropout(dropout),
                                      nn.Linear(2 * previous, embed_dim - n_readout), nn.ReLU())
-        self.readout_norm = nn.BatchNorm1d(n_readout) if quant is not None else None
+        # Fixed standardisation of the read-outs (training-row mean and sd, set by
+        # FusionNet.set_readout_scaling), so that the wide path is a plain logistic model.
+        self.register_buffer("readout_mean", torch.zeros(n_readout))
+        self.register_buffer("readout_std", torch.ones(n_readout))
         self.embed_dim = embed_dim
         self.last_layer = f"features.layer{len(channels) - 1}"
 
@@ -145,9 +148,15 @@ class ImageBranch(nn.Module):
         maps = self.features(x if self.quant is None else self.quant.channels(x))
         pooled = torch.cat([self.avg_pool(maps).flatten(1), self.max_pool(maps).flatten(1)], dim=1)
         embedding = self.project(pooled)
-        if self.quant is not None and self.readout_norm is not None:
-            embedding = torch.cat([embedding, self.readout_norm(self.quant.readout(x))], dim=1)
+        if self.quant is not None:
+            embedding = torch.cat([embedding, self.standard_readout(x)], dim=1)
         return embedding
+
+    def standard_readout(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) → (B, n_readout) standardised log(1 + read-outs); (B, 0) without ``quant``."""
+        if self.quant is None:
+            return x.new_zeros((x.shape[0], 0))
+        return (self.quant.readout(x) - self.readout_mean) / self.readout_std
 
 
 class LabBranch(nn.Module):
@@ -319,6 +328,38 @@ class FusionNet(nn.Module):
         linear = [lab] if self.lab_branch is not None and lab is not None else []
         linear += [parts[m][:, -n:] for m, n in self._readout_sizes().items()]
         return logit + self.wide(torch.cat(linear, dim=1))
+
+    def fit_readout_scaling(
+        self,
+        pet: torch.Tensor | None = None,
+        ct: torch.Tensor | None = None,
+        *,
+        pet_present: torch.Tensor | None = None,
+        ct_present: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Standardise each branch's read-outs with the mean and sd over these (training) rows.
+
+        Inputs as :meth:`forward` (unused ones may be None); only rows whose image is
+        present count. Returns the standardised read-outs (B, n) per modality with
+        read-outs, in the order of the wide path, 0 (the mean) where the image is absent.
+        """
+        out: dict[str, torch.Tensor] = {}
+        images = {"pet": (pet, pet_present), "ct": (ct, ct_present)}
+        with torch.no_grad():
+            for name in self._readout_sizes():
+                image, present = images[name]
+                if image is None:
+                    raise ValueError(f"fit_readout_scaling needs the {name.upper()} volumes")
+                branch = getattr(self, f"{name}_branch")
+                mask = present.to(torch.bool) if present is not None else torch.ones(len(image), dtype=torch.bool)
+                raw = branch.quant.readout(image)
+                seen = raw[mask] if bool(mask.any()) else raw[:0]
+                if len(seen) > 1:
+                    branch.readout_mean.copy_(seen.mean(dim=0))
+                    branch.readout_std.copy_(seen.std(dim=0).clamp(min=1e-3))
+                standard = (raw - branch.readout_mean) / branch.readout_std
+                out[name] = torch.where(mask[:, None], standard, torch.zeros_like(raw))
+        return out
 
     def _readout_sizes(self) -> dict[str, int]:
         """Number of read-outs at the end of each image branch's embedding (branches without read-outs left out)."""

@@ -103,17 +103,37 @@ def _closing(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
     return _erode(_dilate(mask, size), size)
 
 
-def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
-    """(B, 1, D, H, W) HU → (B, 2) columns :data:`CT_READOUT_NAMES` (hypodense hepatic mL, fraction), >= 0."""
+def ct_hepatic_masks(hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, D, H, W) HU → (hepatic region, hypodense hepatic voxels), each 0/1 of the same shape."""
     import torch
 
     with torch.no_grad():
         liver = liver_hu(hu)[:, None, None, None, None]
         band = ((hu - liver).abs() <= CT_LIVER_BAND_HU).to(hu.dtype)
         region = _erode(_closing(band))
-        hypodense = region * (hu < liver - HYPODENSE_HU).to(hu.dtype)
-        n_cold = hypodense.sum(dim=(1, 2, 3, 4))
-        return torch.stack([n_cold * voxel_ml, n_cold / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)], dim=1)
+        return region, region * (hu < liver - HYPODENSE_HU).to(hu.dtype)
+
+
+def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
+    """(B, 1, D, H, W) HU → (B, 2) columns :data:`CT_READOUT_NAMES` (hypodense hepatic mL, fraction), >= 0."""
+    import torch
+
+    region, hypodense = ct_hepatic_masks(hu)
+    n_cold = hypodense.sum(dim=(1, 2, 3, 4))
+    return torch.stack([n_cold * voxel_ml, n_cold / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)], dim=1)
+
+
+def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 1, D, H, W) SUVbw → (hepatic region, hot, cold hepatic voxels), each 0/1 of the same shape."""
+    import torch
+
+    with torch.no_grad():
+        liver = liver_suv(suv)[:, None, None, None, None]
+        band = ((suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)).to(suv.dtype)
+        region = _closing(band)
+        hot = region * (suv > HOT_FACTOR * liver).to(suv.dtype)
+        return region, hot, region * (suv < COLD_FACTOR * liver).to(suv.dtype)
+
 
 def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
     """(B, 1, D, H, W) SUVbw → (B, 4) columns :data:`READOUT_NAMES`, all >= 0.
@@ -125,13 +145,9 @@ def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
     import torch
 
     with torch.no_grad():
-        liver = liver_suv(suv)[:, None, None, None, None]
-        band = ((suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)).to(suv.dtype)
-        region = _closing(band)
-        hot = region * (suv > HOT_FACTOR * liver).to(suv.dtype)
-        cold = region * (suv < COLD_FACTOR * liver).to(suv.dtype)
+        region, hot, cold = hepatic_masks(suv)
         n_hot, n_cold = hot.sum(dim=(1, 2, 3, 4)), cold.sum(dim=(1, 2, 3, 4))
-        tlr = (hot * suv).sum(dim=(1, 2, 3, 4)) / n_hot.clamp(min=1e-6) / liver.flatten()
+        tlr = (hot * suv).sum(dim=(1, 2, 3, 4)) / n_hot.clamp(min=1e-6) / liver_suv(suv)
         fraction = (n_hot + n_cold) / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)
         return torch.stack([tlr, n_hot * voxel_ml, n_cold * voxel_ml, fraction], dim=1)
 

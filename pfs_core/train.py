@@ -67,6 +67,8 @@ class TrainConfig:
     pet_quant: bool = True
     ct_quant: bool = True
     wide: bool = True
+    wide_logistic: bool = True
+    validation_fraction: float = 0.2
     augment: bool = True
     rotate_rad: float = 0.08
     translate_vox: float = 2.0
@@ -423,9 +425,60 @@ def _fit_torch(
                   {"params": list(net.ct_branch.features.parameters()), "lr": config.lr * config.pretrained_lr_factor}]
     model = FittedModel(spec=spec, config=config, tabular=tabular, net=net.to(device), info=info)
     train = data.subset(labelled)
-    info["loss"] = _train_loop(model, train, groups, seed=seed, device=device, progress=progress)
+    if net.wide is not None and config.wide_logistic:
+        info["wide"] = _fit_wide(model, train, device=device)
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    fit_rows, check_rows = _validation_split(train.label, config.validation_fraction, seed=seed)
+    validation = train.subset(check_rows) if len(check_rows) else None
+    info.update(_train_loop(model, train.subset(fit_rows), groups, seed=seed, device=device, progress=progress,
+                            validation=validation))
     net.eval()
     return model
+
+
+def _validation_split(label: np.ndarray, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) of a labelled training set: a stratified ``fraction`` held out
+    for choosing the epoch, none when ``fraction`` is 0 or a class has fewer than 5 patients."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    rows = np.arange(len(label))
+    if fraction <= 0 or min(np.bincount(label.astype(int), minlength=2)) < 5:
+        return rows, rows[:0]
+    split = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    fit, check = next(split.split(rows, label))
+    return np.sort(fit), np.sort(check)
+
+
+def _fit_wide(model: FittedModel, train: CohortData, *, device: torch.device) -> dict[str, Any]:
+    """Start the network as a logistic model and let its deep part learn only what that leaves.
+
+    The read-outs are standardised on the training rows; the wide path is fitted as an
+    L2 logistic regression (C = ``config.logistic_c``, balanced classes like the
+    pos-weighted training loss) on the prepared labs and those read-outs, then frozen;
+    the head's last layer starts at 0. Trained jointly from random weights, the wide
+    path lagged a plain logistic regression on the same inputs by 0.06-0.2 AUROC at
+    116-400 patients (docs/models.md).
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    net = model.net
+    assert net is not None and net.wide is not None
+    inputs = torch_inputs(model, train, np.arange(len(train)), device)
+    readouts = net.fit_readout_scaling(inputs["pet"], inputs["ct"], pet_present=inputs.get("pet_present"),
+                                       ct_present=inputs.get("ct_present"))
+    lab = [inputs["lab"]] if net.lab_branch is not None and inputs["lab"] is not None else []
+    design = torch.cat(lab + list(readouts.values()), dim=1).cpu().numpy().astype(np.float64)
+    fit = LogisticRegression(C=model.config.logistic_c, class_weight="balanced", max_iter=5000)
+    fit.fit(design, train.label)
+    with torch.no_grad():
+        net.wide.weight.copy_(torch.from_numpy(fit.coef_.astype(np.float32)))
+        net.wide.bias.copy_(torch.from_numpy(fit.intercept_.astype(np.float32)))
+        net.head.mlp[-1].weight.zero_()
+        net.head.mlp[-1].bias.zero_()
+    net.wide.requires_grad_(False)
+    return {"kind": "L2 logistic regression, frozen", "C": model.config.logistic_c,
+            "inputs": int(design.shape[1])}
 
 
 def _pretrain_ct(net: FusionNet, data: CohortData, *, config: TrainConfig, seed: int, device: torch.device,
@@ -452,8 +505,15 @@ def _pretrain_ct(net: FusionNet, data: CohortData, *, config: TrainConfig, seed:
 
 
 def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, Any]], *, seed: int,
-                device: torch.device, progress: bool) -> list[float]:
-    """Fixed-epoch AdamW training with pos-weighted BCE; returns the mean loss per epoch."""
+                device: torch.device, progress: bool, validation: CohortData | None = None) -> dict[str, Any]:
+    """AdamW training with pos-weighted BCE.
+
+    With ``validation``, the weights after the epoch (0 = before training) with the
+    lowest validation loss are kept, so the deep part stays only where it helps
+    held-out patients; without, those after the last epoch. Returns ``loss`` (mean
+    training loss per epoch), ``validation_loss`` (per epoch from 0; empty without
+    validation) and ``best_epoch`` (the one kept).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -465,12 +525,14 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     steps = config.epochs * max(1, -(-len(train) // config.batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
     augment = Augmenter(config, seed=seed, shape=train.preprocess.shape) if config.augment else None
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
+    checks = [_validation_loss(model, validation, loss_fn, device)] if validation is not None else []
+    best = (checks[0] if checks else float("inf"), 0, _state_copy(net))
     bar = tqdm(range(config.epochs), desc=f"train {model.spec.name}", leave=False, disable=not progress)
-    for _ in bar:
+    for epoch in bar:
         net.train()
         order = torch.randperm(len(train), generator=generator).numpy()
         total = 0.0
@@ -494,7 +556,28 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
             total += loss.item() * len(idx)
         losses.append(round(total / len(order), 5))
         bar.set_postfix(loss=losses[-1])
-    return losses
+        if validation is not None:
+            checks.append(_validation_loss(model, validation, loss_fn, device))
+            if checks[-1] < best[0]:
+                best = (checks[-1], epoch + 1, _state_copy(net))
+    if validation is None:
+        return {"loss": losses, "validation_loss": [], "best_epoch": config.epochs}
+    net.load_state_dict(best[2])
+    return {"loss": losses, "validation_loss": [round(c, 5) for c in checks], "best_epoch": best[1]}
+
+
+def _state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _validation_loss(model: FittedModel, validation: CohortData, loss_fn: Any, device: torch.device) -> float:
+    """Mean loss of the fused logit on the validation rows (eval mode, no augmentation)."""
+    import torch
+
+    target = torch.from_numpy(validation.label.astype(np.float32)).to(device)
+    logits = torch.logit(torch.from_numpy(_predict_torch(model, validation, device=device, batch_size=64))
+                         .clamp(1e-6, 1 - 1e-6).float()).to(device)
+    return float(loss_fn(logits, target))
 
 
 class Augmenter:

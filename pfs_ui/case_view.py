@@ -206,29 +206,46 @@ def _measurements(where: Any, values: dict[str, float]) -> None:
                   "segmentation; lesions outside the liver are not in these numbers).")
 
 
+def _maps(e: Any) -> dict[str, Any]:
+    """Overlay maps on the CT grid by label: Grad-CAM per branch, then the read-out maps."""
+    maps = {f"Grad-CAM {m.upper()}": image for m, image in sorted(e.gradcam.items())}
+    maps.update({f"Read-outs {m.upper()}": image for m, image in sorted(e.readout_maps.items())})
+    return maps
+
+
+def _map_note(e: Any, label: str) -> None:
+    from pfs_core.explain import GRADCAM_EMPTY_NOTE
+    from pfs_core.explain.readout_map import READOUT_MAP_NOTE
+
+    modality = label.split()[-1].lower()
+    if label.startswith("Grad-CAM") and modality in e.gradcam_empty:
+        st.info(f"Grad-CAM of the {modality.upper()} branch is {GRADCAM_EMPTY_NOTE}.")
+    elif label.startswith("Read-outs"):
+        st.caption(f"Read-out map: {READOUT_MAP_NOTE}.")
+
+
 def _scene(result: CaseResult) -> None:
     from pfs_core import geometry
-    from pfs_core.explain import GRADCAM_EMPTY_NOTE
     from pfs_core.viz.scene import mesh3d_figure
 
-    e = result.explanation
-    if result.ct is None or not e.gradcam:
-        st.info("No Grad-CAM for this model or case (it needs a model with an imaging branch and a CT).")
+    maps = _maps(result.explanation)
+    if result.ct is None or not maps:
+        st.info("No Grad-CAM or read-out map for this model or case (they need a model that reads an image, "
+                "and a CT).")
         return
     c1, c2, c3 = st.columns(3)
-    branch = c1.radio("Grad-CAM of branch", sorted(e.gradcam), horizontal=True, key="cam_branch")
-    level = c2.slider("Grad-CAM level", 0.1, 0.95, 0.5, 0.05, key="cam_level")
+    label = c1.radio("Map", list(maps), horizontal=True, key="cam_branch")
+    level = c2.slider("Map level", 0.1, 0.95, 0.5, 0.05, key="cam_level")
     suv = c3.slider("PET hotspot SUV", 2.0, 30.0, 8.0, 0.5, key="suv_level")
-    if branch in e.gradcam_empty:
-        st.info(f"Grad-CAM of the {branch.upper()} branch is {GRADCAM_EMPTY_NOTE}.")
-    key = (branch, level, suv)
+    _map_note(result.explanation, label)
+    key = (label, level, suv)
     if key not in result.meshes:
-        cam = e.gradcam[branch]
+        cam = maps[label]
         pet = result.pet
         result.meshes[key] = geometry.case_scene(
             result.ct.data, result.ct.affine, None if pet is None else pet.data, None if pet is None else pet.affine,
             np.asarray(cam.dataobj), cam.affine, suv_level=suv, cam_level=level)
-    st.plotly_chart(mesh3d_figure(result.meshes[key], title=f"Body, PET > SUV {suv:g}, Grad-CAM ({branch}) ≥ {level}"),
+    st.plotly_chart(mesh3d_figure(result.meshes[key], title=f"Body, PET > SUV {suv:g}, {label} ≥ {level}"),
                     key="scene_chart")
 
 
@@ -236,16 +253,18 @@ def _slices(result: CaseResult) -> None:
     from pfs_core.display import resample_onto
     from pfs_core.viz.images import mip_figure, slice_count, slice_figure
 
-    e = result.explanation
     if result.ct is None:
         st.info("Slices need a CT.")
         return
+    maps = _maps(result.explanation)
     c1, c2, c3 = st.columns(3)
-    branch = c1.radio("Overlay", ["none", *sorted(e.gradcam)], horizontal=True, key="slice_branch")
+    label = c1.radio("Overlay", ["none", *maps], horizontal=True, key="slice_branch")
     axis = c2.radio("View", ["axial", "coronal", "sagittal"], horizontal=True, key="slice_axis")
     opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="slice_opacity")
+    if label != "none":
+        _map_note(result.explanation, label)
     ct = result.ct
-    overlay = None if branch == "none" else np.asarray(e.gradcam[branch].dataobj)
+    overlay = None if label == "none" else np.asarray(maps[label].dataobj)
     n = slice_count(ct.data.shape, ct.affine, axis)
     index = st.slider("Slice", 0, n - 1, n // 2, key=f"slice_index_{axis}")
     left, right = st.columns(2)

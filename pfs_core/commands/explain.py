@@ -10,8 +10,9 @@ HELP = "Explain one prediction: SHAP, modality contributions, Grad-CAM."
 DESCRIPTION = (
     "Predict the probability of PFS <= 12 months for one patient and explain it: SHAP values of every lab "
     "and clinical input, exact Shapley contributions of the modalities (labs, PET, CT) and Grad-CAM maps of "
-    "the PET and CT branches written on the patient's original CT grid. Writes OUT/explanation.json, "
-    "OUT/gradcam_pet.nii.gz and OUT/gradcam_ct.nii.gz. Research use; not a medical device."
+    "the PET and CT branches written on the patient's original CT grid, with maps of the voxels the liver-"
+    "referenced read-outs counted. Writes OUT/explanation.json, OUT/gradcam_pet.nii.gz, OUT/gradcam_ct.nii.gz, "
+    "OUT/readout_pet.nii.gz and OUT/readout_ct.nii.gz. Research use; not a medical device."
 )
 
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_case_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; existing files replaced)")
-    parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM maps")
+    parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM and read-out maps")
 
 
 def prepare_out(path: Path) -> None:
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, device=args.device, gradcam=not args.no_gradcam)
     for modality, image in explanation.gradcam.items():
         nib.save(image, args.out / f"gradcam_{modality}.nii.gz")
+    for modality, image in explanation.readout_maps.items():
+        nib.save(image, args.out / f"readout_{modality}.nii.gz")
     summary = explanation.to_dict()
     (args.out / "explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
     p = explanation.prediction

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pfs_core.explain.gradcam import gradcam_on_ct_grid
+from pfs_core.explain.readout_map import READOUT_MAP_NOTE, readout_maps_on_ct_grid
 from pfs_core.explain.shapley import LabShap, ModalityShapley, lab_columns, lab_shap, modality_shapley
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class Explanation:
     #: Branches whose Grad-CAM is zero everywhere: Grad-CAM keeps only evidence for a higher risk
     #: (ReLU), so nothing in that image raised this prediction. Said so, not drawn as an empty map.
     gradcam_empty: list[str] = field(default_factory=list)
+    #: Where the liver-referenced read-outs were measured (:mod:`pfs_core.explain.readout_map`), on the CT grid.
+    readout_maps: dict[str, nib.Nifti1Image] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (the ``explanation.json`` of the ``explain`` command)."""
@@ -60,6 +63,7 @@ class Explanation:
             "modality_contributions": self.modalities.to_dict(),
             "gradcam": {m: "on the original CT grid, scaled 0-1" for m in self.gradcam},
             "gradcam_notes": {m: GRADCAM_EMPTY_NOTE for m in self.gradcam_empty},
+            "readout_maps": {m: READOUT_MAP_NOTE for m in self.readout_maps},
             "timings_s": self.timings_s,
             "disclaimer": self.prediction.disclaimer,
         }
@@ -120,11 +124,16 @@ def explain_case(
     modalities = modality_shapley(bundle, data, device=torch_device)
     lap("modality_shapley")
     maps = {}
+    body = ct.data > bundle.preprocess.body_threshold_hu if ct is not None and gradcam else None
     if gradcam and prepared is not None and bundle.spec.kind == "torch":
-        body = ct.data > bundle.preprocess.body_threshold_hu if ct is not None else None
         maps = gradcam_on_ct_grid(bundle, data, prepared, depth=gradcam_depth, device=torch_device, body_mask=body)
     lap("gradcam")
+    readouts = {}
+    if gradcam and prepared is not None:
+        readouts = readout_maps_on_ct_grid(prepared, tuple(m for m in ("pet", "ct") if m in bundle.spec.modalities),
+                                           body_mask=body)
+    lap("readout_maps")
     timings["total"] = round(sum(timings.values()), 4)
     empty = [m for m, image in maps.items() if not np.asarray(image.dataobj).any()]
     return Explanation(prediction=prediction, lab_shap=shap_part, modalities=modalities, gradcam=maps,
-                       prepared=prepared, timings_s=timings, gradcam_empty=empty)
+                       prepared=prepared, timings_s=timings, gradcam_empty=empty, readout_maps=readouts)

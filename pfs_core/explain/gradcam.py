@@ -97,21 +97,25 @@ def gradcam_on_ct_grid(bundle: Bundle, data: CohortData, case: PreparedCase, *, 
     outside it before scaling, because attributions to the air around the patient (an
     artefact of upsampling a coarse map with zero padding) mean nothing to a reader.
     """
-    import nibabel as nib
-
-    from pfs_core.preprocess import to_reference_grid
-
     out: dict[str, nib.Nifti1Image] = {}
     for modality, layer in gradcam_layer_names(bundle, depth=depth).items():
         if modality not in modalities:
             continue
         model_map = gradcam_model_space(bundle, data, modality=modality, layer=layer, device=device)
-        if model_map is None:
-            continue
-        image = to_reference_grid(model_map, case)
-        data_ref = np.asarray(image.dataobj, dtype=np.float32)
-        if body_mask is not None:
-            data_ref = np.where(body_mask, data_ref, 0.0)
-        data_ref = scale_unit(data_ref)
-        out[modality] = nib.Nifti1Image(data_ref, image.affine)
+        if model_map is not None:
+            out[modality] = map_on_ct_grid(model_map, case, body_mask=body_mask)
     return out
+
+
+def map_on_ct_grid(model_map: np.ndarray, case: PreparedCase, *, body_mask: np.ndarray | None = None) -> nib.Nifti1Image:
+    """A model-grid map resampled (trilinear) onto the original CT grid with the CT's affine, set to 0
+    outside ``body_mask`` (bool, the CT grid's shape) when given, and scaled 0–1."""
+    import nibabel as nib
+
+    from pfs_core.preprocess import to_reference_grid
+
+    image = to_reference_grid(model_map, case)
+    values = np.asarray(image.dataobj, dtype=np.float32)
+    if body_mask is not None:
+        values = np.where(body_mask, values, 0.0)
+    return nib.Nifti1Image(scale_unit(values), image.affine)

@@ -130,6 +130,11 @@ def test_explain_command_writes_json_and_maps(bundles, tmp_path):
     assert {"probability", "interval", "lab_shap", "modality_contributions", "timings_s"} <= set(summary)
     assert {"lab_shap", "modality_shapley", "gradcam"} <= set(summary["timings_s"])
     assert (out / "gradcam_pet.nii.gz").is_file() and (out / "gradcam_ct.nii.gz").is_file()
+    assert {"readout_maps"} <= set(summary["timings_s"]) and set(summary["readout_maps"]) == {"pet", "ct"}
+    reference = nib.load(tmp_path / "ct.nii.gz")
+    for name in ("readout_pet", "readout_ct"):
+        image = nib.load(out / f"{name}.nii.gz")
+        assert image.shape == reference.shape and np.allclose(image.affine, reference.affine)
     bad = subprocess.run(cmd[:-2] + ["--out", str(tmp_path / "o2"), "--labs", str(tmp_path / "pet.nii.gz")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr

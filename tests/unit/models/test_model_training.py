@@ -101,3 +101,61 @@ def test_augmenter_keeps_shapes_and_pet_ct_aligned():
 def test_train_config_round_trip():
     config = dataclasses.replace(FAST, include_post_baseline=True)
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
+    """Before any epoch, the network's output is an L2 logistic regression fitted independently here."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from pfs_core.readouts import hepatic_readout
+
+    rng = np.random.default_rng(5)
+    suv = cohort.pet * cohort.preprocess.pet_suv_max
+    suv[:, :, :, 11:] = rng.uniform(6.5, 7.5, suv[:, :, :, 11:].shape)  # a liver with one small lesion
+    suv[:, 6:8, 6:8, 12:14] *= rng.uniform(1.5, 4.0, len(suv))[:, None, None, None]
+    cohort = dataclasses.replace(cohort, pet=(suv / cohort.preprocess.pet_suv_max).astype(np.float32))
+    config = dataclasses.replace(FAST, epochs=0)
+    model = fit_model(get_spec("lab_pet"), cohort, config=config, seed=0)
+    assert not any(p.requires_grad for p in model.net.wide.parameters())
+    labelled = np.flatnonzero(~np.isnan(cohort.label))
+    suv = torch.from_numpy(cohort.pet[:, None]) * cohort.preprocess.pet_suv_max
+    readout = torch.log1p(hepatic_readout(suv, cohort.preprocess.voxel_ml)).numpy()
+    assert readout[labelled, 0].std() > 0.1  # the tumour-to-liver ratio varies
+    mean, sd = readout[labelled].mean(axis=0), np.maximum(readout[labelled].std(axis=0, ddof=1), 1e-3)
+    design = np.hstack([model.tabular.transform(cohort.labs), (readout - mean) / sd])
+    reference = LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000)
+    reference.fit(design[labelled], cohort.label[labelled])
+    np.testing.assert_allclose(model.predict_proba(cohort), reference.predict_proba(design)[:, 1], atol=1e-4)
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
+    from pfs_core.train import _validation_split
+
+    label = np.array([0.0] * 30 + [1.0] * 20)
+    fit, check = _validation_split(label, 0.2, seed=1)
+    assert len(check) == 10 and set(fit).isdisjoint(check) and len(fit) + len(check) == 50
+    assert label[check].sum() == 4  # stratified: 20 % of each class
+    assert (_validation_split(label, 0.2, seed=1)[1] == check).all()
+    assert len(_validation_split(label[:34], 0.2, seed=1)[1]) == 0  # 4 short-PFS patients: too few to hold out
+    assert len(_validation_split(label, 0.0, seed=1)[1]) == 0
+
+
+@pytest.mark.slow
+def test_training_keeps_the_epoch_with_the_lowest_validation_loss():
+    data = make_cohort(40, seed=4)
+    config = dataclasses.replace(FAST, epochs=4, validation_fraction=0.3)
+    model = fit_model(get_spec("lab_pet"), data, config=config, seed=0)
+    checks = model.info["validation_loss"]
+    assert len(checks) == 5 and model.info["best_epoch"] == int(np.argmin(checks))
+    import torch
+
+    from pfs_core.train import _validation_split
+
+    train = data.subset(np.flatnonzero(~np.isnan(data.label)))
+    fit, check = _validation_split(train.label, 0.3, seed=0)
+    n_pos = train.label[fit].sum()
+    loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([(len(fit) - n_pos) / n_pos]))
+    prob = torch.from_numpy(model.predict_proba(train.subset(check))).clamp(1e-6, 1 - 1e-6)
+    kept = float(loss(torch.logit(prob).float(), torch.from_numpy(train.label[check]).float()))
+    assert kept == pytest.approx(min(checks), abs=1e-4)  # the kept weights are the best epoch's

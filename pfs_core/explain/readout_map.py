@@ -1,0 +1,68 @@
+"""Read-out maps: where in the patient's images the liver-referenced read-outs were measured.
+
+The fusion networks' PET and CT branches, and the ``classic`` model, read fixed
+measurements against the liver (:mod:`pfs_core.readouts`); in the networks they enter
+the wide (linear) path, which carries most of what the models learn from the images
+(docs/models.md). Grad-CAM cannot show them: they are computed from the image without
+gradients, so it sees only the convolutional part. These maps show the voxels the
+read-outs counted, on the patient's original CT grid (the CT's affine), scaled 0–1:
+
+- PET: hepatic voxels hotter than :data:`~pfs_core.readouts.HOT_FACTOR` × liver or
+  colder than :data:`~pfs_core.readouts.COLD_FACTOR` × liver, valued |ln(SUV / liver
+  SUV)|: the further from the liver, the brighter (SSTR-avid and SSTR-negative liver
+  lesions alike).
+- CT: hypodense hepatic voxels (more than :data:`~pfs_core.readouts.HYPODENSE_HU`
+  below the liver), valued by how many HU below the liver they are.
+
+They are measurements, not attributions: how much each read-out moved this
+prediction is in the modality contributions and the measurement table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import nibabel as nib
+
+    from pfs_core.preprocess import PreparedCase
+
+READOUT_MAP_NOTE = ("voxels the liver-referenced read-outs counted (PET: hepatic voxels hotter or colder than the "
+                    "liver; CT: hypodense hepatic voxels), brighter further from the liver; a measurement, not an "
+                    "attribution")
+
+
+def readout_maps_model_space(case: PreparedCase, modalities: tuple[str, ...] = ("pet", "ct")) -> dict[str, np.ndarray]:
+    """Read-out map per modality on the model grid (``case.config.shape``), float32 >= 0, unscaled.
+
+    PET values are |ln(SUV / liver SUV)|, CT values HU below the liver; 0 outside the
+    counted voxels. Modalities the case lacks are left out.
+    """
+    import torch
+
+    from pfs_core.readouts import ct_hepatic_masks, hepatic_masks, liver_hu, liver_suv, to_hu
+
+    out: dict[str, np.ndarray] = {}
+    if "pet" in modalities and case.pet is not None:
+        suv = torch.from_numpy(np.asarray(case.pet, dtype=np.float32))[None, None] * float(case.config.pet_suv_max)
+        _, hot, cold = hepatic_masks(suv)
+        ratio = suv / liver_suv(suv)[:, None, None, None, None]
+        out["pet"] = ((hot + cold) * torch.log(ratio.clamp(min=1e-3)).abs())[0, 0].numpy().astype(np.float32)
+    if "ct" in modalities and case.ct is not None:
+        hu = to_hu(torch.from_numpy(np.asarray(case.ct, dtype=np.float32))[None, None], case.config.ct_window_hu)
+        _, hypodense = ct_hepatic_masks(hu)
+        below = (liver_hu(hu)[:, None, None, None, None] - hu).clamp(min=0.0)
+        out["ct"] = (hypodense * below)[0, 0].numpy().astype(np.float32)
+    return out
+
+
+def readout_maps_on_ct_grid(case: PreparedCase, modalities: tuple[str, ...] = ("pet", "ct"), *,
+                            body_mask: np.ndarray | None = None) -> dict[str, nib.Nifti1Image]:
+    """:func:`readout_maps_model_space` resampled onto the original CT grid (its affine), 0 outside
+    ``body_mask`` (bool, the CT grid's shape) when given, scaled 0–1 (an empty map stays 0)."""
+    from pfs_core.explain.gradcam import map_on_ct_grid
+
+    return {modality: map_on_ct_grid(model_map, case, body_mask=body_mask)
+            for modality, model_map in readout_maps_model_space(case, modalities).items()}
