@@ -33,6 +33,9 @@ BACKGROUND_FILE = "background_labs.csv"
 __all__ = ["Explanation", "explain_case", "lab_background", "LabShap", "ModalityShapley"]
 
 
+GRADCAM_LINEAR_NOTE = ("zero everywhere: the convolutional part of this model adds nothing (training kept every "
+                       "fold network at its logistic start, epoch 0, which scored best on held-out patients); what "
+                       "the model reads from this image is in the read-out map and the measurements")
 GRADCAM_EMPTY_NOTE = ("zero everywhere: no region of this image raised the predicted risk (Grad-CAM shows only "
                       "evidence for a higher risk)")
 
@@ -50,8 +53,16 @@ class Explanation:
     #: Branches whose Grad-CAM is zero everywhere: Grad-CAM keeps only evidence for a higher risk
     #: (ReLU), so nothing in that image raised this prediction. Said so, not drawn as an empty map.
     gradcam_empty: list[str] = field(default_factory=list)
+    #: False when every fold network kept epoch 0 (its logistic start): the conv trunk then adds nothing.
+    convolution_used: bool = True
     #: Where the liver-referenced read-outs were measured (:mod:`pfs_core.explain.readout_map`), on the CT grid.
     readout_maps: dict[str, nib.Nifti1Image] = field(default_factory=dict)
+
+    def gradcam_note(self, modality: str) -> str | None:
+        """Why the Grad-CAM of ``modality`` is empty (None when it is not)."""
+        if modality not in self.gradcam_empty:
+            return None
+        return GRADCAM_EMPTY_NOTE if self.convolution_used else GRADCAM_LINEAR_NOTE
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (the ``explanation.json`` of the ``explain`` command)."""
@@ -62,7 +73,7 @@ class Explanation:
             "lab_shap": self.lab_shap.to_dict() if self.lab_shap is not None else None,
             "modality_contributions": self.modalities.to_dict(),
             "gradcam": {m: "on the original CT grid, scaled 0-1" for m in self.gradcam},
-            "gradcam_notes": {m: GRADCAM_EMPTY_NOTE for m in self.gradcam_empty},
+            "gradcam_notes": {m: self.gradcam_note(m) for m in self.gradcam_empty},
             "readout_maps": {m: READOUT_MAP_NOTE for m in self.readout_maps},
             "timings_s": self.timings_s,
             "disclaimer": self.prediction.disclaimer,
@@ -136,4 +147,5 @@ def explain_case(
     timings["total"] = round(sum(timings.values()), 4)
     empty = [m for m, image in maps.items() if not np.asarray(image.dataobj).any()]
     return Explanation(prediction=prediction, lab_shap=shap_part, modalities=modalities, gradcam=maps,
-                       prepared=prepared, timings_s=timings, gradcam_empty=empty, readout_maps=readouts)
+                       prepared=prepared, timings_s=timings, gradcam_empty=empty, readout_maps=readouts,
+                       convolution_used=any(m.info.get("best_epoch", 1) > 0 for m in bundle.members))

@@ -92,6 +92,8 @@ def test_an_all_zero_gradcam_is_named_not_hidden(bundles, monkeypatch):
     nonzero = [m for m, image in result.gradcam.items() if np.asarray(image.dataobj).any()]
     assert "pet" in result.gradcam_empty and not set(nonzero) & set(result.gradcam_empty)
     assert "no region of this image raised" in result.to_dict()["gradcam_notes"]["pet"]
+    result.convolution_used = False  # every fold kept its logistic start: a different reason, said so
+    assert "adds nothing" in result.to_dict()["gradcam_notes"]["pet"]
 
 
 def test_pet_only_model_has_only_a_pet_map_and_rf_none(bundles):
