@@ -8,9 +8,10 @@ gradients, so it sees only the convolutional part. These maps show the voxels th
 read-outs counted, on the patient's original CT grid (the CT's affine), scaled 0–1:
 
 - PET: hepatic voxels hotter than :data:`~pfs_core.readouts.HOT_FACTOR` × liver or
-  colder than :data:`~pfs_core.readouts.COLD_FACTOR` × liver, valued |ln(SUV / liver
-  SUV)|: the further from the liver, the brighter (SSTR-avid and SSTR-negative liver
-  lesions alike).
+  colder than :data:`~pfs_core.readouts.COLD_FACTOR` × liver, valued |SUV / liver SUV − 1|,
+  the distance from the liver's uptake as a fraction of it: an SSTR-avid lesion with a
+  tumour-to-liver ratio of 4 scores 3, an SSTR-negative one at most 1. (On the log scale
+  the liver's rim, where a 12-mm voxel is half fat, outshone every lesion.)
 - CT: hypodense hepatic voxels (more than :data:`~pfs_core.readouts.HYPODENSE_HU`
   below the liver), valued by how many HU below the liver they are.
 
@@ -37,7 +38,7 @@ READOUT_MAP_NOTE = ("voxels the liver-referenced read-outs counted (PET: hepatic
 def readout_maps_model_space(case: PreparedCase, modalities: tuple[str, ...] = ("pet", "ct")) -> dict[str, np.ndarray]:
     """Read-out map per modality on the model grid (``case.config.shape``), float32 >= 0, unscaled.
 
-    PET values are |ln(SUV / liver SUV)|, CT values HU below the liver; 0 outside the
+    PET values are |SUV / liver SUV − 1|, CT values HU below the liver; 0 outside the
     counted voxels. Modalities the case lacks are left out.
     """
     import torch
@@ -49,7 +50,7 @@ def readout_maps_model_space(case: PreparedCase, modalities: tuple[str, ...] = (
         suv = torch.from_numpy(np.asarray(case.pet, dtype=np.float32))[None, None] * float(case.config.pet_suv_max)
         _, hot, cold = hepatic_masks(suv)
         ratio = suv / liver_suv(suv)[:, None, None, None, None]
-        out["pet"] = ((hot + cold) * torch.log(ratio.clamp(min=1e-3)).abs())[0, 0].numpy().astype(np.float32)
+        out["pet"] = ((hot + cold) * (ratio - 1.0).abs())[0, 0].numpy().astype(np.float32)
     if "ct" in modalities and case.ct is not None:
         hu = to_hu(torch.from_numpy(np.asarray(case.ct, dtype=np.float32))[None, None], case.config.ct_window_hu)
         _, hypodense = ct_hepatic_masks(hu)

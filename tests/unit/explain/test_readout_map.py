@@ -31,14 +31,14 @@ def _case():
     return preprocess_case(pet, ct, CONFIG), hot, cold
 
 
-def test_pet_map_marks_both_lesions_and_peaks_in_one():
+def test_pet_map_marks_both_lesions_and_peaks_in_the_avid_one():
     case, hot, cold = _case()
     maps = readout_maps_on_ct_grid(case)
     pet = np.asarray(maps["pet"].dataobj)
     assert pet.max() == 1.0 and pet.shape == SHAPE and np.allclose(maps["pet"].affine, AFFINE)
     peak = np.unravel_index(np.argmax(pet), SHAPE)
-    assert hot[peak] or cold[peak]
-    assert pet[hot].mean() > 0.2 and pet[cold].mean() > 0.2
+    assert hot[peak]  # ratio 4 to the liver scores 3, the SSTR-negative lesion at most 1
+    assert pet[hot].mean() > 0.3 and pet[cold].mean() > 0.05
     liver_only = _ball((120, 120, 120), 80) & ~_ball((90, 120, 120), 30) & ~_ball((150, 120, 120), 30)
     assert pet[liver_only].mean() < 0.05  # the parenchyma itself is not counted
 
