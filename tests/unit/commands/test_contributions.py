@@ -46,7 +46,7 @@ def test_fusion_bundle_writes_contributions_embedding_and_summary(tmp_path, cach
     table = pd.read_csv(out / "modality_contributions.csv", dtype={"patient_id": str})
     assert len(table) == 3 and table["patient_id"].is_unique
     assert_efficiency(table, ["lab", "pet", "ct"])
-    assert table["reference_probability"].nunique() == 1  # every modality absent: the same input for all
+    assert np.ptp(table["reference_probability"]) < 1e-6  # every modality absent: the same input for all
 
     # "probability" is the model's prediction: the same number as the score command's
     scores = tmp_path / "scores.csv"
