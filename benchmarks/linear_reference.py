@@ -5,7 +5,10 @@
 A reference for the networks: L2 logistic regression (C = 0.3, standardised inputs) on the
 prepared labs (:func:`pfs_core.tabular.fit_lab_transform`, fitted on the training folds) and
 log(1 + read-out) of :mod:`pfs_core.readouts` on the shipped model grid; stratified 3-fold
-CV repeated with ``--seeds`` shuffles; prints the mean ± sd AUROC per input set.
+CV repeated with ``--seeds`` shuffles; prints the mean ± sd AUROC per input set. On a
+simulated cohort also "labs+truth": the labs with the simulator's true PET and CT inputs
+(``-ln TLR_pos`` and ``ln(1 + V_sstr_negative) + 4 LTF`` from ``ground_truth.csv``,
+docs/simulator.md) in place of the read-outs, the most that perfect read-outs could add.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ def readouts(data: CohortData) -> dict[str, np.ndarray]:
     return {"pet": np.log1p(rows[list(READOUT_NAMES)].to_numpy()), "ct": np.log1p(rows[list(CT_READOUT_NAMES)].to_numpy())}
 
 
+def true_image_inputs(truth_csv: Path, patient_ids: np.ndarray) -> np.ndarray:
+    """(N, 2) the simulator's raw PET and CT risk inputs of each patient (docs/simulator.md)."""
+    truth = pd.read_csv(truth_csv).set_index("patient_id").loc[list(patient_ids)]
+    raw_pet = -np.log(truth["tumour_to_liver_ratio"].fillna(3.0).to_numpy())
+    raw_ct = np.log1p(truth["sstr_negative_volume_ml"].fillna(0.0).to_numpy()) + 4.0 * truth[
+        "liver_tumour_fraction"].fillna(0.0).to_numpy()
+    return np.column_stack([raw_pet, raw_ct])
+
+
 def cv_auroc(data: CohortData, images: dict[str, np.ndarray], parts: tuple[str, ...], seed: int) -> float:
     y = data.label
     known = np.flatnonzero(~np.isnan(y))
@@ -64,6 +76,10 @@ def main() -> None:
     data = load_cohort_data(args.cohort / "cohort.csv", preprocess=MODEL_PREPROCESS, need_images=True,
                             cache_dir=Path("cache"))
     images = readouts(data)
+    truth_csv = args.cohort / "ground_truth.csv"
+    if truth_csv.is_file():
+        images["truth"] = true_image_inputs(truth_csv, data.patient_ids)
+        INPUTS["labs+truth"] = ("labs", "truth")
     for name, parts in INPUTS.items():
         scores = [cv_auroc(data, images, parts, seed) for seed in range(args.seeds)]
         print(f"{name:12s} AUROC {np.mean(scores):.3f} ± {np.std(scores):.3f}")
