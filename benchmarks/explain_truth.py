@@ -14,7 +14,8 @@ On a simulated cohort NOT used for training (e.g. ``synth --n 40 --seed 99``):
    Also the lesion enrichment: mean Grad-CAM inside the dilated lesions over the mean
    inside the body (1 = no preference for lesions).
    The same for the read-out maps (:mod:`pfs_core.explain.readout_map`: the voxels the
-   liver-referenced read-outs counted), which are measurements, not attributions.
+   liver-referenced read-outs counted), which are measurements, not attributions; and for
+   both kinds of map, the tissue (simulator organ label) at the maximum.
 3. Model randomisation: Spearman rank correlation between the Grad-CAM of the trained
    networks and of the same networks with re-initialised weights (model grid).
 
@@ -53,6 +54,16 @@ def _dilated_lesions(lesion_path: Path, pet_voxel_mm: float) -> tuple[np.ndarray
     return ndimage.binary_dilation(lesions, structure=ball), image.affine
 
 
+def _tissue(organs: np.ndarray, lesions: np.ndarray, peak: tuple) -> str:
+    """'lesion' when the voxel is in a (dilated) lesion, else the simulator's organ name there."""
+    from pfs_core.synth.constants import LABEL
+
+    if lesions[peak]:
+        return "lesion"
+    names = {v: k for k, v in LABEL.items()}
+    return names.get(int(organs[peak]), f"label {int(organs[peak])}")
+
+
 def _randomised(bundle):
     """A copy of the bundle whose networks have freshly initialised weights (seeded, so reruns agree)."""
     import torch
@@ -86,6 +97,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     zero_maps, constant_pairs = {"pet": 0, "ct": 0}, {"pet": 0, "ct": 0}
     baseline = []
     readout_hits: dict[str, list[bool]] = {"pet": [], "ct": []}
+    peak_tissue: dict[str, list[str]] = {f"{kind}_{m}": [] for kind in ("gradcam", "readout") for m in ("pet", "ct")}
     for pid in list(cohort.index)[:max_cases]:
         row = cohort.loc[pid]
         pet, ct = load_case(root / row["pet"], root / row["ct"])
@@ -107,18 +119,21 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
             continue
         pet_voxel = float(np.mean(pet.spacing_mm))
         lesions, _ = _dilated_lesions(root / "images" / f"{pid}_lesions.nii.gz", pet_voxel)
-        body = np.asarray(nib.load(str(root / "images" / f"{pid}_organs.nii.gz")).dataobj) > 0
+        organs = np.asarray(nib.load(str(root / "images" / f"{pid}_organs.nii.gz")).dataobj)
+        body = organs > 0
         baseline.append(float(lesions[body].mean()))
         for modality, image in result.gradcam.items():
             cam = np.asarray(image.dataobj)
             zero_maps[modality] += int(cam.max() <= 0)  # no voxel raised the risk: counted as a miss
             peak = np.unravel_index(np.argmax(cam), cam.shape)
             hits[modality].append(bool(lesions[peak]))
+            peak_tissue[f"gradcam_{modality}"].append(_tissue(organs, lesions, peak))
             enrichment[modality].append(float(cam[lesions].mean() / max(cam[body].mean(), 1e-9)))
         for modality, image in result.readout_maps.items():
             values = np.asarray(image.dataobj)
-            readout_hits[modality].append(bool(values.max() > 0 and lesions[np.unravel_index(np.argmax(values),
-                                                                                              values.shape)]))
+            peak = np.unravel_index(np.argmax(values), values.shape)
+            readout_hits[modality].append(bool(values.max() > 0 and lesions[peak]))
+            peak_tissue[f"readout_{modality}"].append(_tissue(organs, lesions, peak) if values.max() > 0 else "empty")
     mean_abs = pd.DataFrame(shap_rows).mean().sort_values(ascending=False)
     ranks = {name: int(i + 1) for i, name in enumerate(mean_abs.index)}
     planted = [ranks[n] for n in PLANTED_LABS if n in ranks]
@@ -136,6 +151,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
            "lesion_enrichment_median": {m: float(np.median(v)) if v else None for m, v in enrichment.items()}},
         "readout_map_pointing": {m: {"n": len(h), "hit_rate": float(np.mean(h)) if h else None}
                                  for m, h in readout_hits.items()},
+        "peak_tissue": {k: pd.Series(v, dtype=object).value_counts().to_dict() for k, v in peak_tissue.items()},
         "randomisation_spearman": {m: {"median": float(np.median(c)) if c else None, "n": len(c),
                                        "skipped_constant_map": constant_pairs[m]}
                                    for m, c in rand_corr.items()},
