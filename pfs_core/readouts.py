@@ -23,7 +23,10 @@ PET (SUVbw):
 Measured on ``synth --n 400 --seed 7`` (12-mm grid): the hepatic tumour-to-liver ratio
 has a rank correlation of 0.50 with the true volume-weighted ratio of SSTR-positive
 lesions (whole-body hot-region features: 0.13), and the hepatic lesion fraction 0.74
-with the true liver tumour fraction. Extra-hepatic lesions are not measured.
+with the true liver tumour fraction. Extra-hepatic lesions are not measured; hot organs
+whose blurred rim passes through the band (spleen, kidneys, urinary bladder) are enclosed
+too and counted as hot hepatic voxels (seen in the read-out maps of
+:mod:`pfs_core.explain.readout_map`).
 
 CT (HU; unenhanced or low-dose CT of a PET/CT, where the liver is 50-70 HU):
 
