@@ -137,7 +137,7 @@ class ImageBranch(nn.Module):
         self.project = nn.Sequential(nn.BatchNorm1d(2 * previous), nn.Dropout(dropout),
                                      nn.Linear(2 * previous, embed_dim - n_readout), nn.ReLU())
         # Fixed standardisation of the read-outs (training-row mean and sd, set by
-        # FusionNet.set_readout_scaling), so that the wide path is a plain logistic model.
+        # FusionNet.fit_readout_scaling), so that the wide path is a plain logistic model.
         self.register_buffer("readout_mean", torch.zeros(n_readout))
         self.register_buffer("readout_std", torch.ones(n_readout))
         self.embed_dim = embed_dim
@@ -149,14 +149,12 @@ class ImageBranch(nn.Module):
         pooled = torch.cat([self.avg_pool(maps).flatten(1), self.max_pool(maps).flatten(1)], dim=1)
         embedding = self.project(pooled)
         if self.quant is not None:
-            embedding = torch.cat([embedding, self.standard_readout(x)], dim=1)
+            embedding = torch.cat([embedding, self.standardise(self.quant.readout(x))], dim=1)
         return embedding
 
-    def standard_readout(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, D, H, W) → (B, n_readout) standardised log(1 + read-outs); (B, 0) without ``quant``."""
-        if self.quant is None:
-            return x.new_zeros((x.shape[0], 0))
-        return (self.quant.readout(x) - self.readout_mean) / self.readout_std
+    def standardise(self, readout: torch.Tensor) -> torch.Tensor:
+        """(B, n_readout) log(1 + read-outs) → standardised with the stored training mean and sd."""
+        return (readout - self.readout_mean) / self.readout_std
 
 
 class LabBranch(nn.Module):
@@ -353,12 +351,10 @@ class FusionNet(nn.Module):
                 branch = getattr(self, f"{name}_branch")
                 mask = present.to(torch.bool) if present is not None else torch.ones(len(image), dtype=torch.bool)
                 raw = branch.quant.readout(image)
-                seen = raw[mask] if bool(mask.any()) else raw[:0]
-                if len(seen) > 1:
-                    branch.readout_mean.copy_(seen.mean(dim=0))
-                    branch.readout_std.copy_(seen.std(dim=0).clamp(min=1e-3))
-                standard = (raw - branch.readout_mean) / branch.readout_std
-                out[name] = torch.where(mask[:, None], standard, torch.zeros_like(raw))
+                if int(mask.sum()) > 1:
+                    branch.readout_mean.copy_(raw[mask].mean(dim=0))
+                    branch.readout_std.copy_(raw[mask].std(dim=0).clamp(min=1e-3))
+                out[name] = torch.where(mask[:, None], branch.standardise(raw), torch.zeros_like(raw))
         return out
 
     def _readout_sizes(self) -> dict[str, int]:

@@ -106,28 +106,30 @@ def _closing(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
     return _erode(_dilate(mask, size), size)
 
 
-def ct_hepatic_masks(hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 1, D, H, W) HU → (hepatic region, hypodense hepatic voxels), each 0/1 of the same shape."""
+def ct_hepatic_masks(hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 1, D, H, W) HU → liver reference HU (B, 1, 1, 1, 1), hepatic region and hypodense hepatic
+    voxels (each 0/1, the shape of ``hu``)."""
     import torch
 
     with torch.no_grad():
         liver = liver_hu(hu)[:, None, None, None, None]
         band = ((hu - liver).abs() <= CT_LIVER_BAND_HU).to(hu.dtype)
         region = _erode(_closing(band))
-        return region, region * (hu < liver - HYPODENSE_HU).to(hu.dtype)
+        return liver, region, region * (hu < liver - HYPODENSE_HU).to(hu.dtype)
 
 
 def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
     """(B, 1, D, H, W) HU → (B, 2) columns :data:`CT_READOUT_NAMES` (hypodense hepatic mL, fraction), >= 0."""
     import torch
 
-    region, hypodense = ct_hepatic_masks(hu)
+    _, region, hypodense = ct_hepatic_masks(hu)
     n_cold = hypodense.sum(dim=(1, 2, 3, 4))
     return torch.stack([n_cold * voxel_ml, n_cold / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)], dim=1)
 
 
-def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, 1, D, H, W) SUVbw → (hepatic region, hot, cold hepatic voxels), each 0/1 of the same shape."""
+def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 1, D, H, W) SUVbw → liver reference SUVbw (B, 1, 1, 1, 1), hepatic region, hot and cold
+    hepatic voxels (each 0/1, the shape of ``suv``)."""
     import torch
 
     with torch.no_grad():
@@ -135,7 +137,7 @@ def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
         band = ((suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)).to(suv.dtype)
         region = _closing(band)
         hot = region * (suv > HOT_FACTOR * liver).to(suv.dtype)
-        return region, hot, region * (suv < COLD_FACTOR * liver).to(suv.dtype)
+        return liver, region, hot, region * (suv < COLD_FACTOR * liver).to(suv.dtype)
 
 
 def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
@@ -148,9 +150,9 @@ def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
     import torch
 
     with torch.no_grad():
-        region, hot, cold = hepatic_masks(suv)
+        liver, region, hot, cold = hepatic_masks(suv)
         n_hot, n_cold = hot.sum(dim=(1, 2, 3, 4)), cold.sum(dim=(1, 2, 3, 4))
-        tlr = (hot * suv).sum(dim=(1, 2, 3, 4)) / n_hot.clamp(min=1e-6) / liver_suv(suv)
+        tlr = (hot * suv).sum(dim=(1, 2, 3, 4)) / n_hot.clamp(min=1e-6) / liver.flatten()
         fraction = (n_hot + n_cold) / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)
         return torch.stack([tlr, n_hot * voxel_ml, n_cold * voxel_ml, fraction], dim=1)
 

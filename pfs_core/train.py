@@ -312,15 +312,19 @@ def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
 def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> np.ndarray:
     import torch
 
+    return torch.sigmoid(_torch_logits(model, data, device=device, batch_size=batch_size)).cpu().numpy().astype(float)
+
+
+def _torch_logits(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> torch.Tensor:
+    """(N,) short-PFS logits of the network for every row of ``data`` (eval mode, batched)."""
+    import torch
+
     assert model.net is not None
     net = model.net.to(device).eval()
-    probs = []
     with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(data)))
-            inputs = torch_inputs(model, data, idx, device)
-            probs.append(torch.sigmoid(net(**inputs)[:, 0]).cpu().numpy())
-    return np.concatenate(probs).astype(float) if probs else np.zeros(0)
+        logits = [net(**torch_inputs(model, data, np.arange(start, min(start + batch_size, len(data))), device))[:, 0]
+                  for start in range(0, len(data), batch_size)]
+    return torch.cat(logits) if logits else torch.zeros(0, device=device)
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -530,7 +534,7 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     checks = [_validation_loss(model, validation, loss_fn, device)] if validation is not None else []
-    best = (checks[0] if checks else float("inf"), 0, _state_copy(net))
+    best = (checks[0], 0, _state_copy(net)) if checks else None
     bar = tqdm(range(config.epochs), desc=f"train {model.spec.name}", leave=False, disable=not progress)
     for epoch in bar:
         net.train()
@@ -558,9 +562,9 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
         bar.set_postfix(loss=losses[-1])
         if validation is not None:
             checks.append(_validation_loss(model, validation, loss_fn, device))
-            if checks[-1] < best[0]:
+            if best is not None and checks[-1] < best[0]:
                 best = (checks[-1], epoch + 1, _state_copy(net))
-    if validation is None:
+    if best is None:
         return {"loss": losses, "validation_loss": [], "best_epoch": config.epochs}
     net.load_state_dict(best[2])
     return {"loss": losses, "validation_loss": [round(c, 5) for c in checks], "best_epoch": best[1]}
@@ -575,9 +579,7 @@ def _validation_loss(model: FittedModel, validation: CohortData, loss_fn: Any, d
     import torch
 
     target = torch.from_numpy(validation.label.astype(np.float32)).to(device)
-    logits = torch.logit(torch.from_numpy(_predict_torch(model, validation, device=device, batch_size=64))
-                         .clamp(1e-6, 1 - 1e-6).float()).to(device)
-    return float(loss_fn(logits, target))
+    return float(loss_fn(_torch_logits(model, validation, device=device, batch_size=64), target))
 
 
 class Augmenter:

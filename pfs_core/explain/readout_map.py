@@ -43,19 +43,17 @@ def readout_maps_model_space(case: PreparedCase, modalities: tuple[str, ...] = (
     """
     import torch
 
-    from pfs_core.readouts import ct_hepatic_masks, hepatic_masks, liver_hu, liver_suv, to_hu
+    from pfs_core.readouts import ct_hepatic_masks, hepatic_masks, to_hu
 
     out: dict[str, np.ndarray] = {}
     if "pet" in modalities and case.pet is not None:
         suv = torch.from_numpy(np.asarray(case.pet, dtype=np.float32))[None, None] * float(case.config.pet_suv_max)
-        _, hot, cold = hepatic_masks(suv)
-        ratio = suv / liver_suv(suv)[:, None, None, None, None]
-        out["pet"] = ((hot + cold) * (ratio - 1.0).abs())[0, 0].numpy().astype(np.float32)
+        liver, _, hot, cold = hepatic_masks(suv)
+        out["pet"] = ((hot + cold) * (suv / liver - 1.0).abs())[0, 0].numpy().astype(np.float32)
     if "ct" in modalities and case.ct is not None:
         hu = to_hu(torch.from_numpy(np.asarray(case.ct, dtype=np.float32))[None, None], case.config.ct_window_hu)
-        _, hypodense = ct_hepatic_masks(hu)
-        below = (liver_hu(hu)[:, None, None, None, None] - hu).clamp(min=0.0)
-        out["ct"] = (hypodense * below)[0, 0].numpy().astype(np.float32)
+        liver, _, hypodense = ct_hepatic_masks(hu)
+        out["ct"] = (hypodense * (liver - hu).clamp(min=0.0))[0, 0].numpy().astype(np.float32)
     return out
 
 
