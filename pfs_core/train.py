@@ -68,6 +68,7 @@ class TrainConfig:
     ct_quant: bool = True
     wide: bool = True
     wide_logistic: bool = True
+    wide_search: bool = True
     validation_fraction: float = 0.2
     augment: bool = True
     rotate_rad: float = 0.08
@@ -430,7 +431,7 @@ def _fit_torch(
     model = FittedModel(spec=spec, config=config, tabular=tabular, net=net.to(device), info=info)
     train = data.subset(labelled)
     if net.wide is not None and config.wide_logistic:
-        info["wide"] = _fit_wide(model, train, device=device)
+        info["wide"] = _fit_wide(model, train, seed=seed, device=device)
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
     fit_rows, check_rows = _validation_split(train.label, config.validation_fraction, seed=seed)
     validation = train.subset(check_rows) if len(check_rows) else None
@@ -453,36 +454,52 @@ def _validation_split(label: np.ndarray, fraction: float, *, seed: int) -> tuple
     return np.sort(fit), np.sort(check)
 
 
-def _fit_wide(model: FittedModel, train: CohortData, *, device: torch.device) -> dict[str, Any]:
+def _fit_wide(model: FittedModel, train: CohortData, *, seed: int, device: torch.device) -> dict[str, Any]:
     """Start the network as a logistic model and let its deep part learn only what that leaves.
 
     The read-outs are standardised on the training rows; the wide path is fitted as an
-    L2 logistic regression (C = ``config.logistic_c``, balanced classes like the
-    pos-weighted training loss) on the prepared labs and those read-outs, then frozen;
-    the head's last layer starts at 0. Trained jointly from random weights, the wide
-    path lagged a plain logistic regression on the same inputs by 0.06-0.2 AUROC at
-    116-400 patients (docs/models.md).
+    L2 logistic regression on the prepared labs and those read-outs (balanced classes,
+    like the pos-weighted training loss), then frozen; the head's last layer starts at 0.
+    With ``config.wide_search`` each modality's penalty weight and C are chosen by
+    inner cross-validation (:mod:`pfs_core.block_logistic`); otherwise one penalty,
+    C = ``config.logistic_c``. Trained jointly from random weights, the wide path lagged
+    a plain logistic regression on the same inputs by 0.06-0.2 AUROC at 116-400
+    patients (docs/models.md).
     """
     import torch
-    from sklearn.linear_model import LogisticRegression
 
     net = model.net
     assert net is not None and net.wide is not None
     inputs = torch_inputs(model, train, np.arange(len(train)), device)
     readouts = net.fit_readout_scaling(inputs["pet"], inputs["ct"], pet_present=inputs.get("pet_present"),
                                        ct_present=inputs.get("ct_present"))
-    lab = [inputs["lab"]] if net.lab_branch is not None and inputs["lab"] is not None else []
-    design = torch.cat(lab + list(readouts.values()), dim=1).cpu().numpy().astype(np.float64)
-    fit = LogisticRegression(C=model.config.logistic_c, class_weight="balanced", max_iter=5000)
-    fit.fit(design, train.label)
+    blocks = ({"labs": inputs["lab"]} if net.lab_branch is not None and inputs["lab"] is not None else {}) | readouts
+    design = torch.cat(list(blocks.values()), dim=1).cpu().numpy().astype(np.float64)
+    coef, intercept, info = _wide_logistic(design, train.label, tuple(b.shape[1] for b in blocks.values()),
+                                           config=model.config, seed=seed)
     with torch.no_grad():
-        net.wide.weight.copy_(torch.from_numpy(fit.coef_.astype(np.float32)))
-        net.wide.bias.copy_(torch.from_numpy(fit.intercept_.astype(np.float32)))
+        net.wide.weight.copy_(torch.from_numpy(coef.astype(np.float32))[None])
+        net.wide.bias.fill_(intercept)
         net.head.mlp[-1].weight.zero_()
         net.head.mlp[-1].bias.zero_()
     net.wide.requires_grad_(False)
-    return {"kind": "L2 logistic regression, frozen", "C": model.config.logistic_c,
-            "inputs": int(design.shape[1])}
+    return {**info, "blocks": list(blocks), "inputs": int(design.shape[1])}
+
+
+def _wide_logistic(design: np.ndarray, label: np.ndarray, sizes: tuple[int, ...], *, config: TrainConfig,
+                   seed: int) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """(coefficients, intercept, description) of the wide path's logistic model."""
+    from sklearn.linear_model import LogisticRegression
+
+    from pfs_core.block_logistic import fit_block_logistic
+
+    if config.wide_search:
+        fit = fit_block_logistic(design, label, sizes, seed=seed)
+        return fit.coef, fit.intercept, {"kind": "L2 logistic regression, modality penalty weights and C by inner "
+                                                 "5-fold CV, frozen", "C": fit.c, "block_weights": list(fit.weights)}
+    plain = LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000).fit(design, label)
+    return plain.coef_[0], float(plain.intercept_[0]), {"kind": "L2 logistic regression, frozen",
+                                                        "C": config.logistic_c}
 
 
 def _pretrain_ct(net: FusionNet, data: CohortData, *, config: TrainConfig, seed: int, device: torch.device,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from model_fixtures import FAST, make_cohort
 
+from pfs_core.block_logistic import fit_block_logistic
 from pfs_core.cv import cross_validate, make_splits, repeat_metrics, strata, summarise
 from pfs_core.errors import InputError, UsageError
 from pfs_core.metrics import all_metrics, short_pfs_label
@@ -104,7 +105,8 @@ def test_train_config_round_trip():
 
 
 def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
-    """Before any epoch, the network's output is an L2 logistic regression fitted independently here."""
+    """Before any epoch, the network's output is an L2 logistic regression fitted independently here,
+    with one penalty or with modality penalty weights chosen by inner cross-validation."""
     import torch
     from sklearn.linear_model import LogisticRegression
 
@@ -115,7 +117,7 @@ def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
     suv[:, :, :, 11:] = rng.uniform(6.5, 7.5, suv[:, :, :, 11:].shape)  # a liver with one small lesion
     suv[:, 6:8, 6:8, 12:14] *= rng.uniform(1.5, 4.0, len(suv))[:, None, None, None]
     cohort = dataclasses.replace(cohort, pet=(suv / cohort.preprocess.pet_suv_max).astype(np.float32))
-    config = dataclasses.replace(FAST, epochs=0)
+    config = dataclasses.replace(FAST, epochs=0, wide_search=False)
     model = fit_model(get_spec("lab_pet"), cohort, config=config, seed=0)
     assert not any(p.requires_grad for p in model.net.wide.parameters())
     labelled = np.flatnonzero(~np.isnan(cohort.label))
@@ -127,6 +129,11 @@ def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
     reference = LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000)
     reference.fit(design[labelled], cohort.label[labelled])
     np.testing.assert_allclose(model.predict_proba(cohort), reference.predict_proba(design)[:, 1], atol=1e-4)
+    searched = fit_model(get_spec("lab_pet"), cohort, config=dataclasses.replace(config, wide_search=True), seed=0)
+    block = fit_block_logistic(design[labelled], cohort.label[labelled], (design.shape[1] - 4, 4), seed=0)
+    assert searched.info["wide"]["block_weights"] == list(block.weights)
+    np.testing.assert_allclose(searched.predict_proba(cohort), 1 / (1 + np.exp(-block.decision_function(design))),
+                               atol=1e-4)
 
 
 def test_validation_split_is_stratified_disjoint_and_seeded():
