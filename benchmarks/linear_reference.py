@@ -2,8 +2,9 @@
 
     python benchmarks/linear_reference.py --cohort data/sim400 [--seeds 3]
 
-A reference for the networks: L2 logistic regression (C = 0.3, standardised inputs) on the
-prepared labs (:func:`pfs_core.tabular.fit_lab_transform`, fitted on the training folds) and
+A reference for the networks: L2 logistic regression (C = 0.3, standardised inputs; and in a
+second column with one penalty weight per modality and C chosen by inner CV,
+:mod:`pfs_core.block_logistic`, as the networks' logistic start) on the prepared labs (:func:`pfs_core.tabular.fit_lab_transform`, fitted on the training folds) and
 log(1 + read-out) of :mod:`pfs_core.readouts` on the shipped model grid; stratified 3-fold
 CV repeated with ``--seeds`` shuffles; prints the mean ± sd AUROC per input set. On a
 simulated cohort also "labs+truth": the labs with the simulator's true PET and CT inputs
@@ -24,6 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pfs_core.block_logistic import fit_block_logistic
 from pfs_core.readouts import CT_READOUT_NAMES, READOUT_NAMES, measurements
 from pfs_core.tabular import fit_lab_transform
 from pfs_core.train import MODEL_PREPROCESS, CohortData, load_cohort_data
@@ -49,15 +51,22 @@ def true_image_inputs(truth_csv: Path, patient_ids: np.ndarray) -> np.ndarray:
     return np.column_stack([raw_pet, raw_ct])
 
 
-def cv_auroc(data: CohortData, images: dict[str, np.ndarray], parts: tuple[str, ...], seed: int) -> float:
+def cv_auroc(data: CohortData, images: dict[str, np.ndarray], parts: tuple[str, ...], seed: int, *,
+             blocks: bool = False) -> float:
     y = data.label
     known = np.flatnonzero(~np.isnan(y))
     prob = np.zeros(len(known))
     for train, test in StratifiedKFold(3, shuffle=True, random_state=seed).split(known, y[known]):
         fit_rows, test_rows = known[train], known[test]
         labs = fit_lab_transform(data.labs.iloc[fit_rows]) if "labs" in parts else None
+        design = _design(data, images, parts, labs, fit_rows)
+        if blocks:
+            sizes = tuple(labs.n_features if p == "labs" else images[p].shape[1] for p in parts)  # type: ignore[union-attr]
+            fit = fit_block_logistic(design, y[fit_rows], sizes, seed=seed)
+            prob[test] = fit.decision_function(_design(data, images, parts, labs, test_rows))
+            continue
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=5000))
-        model.fit(_design(data, images, parts, labs, fit_rows), y[fit_rows])
+        model.fit(design, y[fit_rows])
         prob[test] = model.predict_proba(_design(data, images, parts, labs, test_rows))[:, 1]
     return float(roc_auc_score(y[known], prob))
 
@@ -81,8 +90,10 @@ def main() -> None:
         images["truth"] = true_image_inputs(truth_csv, data.patient_ids)
         INPUTS["labs+truth"] = ("labs", "truth")
     for name, parts in INPUTS.items():
-        scores = [cv_auroc(data, images, parts, seed) for seed in range(args.seeds)]
-        print(f"{name:12s} AUROC {np.mean(scores):.3f} ± {np.std(scores):.3f}")
+        plain = [cv_auroc(data, images, parts, seed) for seed in range(args.seeds)]
+        block = [cv_auroc(data, images, parts, seed, blocks=True) for seed in range(args.seeds)]
+        print(f"{name:12s} AUROC {np.mean(plain):.3f} ± {np.std(plain):.3f}   "
+              f"modality weights {np.mean(block):.3f} ± {np.std(block):.3f}")
 
 
 if __name__ == "__main__":
