@@ -50,10 +50,6 @@ MODEL_PREPROCESS = PreprocessConfig(spacing_mm=(12.0, 12.0, 12.0), shape=(32, 24
                                     pet_antialias=False)
 
 
-#: Rules for the epoch kept (:func:`_train_loop`).
-EPOCH_RULES: tuple[str, ...] = ("lowest", "one_se")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of all models (stored in every bundle's config.json)."""
@@ -74,7 +70,6 @@ class TrainConfig:
     wide_logistic: bool = True
     wide_search: bool = True
     validation_fraction: float = 0.2
-    epoch_rule: str = "lowest"
     augment: bool = True
     rotate_rad: float = 0.08
     translate_vox: float = 2.0
@@ -86,10 +81,6 @@ class TrainConfig:
     rf_min_leaf: int = 3
     logistic_c: float = 0.3
     include_post_baseline: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epoch_rule not in EPOCH_RULES:
-            raise ValueError(f"epoch_rule must be one of {', '.join(EPOCH_RULES)} (got {self.epoch_rule!r})")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -540,10 +531,7 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
 
     With ``validation``, the weights after the epoch (0 = before training) with the
     lowest validation loss are kept, so the deep part stays only where it helps
-    held-out patients; with ``config.epoch_rule`` = "one_se", a later epoch only where
-    it also beats epoch 0 by more than one standard error of the paired per-patient
-    loss difference (the logistic start is kept unless training clearly helps); without
-    validation, the weights after the last epoch. Returns ``loss`` (mean
+    held-out patients; without, those after the last epoch. Returns ``loss`` (mean
     training loss per epoch), ``validation_loss`` (per epoch from 0; empty without
     validation) and ``best_epoch`` (the one kept).
     """
@@ -562,8 +550,7 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
     augment = Augmenter(config, seed=seed, shape=train.preprocess.shape) if config.augment else None
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
-    start = _validation_losses(model, validation, pos_weight, device) if validation is not None else None
-    checks = [float(start.mean())] if start is not None else []
+    checks = [_validation_loss(model, validation, loss_fn, device)] if validation is not None else []
     best = (checks[0], 0, _state_copy(net)) if checks else None
     bar = tqdm(range(config.epochs), desc=f"train {model.spec.name}", leave=False, disable=not progress)
     for epoch in bar:
@@ -590,10 +577,9 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
             total += loss.item() * len(idx)
         losses.append(round(total / len(order), 5))
         bar.set_postfix(loss=losses[-1])
-        if validation is not None and start is not None:
-            per_patient = _validation_losses(model, validation, pos_weight, device)
-            checks.append(float(per_patient.mean()))
-            if best is not None and checks[-1] < best[0] and _clearly_better(per_patient, start, config.epoch_rule):
+        if validation is not None:
+            checks.append(_validation_loss(model, validation, loss_fn, device))
+            if best is not None and checks[-1] < best[0]:
                 best = (checks[-1], epoch + 1, _state_copy(net))
     if best is None:
         return {"loss": losses, "validation_loss": [], "best_epoch": config.epochs}
@@ -605,23 +591,12 @@ def _state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def _validation_losses(model: FittedModel, validation: CohortData, pos_weight: torch.Tensor,
-                       device: torch.device) -> np.ndarray:
-    """(N,) pos-weighted BCE of the fused logit per validation patient (eval mode, no augmentation)."""
+def _validation_loss(model: FittedModel, validation: CohortData, loss_fn: Any, device: torch.device) -> float:
+    """Mean loss of the fused logit on the validation rows (eval mode, no augmentation)."""
     import torch
 
     target = torch.from_numpy(validation.label.astype(np.float32)).to(device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
-    logits = _torch_logits(model, validation, device=device, batch_size=64)
-    return loss_fn(logits, target).detach().cpu().numpy().astype(np.float64)
-
-
-def _clearly_better(losses: np.ndarray, start: np.ndarray, rule: str) -> bool:
-    """Whether per-patient ``losses`` beat those of epoch 0 as ``rule`` asks ("lowest": any gain)."""
-    if rule == "lowest":
-        return True
-    gain = start - losses
-    return bool(gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)))
+    return float(loss_fn(_torch_logits(model, validation, device=device, batch_size=64), target))
 
 
 class Augmenter:

@@ -166,24 +166,3 @@ def test_training_keeps_the_epoch_with_the_lowest_validation_loss():
     prob = torch.from_numpy(model.predict_proba(train.subset(check))).clamp(1e-6, 1 - 1e-6)
     kept = float(loss(torch.logit(prob).float(), torch.from_numpy(train.label[check]).float()))
     assert kept == pytest.approx(min(checks), abs=1e-4)  # the kept weights are the best epoch's
-
-
-def test_one_se_rule_keeps_a_later_epoch_only_when_it_clearly_beats_the_start():
-    from pfs_core.train import _clearly_better
-
-    start = np.array([0.7, 0.6, 0.8, 0.5, 0.9, 0.7])
-    assert _clearly_better(start - 0.1, start, "one_se")  # every patient gains
-    noisy = start + np.array([-0.3, 0.25, -0.3, 0.25, -0.3, 0.3])  # lower on average, not clearly
-    assert noisy.mean() < start.mean() and not _clearly_better(noisy, start, "one_se")
-    assert _clearly_better(noisy, start, "lowest")
-    with pytest.raises(ValueError, match="epoch_rule"):
-        TrainConfig(epoch_rule="best")
-
-
-@pytest.mark.slow
-def test_one_se_rule_never_keeps_an_epoch_with_a_higher_loss_than_the_start():
-    data = make_cohort(40, seed=4)
-    config = dataclasses.replace(FAST, epochs=4, validation_fraction=0.3, lr=0.05, epoch_rule="one_se")
-    model = fit_model(get_spec("lab_pet"), data, config=config, seed=0)
-    checks = model.info["validation_loss"]
-    assert len(checks) == 5 and checks[model.info["best_epoch"]] <= checks[0]
