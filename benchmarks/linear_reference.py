@@ -2,13 +2,14 @@
 
     python benchmarks/linear_reference.py --cohort data/sim400 [--seeds 3]
 
-A reference for the networks: L2 logistic regression (C = 0.3, standardised inputs; and in a
-second column with one penalty weight per modality and C chosen by inner CV,
-:mod:`pfs_core.block_logistic`, as the networks' logistic start) on the prepared labs (:func:`pfs_core.tabular.fit_lab_transform`, fitted on the training folds) and
+A reference for the networks: L2 logistic regression on the prepared labs
+(:func:`pfs_core.tabular.fit_lab_transform`, fitted on the training folds) and
 log(1 + read-out) of :mod:`pfs_core.readouts` on the shipped model grid; stratified 3-fold
-CV repeated with ``--seeds`` shuffles; prints the mean ± sd AUROC per input set. On a
-simulated cohort also "labs+truth": the labs with the simulator's true PET and CT inputs
-(``-ln TLR_pos`` and ``ln(1 + V_sstr_negative) + 4 LTF`` from ``ground_truth.csv``,
+CV repeated with ``--seeds`` shuffles; prints the mean ± sd AUROC per input set with one
+penalty (C = 0.3, standardised inputs) and, in a second column, with one penalty weight per
+modality and C chosen by inner CV (:mod:`pfs_core.block_logistic`, the networks' logistic
+start). On a simulated cohort also "labs+truth": the labs with the simulator's true PET and
+CT inputs (``-ln TLR_pos`` and ``ln(1 + V_sstr_negative) + 4 LTF`` from ``ground_truth.csv``,
 docs/simulator.md) in place of the read-outs, the most that perfect read-outs could add.
 """
 
