@@ -61,6 +61,20 @@ class BlockLogistic:
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         return self.intercept + np.asarray(x) @ self.coef
 
+    def to_sklearn(self) -> LogisticRegression:
+        """The same model as a fitted scikit-learn ``LogisticRegression`` on the raw columns.
+
+        Its attributes are plain arrays, so skops stores and loads it without any
+        custom type; it is for prediction only (refitting it would drop the block penalty).
+        """
+        model = LogisticRegression(C=self.c, class_weight="balanced", max_iter=5000)
+        model.coef_ = np.asarray(self.coef, dtype=np.float64)[None, :]
+        model.intercept_ = np.array([self.intercept], dtype=np.float64)
+        model.classes_ = np.array([0, 1])
+        model.n_features_in_ = int(model.coef_.shape[1])
+        model.n_iter_ = np.array([0], dtype=np.int32)
+        return model
+
 
 def weight_grid(n_blocks: int, weights: tuple[float, ...] = DEFAULT_WEIGHTS) -> list[tuple[float, ...]]:
     """Every combination of relative block weights whose largest is the largest in ``weights``."""

@@ -363,26 +363,45 @@ def fit_model(
 def _fit_sklearn(spec: ModelSpec, data: CohortData, tabular: TabularParams | None, *, config: TrainConfig,
                  seed: int) -> FittedModel:
     from sklearn.ensemble import RandomForestClassifier
+
+    x = sklearn_features(spec, data, tabular)
+    y = data.label.astype(int)
+    info: dict[str, Any] = {"n_features": int(x.shape[1])}
+    if spec.pet_features:
+        estimator, info["logistic"] = _classic_logistic(x, y, n_lab=tabular.n_features if tabular else 0,
+                                                        config=config, seed=seed)
+    else:
+        estimator = RandomForestClassifier(
+            n_estimators=config.rf_trees, min_samples_leaf=config.rf_min_leaf, max_features="sqrt",
+            class_weight="balanced_subsample", random_state=seed % (2**31), n_jobs=1).fit(x, y)
+    return FittedModel(spec=spec, config=config, tabular=tabular, estimator=estimator, info=info)
+
+
+def _classic_logistic(x: np.ndarray, y: np.ndarray, *, n_lab: int, config: TrainConfig,
+                      seed: int) -> tuple[Any, dict[str, Any]]:
+    """The ``classic`` model: median imputation, then a logistic model of the labs and PET blocks.
+
+    With ``config.wide_search`` the labs and the PET features get their own penalty
+    weights (as the networks' wide path); the result is folded into a plain
+    scikit-learn ``LogisticRegression`` so the bundle's skops file needs no custom type.
+    """
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x = sklearn_features(spec, data, tabular)
-    y = data.label.astype(int)
-    if spec.pet_features:
-        estimator: Any = Pipeline([
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("scale", StandardScaler()),
-            ("logistic", LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000)),
-        ])
-    else:
-        estimator = RandomForestClassifier(
-            n_estimators=config.rf_trees, min_samples_leaf=config.rf_min_leaf, max_features="sqrt",
-            class_weight="balanced_subsample", random_state=seed % (2**31), n_jobs=1)
-    estimator.fit(x, y)
-    return FittedModel(spec=spec, config=config, tabular=tabular, estimator=estimator,
-                       info={"n_features": int(x.shape[1])})
+    from pfs_core.block_logistic import fit_block_logistic
+
+    impute = SimpleImputer(strategy="median", keep_empty_features=True).fit(x)
+    if not config.wide_search:
+        logistic = LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000)
+        pipeline = Pipeline([("impute", impute), ("scale", StandardScaler()), ("logistic", logistic)]).fit(x, y)
+        return pipeline, {"kind": "L2 logistic regression", "C": config.logistic_c}
+    sizes = tuple(n for n in (n_lab, x.shape[1] - n_lab) if n)
+    fit = fit_block_logistic(impute.transform(x), y, sizes, seed=seed)
+    return Pipeline([("impute", impute), ("logistic", fit.to_sklearn())]), {
+        "kind": "L2 logistic regression, labs and PET penalty weights and C by inner 5-fold CV",
+        "C": fit.c, "block_weights": list(fit.weights), "blocks": ["labs", "pet"][-len(sizes):]}
 
 
 def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParams | None,

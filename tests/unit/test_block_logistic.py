@@ -51,3 +51,16 @@ def test_block_penalties_beat_one_penalty_on_held_out_patients_with_a_wide_noise
     plain = LogisticRegression(C=0.3, class_weight="balanced", max_iter=5000).fit(scaler.transform(x[train]), y[train])
     assert roc_auc_score(y[test], block.decision_function(x[test])) > roc_auc_score(
         y[test], plain.decision_function(scaler.transform(x[test])))
+
+
+def test_to_sklearn_predicts_the_same_and_round_trips_through_skops_with_default_types(tmp_path):
+    import skops.io as sio
+
+    x, y = _blocks(90, seed=3)
+    fit = fit_block_logistic(x, y, (2, 20), seed=0)
+    model = fit.to_sklearn()
+    np.testing.assert_allclose(model.predict_proba(x)[:, 1], 1 / (1 + np.exp(-fit.decision_function(x))), atol=1e-12)
+    sio.dump(model, tmp_path / "m.skops")
+    assert sio.get_untrusted_types(file=tmp_path / "m.skops") == []
+    loaded = sio.load(tmp_path / "m.skops", trusted=[])
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))

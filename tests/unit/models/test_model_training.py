@@ -9,7 +9,7 @@ from pfs_core.cv import cross_validate, make_splits, repeat_metrics, strata, sum
 from pfs_core.errors import InputError, UsageError
 from pfs_core.metrics import all_metrics, short_pfs_label
 from pfs_core.registry import MODELS, get_spec
-from pfs_core.train import Augmenter, TrainConfig, fit_model
+from pfs_core.train import Augmenter, TrainConfig, _validation_split, fit_model, sklearn_features
 
 
 def test_label_rule():
@@ -136,9 +136,25 @@ def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
                                atol=1e-4)
 
 
-def test_validation_split_is_stratified_disjoint_and_seeded():
-    from pfs_core.train import _validation_split
+def test_classic_has_a_penalty_weight_per_block_and_stays_a_plain_scikit_learn_pipeline(cohort):
+    from sklearn.impute import SimpleImputer
 
+    model = fit_model(get_spec("classic"), cohort, config=FAST, seed=0)
+    assert all(type(step).__module__.startswith("sklearn.") for step in model.estimator.named_steps.values())
+    labelled = np.flatnonzero(~np.isnan(cohort.label))
+    x = sklearn_features(get_spec("classic"), cohort, model.tabular)
+    impute = SimpleImputer(strategy="median", keep_empty_features=True).fit(x[labelled])
+    n_lab = model.tabular.n_features
+    block = fit_block_logistic(impute.transform(x[labelled]), cohort.label[labelled], (n_lab, x.shape[1] - n_lab),
+                               seed=0)
+    assert model.info["logistic"]["block_weights"] == list(block.weights)
+    np.testing.assert_allclose(model.predict_proba(cohort),
+                               1 / (1 + np.exp(-block.decision_function(impute.transform(x)))), atol=1e-6)
+    plain = fit_model(get_spec("classic"), cohort, config=dataclasses.replace(FAST, wide_search=False), seed=0)
+    assert list(plain.estimator.named_steps) == ["impute", "scale", "logistic"]
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
     label = np.array([0.0] * 30 + [1.0] * 20)
     fit, check = _validation_split(label, 0.2, seed=1)
     assert len(check) == 10 and set(fit).isdisjoint(check) and len(fit) + len(check) == 50
@@ -156,8 +172,6 @@ def test_training_keeps_the_epoch_with_the_lowest_validation_loss():
     checks = model.info["validation_loss"]
     assert len(checks) == 5 and checks[model.info["best_epoch"]] == pytest.approx(min(checks), abs=1e-5)
     import torch
-
-    from pfs_core.train import _validation_split
 
     train = data.subset(np.flatnonzero(~np.isnan(data.label)))
     fit, check = _validation_split(train.label, 0.3, seed=0)
