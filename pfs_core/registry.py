@@ -70,8 +70,9 @@ MODELS: tuple[ModelSpec, ...] = (
                           "reconstruction of masked CT) on the training-fold CTs, no labels, no download."),
     ModelSpec("classic", "Quantitative PET features + labs (logistic)", SKLEARN, True, True, False,
               pet_features=True,
-              description="SUVmax, SUVmean, volume above threshold and tumour-to-background ratio from "
-                          "the PET (reference region from the CT body mask) plus labs in an L2 logistic model."),
+              description="SUVmax, SUVmean, volume above 1.5 x liver, tumour-to-liver ratios and hepatic "
+                          "read-outs from the PET (liver proxy as reference, no segmentation) plus labs in an L2 "
+                          "logistic model with one penalty weight for the labs and one for the PET features."),
 )
 
 MODEL_NAMES: tuple[str, ...] = tuple(m.name for m in MODELS)

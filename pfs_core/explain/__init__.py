@@ -34,8 +34,9 @@ __all__ = ["Explanation", "explain_case", "lab_background", "LabShap", "Modality
 
 
 GRADCAM_LINEAR_NOTE = ("zero everywhere: the convolutional part of this model adds nothing (training kept every "
-                       "fold network at its logistic start, epoch 0, which scored best on held-out patients); what "
-                       "the model reads from this image is in the read-out map and the measurements")
+                       "fold network at its logistic start, epoch 0, because no later epoch clearly lowered the loss "
+                       "on held-out patients); what the model reads from this image is in the read-out map and the "
+                       "measurements")
 GRADCAM_EMPTY_NOTE = ("zero everywhere: no region of this image raised the predicted risk (Grad-CAM shows only "
                       "evidence for a higher risk)")
 
