@@ -4,7 +4,7 @@
         [--repeats 1] [--seed 2026] [--out epochs.json]
 
 Fits each model on the benchmark's splits (stratified 3-fold, the benchmark's seeds) with
-the default ``TrainConfig`` and records, after every epoch (0 = the logistic start), the loss
+the default ``TrainConfig`` but no early stop (``patience=0``: all 40 epochs) and records, after every epoch (0 = the logistic start), the loss
 and AUROC on the training fold's held-out validation rows and the logits of the test fold.
 It then prints, per model, the pooled out-of-fold AUROC of the epochs each rule keeps:
 
@@ -62,7 +62,7 @@ def record_epochs(cohort_csv: Path, models: str, *, repeats: int, seed: int) -> 
                 test = data.subset(split.test)
                 records.append({"model": spec.name, "repeat": split.repeat, "fold": split.fold, "epochs": [],
                                 "test_data": test, "test_label": test.label.tolist()})
-                training.fit_model(spec, data.subset(split.train), config=training.TrainConfig(),
+                training.fit_model(spec, data.subset(split.train), config=training.TrainConfig(patience=0),
                                    seed=seed + split.seed_offset, device=torch.device("cpu"))
                 print(f"{spec.name} repeat {split.repeat} fold {split.fold}", flush=True)
     for record in records:

@@ -126,8 +126,8 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
             cam = np.asarray(image.dataobj)
             zero_maps[modality] += int(cam.max() <= 0)  # no voxel raised the risk: counted as a miss
             peak = np.unravel_index(np.argmax(cam), cam.shape)
-            hits[modality].append(bool(lesions[peak]))
-            peak_tissue[f"gradcam_{modality}"].append(_tissue(organs, lesions, peak))
+            hits[modality].append(bool(cam.max() > 0 and lesions[peak]))
+            peak_tissue[f"gradcam_{modality}"].append(_tissue(organs, lesions, peak) if cam.max() > 0 else "empty")
             enrichment[modality].append(float(cam[lesions].mean() / max(cam[body].mean(), 1e-9)))
         for modality, image in result.readout_maps.items():
             values = np.asarray(image.dataobj)

@@ -73,6 +73,9 @@ class TrainConfig:
     # A later epoch replaces epoch 0 (the logistic start) only if its held-out loss is this much lower
     # (nats): on ~15 held-out patients the lowest of 40 losses beats epoch 0 by chance (docs/models.md).
     min_improvement: float = 0.05
+    # Stop after this many epochs without a kept one (0: train all epochs); later epochs only lost ranking
+    # on the simulated cohorts (docs/models.md, benchmarks/epoch_selection.py).
+    patience: int = 10
     augment: bool = True
     rotate_rad: float = 0.08
     translate_vox: float = 2.0
@@ -554,9 +557,10 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
     With ``validation``, the weights after the epoch with the lowest validation loss
     are kept if that loss is at least ``config.min_improvement`` below epoch 0's (the
     network before training), else those of epoch 0, so the deep part stays only where
-    it clearly helps held-out patients; without validation, those after the last
-    epoch. Returns ``loss`` (mean training loss per epoch), ``validation_loss`` (per
-    epoch from 0; empty without validation) and ``best_epoch`` (the one kept).
+    it clearly helps held-out patients; training stops after ``config.patience`` epochs
+    without a new kept epoch. Without validation, all epochs run and the last is kept.
+    Returns ``loss`` (mean training loss per epoch run), ``validation_loss`` (per epoch
+    from 0; empty without validation) and ``best_epoch`` (the one kept).
     """
     import torch
     from tqdm.auto import tqdm
@@ -577,37 +581,52 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
     best = (checks[0] - config.min_improvement, 0, _state_copy(net)) if checks else None
     bar = tqdm(range(config.epochs), desc=f"train {model.spec.name}", leave=False, disable=not progress)
     for epoch in bar:
-        net.train()
-        order = torch.randperm(len(train), generator=generator).numpy()
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
-            if len(idx) < 2:  # batch norm needs two samples
-                continue
-            inputs = torch_inputs(model, train, idx, device)
-            if augment is not None:
-                inputs = augment(inputs)
-            target = y_all[idx].to(device)
-            fused, branches = net.forward_with_branches(**inputs)
-            loss = loss_fn(fused[:, 0], target)
-            if config.aux_weight > 0 and len(branches) > 1:
-                aux = torch.stack([loss_fn(logit[:, 0], target) for logit in branches.values()]).mean()
-                loss = loss + config.aux_weight * aux
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-        losses.append(round(total / len(order), 5))
+        losses.append(_train_epoch(model, train, optimiser, scheduler, loss_fn, y_all, augment=augment,
+                                   generator=generator, device=device))
         bar.set_postfix(loss=losses[-1])
-        if validation is not None:
-            checks.append(_validation_loss(model, validation, loss_fn, device))
-            if best is not None and checks[-1] < best[0]:
-                best = (checks[-1], epoch + 1, _state_copy(net))
+        if best is None:
+            continue
+        checks.append(_validation_loss(model, validation, loss_fn, device))
+        if checks[-1] < best[0]:
+            best = (checks[-1], epoch + 1, _state_copy(net))
+        elif config.patience and epoch + 1 - best[1] >= config.patience:
+            break
     if best is None:
         return {"loss": losses, "validation_loss": [], "best_epoch": config.epochs}
     net.load_state_dict(best[2])
     return {"loss": losses, "validation_loss": [round(c, 5) for c in checks], "best_epoch": best[1]}
+
+
+def _train_epoch(model: FittedModel, train: CohortData, optimiser: Any, scheduler: Any, loss_fn: Any,
+                 y_all: torch.Tensor, *, augment: Augmenter | None, generator: torch.Generator,
+                 device: torch.device) -> float:
+    """One pass over ``train`` in shuffled batches; returns the mean training loss."""
+    import torch
+
+    config, net = model.config, model.net
+    assert net is not None
+    net.train()
+    order = torch.randperm(len(train), generator=generator).numpy()
+    total = 0.0
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start:start + config.batch_size]
+        if len(idx) < 2:  # batch norm needs two samples
+            continue
+        inputs = torch_inputs(model, train, idx, device)
+        if augment is not None:
+            inputs = augment(inputs)
+        target = y_all[idx].to(device)
+        fused, branches = net.forward_with_branches(**inputs)
+        loss = loss_fn(fused[:, 0], target)
+        if config.aux_weight > 0 and len(branches) > 1:
+            aux = torch.stack([loss_fn(logit[:, 0], target) for logit in branches.values()]).mean()
+            loss = loss + config.aux_weight * aux
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        scheduler.step()
+        total += loss.item() * len(idx)
+    return round(total / len(order), 5)
 
 
 def _state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -154,6 +154,15 @@ def test_classic_has_a_penalty_weight_per_block_and_stays_a_plain_scikit_learn_p
     assert list(plain.estimator.named_steps) == ["impute", "scale", "logistic"]
 
 
+def test_training_stops_after_patience_epochs_without_a_kept_epoch():
+    data = make_cohort(40, seed=4)
+    config = dataclasses.replace(FAST, epochs=6, validation_fraction=0.3, min_improvement=10.0, patience=2)
+    model = fit_model(get_spec("lab_pet"), data, config=config, seed=0)
+    assert model.info["best_epoch"] == 0 and len(model.info["loss"]) == 2 and len(model.info["validation_loss"]) == 3
+    full = fit_model(get_spec("lab_pet"), data, config=dataclasses.replace(config, patience=0), seed=0)
+    assert len(full.info["loss"]) == 6 and full.info["validation_loss"][:3] == model.info["validation_loss"]
+
+
 def test_validation_split_is_stratified_disjoint_and_seeded():
     label = np.array([0.0] * 30 + [1.0] * 20)
     fit, check = _validation_split(label, 0.2, seed=1)
