@@ -584,7 +584,7 @@ def _train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, An
         losses.append(_train_epoch(model, train, optimiser, scheduler, loss_fn, y_all, augment=augment,
                                    generator=generator, device=device))
         bar.set_postfix(loss=losses[-1])
-        if best is None:
+        if validation is None or best is None:
             continue
         checks.append(_validation_loss(model, validation, loss_fn, device))
         if checks[-1] < best[0]:
