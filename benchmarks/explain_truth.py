@@ -8,14 +8,16 @@ On a simulated cohort NOT used for training (e.g. ``synth --n 40 --seed 99``):
 1. SHAP ranking: mean |SHAP| per lab field; the fields that carry planted risk in the
    simulator's lab part (chromogranin A, gamma-GT, Ki-67, albumin) against the others.
 2. Pointing game: for short-PFS patients (true label) with lesions, does the Grad-CAM
-   maximum (on the CT grid) fall inside a lesion dilated by one PET voxel? PET and CT
+   maximum (on the CT grid; conv trunk and read-out layer, :mod:`pfs_core.explain.gradcam`)
+   fall inside a lesion dilated by one PET voxel? PET and CT
    branches separately, against a random-point baseline (the chance that a uniform
    random point in the body lands in a dilated lesion, averaged over the same cases).
    Also the lesion enrichment: mean Grad-CAM inside the dilated lesions over the mean
    inside the body (1 = no preference for lesions).
    The same for the read-out maps (:mod:`pfs_core.explain.readout_map`: the voxels the
    liver-referenced read-outs counted), which are measurements, not attributions; and for
-   both kinds of map, the tissue (simulator organ label) at the maximum.
+   both kinds of map, the tissue (simulator organ label) at the maximum, marked "at the
+   liver edge" within one model voxel of the liver.
 3. Model randomisation: Spearman rank correlation between the Grad-CAM of the trained
    networks and of the same networks with re-initialised weights (model grid).
 
@@ -44,24 +46,31 @@ def _labs(row: pd.Series) -> dict:
     return {c: (None if pd.isna(row[c]) else row[c]) for c in LAB_COLUMNS}
 
 
-def _dilated_lesions(lesion_path: Path, pet_voxel_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    image = nib.load(str(lesion_path))
-    spacing = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))
-    radius = np.maximum(1, np.round(pet_voxel_mm / spacing)).astype(int)
+def _dilate_mm(mask: np.ndarray, affine: np.ndarray, radius_mm: float) -> np.ndarray:
+    """``mask`` dilated by an ellipsoid of ``radius_mm`` (at least one voxel per axis) on its grid."""
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    radius = np.maximum(1, np.round(radius_mm / spacing)).astype(int)
     grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
     ball = sum((g / r) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
-    lesions = np.asarray(image.dataobj) > 0
-    return ndimage.binary_dilation(lesions, structure=ball), image.affine
+    return ndimage.binary_dilation(mask, structure=ball)
 
 
-def _tissue(organs: np.ndarray, lesions: np.ndarray, peak: tuple) -> str:
-    """'lesion' when the voxel is in a (dilated) lesion, else the simulator's organ name there."""
+def _dilated_lesions(lesion_path: Path, pet_voxel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    image = nib.load(str(lesion_path))
+    return _dilate_mm(np.asarray(image.dataobj) > 0, image.affine, pet_voxel_mm), image.affine
+
+
+def _tissue(organs: np.ndarray, lesions: np.ndarray, peak: tuple, near_liver: np.ndarray | None = None) -> str:
+    """'lesion' when the voxel is in a (dilated) lesion, else the simulator's organ name there,
+    with " at the liver edge" when ``near_liver`` (the liver dilated by one model voxel) holds it."""
     from pfs_core.synth.constants import LABEL
 
     if lesions[peak]:
         return "lesion"
     names = {v: k for k, v in LABEL.items()}
-    return names.get(int(organs[peak]), f"label {int(organs[peak])}")
+    name = names.get(int(organs[peak]), f"label {int(organs[peak])}")
+    edge = near_liver is not None and name != "liver" and bool(near_liver[peak])
+    return f"{name} at the liver edge" if edge else name
 
 
 def _randomised(bundle):
@@ -86,6 +95,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     from pfs_core.explain.gradcam import gradcam_layer_names, gradcam_model_space
     from pfs_core.predict import case_data, validate_labs
     from pfs_core.preprocess import load_case
+    from pfs_core.synth.constants import LABEL
 
     root = cohort_csv.parent
     cohort = pd.read_csv(cohort_csv).set_index("patient_id")
@@ -119,21 +129,23 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
             continue
         pet_voxel = float(np.mean(pet.spacing_mm))
         lesions, _ = _dilated_lesions(root / "images" / f"{pid}_lesions.nii.gz", pet_voxel)
-        organs = np.asarray(nib.load(str(root / "images" / f"{pid}_organs.nii.gz")).dataobj)
+        organs_image = nib.load(str(root / "images" / f"{pid}_organs.nii.gz"))
+        organs = np.asarray(organs_image.dataobj)
         body = organs > 0
+        near_liver = _dilate_mm(organs == LABEL["liver"], organs_image.affine, max(bundle.preprocess.spacing_mm))
         baseline.append(float(lesions[body].mean()))
         for modality, image in result.gradcam.items():
             cam = np.asarray(image.dataobj)
             zero_maps[modality] += int(cam.max() <= 0)  # no voxel raised the risk: counted as a miss
             peak = np.unravel_index(np.argmax(cam), cam.shape)
             hits[modality].append(bool(cam.max() > 0 and lesions[peak]))
-            peak_tissue[f"gradcam_{modality}"].append(_tissue(organs, lesions, peak) if cam.max() > 0 else "empty")
+            peak_tissue[f"gradcam_{modality}"].append(_tissue(organs, lesions, peak, near_liver) if cam.max() > 0 else "empty")
             enrichment[modality].append(float(cam[lesions].mean() / max(cam[body].mean(), 1e-9)))
         for modality, image in result.readout_maps.items():
             values = np.asarray(image.dataobj)
             peak = np.unravel_index(np.argmax(values), values.shape)
             readout_hits[modality].append(bool(values.max() > 0 and lesions[peak]))
-            peak_tissue[f"readout_{modality}"].append(_tissue(organs, lesions, peak) if values.max() > 0 else "empty")
+            peak_tissue[f"readout_{modality}"].append(_tissue(organs, lesions, peak, near_liver) if values.max() > 0 else "empty")
     mean_abs = pd.DataFrame(shap_rows).mean().sort_values(ascending=False)
     ranks = {name: int(i + 1) for i, name in enumerate(mean_abs.index)}
     planted = [ranks[n] for n in PLANTED_LABS if n in ranks]

@@ -23,14 +23,43 @@ from torch import nn
 from pfs_core.readouts import (
     CT_READOUT_NAMES,
     READOUT_NAMES,
-    ct_hepatic_readout,
-    hepatic_readout,
+    ct_hepatic_maps,
+    hepatic_maps,
     liver_hu,
     liver_suv,
+    pool_ct_maps,
+    pool_hepatic_maps,
     to_hu,
 )
 
 IMAGE_MODALITIES: tuple[str, ...] = ("pet", "ct")
+
+
+class PetMaps(nn.Module):
+    """The PET branch's read-out layer: (B, 1, D, H, W) scaled PET → (B, 4, D, H, W) voxel maps
+    (:func:`pfs_core.readouts.hepatic_maps`), computed without gradient to the image; no parameters.
+
+    A layer of its own so that Grad-CAM can target it: the read-outs are sums over these maps.
+    """
+
+    def __init__(self, suv_max: float) -> None:
+        super().__init__()
+        self.suv_max = float(suv_max)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return hepatic_maps(x.detach() * self.suv_max)
+
+
+class CtMaps(nn.Module):
+    """The CT branch's read-out layer: (B, 1, D, H, W) windowed CT → (B, 2, D, H, W) voxel maps
+    (:func:`pfs_core.readouts.ct_hepatic_maps`); no parameters (see :class:`PetMaps`)."""
+
+    def __init__(self, hu_low: float, hu_high: float) -> None:
+        super().__init__()
+        self.window = (float(hu_low), float(hu_high))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ct_hepatic_maps(to_hu(x.detach(), self.window))
 
 
 class PetQuant(nn.Module):
@@ -49,6 +78,7 @@ class PetQuant(nn.Module):
     def __init__(self, suv_max: float, voxel_ml: float) -> None:
         super().__init__()
         self.suv_max, self.voxel_ml = float(suv_max), float(voxel_ml)
+        self.maps = PetMaps(suv_max)
 
     def channels(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) scaled PET → (B, 2, D, H, W): the input and its log ratio to the liver."""
@@ -57,8 +87,8 @@ class PetQuant(nn.Module):
         return torch.cat([x, torch.log(suv / liver + 1e-3).clamp(-3.0, 2.5) / 2.5], dim=1)
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, D, H, W) scaled PET → (B, 4) log(1 + hepatic read-outs)."""
-        return torch.log1p(hepatic_readout(x.detach() * self.suv_max, self.voxel_ml))
+        """(B, 1, D, H, W) scaled PET → (B, 4) log(1 + hepatic read-outs), pooled from the :attr:`maps` layer."""
+        return torch.log1p(pool_hepatic_maps(self.maps(x), self.voxel_ml))
 
 
 class CtQuant(nn.Module):
@@ -78,6 +108,7 @@ class CtQuant(nn.Module):
         super().__init__()
         self.window = (float(hu_low), float(hu_high))
         self.voxel_ml = float(voxel_ml)
+        self.maps = CtMaps(hu_low, hu_high)
 
     def channels(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) windowed CT → (B, 2, D, H, W): the input and the liver window."""
@@ -86,8 +117,8 @@ class CtQuant(nn.Module):
         return torch.cat([x, ((hu - liver) / 30.0).clamp(-1.0, 1.0)], dim=1)
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, D, H, W) windowed CT → (B, 2) log(1 + hypodense hepatic read-outs)."""
-        return torch.log1p(ct_hepatic_readout(to_hu(x.detach(), self.window), self.voxel_ml))
+        """(B, 1, D, H, W) windowed CT → (B, 2) log(1 + hypodense hepatic read-outs), pooled from :attr:`maps`."""
+        return torch.log1p(pool_ct_maps(self.maps(x), self.voxel_ml))
 
 
 class ImageBranch(nn.Module):
@@ -142,6 +173,7 @@ class ImageBranch(nn.Module):
         self.register_buffer("readout_std", torch.ones(n_readout))
         self.embed_dim = embed_dim
         self.last_layer = f"features.layer{len(channels) - 1}"
+        self.readout_layer = "quant.maps" if quant is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) → (B, embed_dim)."""
@@ -257,6 +289,11 @@ class FusionNet(nn.Module):
     def gradcam_layers(self) -> dict[str, str]:
         """Grad-CAM target layer name per imaging modality, e.g. {"pet": "pet_branch.features.layer3"}."""
         return {m: f"{m}_branch.{getattr(self, f'{m}_branch').last_layer}" for m in self.image_modalities}
+
+    def readout_layers(self) -> dict[str, str]:
+        """Read-out layer name per imaging modality with read-outs, e.g. {"pet": "pet_branch.quant.maps"}."""
+        branches = {m: getattr(self, f"{m}_branch") for m in self.image_modalities}
+        return {m: f"{m}_branch.{b.readout_layer}" for m, b in branches.items() if b.readout_layer is not None}
 
     def embed(
         self,

@@ -63,8 +63,12 @@ LIVER_HU_WINDOW: tuple[float, float] = (50.0, 75.0)
 LIVER_HU_FALLBACK = 60.0
 CT_LIVER_BAND_HU = 6.0
 HYPODENSE_HU = 7.0
+#: Channels of :func:`hepatic_maps` (the PET branch's read-out layer).
+PET_MAP_NAMES: tuple[str, ...] = ("hot", "hot_suv_ratio", "cold", "hepatic_region")
 #: Names (and order) of :func:`ct_hepatic_readout`'s columns.
 CT_READOUT_NAMES: tuple[str, ...] = ("ct_hypodense_ml", "ct_hypodense_fraction")
+#: Channels of :func:`ct_hepatic_maps` (the CT branch's read-out layer).
+CT_MAP_NAMES: tuple[str, ...] = ("hypodense", "hepatic_region")
 #: Units of :func:`measurements` (the keys), for display.
 MEASUREMENT_UNITS: dict[str, str] = {"liver_suv": "SUVbw", "hepatic_tlr": "ratio", "hepatic_hot_ml": "mL",
                                      "hepatic_cold_ml": "mL", "hepatic_lesion_fraction": "fraction of liver",
@@ -118,13 +122,26 @@ def ct_hepatic_masks(hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
         return liver, region, region * (hu < liver - HYPODENSE_HU).to(hu.dtype)
 
 
-def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
-    """(B, 1, D, H, W) HU → (B, 2) columns :data:`CT_READOUT_NAMES` (hypodense hepatic mL, fraction), >= 0."""
+def ct_hepatic_maps(hu: torch.Tensor) -> torch.Tensor:
+    """(B, 1, D, H, W) HU → (B, 2, D, H, W) voxel maps :data:`CT_MAP_NAMES` (hypodense hepatic voxels,
+    hepatic region; 0/1), from which :func:`pool_ct_maps` gives the read-outs."""
     import torch
 
     _, region, hypodense = ct_hepatic_masks(hu)
-    n_cold = hypodense.sum(dim=(1, 2, 3, 4))
-    return torch.stack([n_cold * voxel_ml, n_cold / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)], dim=1)
+    return torch.cat([hypodense, region], dim=1)
+
+
+def pool_ct_maps(maps: torch.Tensor, voxel_ml: float) -> torch.Tensor:
+    """(B, 2, D, H, W) :func:`ct_hepatic_maps` → (B, 2) columns :data:`CT_READOUT_NAMES`; differentiable in ``maps``."""
+    import torch
+
+    n_cold, n_region = maps.sum(dim=(2, 3, 4)).unbind(dim=1)
+    return torch.stack([n_cold * voxel_ml, n_cold / n_region.clamp(min=1.0)], dim=1)
+
+
+def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
+    """(B, 1, D, H, W) HU → (B, 2) columns :data:`CT_READOUT_NAMES` (hypodense hepatic mL, fraction), >= 0."""
+    return pool_ct_maps(ct_hepatic_maps(hu), voxel_ml)
 
 
 def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -140,21 +157,34 @@ def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
         return liver, region, hot, region * (suv < COLD_FACTOR * liver).to(suv.dtype)
 
 
-def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
-    """(B, 1, D, H, W) SUVbw → (B, 4) columns :data:`READOUT_NAMES`, all >= 0.
-
-    ``hepatic_tlr``: mean SUV of the hot hepatic voxels / liver reference (0 without
-    any); ``hepatic_hot_ml`` / ``hepatic_cold_ml``: their volumes (mL);
-    ``hepatic_lesion_fraction``: (hot + cold) / hepatic region.
-    """
+def hepatic_maps(suv: torch.Tensor) -> torch.Tensor:
+    """(B, 1, D, H, W) SUVbw → (B, 4, D, H, W) voxel maps :data:`PET_MAP_NAMES`: hot hepatic voxels (0/1),
+    their SUV / liver SUV (0 elsewhere), cold hepatic voxels and the hepatic region (0/1)."""
     import torch
 
     with torch.no_grad():
         liver, region, hot, cold = hepatic_masks(suv)
-        n_hot, n_cold = hot.sum(dim=(1, 2, 3, 4)), cold.sum(dim=(1, 2, 3, 4))
-        tlr = (hot * suv).sum(dim=(1, 2, 3, 4)) / n_hot.clamp(min=1e-6) / liver.flatten()
-        fraction = (n_hot + n_cold) / region.sum(dim=(1, 2, 3, 4)).clamp(min=1.0)
-        return torch.stack([tlr, n_hot * voxel_ml, n_cold * voxel_ml, fraction], dim=1)
+        return torch.cat([hot, hot * suv / liver, cold, region], dim=1)
+
+
+def pool_hepatic_maps(maps: torch.Tensor, voxel_ml: float) -> torch.Tensor:
+    """(B, 4, D, H, W) :func:`hepatic_maps` → (B, 4) columns :data:`READOUT_NAMES`; differentiable in ``maps``.
+
+    ``hepatic_tlr``: mean SUV / liver of the hot hepatic voxels (0 without any);
+    ``hepatic_hot_ml`` / ``hepatic_cold_ml``: their volumes (mL);
+    ``hepatic_lesion_fraction``: (hot + cold) / hepatic region.
+    """
+    import torch
+
+    n_hot, ratio_sum, n_cold, n_region = maps.sum(dim=(2, 3, 4)).unbind(dim=1)
+    tlr = ratio_sum / n_hot.clamp(min=1e-6)
+    fraction = (n_hot + n_cold) / n_region.clamp(min=1.0)
+    return torch.stack([tlr, n_hot * voxel_ml, n_cold * voxel_ml, fraction], dim=1)
+
+
+def hepatic_readout(suv: torch.Tensor, voxel_ml: float) -> torch.Tensor:
+    """(B, 1, D, H, W) SUVbw → (B, 4) columns :data:`READOUT_NAMES`, all >= 0 (see :func:`pool_hepatic_maps`)."""
+    return pool_hepatic_maps(hepatic_maps(suv), voxel_ml)
 
 
 def measurements(pet: np.ndarray | None, ct: np.ndarray | None, *, suv_max: float, ct_window_hu: tuple[float, float],

@@ -33,10 +33,10 @@ BACKGROUND_FILE = "background_labs.csv"
 __all__ = ["Explanation", "explain_case", "lab_background", "LabShap", "ModalityShapley"]
 
 
-GRADCAM_LINEAR_NOTE = ("zero everywhere: the convolutional part of this model adds nothing (training kept every "
-                       "fold network at its logistic start, epoch 0, because no later epoch clearly lowered the loss "
-                       "on held-out patients); what the model reads from this image is in the read-out map and the "
-                       "measurements")
+GRADCAM_LINEAR_NOTE = ("zero everywhere: nothing this model read from the image raised the predicted risk (its "
+                       "convolutional part adds nothing, as training kept every fold network at its logistic start, "
+                       "epoch 0; what it reads are the liver-referenced read-outs, and none of them raised the risk; "
+                       "Grad-CAM shows only evidence for a higher risk)")
 GRADCAM_EMPTY_NOTE = ("zero everywhere: no region of this image raised the predicted risk (Grad-CAM shows only "
                       "evidence for a higher risk)")
 

@@ -1,13 +1,25 @@
 """Grad-CAM of the PET and CT branches (Captum's LayerGradCam), averaged over the fold ensemble.
 
 For each fold network, :class:`captum.attr.LayerGradCam` attributes the
-short-PFS logit to a layer of the branch's conv trunk (default: the layer named in
-the bundle, ``<modality>_branch.features.layer<k>``), with ReLU on the
-attributions. Each map is upsampled trilinearly to the model grid
-(:meth:`captum.attr.LayerAttribution.interpolate`), the fold maps are averaged,
-and the mean is written back onto the patient's original CT grid with the CT's own
-affine (:func:`pfs_core.preprocess.to_reference_grid`), set to 0 outside the body
-(CT above the body threshold) and scaled to 0–1.
+short-PFS logit to two layers of the branch, where it has both:
+
+- the last layer of the conv trunk (the layer named in the bundle,
+  ``<modality>_branch.features.layer<k>``);
+- the read-out layer, ``<modality>_branch.quant.maps``: the voxel maps (hot and cold
+  hepatic voxels, their uptake against the liver, the hepatic region; CT: hypodense
+  hepatic voxels) whose sums are the liver-referenced read-outs of the wide path.
+
+A branch's two routes to the logit are both in the model, and at the cohort sizes of
+the simulator the read-outs carry most of it (docs/models.md), so Grad-CAM of the
+trunk alone would show the smaller part or nothing. Each layer's map is upsampled
+trilinearly to the model grid (:meth:`captum.attr.LayerAttribution.interpolate`) and
+put in the same unit, first-order logit per model voxel (a Grad-CAM map times the
+layer's voxel count sums to the layer's linearised share of the logit; hence the
+factor voxels of the layer / voxels of the model grid); the two are added and then
+ReLU keeps the evidence for a higher risk. The fold maps are averaged, and the mean is
+written back onto the patient's original CT grid with the CT's own affine
+(:func:`pfs_core.preprocess.to_reference_grid`), set to 0 outside the body (CT above
+the body threshold) and scaled to 0–1.
 
 Captum attaches hooks only during ``attribute`` and removes them afterwards; a
 module-level lock still serialises the calls because the dashboard shares one
@@ -45,10 +57,11 @@ def gradcam_layer_names(bundle: Bundle, *, depth: int | None = None) -> dict[str
 
 
 def gradcam_model_space(bundle: Bundle, data: CohortData, *, modality: str, layer: str,
-                        device: Any = None) -> np.ndarray | None:
+                        device: Any = None, readout: bool = True) -> np.ndarray | None:
     """Mean Grad-CAM of ``modality`` over the fold networks on the model grid, scaled to 0–1.
 
-    ``data`` is one case (row 0). Returns (X, Y, Z) float32 of ``bundle.preprocess.shape``,
+    ``data`` is one case (row 0); ``layer``: the trunk layer; ``readout``: add the branch's
+    read-out layer where it has one. Returns (X, Y, Z) float32 of ``bundle.preprocess.shape``,
     or None when the case has no such image.
     """
     present = getattr(data, f"{modality}_present", None)
@@ -56,12 +69,21 @@ def gradcam_model_space(bundle: Bundle, data: CohortData, *, modality: str, laye
         return None
     device = device or resolve_device()
     with _LOCK:
-        maps = [_member_cam(m, data, modality=modality, layer=layer, device=device) for m in bundle.members]
+        maps = [_member_cam(m, data, modality=modality, layers=_layers(m, modality, layer, readout), device=device)
+                for m in bundle.members]
     mean = np.mean(maps, axis=0)
     return scale_unit(mean)
 
 
-def _member_cam(member: FittedModel, data: CohortData, *, modality: str, layer: str, device: Any) -> np.ndarray:
+def _layers(member: FittedModel, modality: str, layer: str, readout: bool) -> list[str]:
+    assert member.net is not None
+    extra = member.net.readout_layers().get(modality) if readout else None
+    return [layer] + ([extra] if extra else [])
+
+
+def _member_cam(member: FittedModel, data: CohortData, *, modality: str, layers: Sequence[str],
+                device: Any) -> np.ndarray:
+    """One fold network's Grad-CAM on the model grid: the layers' maps in logit per model voxel, added, ReLU."""
     import torch
     from captum.attr import LayerAttribution, LayerGradCam
 
@@ -75,10 +97,13 @@ def _member_cam(member: FittedModel, data: CohortData, *, modality: str, layer: 
         return net(**dict(zip(names, images, strict=True)), **fixed)
 
     images = tuple(inputs[m].clone().requires_grad_(True) for m in names)  # type: ignore[union-attr]
-    cam = LayerGradCam(forward, net.get_submodule(layer)).attribute(images, target=0, relu_attributions=True)
     size = tuple(images[names.index(modality)].shape[2:])
-    cam = LayerAttribution.interpolate(cam.detach(), size, interpolate_mode="trilinear")
-    return cam[0, 0].cpu().numpy().astype(np.float32)
+    total = torch.zeros(size, device=device)
+    for layer in layers:
+        cam = LayerGradCam(forward, net.get_submodule(layer)).attribute(images, target=0, relu_attributions=False)
+        per_voxel = cam.detach()[0, 0].numel() / total.numel()
+        total += LayerAttribution.interpolate(cam.detach(), size, interpolate_mode="trilinear")[0, 0] * per_voxel
+    return total.clamp(min=0.0).cpu().numpy().astype(np.float32)
 
 
 def scale_unit(volume: np.ndarray) -> np.ndarray:

@@ -3,9 +3,10 @@
 The fusion networks' PET and CT branches, and the ``classic`` model, read fixed
 measurements against the liver (:mod:`pfs_core.readouts`); in the networks they enter
 the wide (linear) path, which carries most of what the models learn from the images
-(docs/models.md). Grad-CAM cannot show them: they are computed from the image without
-gradients, so it sees only the convolutional part. These maps show the voxels the
-read-outs counted, on the patient's original CT grid (the CT's affine), scaled 0–1:
+(docs/models.md). Grad-CAM weighs the voxels the read-outs are summed from by how they
+moved the prediction (its read-out layer, :mod:`pfs_core.explain.gradcam`), and keeps only
+those that raised it. These maps show all the voxels the read-outs counted, whatever the
+direction, on the patient's original CT grid (the CT's affine), scaled 0–1:
 
 - PET: hepatic voxels hotter than :data:`~pfs_core.readouts.HOT_FACTOR` × liver or
   colder than :data:`~pfs_core.readouts.COLD_FACTOR` × liver, valued |SUV / liver SUV − 1|,
