@@ -214,6 +214,7 @@ def train_bundle(
                      "risk_threshold": threshold,
                      "risk_threshold_rule": "median OOF probability of the training cohort; >= threshold → high"},
         "gradcam_layers": members[0].net.gradcam_layers() if members[0].net is not None else {},
+        "gradcam_readout_layers": members[0].net.readout_layers() if members[0].net is not None else {},
         "pretraining": describe(config.pretrain) if spec.pretrained_ct else None,
         "train_seconds": round(time.perf_counter() - started, 1),
         **{k: provenance[k] for k in ("command", "device", "versions", "machine") if k in provenance},

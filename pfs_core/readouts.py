@@ -144,17 +144,38 @@ def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
     return pool_ct_maps(ct_hepatic_maps(hu), voxel_ml)
 
 
+def _largest_component(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, D, H, W) 0/1 → the largest 26-connected component of each sample (all 0 where the mask is)."""
+    import torch
+    from scipy import ndimage
+
+    out = torch.zeros_like(mask)
+    for i, sample in enumerate(mask[:, 0].cpu().numpy() > 0):
+        labels, n = ndimage.label(sample, structure=np.ones((3, 3, 3), bool))
+        if n:
+            largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+            out[i, 0] = torch.from_numpy(labels == largest).to(mask)
+    return out
+
+
 def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 1, D, H, W) SUVbw → liver reference SUVbw (B, 1, 1, 1, 1), hepatic region, hot and cold
-    hepatic voxels (each 0/1, the shape of ``suv``)."""
+    hepatic voxels (each 0/1, the shape of ``suv``).
+
+    The region is the largest connected part of the closed band (the liver: the shells
+    where the blurred edge of the spleen, a kidney or the bladder passes through the
+    liver's uptake lie apart from it unless they touch it). Cold voxels are counted one
+    voxel inside the region, because on the model grid a voxel at the liver's edge is
+    part fat and colder than the liver without any lesion.
+    """
     import torch
 
     with torch.no_grad():
         liver = liver_suv(suv)[:, None, None, None, None]
         band = ((suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)).to(suv.dtype)
-        region = _closing(band)
+        region = _largest_component(_closing(band))
         hot = region * (suv > HOT_FACTOR * liver).to(suv.dtype)
-        return liver, region, hot, region * (suv < COLD_FACTOR * liver).to(suv.dtype)
+        return liver, region, hot, _erode(region) * (suv < COLD_FACTOR * liver).to(suv.dtype)
 
 
 def hepatic_maps(suv: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,7 @@ def test_manifest_contents(bundles):
         assert key in manifest
     assert manifest["training_cohort"]["simulated"] is True
     assert manifest["gradcam_layers"]["pet"] == "pet_branch.features.layer1"
+    assert manifest["gradcam_readout_layers"] == {"pet": "pet_branch.quant.maps", "ct": "ct_branch.quant.maps"}
     chromogranin = next(f for f in manifest["features"] if f["name"] == "chromogranin_a")
     assert {"unit", "min", "max", "p01", "p99"} <= set(chromogranin)
     assert all(len(h) == 64 for h in manifest["files"].values())
