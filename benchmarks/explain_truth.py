@@ -13,7 +13,8 @@ On a simulated cohort NOT used for training (e.g. ``synth --n 40 --seed 99``):
    branches separately, against a random-point baseline (the chance that a uniform
    random point in the body lands in a dilated lesion, averaged over the same cases).
    Also the lesion enrichment: mean Grad-CAM inside the dilated lesions over the mean
-   inside the body (1 = no preference for lesions).
+   inside the body (1 = no preference for lesions), and the hit rate and baseline with
+   the lesions dilated by one voxel of the model grid instead (the maps' resolution).
    The same for the read-out maps (:mod:`pfs_core.explain.readout_map`: the voxels the
    liver-referenced read-outs counted), which are measurements, not attributions; and for
    both kinds of map, the tissue (simulator organ label) at the maximum, marked "at the
@@ -105,7 +106,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     shap_rows, hits, rand_corr = [], {"pet": [], "ct": []}, {"pet": [], "ct": []}
     enrichment: dict[str, list[float]] = {"pet": [], "ct": []}
     zero_maps, constant_pairs = {"pet": 0, "ct": 0}, {"pet": 0, "ct": 0}
-    baseline = []
+    baseline, coarse_baseline, coarse_hits = [], [], {"pet": [], "ct": []}
     readout_hits: dict[str, list[bool]] = {"pet": [], "ct": []}
     peak_tissue: dict[str, list[str]] = {f"{kind}_{m}": [] for kind in ("gradcam", "readout") for m in ("pet", "ct")}
     for pid in list(cohort.index)[:max_cases]:
@@ -133,12 +134,15 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
         organs = np.asarray(organs_image.dataobj)
         body = organs > 0
         near_liver = _dilate_mm(organs == LABEL["liver"], organs_image.affine, max(bundle.preprocess.spacing_mm))
+        coarse, _ = _dilated_lesions(root / "images" / f"{pid}_lesions.nii.gz", max(bundle.preprocess.spacing_mm))
         baseline.append(float(lesions[body].mean()))
+        coarse_baseline.append(float(coarse[body].mean()))
         for modality, image in result.gradcam.items():
             cam = np.asarray(image.dataobj)
             zero_maps[modality] += int(cam.max() <= 0)  # no voxel raised the risk: counted as a miss
             peak = np.unravel_index(np.argmax(cam), cam.shape)
             hits[modality].append(bool(cam.max() > 0 and lesions[peak]))
+            coarse_hits[modality].append(bool(cam.max() > 0 and coarse[peak]))
             peak_tissue[f"gradcam_{modality}"].append(_tissue(organs, lesions, peak, near_liver) if cam.max() > 0 else "empty")
             enrichment[modality].append(float(cam[lesions].mean() / max(cam[body].mean(), 1e-9)))
         for modality, image in result.readout_maps.items():
@@ -160,7 +164,9 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
         "pointing_game": {m: {"n": len(h), "hit_rate": float(np.mean(h)) if h else None, "all_zero_maps": zero_maps[m]}
                           for m, h in hits.items()}
         | {"random_point_baseline": float(np.mean(baseline)) if baseline else None, "n_short_with_lesions": len(baseline),
-           "lesion_enrichment_median": {m: float(np.median(v)) if v else None for m, v in enrichment.items()}},
+           "lesion_enrichment_median": {m: float(np.median(v)) if v else None for m, v in enrichment.items()},
+           "within_one_model_voxel": {m: float(np.mean(h)) if h else None for m, h in coarse_hits.items()}
+           | {"random_point_baseline": float(np.mean(coarse_baseline)) if coarse_baseline else None}},
         "readout_map_pointing": {m: {"n": len(h), "hit_rate": float(np.mean(h)) if h else None}
                                  for m, h in readout_hits.items()},
         "peak_tissue": {k: pd.Series(v, dtype=object).value_counts().to_dict() for k, v in peak_tissue.items()},

@@ -83,3 +83,23 @@ def test_measurements_report_what_each_image_gives():
     assert both["hepatic_tlr"] == pytest.approx(3.0, rel=1e-3) and both["ct_hypodense_ml"] == pytest.approx(16.0)
     only_ct = measurements(None, ct, suv_max=60.0, ct_window_hu=(-200.0, 400.0), voxel_ml=2.0)
     assert set(only_ct) == {"liver_hu", *CT_READOUT_NAMES}
+
+
+def test_hepatic_region_leaves_out_an_organ_rim_apart_from_the_liver():
+    suv = _phantom()
+    # a small hot organ whose blurred edge passes through the liver's uptake: a shell in the band
+    # around a hot core, as a liver lesion looks, but three voxels of muscle away from the liver
+    suv[17:21, 10:14, 10:14] = 6.0
+    suv[18:20, 11:13, 11:13] = 25.0
+    values = dict(zip(READOUT_NAMES, hepatic_readout(torch.from_numpy(suv)[None, None], 2.0)[0].tolist(),
+                      strict=True))
+    assert values["hepatic_hot_ml"] == pytest.approx(8 * 2.0)  # the liver lesion only
+    assert values["hepatic_tlr"] == pytest.approx(3.0, rel=1e-4)
+
+
+def test_cold_voxels_at_the_liver_edge_are_not_lesions():
+    suv = _phantom()
+    suv[2, 10:12, 12:14] = 0.7  # a notch of fat in the liver's surface, enclosed by the closing
+    values = dict(zip(READOUT_NAMES, hepatic_readout(torch.from_numpy(suv)[None, None], 2.0)[0].tolist(),
+                      strict=True))
+    assert values["hepatic_cold_ml"] == pytest.approx(8 * 2.0)  # the cold lesion inside only
