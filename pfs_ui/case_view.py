@@ -214,12 +214,15 @@ def _maps(e: Any) -> dict[str, Any]:
 
 
 def _map_note(e: Any, label: str) -> None:
+    from pfs_core.explain.gradcam import GRADCAM_NOTE
     from pfs_core.explain.readout_map import READOUT_MAP_NOTE
 
     modality = label.split()[-1].lower()
     note = e.gradcam_note(modality)
     if label.startswith("Grad-CAM") and note:
         st.info(f"Grad-CAM of the {modality.upper()} branch is {note}.")
+    elif label.startswith("Grad-CAM"):
+        st.caption(f"Grad-CAM: {GRADCAM_NOTE}.")
     elif label.startswith("Read-outs"):
         st.caption(f"Read-out map: {READOUT_MAP_NOTE}.")
 

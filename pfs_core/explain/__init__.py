@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pfs_core.explain.gradcam import gradcam_on_ct_grid
+from pfs_core.explain.gradcam import GRADCAM_NOTE, gradcam_on_ct_grid
 from pfs_core.explain.readout_map import READOUT_MAP_NOTE, readout_maps_on_ct_grid
 from pfs_core.explain.shapley import LabShap, ModalityShapley, lab_columns, lab_shap, modality_shapley
 
@@ -73,7 +73,7 @@ class Explanation:
             "interval": list(self.prediction.interval),
             "lab_shap": self.lab_shap.to_dict() if self.lab_shap is not None else None,
             "modality_contributions": self.modalities.to_dict(),
-            "gradcam": {m: "on the original CT grid, scaled 0-1" for m in self.gradcam},
+            "gradcam": {m: f"on the original CT grid, scaled 0-1: {GRADCAM_NOTE}" for m in self.gradcam},
             "gradcam_notes": {m: self.gradcam_note(m) for m in self.gradcam_empty},
             "readout_maps": {m: READOUT_MAP_NOTE for m in self.readout_maps},
             "timings_s": self.timings_s,

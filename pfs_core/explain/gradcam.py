@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from pfs_core.preprocess import PreparedCase
 
 _LOCK = threading.Lock()
+GRADCAM_NOTE = ("where this image raised the predicted risk: Grad-CAM of the branch's last convolutional layer and "
+                "of its read-out layer (the voxel maps the liver-referenced read-outs are sums of), added per voxel "
+                "and scaled to its maximum; as coarse as the model grid (12 mm for the shipped bundles)")
 
 
 def gradcam_layer_names(bundle: Bundle, *, depth: int | None = None) -> dict[str, str]:
