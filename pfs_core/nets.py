@@ -7,7 +7,8 @@ windowed and PET SUV-scaled to [0, 1]); lab input (B, F) from
 (PFS <= 12 months).
 
 Parts have fixed names so that Grad-CAM can target a layer by name, e.g.
-``pet_branch.features.layer3`` (see :meth:`FusionNet.gradcam_layers`).
+``pet_branch.features.layer3`` (see :meth:`FusionNet.gradcam_layers`) and the read-out
+layer ``pet_branch.quant.maps`` (:meth:`FusionNet.readout_layers`).
 """
 
 from __future__ import annotations
