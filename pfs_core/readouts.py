@@ -152,15 +152,9 @@ def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
 def _largest_component(mask: torch.Tensor) -> torch.Tensor:
     """(B, 1, D, H, W) 0/1 → the largest 26-connected component of each sample (all 0 where the mask is)."""
     import torch
-    from scipy import ndimage
+    from monai.transforms.utils import get_largest_connected_component_mask
 
-    out = torch.zeros_like(mask)
-    for i, sample in enumerate(mask[:, 0].cpu().numpy() > 0):
-        labels, n = ndimage.label(sample, structure=np.ones((3, 3, 3), bool))
-        if n:
-            largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-            out[i, 0] = torch.from_numpy(labels == largest).to(mask)
-    return out
+    return torch.stack([get_largest_connected_component_mask(sample[0])[None] for sample in mask]).to(mask)
 
 
 def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
