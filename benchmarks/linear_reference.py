@@ -1,6 +1,6 @@
 """What does a plain logistic regression reach on the labs and the image read-outs?
 
-    python benchmarks/linear_reference.py --cohort data/sim400 [--seeds 3]
+    python benchmarks/linear_reference.py --cohort data/sim400 [--seeds 3] [--fine-grid]
 
 A reference for the networks: L2 logistic regression on the prepared labs
 (:func:`pfs_core.tabular.fit_lab_transform`, fitted on the training folds) and
@@ -10,7 +10,11 @@ penalty (C = 0.3, standardised inputs) and, in a second column, with one penalty
 modality and C chosen by inner CV (:mod:`pfs_core.block_logistic`, the networks' logistic
 start). On a simulated cohort also "labs+truth": the labs with the simulator's true PET and
 CT inputs (``-ln TLR_pos`` and ``ln(1 + V_sstr_negative) + 4 LTF`` from ``ground_truth.csv``,
-docs/simulator.md) in place of the read-outs, the most that perfect read-outs could add.
+docs/simulator.md) in place of the read-outs, the most that perfect read-outs could add; and
+two half-way rows, the read-outs with the true PET input ("labs+truth_pet+readouts") or the
+true CT input ("labs+readouts+truth_ct") added, which say how much each side's measurement
+costs. ``--fine-grid`` adds "labs+fine": a wider set of segmentation-free read-outs on an
+aligned 6-mm grid (:func:`fine_readouts`), to see whether a finer grid would close the gap.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -27,11 +32,18 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pfs_core.block_logistic import fit_block_logistic
-from pfs_core.readouts import CT_READOUT_NAMES, READOUT_NAMES, measurements
+from pfs_core.config import PreprocessConfig
+from pfs_core.readouts import CT_READOUT_NAMES, READOUT_NAMES, measurements, to_hu
 from pfs_core.tabular import fit_lab_transform
 from pfs_core.train import MODEL_PREPROCESS, CohortData, load_cohort_data
 
 INPUTS = {"labs": ("labs",), "labs+pet": ("labs", "pet"), "labs+pet+ct": ("labs", "pet", "ct"), "pet+ct": ("pet", "ct")}
+#: With the truth, the PET and CT read-outs form one block ("readouts"), so that each half-way row has three.
+TRUTH_INPUTS = {"labs+truth_pet+readouts": ("labs", "truth_pet", "readouts"),
+                "labs+readouts+truth_ct": ("labs", "readouts", "truth_ct"), "labs+truth": ("labs", "truth")}
+#: The aligned 6-mm grid of ``--fine-grid`` (PET not smoothed before resampling, as on the model grid).
+FINE_GRID = PreprocessConfig(spacing_mm=(6.0, 6.0, 6.0), shape=(64, 48, 64), pet_suv_max=60.0, pet_antialias=False)
+CUBE = np.ones((3, 3, 3), bool)
 
 
 def readouts(data: CohortData) -> dict[str, np.ndarray]:
@@ -50,6 +62,41 @@ def true_image_inputs(truth_csv: Path, patient_ids: np.ndarray) -> np.ndarray:
     raw_ct = np.log1p(truth["sstr_negative_volume_ml"].fillna(0.0).to_numpy()) + 4.0 * truth[
         "liver_tumour_fraction"].fillna(0.0).to_numpy()
     return np.column_stack([raw_pet, raw_ct])
+
+
+def fine_readouts(data: CohortData) -> np.ndarray:
+    """(N, 7) log(1 + x) of the 6-mm read-outs of :func:`_fine_case`, one row per patient."""
+    rows = [_fine_case(data.pet[i] * FINE_GRID.pet_suv_max,  # type: ignore[index]
+                       to_hu(data.ct[i], FINE_GRID.ct_window_hu)) for i in range(len(data))]  # type: ignore[index,arg-type]
+    return np.log1p(np.asarray(rows))
+
+
+def _fine_case(suv: np.ndarray, hu: np.ndarray) -> list[float]:
+    """One case on the 6-mm grid (SUVbw, HU): hepatic hot mL and TLR, cold mL one voxel inside the
+    region, lesion fraction, PET-cold and CT-hypodense hepatic mL (SSTR-negative liver lesions),
+    and over hot components (> 1.5 x liver) smaller than 80 mL anywhere: their mL and volume-weighted
+    SUVmax / liver (spleen, kidneys and bladder are larger). Thresholds as in pfs_core.readouts."""
+    liver = _window_median(suv, (4.0, 12.0), 7.0)
+    liver_hu = _window_median(hu, (50.0, 75.0), 60.0)
+    band = (suv >= 0.8 * liver) & (suv <= 1.25 * liver)
+    labels, n = ndimage.label(ndimage.binary_closing(band, CUBE, iterations=2), CUBE)
+    region = labels == 1 + np.argmax(np.bincount(labels.ravel())[1:]) if n else band
+    inner = ndimage.binary_erosion(region, CUBE)
+    hot, cold = region & (suv > 1.25 * liver), inner & (suv < 0.6 * liver)
+    negative = region & (suv < 0.6 * liver) & (hu > liver_hu - 50) & (hu < liver_hu - 12)
+    labels, n = ndimage.label(suv > 1.5 * liver, CUBE)
+    index = np.arange(1, n + 1)
+    size_ml = ndimage.sum_labels(np.ones_like(suv), labels, index) * FINE_GRID.voxel_ml
+    peak, small = ndimage.maximum(suv, labels, index), size_ml < 80.0
+    wb_tlr = float(np.average(peak[small], weights=size_ml[small]) / liver) if small.any() else 3.0
+    return [hot.sum() * FINE_GRID.voxel_ml, float(suv[hot].mean() / liver) if hot.any() else 0.0,
+            cold.sum() * FINE_GRID.voxel_ml, (hot.sum() + cold.sum()) / max(region.sum(), 1),
+            negative.sum() * FINE_GRID.voxel_ml, float(size_ml[small].sum()), wb_tlr]
+
+
+def _window_median(values: np.ndarray, window: tuple[float, float], fallback: float) -> float:
+    inside = values[(values >= window[0]) & (values <= window[1])]
+    return float(np.median(inside)) if inside.size else fallback
 
 
 def cv_auroc(data: CohortData, images: dict[str, np.ndarray], parts: tuple[str, ...], seed: int, *,
@@ -82,18 +129,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, required=True, help="folder written by `pfs_core synth`")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--fine-grid", action="store_true", help="add the 6-mm read-outs (row labs+fine)")
     args = parser.parse_args()
     data = load_cohort_data(args.cohort / "cohort.csv", preprocess=MODEL_PREPROCESS, need_images=True,
                             cache_dir=Path("cache"))
     images = readouts(data)
+    inputs = dict(INPUTS)
+    if args.fine_grid:
+        fine = load_cohort_data(args.cohort / "cohort.csv", preprocess=FINE_GRID, need_images=True,
+                                cache_dir=Path("cache"))
+        images["fine"], inputs["labs+fine"] = fine_readouts(fine), ("labs", "fine")
     truth_csv = args.cohort / "ground_truth.csv"
     if truth_csv.is_file():
         images["truth"] = true_image_inputs(truth_csv, data.patient_ids)
-        INPUTS["labs+truth"] = ("labs", "truth")
-    for name, parts in INPUTS.items():
+        images["truth_pet"], images["truth_ct"] = images["truth"][:, :1], images["truth"][:, 1:]
+        images["readouts"] = np.hstack([images["pet"], images["ct"]])
+        inputs.update(TRUTH_INPUTS)
+    for name, parts in inputs.items():
         plain = [cv_auroc(data, images, parts, seed) for seed in range(args.seeds)]
         block = [cv_auroc(data, images, parts, seed, blocks=True) for seed in range(args.seeds)]
-        print(f"{name:12s} AUROC {np.mean(plain):.3f} ± {np.std(plain):.3f}   "
+        print(f"{name:24s} AUROC {np.mean(plain):.3f} ± {np.std(plain):.3f}   "
               f"modality weights {np.mean(block):.3f} ± {np.std(block):.3f}")
 
 
