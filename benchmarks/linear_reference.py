@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -64,8 +65,12 @@ def true_image_inputs(truth_csv: Path, patient_ids: np.ndarray) -> np.ndarray:
     return np.column_stack([raw_pet, raw_ct])
 
 
+FINE_NAMES = ("hepatic_hot_ml", "hepatic_tlr", "hepatic_cold_inner_ml", "hepatic_lesion_fraction",
+              "hepatic_pet_cold_ct_hypodense_ml", "small_hot_components_ml", "small_hot_components_tlr_max")
+
+
 def fine_readouts(data: CohortData) -> np.ndarray:
-    """(N, 7) log(1 + x) of the 6-mm read-outs of :func:`_fine_case`, one row per patient."""
+    """(N, 7) log(1 + x) of the 6-mm read-outs :data:`FINE_NAMES` (:func:`_fine_case`), one row per patient."""
     rows = [_fine_case(data.pet[i] * FINE_GRID.pet_suv_max,  # type: ignore[index]
                        to_hu(data.ct[i], FINE_GRID.ct_window_hu)) for i in range(len(data))]  # type: ignore[index,arg-type]
     return np.log1p(np.asarray(rows))
@@ -97,6 +102,16 @@ def _fine_case(suv: np.ndarray, hu: np.ndarray) -> list[float]:
 def _window_median(values: np.ndarray, window: tuple[float, float], fallback: float) -> float:
     inside = values[(values >= window[0]) & (values <= window[1])]
     return float(np.median(inside)) if inside.size else fallback
+
+
+def print_truth_correlations(fine: np.ndarray, truth_csv: Path, patient_ids: np.ndarray) -> None:
+    """Spearman correlation of each 6-mm read-out with the simulator's true lesion summaries."""
+    truth = pd.read_csv(truth_csv).set_index("patient_id").loc[list(patient_ids)]
+    targets = {"TLR": truth["tumour_to_liver_ratio"].fillna(3.0), "SSTR-neg mL": truth["sstr_negative_volume_ml"],
+               "liver fraction": truth["liver_tumour_fraction"]}
+    for j, name in enumerate(FINE_NAMES):
+        rhos = "  ".join(f"{k} {spearmanr(fine[:, j], v).statistic:+.3f}" for k, v in targets.items())
+        print(f"  6-mm {name:34s} Spearman with true {rhos}")
 
 
 def cv_auroc(data: CohortData, images: dict[str, np.ndarray], parts: tuple[str, ...], seed: int, *,
@@ -140,6 +155,8 @@ def main() -> None:
                                 cache_dir=Path("cache"))
         images["fine"], inputs["labs+fine"] = fine_readouts(fine), ("labs", "fine")
     truth_csv = args.cohort / "ground_truth.csv"
+    if args.fine_grid and truth_csv.is_file():
+        print_truth_correlations(images["fine"], truth_csv, data.patient_ids)
     if truth_csv.is_file():
         images["truth"] = true_image_inputs(truth_csv, data.patient_ids)
         images["truth_pet"], images["truth_ct"] = images["truth"][:, :1], images["truth"][:, 1:]
