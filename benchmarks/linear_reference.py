@@ -34,7 +34,19 @@ from sklearn.preprocessing import StandardScaler
 
 from pfs_core.block_logistic import fit_block_logistic
 from pfs_core.config import PreprocessConfig
-from pfs_core.readouts import CT_READOUT_NAMES, READOUT_NAMES, measurements, to_hu
+from pfs_core.readouts import (
+    COLD_FACTOR,
+    CT_READOUT_NAMES,
+    HOT_FACTOR,
+    LIVER_BAND,
+    LIVER_HU_FALLBACK,
+    LIVER_HU_WINDOW,
+    LIVER_SUV_FALLBACK,
+    LIVER_SUV_WINDOW,
+    READOUT_NAMES,
+    measurements,
+    to_hu,
+)
 from pfs_core.tabular import fit_lab_transform
 from pfs_core.train import MODEL_PREPROCESS, CohortData, load_cohort_data
 
@@ -45,6 +57,8 @@ TRUTH_INPUTS = {"labs+truth_pet+readouts": ("labs", "truth_pet", "readouts"),
 #: The aligned 6-mm grid of ``--fine-grid`` (PET not smoothed before resampling, as on the model grid).
 FINE_GRID = PreprocessConfig(spacing_mm=(6.0, 6.0, 6.0), shape=(64, 48, 64), pet_suv_max=60.0, pet_antialias=False)
 CUBE = np.ones((3, 3, 3), bool)
+FINE_NAMES = ("hepatic_hot_ml", "hepatic_tlr", "hepatic_cold_inner_ml", "hepatic_lesion_fraction",
+              "hepatic_pet_cold_ct_hypodense_ml", "small_hot_components_ml", "small_hot_components_tlr_max")
 
 
 def readouts(data: CohortData) -> dict[str, np.ndarray]:
@@ -65,10 +79,6 @@ def true_image_inputs(truth_csv: Path, patient_ids: np.ndarray) -> np.ndarray:
     return np.column_stack([raw_pet, raw_ct])
 
 
-FINE_NAMES = ("hepatic_hot_ml", "hepatic_tlr", "hepatic_cold_inner_ml", "hepatic_lesion_fraction",
-              "hepatic_pet_cold_ct_hypodense_ml", "small_hot_components_ml", "small_hot_components_tlr_max")
-
-
 def fine_readouts(data: CohortData) -> np.ndarray:
     """(N, 7) log(1 + x) of the 6-mm read-outs :data:`FINE_NAMES` (:func:`_fine_case`), one row per patient."""
     rows = [_fine_case(data.pet[i] * FINE_GRID.pet_suv_max,  # type: ignore[index]
@@ -80,15 +90,15 @@ def _fine_case(suv: np.ndarray, hu: np.ndarray) -> list[float]:
     """One case on the 6-mm grid (SUVbw, HU): hepatic hot mL and TLR, cold mL one voxel inside the
     region, lesion fraction, PET-cold and CT-hypodense hepatic mL (SSTR-negative liver lesions),
     and over hot components (> 1.5 x liver) smaller than 80 mL anywhere: their mL and volume-weighted
-    SUVmax / liver (spleen, kidneys and bladder are larger). Thresholds as in pfs_core.readouts."""
-    liver = _window_median(suv, (4.0, 12.0), 7.0)
-    liver_hu = _window_median(hu, (50.0, 75.0), 60.0)
-    band = (suv >= 0.8 * liver) & (suv <= 1.25 * liver)
+    SUVmax / liver (spleen, kidneys and bladder are larger). Thresholds of pfs_core.readouts."""
+    liver = _window_median(suv, LIVER_SUV_WINDOW, LIVER_SUV_FALLBACK)
+    liver_hu = _window_median(hu, LIVER_HU_WINDOW, LIVER_HU_FALLBACK)
+    band = (suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)
     labels, n = ndimage.label(ndimage.binary_closing(band, CUBE, iterations=2), CUBE)
     region = labels == 1 + np.argmax(np.bincount(labels.ravel())[1:]) if n else band
     inner = ndimage.binary_erosion(region, CUBE)
-    hot, cold = region & (suv > 1.25 * liver), inner & (suv < 0.6 * liver)
-    negative = region & (suv < 0.6 * liver) & (hu > liver_hu - 50) & (hu < liver_hu - 12)
+    hot, cold = region & (suv > HOT_FACTOR * liver), inner & (suv < COLD_FACTOR * liver)
+    negative = region & (suv < COLD_FACTOR * liver) & (hu > liver_hu - 50) & (hu < liver_hu - 12)
     labels, n = ndimage.label(suv > 1.5 * liver, CUBE)
     index = np.arange(1, n + 1)
     size_ml = ndimage.sum_labels(np.ones_like(suv), labels, index) * FINE_GRID.voxel_ml
