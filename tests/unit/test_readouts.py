@@ -42,6 +42,19 @@ def test_hepatic_readout_measures_the_lesions_inside_the_liver_only():
     assert 0.0 < values["hepatic_lesion_fraction"] < 0.05
 
 
+def test_liver_edge_fat_and_parenchymal_scatter_are_not_lesions():
+    # a notch of fat in the liver's surface (taken in by the closing) and a liver voxel 1.3 x the
+    # reference (the scatter of an unsmoothed 12-mm grid) used to count as cold and hot lesion
+    suv = _phantom()
+    suv[2, 10, 10] = 0.7
+    suv[8, 16, 16] = 6.0 * 1.3
+    values = dict(zip(READOUT_NAMES, hepatic_readout(torch.from_numpy(suv)[None, None], 2.0)[0].tolist(),
+                      strict=True))
+    assert values["hepatic_cold_ml"] == pytest.approx(8 * 2.0)
+    assert values["hepatic_hot_ml"] == pytest.approx(8 * 2.0)
+    assert values["hepatic_tlr"] == pytest.approx(3.0, rel=1e-4)
+
+
 def test_hepatic_readout_without_lesions_is_zero_and_finite():
     suv = _phantom()
     suv[5:7, 5:7, 8:10] = 6.0
