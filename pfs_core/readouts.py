@@ -30,8 +30,8 @@ PET (SUVbw):
   fat at the liver's edge, where a 12-mm voxel is half fat.
 
 Measured on ``synth --n 400 --seed 7`` (12-mm grid; ``benchmarks/readout_signal.py``):
-the hepatic tumour-to-liver ratio has a rank correlation of 0.58 with the true
-volume-weighted ratio of SSTR-positive lesions (0.55 with the factor 1.25), the hepatic
+the hepatic tumour-to-liver ratio has a rank correlation of 0.59 with the true
+volume-weighted ratio of SSTR-positive lesions (0.56 with the factor 1.25), the hepatic
 lesion fraction 0.78 with the true liver tumour fraction (0.81), and the cold hepatic
 volume 0.69 with the true SSTR-negative volume (0.41 when the liver's edge counted).
 A logistic regression on the labs and these read-outs (``benchmarks/linear_reference.py``)
