@@ -2,9 +2,10 @@
 
     python benchmarks/readout_variants.py --cohort data/sim400 [--seeds 3]
 
-Recomputes the model-grid read-outs of :mod:`pfs_core.readouts` with each combination of the
-hot factor (1.25, the band's upper edge, as before 2026-12-04; 1.4, now) and the cold inset
-(0 voxels, the whole region, as before; 1 voxel, now) and prints, per variant, the share of
+Recomputes the model-grid read-outs of :mod:`pfs_core.readouts` with each hot factor and cold
+inset of :data:`VARIANTS`: the former (1.25, the band's upper edge, and 0 voxels, the whole
+region), the present (1.4 and 1 voxel), each change alone, and 1.33 (just above the 99th
+percentile of the liver's own voxels) with the inset, and prints, per variant, the share of
 patients without any hot hepatic voxel and the cross-validated AUROC of the logistic reference
 of ``benchmarks/linear_reference.py`` on the PET read-outs alone and on labs + PET + CT
 read-outs (one penalty / modality weights). The read-out choice itself rests on what the
@@ -24,7 +25,8 @@ from pfs_core import readouts as pet_readouts
 from pfs_core.train import MODEL_PREPROCESS, load_cohort_data
 
 VARIANTS = {"hot 1.25, cold inset 0 (before)": (1.25, 0), "hot 1.25, cold inset 1": (1.25, 1),
-            "hot 1.4, cold inset 0": (1.4, 0), "hot 1.4, cold inset 1 (now)": (1.4, 1)}
+            "hot 1.33, cold inset 1": (1.33, 1), "hot 1.4, cold inset 0": (1.4, 0),
+            "hot 1.4, cold inset 1 (now)": (1.4, 1)}
 
 
 def main() -> None:
