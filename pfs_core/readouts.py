@@ -130,9 +130,7 @@ def _closing(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
 
 
 def _inset(region: torch.Tensor) -> torch.Tensor:
-    for _ in range(COLD_INSET_VOXELS):
-        region = _erode(region)
-    return region
+    return _erode(region, 2 * COLD_INSET_VOXELS + 1)
 
 
 def ct_hepatic_masks(hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
