@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_run(bundle, pet, ct, labs, threads) -> dict[str, float]:
-    from pfs_core import geometry
     from pfs_core.explain import explain_case
+    from pfs_core.viz import mesh as geometry
 
     result = explain_case(bundle, pet=pet, ct=ct, labs=labs, threads=threads)
     timings = dict(result.timings_s)
@@ -50,8 +50,8 @@ def main() -> None:
 
     import torch
 
-    from pfs_core.bundle import load_bundle
-    from pfs_core.preprocess import load_case
+    from pfs_core.models.bundle import load_bundle
+    from pfs_core.preprocessing.model_grid import load_case
     from pfs_core.schema import LAB_COLUMNS
 
     frame = pd.read_csv(args.cohort).set_index("patient_id")

@@ -1,4 +1,4 @@
-"""Time :func:`pfs_core.geometry.case_scene` and :func:`pfs_core.geometry.render_png` on a CT-like phantom.
+"""Time :func:`pfs_core.viz.mesh.case_scene` and :func:`pfs_core.viz.mesh.render_png` on a CT-like phantom.
 
 The phantom: a 130 x 100 x 130 CT (3.5 mm voxels, LPS-flipped affine, 20 HU noise)
 with an elliptic torso, two lungs, a table, a few soft-tissue lesions; a PET on its
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pfs_core import geometry
+from pfs_core.viz import mesh as geometry
 
 LESIONS_MM = ((60.0, 20.0, 40.0, 18.0), (-50.0, -10.0, -30.0, 12.0), (20.0, 40.0, 90.0, 9.0))  # x, y, z, radius
 

@@ -53,8 +53,8 @@ def main() -> None:
 
     import torch
 
-    from pfs_core.preprocess import load_case, preprocess_case
-    from pfs_core.train import MODEL_PREPROCESS
+    from pfs_core.config import MODEL_PREPROCESS
+    from pfs_core.preprocessing.model_grid import load_case, preprocess_case
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     load_before = os.getloadavg()[0]  # the background load (this benchmark has not run yet)

@@ -4,7 +4,7 @@
         [--train-config '{"dropout": 0.1}']
 
 One random 2:1 split (seed 0) of a simulated cohort; trains ``--model`` on the larger part
-with the shipped grid (:data:`pfs_core.train.MODEL_PREPROCESS`) and :class:`TrainConfig`
+with the shipped grid (:data:`pfs_core.config.MODEL_PREPROCESS`) and :class:`TrainConfig`
 plus the overrides, then prints, for the training and the held-out part, the AUROC against
 the observed label and the Spearman correlation of the predicted probability with the
 simulator's true risk parts (``risk_pet``, ``risk_ct``, ``risk_lab``). Underfitting shows as a
@@ -24,8 +24,10 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from pfs_core.registry import get_spec
-from pfs_core.train import MODEL_PREPROCESS, TrainConfig, fit_model, load_cohort_data
+from pfs_core.config import MODEL_PREPROCESS, TrainConfig
+from pfs_core.dataset import load_cohort_data
+from pfs_core.models.registry import get_spec
+from pfs_core.training.fit import fit_model
 
 
 def main() -> None:

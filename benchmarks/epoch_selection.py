@@ -15,7 +15,7 @@ It then prints, per model, the pooled out-of-fold AUROC of the epochs each rule 
 - and the pooled AUROC of every 4th epoch.
 
 The training trajectory does not depend on the rule (only the kept weights do), so one run
-scores all rules. It records through ``pfs_core.train._validation_loss``, the function
+scores all rules. It records through ``pfs_core.training.loop.validation_loss``, the function
 training calls after every epoch.
 """
 
@@ -38,32 +38,36 @@ def record_epochs(cohort_csv: Path, models: str, *, repeats: int, seed: int) -> 
     """One record per (model, split): per-epoch validation loss/AUROC and test-fold logits."""
     import torch
 
-    from pfs_core import train as training
-    from pfs_core.cv import make_splits
-    from pfs_core.registry import resolve_models
+    from pfs_core.config import MODEL_PREPROCESS, TrainConfig
+    from pfs_core.dataset import load_cohort_data
+    from pfs_core.models.fitted import torch_logits
+    from pfs_core.models.registry import resolve_models
+    from pfs_core.training import loop
+    from pfs_core.training.cv import make_splits
+    from pfs_core.training.fit import fit_model
 
     torch.set_num_threads(1)
-    data = training.load_cohort_data(cohort_csv, preprocess=training.MODEL_PREPROCESS, need_images=True,
+    data = load_cohort_data(cohort_csv, preprocess=MODEL_PREPROCESS, need_images=True,
                                      cache_dir=Path("cache"))
     records: list[Record] = []
-    original = training._validation_loss
+    original = loop.validation_loss
 
     def recorder(model: Any, validation: Any, loss_fn: Any, device: Any) -> float:
         loss = original(model, validation, loss_fn, device)
-        logits = training._torch_logits(model, validation, device=device, batch_size=64).cpu().numpy()
-        test_logits = training._torch_logits(model, records[-1]["test_data"], device=device, batch_size=64)
+        logits = torch_logits(model, validation, device=device, batch_size=64).cpu().numpy()
+        test_logits = torch_logits(model, records[-1]["test_data"], device=device, batch_size=64)
         records[-1]["epochs"].append({"loss": loss, "auroc": float(roc_auc_score(validation.label, logits)),
                                       "test": test_logits.cpu().numpy().tolist()})
         return loss
 
-    with mock.patch.object(training, "_validation_loss", recorder):
+    with mock.patch.object(loop, "validation_loss", recorder):
         for spec in resolve_models(models):
             for split in make_splits(data, folds=3, repeats=repeats, seed=seed):
                 test = data.subset(split.test)
                 records.append({"model": spec.name, "repeat": split.repeat, "fold": split.fold, "epochs": [],
                                 "test_data": test, "test_label": test.label.tolist()})
-                training.fit_model(spec, data.subset(split.train), config=training.TrainConfig(patience=0),
-                                   seed=seed + split.seed_offset, device=torch.device("cpu"))
+                fit_model(spec, data.subset(split.train), config=TrainConfig(patience=0),
+                          seed=seed + split.seed_offset, device=torch.device("cpu"))
                 print(f"{spec.name} repeat {split.repeat} fold {split.fold}", flush=True)
     for record in records:
         del record["test_data"]

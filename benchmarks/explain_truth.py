@@ -91,11 +91,12 @@ def _randomised(bundle):
 
 
 def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
-    from pfs_core.bundle import load_bundle
     from pfs_core.explain import explain_case
     from pfs_core.explain.gradcam import gradcam_layer_names, gradcam_model_space
-    from pfs_core.predict import case_data, validate_labs
-    from pfs_core.preprocess import load_case
+    from pfs_core.inference import case_data
+    from pfs_core.io.labs import validate_labs
+    from pfs_core.models.bundle import load_bundle
+    from pfs_core.preprocessing.model_grid import load_case
     from pfs_core.synth.constants import LABEL
 
     root = cohort_csv.parent

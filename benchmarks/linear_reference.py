@@ -3,11 +3,11 @@
     python benchmarks/linear_reference.py --cohort data/sim400 [--seeds 3] [--fine-grid]
 
 A reference for the networks: L2 logistic regression on the prepared labs
-(:func:`pfs_core.tabular.fit_lab_transform`, fitted on the training folds) and
-log(1 + read-out) of :mod:`pfs_core.readouts` on the shipped model grid; stratified 3-fold
+(:func:`pfs_core.features.tabular.fit_lab_transform`, fitted on the training folds) and
+log(1 + read-out) of :mod:`pfs_core.features.readouts` on the shipped model grid; stratified 3-fold
 CV repeated with ``--seeds`` shuffles; prints the mean ± sd AUROC per input set with one
 penalty (C = 0.3, standardised inputs) and, in a second column, with one penalty weight per
-modality and C chosen by inner CV (:mod:`pfs_core.block_logistic`, the networks' logistic
+modality and C chosen by inner CV (:mod:`pfs_core.models.block_logistic`, the networks' logistic
 start). On a simulated cohort also "labs+truth": the labs with the simulator's true PET and
 CT inputs (``-ln TLR_pos`` and ``ln(1 + V_sstr_negative) + 4 LTF`` from ``ground_truth.csv``,
 docs/simulator.md) in place of the read-outs, the most that perfect read-outs could add; and
@@ -32,9 +32,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pfs_core.block_logistic import fit_block_logistic
-from pfs_core.config import PreprocessConfig
-from pfs_core.readouts import (
+from pfs_core.config import MODEL_PREPROCESS, PreprocessConfig
+from pfs_core.dataset import CohortData, load_cohort_data
+from pfs_core.features.readouts import (
     COLD_FACTOR,
     CT_READOUT_NAMES,
     LIVER_BAND,
@@ -46,8 +46,8 @@ from pfs_core.readouts import (
     measurements,
     to_hu,
 )
-from pfs_core.tabular import fit_lab_transform
-from pfs_core.train import MODEL_PREPROCESS, CohortData, load_cohort_data
+from pfs_core.features.tabular import fit_lab_transform
+from pfs_core.models.block_logistic import fit_block_logistic
 
 INPUTS = {"labs": ("labs",), "labs+pet": ("labs", "pet"), "labs+pet+ct": ("labs", "pet", "ct"), "pet+ct": ("pet", "ct")}
 #: With the truth, the PET and CT read-outs form one block ("readouts"), so that each half-way row has three.
@@ -91,7 +91,7 @@ def _fine_case(suv: np.ndarray, hu: np.ndarray) -> list[float]:
     """One case on the 6-mm grid (SUVbw, HU): hepatic hot mL and TLR, cold mL one voxel inside the
     region, lesion fraction, PET-cold and CT-hypodense hepatic mL (SSTR-negative liver lesions),
     and over hot components (> 1.5 x liver) smaller than 80 mL anywhere: their mL and volume-weighted
-    SUVmax / liver (spleen, kidneys and bladder are larger). Thresholds of pfs_core.readouts."""
+    SUVmax / liver (spleen, kidneys and bladder are larger). Thresholds of pfs_core.features.readouts."""
     liver = _window_median(suv, LIVER_SUV_WINDOW, LIVER_SUV_FALLBACK)
     liver_hu = _window_median(hu, LIVER_HU_WINDOW, LIVER_HU_FALLBACK)
     band = (suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)

@@ -29,9 +29,9 @@ def _run(*args: str) -> None:
 
 
 def mean_abs_contributions(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict[str, float]:
-    from pfs_core.bundle import load_bundle
+    from pfs_core.dataset import load_cohort_data
     from pfs_core.explain.shapley import modality_shapley
-    from pfs_core.train import load_cohort_data
+    from pfs_core.models.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
     data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=True, cache_dir=None,

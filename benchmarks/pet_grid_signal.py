@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from pfs_core.config import PreprocessConfig
-from pfs_core.imaging.volume import Volume
-from pfs_core.preprocess import load_case, preprocess_case, to_model_grid
+from pfs_core.config import MODEL_PREPROCESS, PreprocessConfig
+from pfs_core.io.volume import Volume
+from pfs_core.preprocessing.model_grid import load_case, preprocess_case, to_model_grid
 from pfs_core.synth.constants import LABEL
-from pfs_core.train import MODEL_PREPROCESS
 
 SETTINGS: dict[str, PreprocessConfig] = {
     "12 mm, PET smoothed before resampling": dataclasses.replace(MODEL_PREPROCESS, pet_antialias=True),

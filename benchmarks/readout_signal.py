@@ -2,8 +2,8 @@
 
     python benchmarks/readout_signal.py --cohort data/sim400 [--out results/readout_signal.json]
 
-Computes the PET and CT read-outs of :mod:`pfs_core.readouts` on the shipped model grid
-(:data:`pfs_core.train.MODEL_PREPROCESS`) for every patient of a simulated cohort, and
+Computes the PET and CT read-outs of :mod:`pfs_core.features.readouts` on the shipped model grid
+(:data:`pfs_core.config.MODEL_PREPROCESS`) for every patient of a simulated cohort, and
 prints their Spearman correlations with the true quantities of ``ground_truth.csv``
 (tumour-to-liver ratio, liver tumour fraction, SSTR-negative volume, risk parts), next
 to the ``classic`` model's whole-body PET features for comparison. No training.
@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import spearmanr
 
-from pfs_core.train import MODEL_PREPROCESS, load_cohort_data
+from pfs_core.config import MODEL_PREPROCESS
+from pfs_core.dataset import load_cohort_data
 
 TRUTH = ("tumour_to_liver_ratio", "liver_tumour_fraction", "sstr_negative_volume_ml", "risk_pet", "risk_ct")
 
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, required=True, help="folder written by `pfs_core synth`")
     parser.add_argument("--out", type=Path, help="optional JSON file for the table")
     args = parser.parse_args()
-    from pfs_core.readouts import measurements
+    from pfs_core.features.readouts import measurements
 
     data = load_cohort_data(args.cohort / "cohort.csv", preprocess=MODEL_PREPROCESS, need_images=True,
                             cache_dir=Path("cache"))

@@ -2,7 +2,7 @@
 
     python benchmarks/readout_variants.py --cohort data/sim400 [--seeds 3]
 
-Recomputes the model-grid read-outs of :mod:`pfs_core.readouts` with each hot factor and cold
+Recomputes the model-grid read-outs of :mod:`pfs_core.features.readouts` with each hot factor and cold
 inset of :data:`VARIANTS`: the former (1.25, the band's upper edge, and 0 voxels, the whole
 region), the present (1.4 and 1 voxel), each change alone, and 1.33 (just above the 99th
 percentile of the liver's own voxels) with the inset, and prints, per variant, the share of
@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from linear_reference import cv_auroc, readouts
 
-from pfs_core import readouts as pet_readouts
-from pfs_core.train import MODEL_PREPROCESS, load_cohort_data
+from pfs_core.config import MODEL_PREPROCESS
+from pfs_core.dataset import load_cohort_data
+from pfs_core.features import readouts as pet_readouts
 
 VARIANTS = {"hot 1.25, cold inset 0 (before)": (1.25, 0), "hot 1.25, cold inset 1": (1.25, 1),
             "hot 1.33, cold inset 1": (1.33, 1), "hot 1.4, cold inset 0": (1.4, 0),

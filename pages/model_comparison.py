@@ -3,8 +3,8 @@ and a model bundle explained over a cohort."""
 
 import streamlit as st
 
-from pfs_core.comparison import find_results, load_results
 from pfs_core.errors import PfsError
+from pfs_core.results.comparison import find_results, load_results
 from pfs_ui import cohort_view as cv
 from pfs_ui import comparison_view as view
 from pfs_ui.common import show_disclaimer, show_error

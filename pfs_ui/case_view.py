@@ -87,7 +87,7 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
 
 
 def _load_volumes(inputs: CaseInputs) -> tuple[Any, Any, dict[str, str]]:
-    from pfs_core.preprocess import load_case
+    from pfs_core.preprocessing.model_grid import load_case
 
     if inputs.pet_path is not None or inputs.ct_path is not None:
         pet, ct = load_case(inputs.pet_path, inputs.ct_path)
@@ -196,7 +196,7 @@ def _why(result: CaseResult) -> None:
 
 
 def _measurements(where: Any, values: dict[str, float]) -> None:
-    from pfs_core.readouts import MEASUREMENT_UNITS
+    from pfs_core.features.readouts import MEASUREMENT_UNITS
 
     if not values:
         return
@@ -228,7 +228,7 @@ def _map_note(e: Any, label: str) -> None:
 
 
 def _scene(result: CaseResult) -> None:
-    from pfs_core import geometry
+    from pfs_core.viz import mesh as geometry
     from pfs_core.viz.scene import mesh3d_figure
 
     maps = _maps(result.explanation)
@@ -253,7 +253,7 @@ def _scene(result: CaseResult) -> None:
 
 
 def _slices(result: CaseResult) -> None:
-    from pfs_core.display import resample_onto
+    from pfs_core.preprocessing.resample import resample_onto
     from pfs_core.viz.images import mip_figure, slice_count, slice_figure
 
     if result.ct is None:
@@ -310,7 +310,7 @@ def _run_info(result: CaseResult) -> None:
 
 
 def _report(bundle: Any, result: CaseResult) -> None:
-    from pfs_core.report import case_report_html
+    from pfs_core.results.report import case_report_html
 
     e = result.explanation
     why = _why_figures(result)

@@ -1,7 +1,7 @@
 """Streamlit glue of the cohort pages (Your cohort, Batch scoring): choosing a cohort table, showing its
 validation, starting and following background runs, scoring and downloading.
 
-All work is done by :mod:`pfs_core.cohort_check` and :mod:`pfs_core.runs`; runs are
+All work is done by :mod:`pfs_core.io.cohort` and :mod:`pfs_core.jobs.runs`; runs are
 read back from disk (``runs/``) on every rerun, so they survive a page reload. Only
 the last validation report and score table of this browser session are kept in
 session state (they are derived from the user's files, never written to a log).
@@ -57,7 +57,7 @@ def cache_dir() -> Path:
 
 def bundle_choices() -> list[Path]:
     """Shipped bundles (``models/``) first, then the bundles of finished training runs (newest first)."""
-    from pfs_core.runs import FINISHED, list_runs, run_status
+    from pfs_core.jobs.runs import FINISHED, list_runs, run_status
 
     trained = [run.output for run in list_runs(runs_dir())
                if run.kind == "train" and run_status(run) == FINISHED and (run.output / "manifest.json").is_file()]
@@ -143,7 +143,7 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
 
 def validate_source(source: CohortSource, *, check_images: bool = True, require_outcome: bool = True) -> Any:
     """Validate the chosen table (progress bar while images load); the report is kept in session state."""
-    from pfs_core.cohort_check import validate_cohort
+    from pfs_core.io.cohort import validate_cohort
 
     update = _progress_bar("Checking images")
     report = _with_csv(source, lambda path: validate_cohort(
@@ -198,7 +198,7 @@ class RunOptions:
 def run_option_widgets() -> RunOptions:
     """The form of a background run (keys run_kind, run_models, train_model, run_folds, run_repeats,
     run_seed, run_epochs, run_post_baseline, run_preprocess, run_train_config)."""
-    from pfs_core.registry import DEFAULT_MODEL, MODEL_NAMES
+    from pfs_core.models.registry import DEFAULT_MODEL, MODEL_NAMES
 
     kind = st.radio("What to run", ["benchmark", "train"], horizontal=True, key="run_kind",
                     format_func=lambda k: {"benchmark": "Benchmark (compare models)", "train": "Train a bundle"}[k])
@@ -241,7 +241,7 @@ def run_args(options: RunOptions) -> list[str]:
 def start_background_run(report: Any, options: RunOptions) -> Any:
     """Start the run on the report's usable rows; returns its RunInfo."""
     from pfs_core.errors import UsageError
-    from pfs_core.runs import start_run
+    from pfs_core.jobs.runs import start_run
 
     if not options.models:
         raise UsageError("choose at least one model")
@@ -254,14 +254,14 @@ STATUS_ICONS = {"running": ":material/progress_activity:", "finished": ":materia
 
 def runs_panel(*, limit: int = 10) -> None:
     """Recent runs read from disk; refreshes itself every POLL_S seconds while one is running."""
-    from pfs_core.runs import RUNNING, list_runs, run_status
+    from pfs_core.jobs.runs import RUNNING, list_runs, run_status
 
     running = any(run_status(r) == RUNNING for r in list_runs(runs_dir())[:limit])
     st.fragment(run_every=POLL_S if running else None, key="runs_panel")(_runs_list)(limit)
 
 
 def _runs_list(limit: int) -> None:
-    from pfs_core.runs import list_runs
+    from pfs_core.jobs.runs import list_runs
 
     runs = list_runs(runs_dir())[:limit]
     if not runs:
@@ -271,7 +271,7 @@ def _runs_list(limit: int) -> None:
 
 
 def _run_box(run: Any) -> None:
-    from pfs_core.runs import RUNNING, cancel_run, log_lines, progress, run_status
+    from pfs_core.jobs.runs import RUNNING, cancel_run, log_lines, progress, run_status
 
     status = run_status(run)
     with st.container(border=True):
@@ -300,7 +300,7 @@ def _run_box(run: Any) -> None:
 
 def score_source(bundle: Any, source: CohortSource) -> None:
     """Validate + score the usable rows; keep (scores, report) in session state."""
-    from pfs_core.cohort_check import score_cohort
+    from pfs_core.inference import score_cohort
 
     update = _progress_bar("Checking images")
     with st.spinner("Scoring the usable rows..."):

@@ -46,7 +46,7 @@ def models_dir() -> Path:
 
 def list_bundles(root: Path | None = None) -> list[Path]:
     """Model bundle folders (those holding a manifest.json) under ``root`` (default :func:`models_dir`), default model first."""
-    from pfs_core.registry import DEFAULT_MODEL
+    from pfs_core.models.registry import DEFAULT_MODEL
 
     root = models_dir() if root is None else root
     found = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file())
@@ -56,7 +56,7 @@ def list_bundles(root: Path | None = None) -> list[Path]:
 @st.cache_resource(show_spinner="Loading and verifying the model bundle...")
 def cached_bundle(path: str, fingerprint: float) -> Any:
     """Load a bundle once per process (``fingerprint``: manifest mtime, so a retrained bundle reloads)."""
-    from pfs_core.bundle import load_bundle
+    from pfs_core.models.bundle import load_bundle
 
     return load_bundle(Path(path))
 
@@ -120,7 +120,7 @@ def without_folders(message: str, paths: dict[str, Path]) -> str:
 
 
 def case_threads() -> int | None:
-    """Torch CPU threads for one case: 1 (see :func:`pfs_core.predict.case_device`) unless $PFS_CORE_THREADS is set."""
+    """Torch CPU threads for one case: 1 (see :func:`pfs_core.inference.case_device`) unless $PFS_CORE_THREADS is set."""
     return None if os.environ.get("PFS_CORE_THREADS", "").strip() else 1
 
 
@@ -139,8 +139,8 @@ def _warm_up_steps() -> Iterator[None]:
 
     import numpy as np
 
-    for name in ("pfs_core.explain", "captum.attr", "pfs_core.display", "pfs_core.report", "lifelines",
-                 "pfs_core.viz", "pfs_core.geometry", "pyvista"):
+    for name in ("pfs_core.explain", "captum.attr", "pfs_core.preprocessing.resample", "pfs_core.results.report", "lifelines",
+                 "pfs_core.viz", "pfs_core.viz.mesh", "pyvista"):
         importlib.import_module(name)
         yield
     import shap
@@ -150,7 +150,6 @@ def _warm_up_steps() -> Iterator[None]:
     yield
     import plotly.io
 
-    from pfs_core import geometry
     from pfs_core.viz import (
         km_figure,
         mesh3d_figure,
@@ -160,6 +159,7 @@ def _warm_up_steps() -> Iterator[None]:
         shap_bar_figure,
         slice_figure,
     )
+    from pfs_core.viz import mesh as geometry
 
     grid = np.indices((24, 20, 22), dtype=np.float32)
     ball = np.exp(-(((grid - np.array([12.0, 10.0, 11.0])[:, None, None, None]) ** 2).sum(0)) / 40.0)

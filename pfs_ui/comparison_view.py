@@ -1,7 +1,7 @@
 """Streamlit glue of the Model comparison page: the metrics table beside the published figures,
 the curves from the out-of-fold predictions, and a bundle explained over a cohort.
 
-Computation lives in :mod:`pfs_core.comparison`, figures in :mod:`pfs_core.viz`.
+Computation lives in :mod:`pfs_core.results.comparison`, figures in :mod:`pfs_core.viz`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from pfs_core.errors import PfsError
-from pfs_core.published import CITATION, COHORT, SHORT_CITATION
+from pfs_core.results.published import CITATION, COHORT, SHORT_CITATION
 from pfs_ui import cohort_view as cv
 from pfs_ui.common import load_bundle_ui, session_value, set_session_value, show_error
 
@@ -41,7 +41,7 @@ def render_header(output: Any) -> None:
 
 def render_table(output: Any) -> None:
     """Metrics (mean ± sd over repeats) of this benchmark and the published AUROC/AUPRC, side by side."""
-    from pfs_core.comparison import metrics_table
+    from pfs_core.results.comparison import metrics_table
 
     origin = "simulated" if output.simulated else "this cohort"
     table = metrics_table(output)
@@ -57,7 +57,7 @@ def render_table(output: Any) -> None:
 
 def render_curves(output: Any) -> None:
     """ROC, PR, calibration, decision curve and Kaplan–Meier tabs (OOF probability averaged over repeats)."""
-    from pfs_core.comparison import curve_inputs
+    from pfs_core.results.comparison import curve_inputs
     from pfs_core.viz import curves
 
     try:
@@ -85,7 +85,7 @@ def _plot(make: Any) -> None:
 
 
 def _km(output: Any, curves: Any) -> None:
-    from pfs_core.comparison import risk_groups
+    from pfs_core.results.comparison import risk_groups
 
     model = st.selectbox("Risk groups of model", output.models, key="km_model")
     time_months, event, group = risk_groups(output, model)
@@ -100,7 +100,7 @@ def _km(output: Any, curves: Any) -> None:
 
 def default_cohort(output: Any) -> str:
     """The benchmark's cohort table when it is on this machine, else ""."""
-    from pfs_core.comparison import cohort_table_path
+    from pfs_core.results.comparison import cohort_table_path
 
     path = cohort_table_path(output)
     return str(path) if path is not None else ""
@@ -130,13 +130,9 @@ def render_cohort_explanation(output: Any) -> None:
 
 
 def _explain(path: Path, cohort: Path, n_sample: int, method: str) -> dict[str, Any]:
-    from pfs_core.comparison import (
-        fused_embedding,
-        load_cohort_for_bundle,
-        mean_abs_contributions,
-        modality_contributions,
-    )
+    from pfs_core.dataset import load_cohort_for_bundle
     from pfs_core.errors import UsageError
+    from pfs_core.explain.cohort import fused_embedding, mean_abs_contributions, modality_contributions
 
     bundle = load_bundle_ui(path)
     with st.spinner("Loading the cohort and computing exact modality Shapley values..."):

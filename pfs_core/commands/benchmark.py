@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pfs_core.commands.train import add_common
-from pfs_core.registry import MODEL_NAMES
+from pfs_core.models.registry import MODEL_NAMES
 
 HELP = "Repeated cross-validation of the model comparison on a cohort."
 DESCRIPTION = (
@@ -25,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core.benchmark import benchmark_meta, run_benchmark, write_results
     from pfs_core.commands.train import command_line, configs_from_args
-    from pfs_core.registry import resolve_models
-    from pfs_core.train import is_simulated, load_cohort_data, resolve_device
+    from pfs_core.dataset import load_cohort_data
+    from pfs_core.models.device import resolve_device
+    from pfs_core.models.provenance import is_simulated
+    from pfs_core.models.registry import resolve_models
+    from pfs_core.training.benchmark import benchmark_meta, run_benchmark, write_results
 
     specs = resolve_models(args.models)
     preprocess, config = configs_from_args(args)

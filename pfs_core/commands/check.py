@@ -47,7 +47,7 @@ def _summary(volume: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from pfs_core.errors import UsageError
-    from pfs_core.imaging import check_overlap, load_ct, load_pet, world_overlap
+    from pfs_core.io import check_overlap, load_ct, load_pet, world_overlap
 
     if args.pet is None and args.ct is None:
         raise UsageError("give --pet, --ct or both")

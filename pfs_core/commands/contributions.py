@@ -2,7 +2,7 @@
 
 The command twin of the page's cohort-level explanation: exact modality Shapley
 values of a seeded sample of patients and the 2D embedding of the fused features
-(:mod:`pfs_core.comparison`), written as CSV + JSON.
+(:mod:`pfs_core.results.comparison`), written as CSV + JSON.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pfs_core import schema
-    from pfs_core.bundle import load_bundle
     from pfs_core.commands.explain import prepare_out
     from pfs_core.commands.train import command_line
-    from pfs_core.comparison import load_cohort_for_bundle, mean_abs_contributions, modality_contributions
+    from pfs_core.dataset import load_cohort_for_bundle
     from pfs_core.errors import UsageError
-    from pfs_core.train import resolve_device
+    from pfs_core.explain.cohort import mean_abs_contributions, modality_contributions
+    from pfs_core.models.bundle import load_bundle
+    from pfs_core.models.device import resolve_device
 
     started = time.perf_counter()
     if args.n_sample < 1:
@@ -103,8 +104,8 @@ def _embedding(bundle: Any, data: Any, *, method: str, seed: int, device: Any, o
     import pandas as pd
 
     from pfs_core import schema
-    from pfs_core.comparison import fused_embedding
     from pfs_core.errors import InputError, UsageError
+    from pfs_core.explain.cohort import fused_embedding
 
     path = out / EMBEDDING_CSV
     try:

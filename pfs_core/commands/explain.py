@@ -39,10 +39,10 @@ def prepare_out(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     import nibabel as nib
 
-    from pfs_core.bundle import load_bundle
     from pfs_core.commands.predict import read_labs
     from pfs_core.explain import explain_case
-    from pfs_core.preprocess import load_case
+    from pfs_core.models.bundle import load_bundle
+    from pfs_core.preprocessing.model_grid import load_case
 
     prepare_out(args.out)
     bundle = load_bundle(args.model)

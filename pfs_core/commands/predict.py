@@ -48,9 +48,9 @@ def read_labs(path: Path | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core.bundle import load_bundle
-    from pfs_core.predict import predict_case
-    from pfs_core.preprocess import load_case
+    from pfs_core.inference import predict_case
+    from pfs_core.models.bundle import load_bundle
+    from pfs_core.preprocessing.model_grid import load_case
 
     bundle = load_bundle(args.model)
     labs = read_labs(args.labs)

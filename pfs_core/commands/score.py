@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core.bundle import load_bundle
-    from pfs_core.cohort_check import score_cohort
+    from pfs_core.inference import score_cohort
+    from pfs_core.models.bundle import load_bundle
 
     bundle = load_bundle(args.model)
     result = score_cohort(bundle, args.cohort, device=args.device,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pfs_core.registry import DEFAULT_MODEL, MODEL_NAMES
+from pfs_core.models.registry import DEFAULT_MODEL, MODEL_NAMES
 
 HELP = "Train a model bundle (fold ensemble) on a cohort."
 DESCRIPTION = (
@@ -37,7 +37,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int,
                         help="CPU threads for torch (default: $PFS_CORE_THREADS or min(2, CPUs); 1 is faster when "
                              "other work keeps the cores busy)")
-    parser.add_argument("--preprocess", type=Path, help="JSON file of PreprocessConfig fields (default: pfs_core.train.MODEL_PREPROCESS, "
+    parser.add_argument("--preprocess", type=Path, help="JSON file of PreprocessConfig fields (default: pfs_core.config.MODEL_PREPROCESS, "
                              "12-mm grid 32x24x32, PET clipped at SUV 60)")
     parser.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields to override")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -76,9 +76,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     """(PreprocessConfig, TrainConfig) from the options."""
     import dataclasses
 
-    from pfs_core.config import PreprocessConfig, from_dict
+    from pfs_core.config import MODEL_PREPROCESS, PreprocessConfig, TrainConfig, from_dict
     from pfs_core.errors import UsageError
-    from pfs_core.train import MODEL_PREPROCESS, TrainConfig
 
     try:
         preprocess = from_dict(PreprocessConfig, _read_json(args.preprocess, "preprocess")) \
@@ -109,10 +108,12 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from pfs_core.cv import train_bundle
+    from pfs_core.dataset import load_cohort_data
     from pfs_core.errors import UsageError
-    from pfs_core.registry import get_spec
-    from pfs_core.train import is_simulated, load_cohort_data, resolve_device, runtime_info
+    from pfs_core.models.device import resolve_device
+    from pfs_core.models.provenance import is_simulated, runtime_info
+    from pfs_core.models.registry import get_spec
+    from pfs_core.training.bundle import train_bundle
 
     spec = get_spec(args.model)
     if args.out.exists() and any(args.out.iterdir()) and not args.force:

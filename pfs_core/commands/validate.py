@@ -39,7 +39,7 @@ def _progress(done: int, total: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core.cohort_check import validate_cohort, write_good_cohort
+    from pfs_core.io.cohort import validate_cohort, write_good_cohort
 
     report = validate_cohort(args.cohort, check_images=not args.no_images, require_outcome=not args.no_outcome,
                              image_root=args.image_root, progress=None if args.no_progress else _progress)

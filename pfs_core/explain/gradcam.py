@@ -18,7 +18,7 @@ layer's voxel count sums to the layer's linearised share of the logit; hence the
 factor voxels of the layer / voxels of the model grid); the two are added and then
 ReLU keeps the evidence for a higher risk. The fold maps are averaged, and the mean is
 written back onto the patient's original CT grid with the CT's own affine
-(:func:`pfs_core.preprocess.to_reference_grid`), set to 0 outside the body (CT above
+(:func:`pfs_core.preprocessing.model_grid.to_reference_grid`), set to 0 outside the body (CT above
 the body threshold) and scaled to 0–1.
 
 Captum attaches hooks only during ``attribute`` and removes them afterwards; a
@@ -34,13 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pfs_core.train import CohortData, FittedModel, resolve_device, torch_inputs
+from pfs_core.dataset import CohortData
+from pfs_core.models.device import resolve_device
+from pfs_core.models.fitted import FittedModel, torch_inputs
 
 if TYPE_CHECKING:
     import nibabel as nib
 
-    from pfs_core.bundle import Bundle
-    from pfs_core.preprocess import PreparedCase
+    from pfs_core.models.bundle import Bundle
+    from pfs_core.preprocessing.model_grid import PreparedCase
 
 _LOCK = threading.Lock()
 GRADCAM_NOTE = ("where this image raised the predicted risk: Grad-CAM of the branch's last convolutional layer and "
@@ -140,7 +142,7 @@ def map_on_ct_grid(model_map: np.ndarray, case: PreparedCase, *, body_mask: np.n
     outside ``body_mask`` (bool, the CT grid's shape) when given, and scaled 0–1."""
     import nibabel as nib
 
-    from pfs_core.preprocess import to_reference_grid
+    from pfs_core.preprocessing.model_grid import to_reference_grid
 
     image = to_reference_grid(model_map, case)
     values = np.asarray(image.dataobj, dtype=np.float32)

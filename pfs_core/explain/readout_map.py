@@ -1,19 +1,19 @@
 """Read-out maps: where in the patient's images the liver-referenced read-outs were measured.
 
 The fusion networks' PET and CT branches, and the ``classic`` model, read fixed
-measurements against the liver (:mod:`pfs_core.readouts`); in the networks they enter
+measurements against the liver (:mod:`pfs_core.features.readouts`); in the networks they enter
 the wide (linear) path, which carries most of what the models learn from the images
 (docs/models.md). Grad-CAM weighs the voxels the read-outs are summed from by how they
 moved the prediction (its read-out layer, :mod:`pfs_core.explain.gradcam`), and keeps only
 those that raised it. These maps show all the voxels the read-outs counted, whatever the
 direction, on the patient's original CT grid (the CT's affine), scaled 0–1:
 
-- PET: hepatic voxels hotter than :data:`~pfs_core.readouts.HOT_FACTOR` × liver or
-  colder than :data:`~pfs_core.readouts.COLD_FACTOR` × liver, valued |SUV / liver SUV − 1|,
+- PET: hepatic voxels hotter than :data:`~pfs_core.features.readouts.HOT_FACTOR` × liver or
+  colder than :data:`~pfs_core.features.readouts.COLD_FACTOR` × liver, valued |SUV / liver SUV − 1|,
   the distance from the liver's uptake as a fraction of it: an SSTR-avid lesion with a
   tumour-to-liver ratio of 4 scores 3, an SSTR-negative one at most 1. (On the log scale
   the liver's rim, where a 12-mm voxel is half fat, outshone every lesion.)
-- CT: hypodense hepatic voxels (more than :data:`~pfs_core.readouts.HYPODENSE_HU`
+- CT: hypodense hepatic voxels (more than :data:`~pfs_core.features.readouts.HYPODENSE_HU`
   below the liver), valued by how many HU below the liver they are.
 
 They are measurements, not attributions: how much each read-out moved this
@@ -29,7 +29,7 @@ import numpy as np
 if TYPE_CHECKING:
     import nibabel as nib
 
-    from pfs_core.preprocess import PreparedCase
+    from pfs_core.preprocessing.model_grid import PreparedCase
 
 READOUT_MAP_NOTE = ("voxels the liver-referenced read-outs counted (PET: hepatic voxels hotter or colder than the "
                     "liver; CT: hypodense hepatic voxels), brighter further from the liver; a measurement, not an "
@@ -44,7 +44,7 @@ def readout_maps_model_space(case: PreparedCase, modalities: tuple[str, ...] = (
     """
     import torch
 
-    from pfs_core.readouts import ct_hepatic_masks, hepatic_masks, to_hu
+    from pfs_core.features.readouts import ct_hepatic_masks, hepatic_masks, to_hu
 
     out: dict[str, np.ndarray] = {}
     if "pet" in modalities and case.pet is not None:

@@ -37,10 +37,11 @@ import numpy as np
 import pandas as pd
 
 from pfs_core import schema
-from pfs_core.train import CohortData, FittedModel
+from pfs_core.dataset import CohortData
+from pfs_core.models.fitted import FittedModel
 
 if TYPE_CHECKING:
-    from pfs_core.bundle import Bundle
+    from pfs_core.models.bundle import Bundle
 
 OUTPUT_SPACE = "probability"
 
@@ -108,7 +109,7 @@ def exact_shapley(players: Sequence[str], value: Callable[[frozenset[str]], floa
 
 def modality_shapley(bundle: Bundle, data: CohortData, *, device: Any = None) -> ModalityShapley:
     """Shapley values over the modalities of ``bundle.spec`` for the one-row ``data``."""
-    from pfs_core.predict import ensemble_probabilities
+    from pfs_core.inference import ensemble_probabilities
 
     players = list(bundle.spec.modalities)
     coalitions = [frozenset(c) for k in range(len(players) + 1) for c in combinations(players, k)]
@@ -247,7 +248,8 @@ def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
                         device: Any) -> Callable[[pd.DataFrame], np.ndarray]:
     import torch
 
-    from pfs_core.train import resolve_device, torch_inputs
+    from pfs_core.models.device import resolve_device
+    from pfs_core.models.fitted import torch_inputs
 
     device = device or resolve_device()
     image_parts = []

@@ -3,12 +3,12 @@
 - :mod:`pfs_core.viz.curves`: ROC, precision–recall, calibration, decision curve, Kaplan–Meier, risk histogram.
 - :mod:`pfs_core.viz.explain`: SHAP bars, modality contributions and importance.
 - :mod:`pfs_core.viz.images`: slice with overlay, PET maximum-intensity projection.
-- :mod:`pfs_core.viz.scene`: 3D meshes (:mod:`pfs_core.geometry`) and the cohort embedding.
+- :mod:`pfs_core.viz.scene`: 3D meshes (:mod:`pfs_core.viz.mesh`) and the cohort embedding.
 
 Every function returns a ``plotly.graph_objects.Figure`` (``km_figure`` also the
 log-rank p-value); colours are colour-blind safe (Okabe & Ito) and no figure
 loads anything from the network. Static PNGs of 3D scenes come from
-:func:`pfs_core.geometry.render_png` (pyvista), not from plotly.
+:func:`pfs_core.viz.mesh.render_png` (pyvista), not from plotly.
 """
 
 from pfs_core.viz.curves import (

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from pfs_core.geometry import Mesh
 from pfs_core.viz._style import FONT, OUTCOME, PALETTE, new_figure
+from pfs_core.viz.mesh import Mesh
 
 OUTCOME_NAMES = {1: OUTCOME, 0: "PFS > 12 months"}
 _SYMBOLS = ("circle", "diamond", "square", "x", "triangle-up", "cross", "star", "hexagon")

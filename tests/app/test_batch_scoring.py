@@ -20,9 +20,9 @@ def finished_train_run(runs_dir: Path, *, model: str = "lab_pet") -> Path:
     sys.path.insert(0, str(MODEL_FIXTURES))
     from model_fixtures import FAST, SMALL, make_cohort
 
-    from pfs_core.cv import train_bundle
-    from pfs_core.registry import get_spec
-    from pfs_core.runs import RunInfo, save_run
+    from pfs_core.jobs.runs import RunInfo, save_run
+    from pfs_core.models.registry import get_spec
+    from pfs_core.training.bundle import train_bundle
 
     folder = runs_dir / f"20260101-000000-train-{model}"
     folder.mkdir(parents=True)

@@ -108,7 +108,7 @@ def test_background_run_progress_reload_and_results_on_comparison_page(setup, mo
 
 @pytest.mark.slow
 def test_cancel_button_stops_the_run(setup, monkeypatch, app_path):
-    from pfs_core.runs import is_alive, list_runs
+    from pfs_core.jobs.runs import is_alive, list_runs
 
     root, bad, pre, train = setup
     at = _checked(_page(app_path, monkeypatch, root, runs="cancel_runs"), bad)

@@ -3,7 +3,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from pfs_core.block_logistic import BlockScale, fit_block_logistic, weight_grid
+from pfs_core.models.block_logistic import BlockScale, fit_block_logistic, weight_grid
 
 
 def _blocks(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

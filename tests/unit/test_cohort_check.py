@@ -9,15 +9,10 @@ import pandas as pd
 import pytest
 
 from pfs_core.cli import main
-from pfs_core.cohort_check import (
-    PAIR_COLUMN,
-    good_cohort_csv,
-    score_cohort,
-    validate_cohort,
-    write_good_cohort,
-)
 from pfs_core.errors import InputError
-from pfs_core.imaging import load_pet
+from pfs_core.inference import score_cohort
+from pfs_core.io import load_pet
+from pfs_core.io.cohort import PAIR_COLUMN, good_cohort_csv, validate_cohort, write_good_cohort
 
 MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
 N = 12
@@ -170,7 +165,8 @@ def test_scoring_mode_and_image_root(cohort_dir, tmp_path):
 
 
 def test_good_rows_written_for_the_commands(cohort_dir, tmp_path):
-    from pfs_core.train import is_simulated, read_cohort
+    from pfs_core.io.cohort import read_cohort
+    from pfs_core.models.provenance import is_simulated
 
     csv_path = _edited(cohort_dir, tmp_path, _two_bad_rows)
     (tmp_path / "ground_truth.csv").write_text("patient_id,p_short_pfs_true\nP000,0.3\nP001,0.6\n")
@@ -204,14 +200,14 @@ def image_bundle(tmp_path_factory):
     sys.path.insert(0, str(MODEL_FIXTURES))
     from model_fixtures import FAST, SMALL, make_cohort
 
-    from pfs_core.cv import train_bundle
-    from pfs_core.registry import get_spec
+    from pfs_core.models.registry import get_spec
+    from pfs_core.training.bundle import train_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "lab_pet"
     data = make_cohort(15, config=SMALL)
     provenance = {"created": "2026-01-01T00:00:00+00:00", "command": "test", "source": "test", "simulated": True}
     train_bundle(data, get_spec("lab_pet"), out, folds=3, seed=0, config=FAST, provenance=provenance)
-    from pfs_core.bundle import load_bundle
+    from pfs_core.models.bundle import load_bundle
 
     return load_bundle(out)
 

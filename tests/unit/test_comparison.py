@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pfs_core.comparison import (
+from pfs_core.errors import InputError, UsageError
+from pfs_core.results.comparison import (
     cohort_table_path,
     curve_inputs,
     find_results,
@@ -19,8 +20,7 @@ from pfs_core.comparison import (
     metrics_table,
     risk_groups,
 )
-from pfs_core.errors import InputError, UsageError
-from pfs_core.published import PUBLISHED, published
+from pfs_core.results.published import PUBLISHED, published
 
 MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
 
@@ -91,7 +91,7 @@ def test_outcomes_from_the_cohort_table_or_a_clear_note(tmp_path):
 
 
 def test_find_results_lists_shipped_and_finished_runs(tmp_path):
-    from pfs_core.runs import RunInfo, save_run
+    from pfs_core.jobs.runs import RunInfo, save_run
 
     write_output(tmp_path / "results" / "sim116")
     for name, code in (("20260102-000000-benchmark-aaaa", "0"), ("20260103-000000-benchmark-bbbb", "1")):
@@ -109,9 +109,9 @@ def fusion(tmp_path_factory):
     sys.path.insert(0, str(MODEL_FIXTURES))
     from model_fixtures import FAST, SMALL, make_cohort
 
-    from pfs_core.bundle import load_bundle
-    from pfs_core.cv import train_bundle
-    from pfs_core.registry import get_spec
+    from pfs_core.models.bundle import load_bundle
+    from pfs_core.models.registry import get_spec
+    from pfs_core.training.bundle import train_bundle
 
     data = make_cohort(15, config=SMALL)
     out = tmp_path_factory.mktemp("fusion") / "bundle"
@@ -124,7 +124,7 @@ def fusion(tmp_path_factory):
 
 @pytest.mark.slow
 def test_fast_cohort_contributions_equal_modality_shapley(fusion):
-    from pfs_core.comparison import mean_abs_contributions, modality_contributions
+    from pfs_core.explain.cohort import mean_abs_contributions, modality_contributions
     from pfs_core.explain.shapley import modality_shapley
 
     bundle, data = fusion
@@ -141,7 +141,7 @@ def test_fast_cohort_contributions_equal_modality_shapley(fusion):
 
 @pytest.mark.slow
 def test_fused_embedding(fusion):
-    from pfs_core.comparison import fused_embedding, fused_features
+    from pfs_core.explain.cohort import fused_embedding, fused_features
 
     bundle, data = fusion
     features = fused_features(bundle, data)

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from pfs_core.imaging import load_ct, load_pet, world_overlap
+from pfs_core.io import load_ct, load_pet, world_overlap
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 pytestmark = [

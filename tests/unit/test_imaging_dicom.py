@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pfs_core.errors import InputError
-from pfs_core.imaging import load_ct, load_pet
+from pfs_core.io import load_ct, load_pet
 
 F18_HALF_LIFE_S = 6586.2
 CT_CLASS, PT_CLASS, RTSTRUCT_CLASS = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.128", \

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from pfs_core.errors import InputError
-from pfs_core.imaging import check_overlap, load_ct, load_pet
-from pfs_core.preprocess import load_case
+from pfs_core.io import check_overlap, load_ct, load_pet
+from pfs_core.preprocessing.model_grid import load_case
 
 
 def save(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:

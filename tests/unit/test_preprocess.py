@@ -12,8 +12,8 @@ from scipy.ndimage import map_coordinates
 
 from pfs_core.config import PreprocessConfig
 from pfs_core.errors import InputError
-from pfs_core.imaging import Volume, load_ct, load_pet
-from pfs_core.preprocess import (
+from pfs_core.io import Volume, load_ct, load_pet
+from pfs_core.preprocessing.model_grid import (
     model_grid_affine,
     preprocess_case,
     preprocess_cohort,
@@ -188,7 +188,7 @@ def test_cohort_is_cached_and_a_corrupt_entry_recomputed(tmp_path, monkeypatch):
     rows.append("p2,images/p0_pet.nii.gz,,61")  # PET only
     csv_path = tmp_path / "cohort" / "cohort.csv"
     csv_path.write_text("\n".join(rows) + "\n")
-    import pfs_core.preprocess as module
+    import pfs_core.preprocessing.model_grid as module
 
     calls = []
     real = module.preprocess_case

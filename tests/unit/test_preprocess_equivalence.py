@@ -26,11 +26,11 @@ from monai.transforms import ScaleIntensityRange, SpatialCrop, SpatialResample
 from monai.transforms.utils import generate_spatial_bounding_box
 from scipy.ndimage import gaussian_filter
 
-from pfs_core.config import PreprocessConfig
+from pfs_core.config import MODEL_PREPROCESS, PreprocessConfig
 from pfs_core.errors import InputError
-from pfs_core.imaging import Volume, load_ct, load_pet
-from pfs_core.imaging.nifti import _reason, read_nifti_data
-from pfs_core.preprocess import (
+from pfs_core.io import Volume, load_ct, load_pet
+from pfs_core.io.nifti import _reason, read_nifti_data
+from pfs_core.preprocessing.model_grid import (
     _antialias_sigma,
     body_box,
     load_case,
@@ -38,7 +38,6 @@ from pfs_core.preprocess import (
     preprocess_case,
     scale_and_smooth,
 )
-from pfs_core.train import MODEL_PREPROCESS
 
 EXPECTED = Path(__file__).parent / "data" / "preprocess_expected.npz"
 TOLERANCE = 1e-5

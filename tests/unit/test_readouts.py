@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from pfs_core.readouts import (
+from pfs_core.features.pet_quant import PET_FEATURE_COLUMNS, pet_quantitative_features
+from pfs_core.features.readouts import (
     CT_READOUT_NAMES,
     MEASUREMENT_UNITS,
     READOUT_NAMES,
@@ -12,7 +13,6 @@ from pfs_core.readouts import (
     liver_suv,
     measurements,
 )
-from pfs_core.tabular import PET_FEATURE_COLUMNS, pet_quantitative_features
 
 
 def _phantom() -> np.ndarray:

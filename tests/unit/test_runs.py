@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pfs_core import runs
 from pfs_core.errors import UsageError
-from pfs_core.runs import RunInfo, cancel_run, list_runs, progress, run_status, start_run, wait_run
-from pfs_core.runs_worker import main as worker_main
+from pfs_core.jobs import runs
+from pfs_core.jobs.runs import RunInfo, cancel_run, list_runs, progress, run_status, start_run, wait_run
+from pfs_core.jobs.worker import main as worker_main
 
 MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
 
@@ -111,7 +111,7 @@ def test_worker_records_exit_code_and_log(tmp_path):
 
 
 def test_worker_forwards_sigterm(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "pfs_core.runs_worker", str(tmp_path), "--", sys.executable,
+    proc = subprocess.Popen([sys.executable, "-m", "pfs_core.jobs.worker", str(tmp_path), "--", sys.executable,
                              "-c", "import time; print('up', flush=True); time.sleep(60)"], start_new_session=True)
     log, deadline = tmp_path / "log.txt", time.monotonic() + 20
     while not (log.exists() and "up" in log.read_text()):
@@ -126,7 +126,7 @@ def test_cancel_stops_the_process_group(tmp_path):
     """A detached worker running a long command, cancelled as the pages do (no pfs_core import: fast)."""
     run = _fake_run(tmp_path)
     script = "import time; print('up', flush=True); time.sleep(60)"
-    proc = subprocess.Popen([sys.executable, "-m", "pfs_core.runs_worker", str(run.folder), "--", sys.executable,
+    proc = subprocess.Popen([sys.executable, "-m", "pfs_core.jobs.worker", str(run.folder), "--", sys.executable,
                              "-c", script], start_new_session=True)
     run.pid, run.proc_start = proc.pid, runs.process_start_ticks(proc.pid)
     runs.save_run(run)
@@ -151,8 +151,8 @@ def tiny(tmp_path_factory):
     sys.path.insert(0, str(MODEL_FIXTURES))
     from model_fixtures import FAST, SMALL, write_disk_cohort
 
-    from pfs_core.cohort_check import validate_cohort
     from pfs_core.config import to_dict
+    from pfs_core.io.cohort import validate_cohort
 
     folder = tmp_path_factory.mktemp("run_cohort")
     cohort = write_disk_cohort(folder, n=15)

@@ -9,11 +9,11 @@ import pytest
 from model_fixtures import FAST, make_cohort
 from test_model_predict import LABS, PROVENANCE, volumes
 
-from pfs_core.bundle import load_bundle
-from pfs_core.cv import train_bundle
 from pfs_core.explain import explain_case
 from pfs_core.explain.shapley import decode_labs, encode_labs, exact_shapley, summarise_background
-from pfs_core.registry import get_spec
+from pfs_core.models.bundle import load_bundle
+from pfs_core.models.registry import get_spec
+from pfs_core.training.bundle import train_bundle
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_gradcam_maps_are_on_the_ct_grid(bundles):
 
 
 def test_an_all_zero_gradcam_is_named_not_hidden(bundles, monkeypatch):
-    import pfs_core.explain as explain
+    import pfs_core.explain.case as explain
 
     pet, ct = volumes()
     real = explain.gradcam_on_ct_grid

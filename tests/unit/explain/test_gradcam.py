@@ -9,10 +9,12 @@ from model_fixtures import FAST
 from test_model_predict import PROVENANCE  # noqa: F401  (keeps the model tests' import path set up)
 
 from pfs_core.config import PreprocessConfig
+from pfs_core.dataset import CohortData
 from pfs_core.explain.gradcam import _member_cam
-from pfs_core.readouts import READOUT_NAMES
-from pfs_core.registry import get_spec
-from pfs_core.train import CohortData, FittedModel, build_fusion_net
+from pfs_core.features.readouts import READOUT_NAMES
+from pfs_core.models.fitted import FittedModel
+from pfs_core.models.registry import get_spec
+from pfs_core.training.fit import build_fusion_net
 
 GRID = PreprocessConfig(shape=(20, 20, 20), spacing_mm=(12.0, 12.0, 12.0), pet_suv_max=60.0)
 

@@ -13,11 +13,11 @@ from model_fixtures import FAST, make_cohort
 from scipy import ndimage
 from test_model_predict import PROVENANCE
 
-from pfs_core.bundle import load_bundle
-from pfs_core.cv import train_bundle
+from pfs_core.dataset import CohortData
 from pfs_core.explain.gradcam import gradcam_layer_names, gradcam_model_space
-from pfs_core.registry import get_spec
-from pfs_core.train import CohortData
+from pfs_core.models.bundle import load_bundle
+from pfs_core.models.registry import get_spec
+from pfs_core.training.bundle import train_bundle
 
 RADIUS = 2  # voxels of the model grid (16³)
 

@@ -4,8 +4,8 @@ import numpy as np
 
 from pfs_core.config import PreprocessConfig
 from pfs_core.explain.readout_map import readout_maps_model_space, readout_maps_on_ct_grid
-from pfs_core.imaging import Volume
-from pfs_core.preprocess import preprocess_case
+from pfs_core.io import Volume
+from pfs_core.preprocessing.model_grid import preprocess_case
 
 CONFIG = PreprocessConfig(shape=(20, 20, 20), spacing_mm=(12.0, 12.0, 12.0), pet_suv_max=60.0)
 AFFINE = np.diag([4.0, 4.0, 4.0, 1.0])

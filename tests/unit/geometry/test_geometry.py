@@ -1,4 +1,4 @@
-"""pfs_core.geometry: meshes land at known world positions, budgets hold, renderings are not blank."""
+"""pfs_core.viz.mesh: meshes land at known world positions, budgets hold, renderings are not blank."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pfs_core import geometry
 from pfs_core.errors import InputError
-from pfs_core.geometry import Mesh
+from pfs_core.viz import mesh as geometry
+from pfs_core.viz.mesh import Mesh
 
 
 def rotation_z(degrees: float) -> np.ndarray:

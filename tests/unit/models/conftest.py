@@ -8,7 +8,7 @@ import pytest
 from model_fixtures import FAST, SMALL, make_cohort, write_disk_cohort
 
 from pfs_core.config import to_dict
-from pfs_core.train import CohortData
+from pfs_core.dataset import CohortData
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 
 from pfs_core import schema
-from pfs_core.config import PreprocessConfig
-from pfs_core.pretrain import PretrainConfig
-from pfs_core.train import CohortData, TrainConfig
+from pfs_core.config import PreprocessConfig, PretrainConfig, TrainConfig
+from pfs_core.dataset import CohortData
 
 SMALL = PreprocessConfig(shape=(16, 16, 16), spacing_mm=(24.0, 24.0, 24.0))
 FAST = TrainConfig(epochs=1, batch_size=8, channels=(4, 8), strides=(2, 2), embed_dim=8, hidden=8,

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 from model_fixtures import FAST
 
-from pfs_core.bundle import MANIFEST, load_bundle, verify_bundle
-from pfs_core.cv import train_bundle
 from pfs_core.errors import BundleError
-from pfs_core.predict import ensemble_probabilities
-from pfs_core.registry import get_spec
+from pfs_core.inference import ensemble_probabilities
+from pfs_core.models.bundle import MANIFEST, load_bundle, verify_bundle
+from pfs_core.models.registry import get_spec
+from pfs_core.training.bundle import train_bundle
 
 PROVENANCE = {"command": "test", "source": "fake", "simulated": True, "note": "fake cohort",
               "created": "2026-01-01T00:00:00+00:00", "device": "cpu"}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pfs_core.nets import FusionHead, FusionNet, ImageBranch, LabBranch, build_net, count_parameters
+from pfs_core.models.nets import FusionHead, FusionNet, ImageBranch, LabBranch, build_net, count_parameters
 
 SHAPE = (16, 16, 16)
 
@@ -77,7 +77,7 @@ def test_invalid_configurations():
 
 
 def test_pet_quant_branch_reads_liver_ratio_and_carries_the_readouts():
-    from pfs_core.readouts import hepatic_readout
+    from pfs_core.features.readouts import hepatic_readout
 
     torch.manual_seed(0)
     net = FusionNet(3, use_lab=False, use_pet=True, use_ct=False, channels=(4, 8), strides=(2, 2), embed_dim=8,

@@ -3,13 +3,14 @@ import pytest
 from model_fixtures import FAST, make_cohort
 
 from pfs_core import DISCLAIMER
-from pfs_core.bundle import load_bundle
-from pfs_core.cv import train_bundle
 from pfs_core.errors import InputError
-from pfs_core.imaging import Volume
-from pfs_core.predict import predict_case, validate_labs
-from pfs_core.readouts import MEASUREMENT_UNITS
-from pfs_core.registry import get_spec
+from pfs_core.features.readouts import MEASUREMENT_UNITS
+from pfs_core.inference import predict_case
+from pfs_core.io import Volume
+from pfs_core.io.labs import validate_labs
+from pfs_core.models.bundle import load_bundle
+from pfs_core.models.registry import get_spec
+from pfs_core.training.bundle import train_bundle
 
 PROVENANCE = {"command": "test", "source": "fake", "simulated": True, "note": None,
               "created": "2026-01-01T00:00:00+00:00"}

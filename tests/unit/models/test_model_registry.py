@@ -1,7 +1,7 @@
 import pytest
 
 from pfs_core.errors import UsageError
-from pfs_core.registry import DEFAULT_MODEL, MODEL_NAMES, MODELS_BY_NAME, get_spec, resolve_models
+from pfs_core.models.registry import DEFAULT_MODEL, MODEL_NAMES, MODELS_BY_NAME, get_spec, resolve_models
 
 EXPECTED = {"lab_rf", "pet_cnn", "ct_cnn", "pet_ct", "lab_pet", "lab_pet_ct", "lab_pet_ct_pretrained", "classic"}
 

@@ -3,14 +3,13 @@ import pandas as pd
 import pytest
 from model_fixtures import make_cohort
 
-from pfs_core.tabular import (
+from pfs_core.features.pet_quant import liver_reference_suv, pet_quantitative_features
+from pfs_core.features.tabular import (
     LOG_COLUMNS,
     LabTransformer,
     TabularParams,
     feature_ranges,
     fit_lab_transform,
-    liver_reference_suv,
-    pet_quantitative_features,
 )
 
 
@@ -60,8 +59,8 @@ def test_cv_fold_transform_does_not_see_test_rows(cohort):
     """By construction in fit_model: the fold's lab statistics equal those of its training rows alone."""
     from model_fixtures import FAST
 
-    from pfs_core.registry import get_spec
-    from pfs_core.train import fit_model
+    from pfs_core.models.registry import get_spec
+    from pfs_core.training.fit import fit_model
 
     train = np.arange(0, 14)
     model = fit_model(get_spec("lab_rf"), cohort.subset(train), config=FAST, seed=0)

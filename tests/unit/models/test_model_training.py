@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 from model_fixtures import FAST, make_cohort
 
-from pfs_core.block_logistic import fit_block_logistic
-from pfs_core.cv import cross_validate, make_splits, repeat_metrics, strata, summarise
+from pfs_core.config import TrainConfig
 from pfs_core.errors import InputError, UsageError
 from pfs_core.metrics import all_metrics, short_pfs_label
-from pfs_core.registry import MODELS, get_spec
-from pfs_core.train import Augmenter, TrainConfig, _validation_split, fit_model, sklearn_features
+from pfs_core.models.block_logistic import fit_block_logistic
+from pfs_core.models.fitted import sklearn_features
+from pfs_core.models.registry import MODELS, get_spec
+from pfs_core.training.augment import Augmenter
+from pfs_core.training.cv import cross_validate, make_splits, repeat_metrics, strata, summarise
+from pfs_core.training.fit import _validation_split, fit_model
 
 
 def test_label_rule():
@@ -110,7 +113,7 @@ def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from pfs_core.readouts import hepatic_readout
+    from pfs_core.features.readouts import hepatic_readout
 
     rng = np.random.default_rng(5)
     suv = cohort.pet * cohort.preprocess.pet_suv_max

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pfs_core import viz
-from pfs_core.geometry import Mesh
+from pfs_core.viz.mesh import Mesh
 
 
 def tetrahedron(name: str, color: str, shift: float = 0.0) -> Mesh:

@@ -3,9 +3,9 @@
 See ``docs/input.md`` for the accepted formats, SUV rules and validation rules.
 """
 
-from pfs_core.imaging.load import PET_UNITS, PetUnits, load_ct, load_pet
-from pfs_core.imaging.validate import check_overlap
-from pfs_core.imaging.volume import Overlap, Volume, voxel_spacing, world_bounds, world_overlap
+from pfs_core.io.load import PET_UNITS, PetUnits, load_ct, load_pet
+from pfs_core.io.validate import check_overlap
+from pfs_core.io.volume import Overlap, Volume, voxel_spacing, world_bounds, world_overlap
 
 __all__ = [
     "PET_UNITS",

@@ -1,4 +1,20 @@
-"""Row-by-row check of a cohort table before it is benchmarked, trained on or scored.
+"""TODO-DOC
+
+[from pfs_core.training] Training of one registry model on one training set (a CV fold, or one fold of a bundle).
+
+Everything a model sees comes from :class:`CohortData` (labs, outcome, and the
+preprocessed PET/CT of :mod:`pfs_core.preprocessing.model_grid`). The lab transform is fitted on
+the training rows given to :func:`fit_model` only; supervised fitting uses the
+rows with a binary label (see :func:`pfs_core.metrics.short_pfs_label`).
+
+Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
+cosine learning-rate decay, a fixed number of epochs (no early stopping),
+light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
+up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
+scale jitter, plus an offset for CT; no left-right flip since anatomy is lateralised). CPU by
+default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
+
+[from pfs_core.io.cohort] Row-by-row check of a cohort table before it is benchmarked, trained on or scored.
 
 :func:`validate_cohort` reads ``cohort.csv`` as text and reports *every* bad row
 (:class:`RowProblem`: row number, patient id, column, reason) instead of stopping
@@ -21,30 +37,65 @@ validates, scores the good rows with a bundle and returns both.
 from __future__ import annotations
 
 import csv
-import math
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pfs_core import schema
 from pfs_core.errors import InputError
+from pfs_core.io.labs import _number, check_lab, is_missing
 
-if TYPE_CHECKING:
-    from pfs_core.bundle import Bundle
 
-#: Cell texts read as "missing" (compared lower-case, after stripping blanks).
-MISSING_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a"})
+def read_cohort(cohort_csv: str | Path, *, require_outcome: bool = True) -> pd.DataFrame:
+    """Read and check a cohort table (columns of :data:`pfs_core.schema.COHORT_COLUMNS`).
+
+    Without ``require_outcome`` (scoring new patients) pfs_months/progressed may be absent.
+    """
+    path = Path(cohort_csv)
+    if not path.is_file():
+        raise InputError(f"{path}: cohort file not found; pass the cohort.csv written by 'synth' or your own table")
+    try:
+        frame = pd.read_csv(path, dtype={schema.ID_COLUMN: str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: cannot read the cohort table ({exc}); give a UTF-8 CSV file") from None
+    if not require_outcome:
+        for column, default in ((schema.TIME_COLUMN, np.nan), (schema.EVENT_COLUMN, 0)):
+            if column not in frame:
+                frame[column] = default
+        frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].fillna(0)
+    required = [schema.ID_COLUMN, schema.TIME_COLUMN, schema.EVENT_COLUMN]
+    missing = [c for c in required if c not in frame]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; the table needs {list(schema.COHORT_COLUMNS)}")
+    if frame[schema.ID_COLUMN].duplicated().any():
+        dup = frame.loc[frame[schema.ID_COLUMN].duplicated(), schema.ID_COLUMN].iloc[0]
+        raise InputError(f"{path}: patient_id {dup!r} occurs more than once; make ids unique")
+    bad = (frame[schema.TIME_COLUMN] < 0) | ~frame[schema.EVENT_COLUMN].isin([0, 1])
+    if require_outcome:
+        bad |= frame[schema.TIME_COLUMN].isna()
+    if bad.any():
+        row = frame.loc[bad, schema.ID_COLUMN].iloc[0]
+        raise InputError(f"{path}: patient {row!r} needs pfs_months >= 0 and progressed 0 or 1; fix that row")
+    for name in schema.LAB_COLUMNS:
+        if name not in frame:
+            frame[name] = np.nan
+    return frame
+
+
 #: Column name used for problems that concern the PET/CT pair rather than one file.
 PAIR_COLUMN = "pet+ct"
+
+
 #: Spreadsheet row number of the first patient (the header is row 1).
 FIRST_DATA_ROW = 2
+
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -107,9 +158,6 @@ class CohortReport:
                 f"({len(self.problems)} problem(s))")
 
 
-# ----------------------------------------------------------------------------- reading
-
-
 def _read_records(path: Path) -> tuple[list[str], list[list[str]]]:
     """(header, data records) of a CSV file as text; InputError when it cannot be read."""
     if not path.is_file():
@@ -156,45 +204,6 @@ def _check_header(path: Path, header: list[str], *, check_images: bool, require_
     return warnings
 
 
-# ----------------------------------------------------------------------------- cell checks
-
-
-def is_missing(text: str | None) -> bool:
-    """True for an empty cell or a usual 'missing' marker (NA, NaN, null...)."""
-    return text is None or text.strip().lower() in MISSING_TEXTS
-
-
-def _number(text: str) -> float | None:
-    """The cell as a finite float, or None when it is not one."""
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def check_lab(name: str, text: str) -> tuple[Any, str | None]:
-    """(parsed value or NaN, reason or None) of one lab/clinical cell; the reason never quotes the value."""
-    if is_missing(text):
-        return float("nan"), None
-    if name in schema.CATEGORICAL_BY_NAME:
-        levels = schema.CATEGORICAL_BY_NAME[name].levels
-        value = text.strip()
-        if value not in levels:
-            return float("nan"), f"not an allowed value; use one of {', '.join(levels)} or leave it empty"
-        return value, None
-    feature = schema.NUMERIC_BY_NAME[name]
-    number = _number(text)
-    if number is None:
-        return float("nan"), f"not a number; give it in {feature.unit} or leave it empty"
-    low, high = feature.plausible
-    if not low <= number <= high:
-        alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
-        return float("nan"), (f"outside the plausible range {low:g}-{high:g} {feature.unit}; check the value and "
-                              f"its unit (expected {feature.unit}{alt})")
-    return number, None
-
-
 def check_outcome(name: str, text: str, *, required: bool) -> tuple[float, str | None]:
     """(value or NaN, reason or None) of ``pfs_months`` (>= 0, months) or ``progressed`` (0/1)."""
     if is_missing(text):
@@ -221,10 +230,10 @@ def resolve_image(text: str, image_root: Path) -> Path | None:
 def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path) -> list[tuple[str, str]]:
     """(column, reason) for every image problem of one row: missing file, unreadable image, no overlap.
 
-    Each image is loaded fully with :func:`pfs_core.imaging.load_pet` / ``load_ct``; the
+    Each image is loaded fully with :func:`pfs_core.io.load_pet` / ``load_ct``; the
     reason is the loader's :class:`InputError` message.
     """
-    from pfs_core.imaging import check_overlap, load_ct, load_pet
+    from pfs_core.io import check_overlap, load_ct, load_pet
 
     if pet is None and ct is None:
         return [(PAIR_COLUMN, f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; give at least one image")]
@@ -247,9 +256,6 @@ def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path) -> li
         except InputError as exc:
             problems.append((PAIR_COLUMN, str(exc)))
     return problems
-
-
-# ----------------------------------------------------------------------------- one row
 
 
 @dataclass
@@ -293,9 +299,6 @@ def _id_problems(ids: dict[int, str]) -> dict[int, str]:
             for row in rows:
                 out[row] = f"the same patient_id is used in rows {', '.join(map(str, rows))}; make ids unique"
     return out
-
-
-# ----------------------------------------------------------------------------- the whole table
 
 
 def validate_cohort(
@@ -373,15 +376,12 @@ def _report(path: Path, root: Path, parsed: dict[int, _RowResult], warnings: lis
                         warnings=warnings)
 
 
-# ----------------------------------------------------------------------------- good rows go on
-
-
 def write_good_cohort(report: CohortReport, folder: str | Path) -> Path:
     """Write the good rows as ``folder/cohort.csv`` (absolute image paths); returns its path.
 
     When the source folder holds the simulator's ``ground_truth.csv`` its rows for the
     good patients are copied too, so the copy is still recognised as simulated
-    (:func:`pfs_core.train.is_simulated`). InputError when no row is usable.
+    (:func:`pfs_core.models.provenance.is_simulated`). InputError when no row is usable.
     """
     if report.good.empty:
         raise InputError(f"{report.source}: no usable row ({report.n_bad} row(s) with problems); fix the rows "
@@ -405,57 +405,3 @@ def good_cohort_csv(report: CohortReport) -> Iterator[Path]:
     """The good rows as a cohort.csv in a private temporary folder, removed on exit."""
     with tempfile.TemporaryDirectory(prefix="pfs_cohort_") as folder:
         yield write_good_cohort(report, folder)
-
-
-@dataclass
-class ScoredCohort:
-    """Scores of the good rows (columns of :func:`pfs_core.predict.predict_cohort`) and the validation report."""
-
-    scores: pd.DataFrame
-    report: CohortReport
-
-
-def model_problems(bundle: Bundle, report: CohortReport) -> list[RowProblem]:
-    """Rows the bundle cannot score: an image-only model whose images are all missing in that row."""
-    spec = bundle.spec
-    if spec.use_lab:
-        return []
-    out = []
-    for row, values in report.good.iterrows():
-        given = [m for m in ("pet", "ct") if getattr(spec, f"use_{m}") and values[m]]
-        if not given:
-            need = " or ".join(m.upper() for m in spec.modalities)
-            out.append(RowProblem(int(row), values[schema.ID_COLUMN], PAIR_COLUMN,
-                                  f"model {spec.name} needs {need} and this row has none; add the image or "
-                                  "use a model that includes lab values"))
-    return out
-
-
-def score_cohort(
-    bundle: Bundle,
-    cohort_csv: str | Path,
-    *,
-    image_root: str | Path | None = None,
-    device: str | None = None,
-    cache_dir: Path | None = None,
-    progress: ProgressCallback | None = None,
-) -> ScoredCohort:
-    """Validate ``cohort_csv`` for ``bundle``, score the good rows, and return scores + report.
-
-    Bad rows (and rows the model cannot use) are left out and listed in
-    ``report.problems``; ``scores`` has one row per good patient plus the column
-    ``row`` (spreadsheet row number). InputError when the file is unusable or no row is good.
-    """
-    from pfs_core.predict import predict_cohort
-
-    report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
-                             image_root=image_root, progress=progress)
-    unusable = model_problems(bundle, report)
-    if unusable:
-        report.problems.extend(unusable)
-        report.good = report.good.drop(index=[p.row for p in unusable])
-    with good_cohort_csv(report) as csv_path:
-        scores = predict_cohort(bundle, csv_path, device=device, cache_dir=cache_dir)
-    rows = pd.Series(report.good.index.to_numpy(), index=report.good[schema.ID_COLUMN].astype(str).to_numpy())
-    scores.insert(0, "row", rows.reindex(scores["patient_id"].astype(str)).to_numpy(dtype=np.int64))
-    return ScoredCohort(scores=scores, report=report)

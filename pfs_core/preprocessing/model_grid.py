@@ -37,10 +37,10 @@ from monai.data import MetaTensor
 from monai.transforms import SpatialCrop, SpatialResample
 from scipy.ndimage import gaussian_filter1d
 
-from pfs_core.cache import ArrayCache, content_digest
 from pfs_core.config import PreprocessConfig, digest
 from pfs_core.errors import InputError
-from pfs_core.imaging import PetUnits, Volume, check_overlap, load_ct, load_pet
+from pfs_core.io import PetUnits, Volume, check_overlap, load_ct, load_pet
+from pfs_core.io.cache import ArrayCache, content_digest
 from pfs_core.schema import CT_COLUMN, ID_COLUMN, PET_COLUMN
 
 CACHE_FORMAT = "preprocess-v1"  # bump when the algorithm changes: old cache entries are then ignored

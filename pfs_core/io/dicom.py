@@ -22,8 +22,8 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pfs_core.errors import InputError
-from pfs_core.imaging.validate import check_grid
-from pfs_core.imaging.volume import LPS_TO_RAS
+from pfs_core.io.validate import check_grid
+from pfs_core.io.volume import LPS_TO_RAS
 
 MAX_UNZIPPED_BYTES = 8 * 1024**3
 _IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.128"}  # CT / PET Image Storage

@@ -1,6 +1,6 @@
 """Display-space helpers: bring a PET onto the CT grid so slices and MIPs can share one overlay.
 
-Used only for showing images (the model grid is :mod:`pfs_core.preprocess`'s job).
+Used only for showing images (the model grid is :mod:`pfs_core.preprocessing.model_grid`'s job).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import SpatialResample
 
-from pfs_core.imaging import Volume
+from pfs_core.io import Volume
 
 
 def resample_onto(volume: Volume, *, affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:

@@ -25,7 +25,7 @@ class ModelSpec:
 
     ``use_lab/use_pet/use_ct`` say which inputs enter the model;
     ``pretrained_ct`` means the CT branch is first pretrained self-supervised
-    (see :mod:`pfs_core.pretrain`); ``pet_features`` means hand-crafted
+    (see :mod:`pfs_core.training.pretrain`); ``pet_features`` means hand-crafted
     quantitative PET features (SUVmax, SUVmean, volume, tumour-to-background).
     """
 

@@ -1,10 +1,12 @@
-"""Self-supervised pretraining of the CT branch (no labels, no download).
+"""TODO-DOC
+
+[from pfs_core.training.pretrain] Self-supervised pretraining of the CT branch (no labels, no download).
 
 Task: **masked-patch denoising reconstruction**. Each training CT (B, 1, D, H, W),
 windowed to [0, 1] on the model grid, is corrupted by blanking a random
 ``mask_fraction`` of non-overlapping cubes of ``patch`` voxels (default 8 voxels
 = 48 mm at 6 mm spacing) and adding Gaussian noise (sd ``noise_sd``) to the rest;
-the conv trunk (:attr:`pfs_core.nets.ImageBranch.features`) plus a small decoder
+the conv trunk (:attr:`pfs_core.models.nets.ImageBranch.features`) plus a small decoder
 of transposed MONAI convolutions must reconstruct the clean volume (at half
 the model-grid resolution, to keep it cheap on CPU). The loss is
 the mean squared error on blanked voxels plus ``visible_weight`` × that on the
@@ -23,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +34,10 @@ from monai.networks.blocks import Convolution
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from pfs_core.nets import CtQuant, ImageBranch
+from pfs_core.config import PretrainConfig
+from pfs_core.models.nets import CtQuant, ImageBranch
 
 TASK = "masked-patch denoising reconstruction of training-fold CT volumes (self-supervised; no labels)"
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Hyper-parameters of the CT pretraining (patch in voxels of the model grid)."""
-
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 2e-3
-    mask_fraction: float = 0.4
-    patch: int = 4
-    noise_sd: float = 0.05
-    visible_weight: float = 0.2
 
 
 class CTReconstructor(nn.Module):
@@ -96,7 +86,7 @@ def pretrain_ct_trunk(
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
     """Pretrain an :class:`ImageBranch` trunk on CTs (N, 1, D, H, W) in [0, 1].
 
-    ``ct_quant``: the CT branch's :class:`~pfs_core.nets.CtQuant` arguments, when it has one.
+    ``ct_quant``: the CT branch's :class:`~pfs_core.models.nets.CtQuant` arguments, when it has one.
     Returns the trunk's state dict (keys of ``ImageBranch.features``, CPU tensors)
     and the mean loss per epoch.
     """
@@ -174,4 +164,3 @@ def describe(config: PretrainConfig, *, n_volumes: int | None = None) -> dict[st
     if n_volumes is not None:
         out["n_volumes"] = int(n_volumes)
     return out
-

@@ -1,4 +1,6 @@
-"""Repeated stratified cross-validation: the study's model comparison and bundle training.
+"""TODO-DOC
+
+[from pfs_core.training.cv] Repeated stratified cross-validation: the study's model comparison and bundle training.
 
 Splits: scikit-learn ``RepeatedStratifiedKFold`` with a fixed seed over *all*
 patients, stratified by short PFS / long PFS / censored at or before 12 months,
@@ -20,13 +22,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pfs_core.config import TrainConfig
+from pfs_core.dataset import CohortData
 from pfs_core.errors import UsageError
 from pfs_core.metrics import ALL_METRICS, all_metrics, mean_sd
-from pfs_core.registry import ModelSpec
-from pfs_core.train import CohortData, FittedModel, TrainConfig, fit_model
+from pfs_core.models.fitted import FittedModel
+from pfs_core.models.registry import ModelSpec
+from pfs_core.training.fit import fit_model
 
 if TYPE_CHECKING:
     import torch
+
 
 OOF_COLUMNS: tuple[str, ...] = ("patient_id", "repeat", "fold", "model", "probability")
 
@@ -142,9 +148,6 @@ def mean_oof(oof: pd.DataFrame, model: str) -> pd.Series:
     return oof[oof["model"] == model].groupby("patient_id", sort=False)["probability"].mean()
 
 
-# ----------------------------------------------------------------------------- bundles
-
-
 def training_oof_table(data: CohortData, oof: pd.DataFrame, *, threshold: float) -> pd.DataFrame:
     """Per training patient: fold, OOF probability, outcome, label and risk group (stored in a bundle)."""
     table = pd.DataFrame({"patient_id": oof["patient_id"].to_numpy(), "fold": oof["fold"].to_numpy(),
@@ -156,93 +159,3 @@ def training_oof_table(data: CohortData, oof: pd.DataFrame, *, threshold: float)
     table["short_pfs"] = data.label[idx]
     table["risk_group"] = np.where(table["oof_probability"] >= threshold, "high", "low")
     return table.sort_values("patient_id").reset_index(drop=True)
-
-
-def train_bundle(
-    data: CohortData,
-    spec: ModelSpec,
-    out: Path,
-    *,
-    folds: int,
-    seed: int,
-    config: TrainConfig,
-    device: torch.device | None = None,
-    progress: bool = False,
-    cache_dir: Path | None = None,
-    provenance: dict[str, Any],
-) -> Path:
-    """Cross-validate ``spec`` once (``folds`` folds) and save the fold models as a bundle in ``out``.
-
-    ``provenance``: command, source, simulated flag, data note, created, runtime info.
-    The risk-group threshold is the median OOF probability of the training cohort.
-    """
-    from pfs_core import DISCLAIMER
-    from pfs_core.benchmark import cohort_summary
-    from pfs_core.bundle import feature_manifest, model_card, save_bundle
-    from pfs_core.pretrain import describe
-    from pfs_core.train import resolve_device, runtime_info
-
-    started = time.perf_counter()
-    device = device or resolve_device()
-    provenance = {**runtime_info(str(device)), **provenance}
-    splits = make_splits(data, folds=folds, repeats=1, seed=seed)
-    cv = cross_validate(data, [spec], splits, config=config, seed=seed, device=device, progress=progress,
-                        cache_dir=cache_dir, keep_models=True)
-    members = cv.models[spec.name]
-    prob = cv.oof["probability"].to_numpy(float)
-    threshold = float(np.median(prob))
-    table = training_oof_table(data, cv.oof, threshold=threshold)
-    idx = pd.Series(range(len(data)), index=data.patient_ids)[cv.oof["patient_id"]].to_numpy()
-    metrics = all_metrics(data.time_months[idx], data.event[idx], prob)
-    weights_digest = _weights_digest(members, prob)
-    manifest: dict[str, Any] = {
-        "model_name": spec.name, "model_version": f"{provenance['created'][:10]}-{weights_digest[:8]}",
-        "created": provenance["created"], "description": spec.description, "label": spec.label,
-        "inputs": list(spec.modalities), "disclaimer": DISCLAIMER,
-        "target": "probability of progression-free survival <= 12 months (short PFS)",
-        "post_baseline_used": config.include_post_baseline,
-        "features": feature_manifest(data.labs, include_post_baseline=config.include_post_baseline)
-        if spec.use_lab else [],
-        "image_inputs": {"pet": spec.use_pet, "ct": spec.use_ct},
-        "training_cohort": {**cohort_summary(data), "source": provenance.get("source"),
-                            "simulated": provenance.get("simulated"), "note": provenance.get("note")},
-        "cv_metrics": {**metrics, "folds": folds, "seed": seed,
-                       "note": f"pooled out-of-fold predictions of the {folds} fold models of this bundle "
-                               f"(one repeat); binary metrics on labelled patients, C-index on all"},
-        "ensemble": {"n_members": len(members),
-                     "interval": "min-max of the fold models' probabilities",
-                     "risk_threshold": threshold,
-                     "risk_threshold_rule": "median OOF probability of the training cohort; >= threshold → high"},
-        "gradcam_layers": members[0].net.gradcam_layers() if members[0].net is not None else {},
-        "gradcam_readout_layers": members[0].net.readout_layers() if members[0].net is not None else {},
-        "pretraining": describe(config.pretrain) if spec.pretrained_ct else None,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        **{k: provenance[k] for k in ("command", "device", "versions", "machine") if k in provenance},
-    }
-    return save_bundle(out, members, preprocess=data.preprocess, training_oof=table, risk_threshold=threshold,
-                       manifest=manifest, model_card=model_card(manifest), background_labs=_background(members, data))
-
-
-def _background(members: Sequence[FittedModel], data: CohortData) -> pd.DataFrame | None:
-    """k-means centroids of the training labs (raw units) for SHAP, or None for image-only models."""
-    tabular = members[0].tabular
-    if tabular is None:
-        return None
-    from pfs_core.explain.shapley import summarise_background
-
-    return summarise_background(data.labs, [*tabular.numeric_columns, *tabular.categorical])
-
-
-def _weights_digest(members: Sequence[FittedModel], oof_probability: np.ndarray) -> str:
-    """Content hash of the fold models and their OOF predictions (part of the model version)."""
-    import hashlib
-
-    digest = hashlib.sha256(np.asarray(oof_probability, np.float64).tobytes())
-    for member in members:
-        if member.net is not None:
-            for key, value in member.net.state_dict().items():
-                digest.update(key.encode())
-                digest.update(value.detach().cpu().numpy().tobytes())
-        else:
-            digest.update(repr(member.estimator.get_params()).encode())
-    return digest.hexdigest()

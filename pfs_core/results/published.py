@@ -42,7 +42,7 @@ class PublishedResult:
     note: str = ""
 
 
-#: Published results keyed by registry model name (:mod:`pfs_core.registry`).
+#: Published results keyed by registry model name (:mod:`pfs_core.models.registry`).
 PUBLISHED: dict[str, PublishedResult] = {
     "lab_rf": PublishedResult("lab_rf", auroc=PublishedFigure(0.59, 0.02)),
     "pet_cnn": PublishedResult("pet_cnn", auroc=PublishedFigure(0.42, 0.03)),

@@ -3,7 +3,7 @@
 Shapes: image input (B, 1, D, H, W) on the model grid of
 :class:`pfs_core.config.PreprocessConfig` (default 64×48×64 voxels of 6 mm; CT
 windowed and PET SUV-scaled to [0, 1]); lab input (B, F) from
-:class:`pfs_core.tabular.TabularParams`; output (B, 1) logits of short PFS
+:class:`pfs_core.features.tabular.TabularParams`; output (B, 1) logits of short PFS
 (PFS <= 12 months).
 
 Parts have fixed names so that Grad-CAM can target a layer by name, e.g.
@@ -21,7 +21,7 @@ import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
-from pfs_core.readouts import (
+from pfs_core.features.readouts import (
     CT_READOUT_NAMES,
     READOUT_NAMES,
     ct_hepatic_maps,
@@ -38,7 +38,7 @@ IMAGE_MODALITIES: tuple[str, ...] = ("pet", "ct")
 
 class PetMaps(nn.Module):
     """The PET branch's read-out layer: (B, 1, D, H, W) scaled PET → (B, 4, D, H, W) voxel maps
-    (:func:`pfs_core.readouts.hepatic_maps`), computed without gradient to the image; no parameters.
+    (:func:`pfs_core.features.readouts.hepatic_maps`), computed without gradient to the image; no parameters.
 
     A layer of its own so that Grad-CAM can target it: the read-outs are sums over these maps.
     """
@@ -53,7 +53,7 @@ class PetMaps(nn.Module):
 
 class CtMaps(nn.Module):
     """The CT branch's read-out layer: (B, 1, D, H, W) windowed CT → (B, 2, D, H, W) voxel maps
-    (:func:`pfs_core.readouts.ct_hepatic_maps`); no parameters (see :class:`PetMaps`)."""
+    (:func:`pfs_core.features.readouts.ct_hepatic_maps`); no parameters (see :class:`PetMaps`)."""
 
     def __init__(self, hu_low: float, hu_high: float) -> None:
         super().__init__()
@@ -64,7 +64,7 @@ class CtMaps(nn.Module):
 
 
 class PetQuant(nn.Module):
-    """Liver-referenced PET input and read-outs (:mod:`pfs_core.readouts`); no parameters.
+    """Liver-referenced PET input and read-outs (:mod:`pfs_core.features.readouts`); no parameters.
 
     ``suv_max``: the model grid's PET scaling (input = SUVbw / ``suv_max``); ``voxel_ml``:
     model voxel volume (mL). :meth:`channels` adds a tumour-to-liver channel,
@@ -93,7 +93,7 @@ class PetQuant(nn.Module):
 
 
 class CtQuant(nn.Module):
-    """Liver-referenced CT input and read-outs (:mod:`pfs_core.readouts`); no parameters.
+    """Liver-referenced CT input and read-outs (:mod:`pfs_core.features.readouts`); no parameters.
 
     ``hu_low``, ``hu_high``: the model grid's CT window (input = (HU - low) / (high -
     low)); ``voxel_ml``: model voxel volume (mL). :meth:`channels` adds a liver window,

@@ -1,6 +1,8 @@
-"""Inference with a model bundle: the one entry the pages, ``predict``, ``score`` and ``explain`` call.
+"""TODO-DOC
 
-``predict_case`` scores one patient from PET/CT :class:`~pfs_core.imaging.Volume`
+[from pfs_core.inference] Inference with a model bundle: the one entry the pages, ``predict``, ``score`` and ``explain`` call.
+
+``predict_case`` scores one patient from PET/CT :class:`~pfs_core.io.Volume`
 objects (either may be None) and a mapping of lab values in the model units of
 :mod:`pfs_core.schema`; ``predict_cohort`` scores every row of a cohort table.
 
@@ -9,6 +11,25 @@ min–max of the fold models' probabilities (with 3 folds, the full spread of th
 ensemble; it is a rough uncertainty, not a calibrated confidence interval). The
 risk group is "high" when the probability is at or above the training cohort's
 median OOF probability (stored in the bundle), else "low".
+
+[from pfs_core.io.cohort] Row-by-row check of a cohort table before it is benchmarked, trained on or scored.
+
+:func:`validate_cohort` reads ``cohort.csv`` as text and reports *every* bad row
+(:class:`RowProblem`: row number, patient id, column, reason) instead of stopping
+at the first one; the rows without a problem go on (:attr:`CohortReport.good`).
+Only a file that cannot be used at all (unreadable, no rows, required columns
+missing) raises :class:`pfs_core.errors.InputError`.
+
+Row numbers are **spreadsheet row numbers**: the header is row 1, the first
+patient is row 2 (what a spreadsheet program shows, and the line number in a text
+editor when no cell spans lines). Reasons name the column and the rule but never
+quote a patient's lab or outcome value, so a report can be shared or logged; image
+problems carry the :class:`~pfs_core.errors.InputError` message of the image
+loader (it names the file).
+
+:func:`write_good_cohort` writes the good rows as a cohort table with absolute
+image paths (what ``benchmark``/``train``/``score`` read); :func:`score_cohort`
+validates, scores the good rows with a bundle and returns both.
 """
 
 from __future__ import annotations
@@ -24,17 +45,34 @@ import numpy as np
 import pandas as pd
 
 from pfs_core import DISCLAIMER, schema
-from pfs_core.bundle import Bundle
+from pfs_core.dataset import CohortData, load_cohort_data
 from pfs_core.errors import InputError
-from pfs_core.train import CohortData, load_cohort_data, resolve_device
+from pfs_core.io.cohort import (
+    PAIR_COLUMN,
+    CohortReport,
+    ProgressCallback,
+    RowProblem,
+    good_cohort_csv,
+    validate_cohort,
+)
+from pfs_core.io.labs import validate_labs
+from pfs_core.models.bundle import Bundle
+from pfs_core.models.device import resolve_device
 
 if TYPE_CHECKING:
     import torch
 
-    from pfs_core.imaging import Volume
-    from pfs_core.preprocess import PreparedCase
+    from pfs_core.io import Volume
+    from pfs_core.preprocessing.model_grid import PreparedCase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pfs_core.models.bundle import Bundle
+
 
 INTERVAL_METHOD = "min-max of the fold models' probabilities"
+
+
 SIMULATED_NOTE = "The shipped model weights were trained on a simulated cohort, not on patients."
 
 
@@ -71,54 +109,6 @@ class Prediction:
         return out
 
 
-# ----------------------------------------------------------------------------- lab validation
-
-
-def _numeric(name: str, value: Any) -> float | None:
-    feature = schema.NUMERIC_BY_NAME[name]
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise InputError(f"labs: {name} must be a number in {feature.unit}, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"labs: {name} = {value!r} is not a number; give it in {feature.unit}") from None
-    if math.isnan(number):
-        return None
-    low, high = feature.plausible
-    if not low <= number <= high:
-        alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
-        raise InputError(f"labs: {name} = {number:g} {feature.unit} is outside the plausible range "
-                         f"{low:g}-{high:g} {feature.unit}; check the value and its unit (expected {feature.unit}{alt})")
-    return number
-
-
-def _categorical(name: str, value: Any) -> str | None:
-    levels = schema.CATEGORICAL_BY_NAME[name].levels
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-        return None
-    if str(value) not in levels:
-        raise InputError(f"labs: {name} = {value!r} is not allowed; use one of {', '.join(levels)} or leave it empty")
-    return str(value)
-
-
-def validate_labs(labs: Mapping[str, Any]) -> dict[str, float | str | None]:
-    """Check names, types and plausible ranges; returns every schema lab column (None = missing).
-
-    Unknown names or implausible values raise :class:`InputError` naming the field and the fix.
-    """
-    unknown = sorted(set(labs) - set(schema.LAB_COLUMNS))
-    if unknown:
-        raise InputError(f"labs: unknown field(s) {', '.join(map(repr, unknown))}; "
-                         f"use the names {', '.join(schema.LAB_COLUMNS)}")
-    clean: dict[str, float | str | None] = {}
-    for name in schema.LAB_COLUMNS:
-        value = labs.get(name)
-        clean[name] = _numeric(name, value) if name in schema.NUMERIC_BY_NAME else _categorical(name, value)
-    return clean
-
-
 def _used_lab_columns(bundle: Bundle) -> list[str]:
     tabular = bundle.members[0].tabular
     return [*tabular.numeric_columns, *tabular.categorical] if tabular is not None else []
@@ -144,9 +134,6 @@ def _lab_report(bundle: Bundle, clean: Mapping[str, Any], *,
     if warn_post_baseline and not bundle.post_baseline_used and clean.get("prrt_cycles") is not None and used:
         warnings.append("prrt_cycles ignored: it is post-baseline and this model was trained without it")
     return imputed, out_of_range, warnings
-
-
-# ----------------------------------------------------------------------------- prediction
 
 
 def _check_modalities(bundle: Bundle, *, has_pet: bool, has_ct: bool) -> tuple[list[str], list[str]]:
@@ -182,7 +169,7 @@ def prepare_images(bundle: Bundle, pet: Volume | None, ct: Volume | None) -> Pre
     """The case's images on the bundle's model grid, modalities the model does not read dropped.
 
     None when the model reads no images or neither volume is given. Both given
-    volumes go through :func:`pfs_core.preprocess.preprocess_case` (so the grid is
+    volumes go through :func:`pfs_core.preprocessing.model_grid.preprocess_case` (so the grid is
     centred on the CT body exactly as for the training cohort) before the unused
     modality is removed.
     """
@@ -191,7 +178,7 @@ def prepare_images(bundle: Bundle, pet: Volume | None, ct: Volume | None) -> Pre
         return None
     if (pet is None or not spec.use_pet) and (ct is None or not spec.use_ct):
         return None
-    from pfs_core.preprocess import preprocess_case
+    from pfs_core.preprocessing.model_grid import preprocess_case
 
     case = preprocess_case(pet, ct, bundle.preprocess)
     if not spec.use_pet:
@@ -224,7 +211,7 @@ def case_data(bundle: Bundle, clean: Mapping[str, Any], case: PreparedCase | Non
 
 
 def case_device(device: Any = None, *, threads: int | None = None) -> torch.device:
-    """The torch device for one case (:func:`pfs_core.train.resolve_device`), with ``threads`` CPU threads if given.
+    """The torch device for one case (:func:`pfs_core.models.device.resolve_device`), with ``threads`` CPU threads if given.
 
     One case on the small model grid gains nothing from a second torch thread and
     loses much when the cores are busy (OpenMP threads spin-wait for each other:
@@ -252,7 +239,7 @@ def predict_case(
     """Predict short PFS for one patient; PET (SUVbw) and CT (HU) volumes may be None.
 
     ``prepared``: the images already on the model grid (:func:`prepare_images`), to skip preprocessing.
-    ``threads``: torch CPU threads (default :func:`pfs_core.train.cpu_threads`; see :func:`case_device`).
+    ``threads``: torch CPU threads (default :func:`pfs_core.models.device.cpu_threads`; see :func:`case_device`).
     """
     started = time.perf_counter()
     clean = validate_labs(labs)
@@ -283,7 +270,7 @@ def predict_case(
 
 def _measurements(bundle: Bundle, prepared: PreparedCase | None) -> dict[str, float]:
     """Liver references and hepatic read-outs of the case's PET and CT that the model reads (may be empty)."""
-    from pfs_core.readouts import measurements
+    from pfs_core.features.readouts import measurements
 
     if prepared is None or not (bundle.spec.use_pet or bundle.spec.use_ct):
         return {}
@@ -334,3 +321,56 @@ def predict_cohort(
                      **records[i], "model_name": bundle.name, "model_version": bundle.version,
                      "post_baseline_used": bundle.post_baseline_used})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class ScoredCohort:
+    """Scores of the good rows (columns of :func:`pfs_core.inference.predict_cohort`) and the validation report."""
+
+    scores: pd.DataFrame
+    report: CohortReport
+
+
+def model_problems(bundle: Bundle, report: CohortReport) -> list[RowProblem]:
+    """Rows the bundle cannot score: an image-only model whose images are all missing in that row."""
+    spec = bundle.spec
+    if spec.use_lab:
+        return []
+    out = []
+    for row, values in report.good.iterrows():
+        given = [m for m in ("pet", "ct") if getattr(spec, f"use_{m}") and values[m]]
+        if not given:
+            need = " or ".join(m.upper() for m in spec.modalities)
+            out.append(RowProblem(int(row), values[schema.ID_COLUMN], PAIR_COLUMN,
+                                  f"model {spec.name} needs {need} and this row has none; add the image or "
+                                  "use a model that includes lab values"))
+    return out
+
+
+def score_cohort(
+    bundle: Bundle,
+    cohort_csv: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    device: str | None = None,
+    cache_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> ScoredCohort:
+    """Validate ``cohort_csv`` for ``bundle``, score the good rows, and return scores + report.
+
+    Bad rows (and rows the model cannot use) are left out and listed in
+    ``report.problems``; ``scores`` has one row per good patient plus the column
+    ``row`` (spreadsheet row number). InputError when the file is unusable or no row is good.
+    """
+
+    report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
+                             image_root=image_root, progress=progress)
+    unusable = model_problems(bundle, report)
+    if unusable:
+        report.problems.extend(unusable)
+        report.good = report.good.drop(index=[p.row for p in unusable])
+    with good_cohort_csv(report) as csv_path:
+        scores = predict_cohort(bundle, csv_path, device=device, cache_dir=cache_dir)
+    rows = pd.Series(report.good.index.to_numpy(), index=report.good[schema.ID_COLUMN].astype(str).to_numpy())
+    scores.insert(0, "row", rows.reindex(scores["patient_id"].astype(str)).to_numpy(dtype=np.int64))
+    return ScoredCohort(scores=scores, report=report)

@@ -1,10 +1,10 @@
-"""``python -m pfs_core.runs_worker RUN_DIR -- COMMAND...``: run one background command and record its exit code.
+"""``python -m pfs_core.jobs.worker RUN_DIR -- COMMAND...``: run one background command and record its exit code.
 
-Started by :func:`pfs_core.runs.start_run` as the leader of a new session/process
+Started by :func:`pfs_core.jobs.runs.start_run` as the leader of a new session/process
 group. It runs COMMAND with stdout and stderr appended to ``RUN_DIR/log.txt`` and,
 when COMMAND ends (normally, with an error, or killed), writes its exit status to
 ``RUN_DIR/exit_code`` (negative = killed by that signal). SIGTERM to the group
-(:func:`pfs_core.runs.cancel_run`) stops COMMAND; the worker then still writes the code.
+(:func:`pfs_core.jobs.runs.cancel_run`) stops COMMAND; the worker then still writes the code.
 When COMMAND ends, ``RUN_DIR/input`` (the copy of the cohort's usable rows) is deleted,
 so no patient values stay in the runs folder.
 """
@@ -57,7 +57,7 @@ def run(run_dir: Path, command: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3 or args[1] != "--":
-        sys.stderr.write("usage: python -m pfs_core.runs_worker RUN_DIR -- COMMAND...\n")
+        sys.stderr.write("usage: python -m pfs_core.jobs.worker RUN_DIR -- COMMAND...\n")
         return 2
     return run(Path(args[0]), args[2:])
 

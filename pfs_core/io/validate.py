@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pfs_core.errors import InputError
-from pfs_core.imaging.volume import Volume, voxel_spacing, world_overlap
+from pfs_core.io.volume import Volume, voxel_spacing, world_overlap
 
 SPACING_RANGE_MM = (0.3, 10.0)
 SIZE_RANGE = (8, 2048)

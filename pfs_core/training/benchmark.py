@@ -1,7 +1,7 @@
 """The study's model comparison on one cohort: run it and write its results.
 
 ``run_benchmark`` cross-validates the chosen models on the same repeated
-stratified splits (:mod:`pfs_core.cv`); ``write_results`` writes
+stratified splits (:mod:`pfs_core.training.cv`); ``write_results`` writes
 ``results.json``, ``results.md``, ``oof_predictions.csv`` and standalone plotly
 HTML figures (ROC, PR, calibration, Kaplan–Meier by predicted risk group) into
 the output folder.
@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from pfs_core import DISCLAIMER
-from pfs_core.config import to_dict
-from pfs_core.cv import CrossValidation, make_splits, mean_oof, repeat_metrics, summarise
+from pfs_core.config import TrainConfig, to_dict
+from pfs_core.dataset import CohortData
 from pfs_core.metrics import ALL_METRICS, logrank_p
-from pfs_core.registry import ModelSpec
-from pfs_core.train import CohortData, TrainConfig, runtime_info
+from pfs_core.models.provenance import runtime_info
+from pfs_core.models.registry import ModelSpec
+from pfs_core.training.cv import CrossValidation, make_splits, mean_oof, repeat_metrics, summarise
 
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
 
@@ -71,8 +72,8 @@ def run_benchmark(
     cache_dir: Path | None = None,
 ) -> BenchmarkResult:
     """Cross-validate ``specs`` on ``data`` (same splits for all) and summarise per repeat."""
-    from pfs_core.cv import cross_validate
-    from pfs_core.train import resolve_device
+    from pfs_core.models.device import resolve_device
+    from pfs_core.training.cv import cross_validate
 
     started = time.perf_counter()
     torch_device = resolve_device(device)
@@ -211,7 +212,7 @@ def write_results(result: BenchmarkResult, out_dir: Path) -> dict[str, Any]:
 def benchmark_meta(*, command: str, cohort_csv: str, config: TrainConfig, preprocess: Any,
                    device: str, simulated: bool | None) -> dict[str, Any]:
     """Provenance block of results.json: command, config, environment, time stamps."""
-    from pfs_core.pretrain import describe
+    from pfs_core.training.pretrain import describe
 
     return {"command": command, "cohort_csv": cohort_csv, "simulated": simulated,
             "simulator": simulator_summary(cohort_csv),

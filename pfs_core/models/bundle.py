@@ -18,8 +18,8 @@ into networks rebuilt from config.json; scikit-learn parts are loaded with
 sha256 of every file listed in the manifest first and refuses a bundle with a
 changed, missing or pickle file (:class:`pfs_core.errors.BundleError`).
 
-Import order note: a bundle rebuilds :class:`pfs_core.train.FittedModel`
-members, so this module sits above :mod:`pfs_core.train`.
+Import order note: a bundle rebuilds :class:`pfs_core.models.fitted.FittedModel`
+members, so this module sits above :mod:`pfs_core.training`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pfs_core.config import PreprocessConfig, from_dict, to_dict
+from pfs_core.config import PreprocessConfig, TrainConfig, from_dict, to_dict
 from pfs_core.errors import BundleError
-from pfs_core.registry import SKLEARN, ModelSpec, get_spec
-from pfs_core.tabular import TabularParams
-from pfs_core.train import FittedModel, TrainConfig
+from pfs_core.features.tabular import TabularParams
+from pfs_core.models.fitted import FittedModel
+from pfs_core.models.registry import SKLEARN, ModelSpec, get_spec
 
 FORMAT = "pfs_core-bundle"
 FORMAT_VERSION = 1
@@ -212,7 +212,7 @@ def _load_member(path: Path, fold: Mapping[str, Any], *, spec: ModelSpec, config
         return FittedModel(spec=spec, config=config, tabular=tabular, estimator=estimator, info=fold.get("info", {}))
     from safetensors.torch import load_file
 
-    from pfs_core.nets import build_net
+    from pfs_core.models.nets import build_net
 
     net = build_net(fold["net"])
     try:
@@ -251,7 +251,7 @@ def load_bundle(path: str | Path) -> Bundle:
 def feature_manifest(labs: pd.DataFrame, *, include_post_baseline: bool) -> list[dict[str, Any]]:
     """Feature list with units and training ranges (min/max, 1st/99th percentile) per lab."""
     from pfs_core import schema
-    from pfs_core.tabular import feature_ranges
+    from pfs_core.features.tabular import feature_ranges
 
     out: list[dict[str, Any]] = []
     for name, info in feature_ranges(labs, include_post_baseline=include_post_baseline).items():

@@ -4,15 +4,15 @@ A run is a folder ``<runs_dir>/<run_id>/``::
 
     run.json     id, kind, command, started, pid, status (+ ended, meta)
     log.txt      stdout and stderr of the command (progress bars, the final summary)
-    exit_code    written by :mod:`pfs_core.runs_worker` when the command ends
+    exit_code    written by :mod:`pfs_core.jobs.worker` when the command ends
     cancelled    marker written by :func:`cancel_run`
     input/       the cohort's usable rows (cohort.csv with absolute image paths), when
-                 the run was started from a :class:`~pfs_core.cohort_check.CohortReport`;
+                 the run was started from a :class:`~pfs_core.io.cohort.CohortReport`;
                  deleted by the worker as soon as the command ends
     results/     ``benchmark --out`` (results.json, results.md, oof_predictions.csv, figures/)
     bundle/      ``train --out`` (a model bundle)
 
-:func:`start_run` launches ``python -m pfs_core.runs_worker RUN_DIR -- python -m
+:func:`start_run` launches ``python -m pfs_core.jobs.worker RUN_DIR -- python -m
 pfs_core <kind> ...`` in a new session (its own process group), so closing or
 reloading the page does not stop it; everything the pages show is read back from
 the folder (:func:`list_runs`, :func:`run_status`, :func:`progress`). The log holds
@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pfs_core.errors import UsageError
-from pfs_core.runs_worker import EXIT_CODE, LOG
+from pfs_core.jobs.worker import EXIT_CODE, LOG
 
 if TYPE_CHECKING:
-    from pfs_core.cohort_check import CohortReport
+    from pfs_core.io.cohort import CohortReport
 
 RunKind = Literal["benchmark", "train"]
 KINDS: tuple[str, ...] = ("benchmark", "train")
@@ -215,7 +215,7 @@ def start_run(
     if cohort is not None:
         args += ["--cohort", str(_write_input(cohort, folder, info))]
     command = [sys.executable, "-m", "pfs_core", kind, *args, "--out", str(folder / OUTPUT_FOLDER[kind])]
-    worker = [sys.executable, "-m", "pfs_core.runs_worker", str(folder), "--", *command]
+    worker = [sys.executable, "-m", "pfs_core.jobs.worker", str(folder), "--", *command]
     with open(folder / LOG, "ab") as log:
         proc = subprocess.Popen(worker, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=str(cwd or runs_dir.parent), close_fds=True)
@@ -227,8 +227,8 @@ def start_run(
 
 def _write_input(cohort: CohortReport, folder: Path, info: dict[str, Any]) -> Path:
     """Write the usable rows into ``folder/input``; record counts and provenance in ``info``."""
-    from pfs_core.cohort_check import write_good_cohort
-    from pfs_core.train import is_simulated
+    from pfs_core.io.cohort import write_good_cohort
+    from pfs_core.models.provenance import is_simulated
 
     path = write_good_cohort(cohort, folder / INPUT_FOLDER)
     info.setdefault("cohort_source", str(cohort.source.resolve()))

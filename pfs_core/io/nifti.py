@@ -12,7 +12,7 @@ from isal import igzip
 from nibabel.volumeutils import apply_read_scaling
 
 from pfs_core.errors import InputError
-from pfs_core.imaging.validate import check_grid, squeeze_to_3d
+from pfs_core.io.validate import check_grid, squeeze_to_3d
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 CHUNK_BYTES = 1 << 21  # stored voxels decompressed and converted per step (stays in cache)

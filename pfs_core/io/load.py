@@ -15,17 +15,11 @@ from typing import Literal
 import numpy as np
 
 from pfs_core.errors import InputError
-from pfs_core.imaging.dicom import DicomSeries, read_dicom_series, unzipped
-from pfs_core.imaging.nifti import read_nifti_data
-from pfs_core.imaging.suv import dicom_suv_factors, user_suv_factor
-from pfs_core.imaging.validate import (
-    check_ct_values,
-    check_finite,
-    check_not_ct,
-    check_pet_values,
-    value_range,
-)
-from pfs_core.imaging.volume import Volume
+from pfs_core.io.dicom import DicomSeries, read_dicom_series, unzipped
+from pfs_core.io.nifti import read_nifti_data
+from pfs_core.io.suv import dicom_suv_factors, user_suv_factor
+from pfs_core.io.validate import check_ct_values, check_finite, check_not_ct, check_pet_values, value_range
+from pfs_core.io.volume import Volume
 
 PetUnits = Literal["auto", "suv", "bqml"]
 PET_UNITS: tuple[str, ...] = ("auto", "suv", "bqml")

@@ -1,0 +1,98 @@
+"""TODO-DOC
+
+[from pfs_core.training] Training of one registry model on one training set (a CV fold, or one fold of a bundle).
+
+Everything a model sees comes from :class:`CohortData` (labs, outcome, and the
+preprocessed PET/CT of :mod:`pfs_core.preprocessing.model_grid`). The lab transform is fitted on
+the training rows given to :func:`fit_model` only; supervised fitting uses the
+rows with a binary label (see :func:`pfs_core.metrics.short_pfs_label`).
+
+Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
+cosine learning-rate decay, a fixed number of epochs (no early stopping),
+light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
+up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
+scale jitter, plus an offset for CT; no left-right flip since anatomy is lateralised). CPU by
+default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pfs_core.config import TrainConfig
+from pfs_core.dataset import CohortData
+from pfs_core.errors import InputError
+from pfs_core.features.tabular import TabularParams
+from pfs_core.models.device import resolve_device
+from pfs_core.models.registry import SKLEARN, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from pfs_core.models.nets import FusionNet
+
+
+@dataclass
+class FittedModel:
+    """One trained model (a CV fold, or one member of a bundle ensemble)."""
+
+    spec: ModelSpec
+    config: TrainConfig
+    tabular: TabularParams | None
+    net: FusionNet | None = None
+    estimator: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, data: CohortData, *, device: torch.device | None = None,
+                      batch_size: int = 16) -> np.ndarray:
+        """(N,) probability of short PFS for every row of ``data``."""
+        if self.spec.kind == SKLEARN:
+            return self.estimator.predict_proba(sklearn_features(self.spec, data, self.tabular))[:, 1]
+        return _predict_torch(self, data, device=device or resolve_device(), batch_size=batch_size)
+
+
+def sklearn_features(spec: ModelSpec, data: CohortData, tabular: TabularParams | None) -> np.ndarray:
+    """(N, F) input of the scikit-learn models: prepared labs (+ log1p PET features for ``classic``)."""
+    parts = [tabular.transform(data.labs)] if tabular is not None else []
+    if spec.pet_features:
+        parts.append(np.log1p(data.pet_features().to_numpy(dtype=np.float64)).astype(np.float32))
+    return np.hstack(parts)
+
+
+def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
+                  device: torch.device) -> dict[str, torch.Tensor | None]:
+    import torch
+
+    spec = model.spec
+    out: dict[str, torch.Tensor | None] = {"pet": None, "ct": None, "lab": None}
+    if spec.use_lab and model.tabular is not None:
+        out["lab"] = torch.from_numpy(model.tabular.transform(data.labs.iloc[idx])).to(device)
+    for name in ("pet", "ct"):
+        if getattr(spec, f"use_{name}"):
+            volumes, present = getattr(data, name), getattr(data, f"{name}_present")
+            if volumes is None or present is None:
+                raise InputError(f"model {spec.name} needs {name.upper()} volumes; the cohort data has none")
+            out[name] = torch.from_numpy(np.ascontiguousarray(volumes[idx][:, None])).to(device)
+            out[f"{name}_present"] = torch.from_numpy(present[idx].astype(bool)).to(device)
+    return out
+
+
+def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> np.ndarray:
+    import torch
+
+    return torch.sigmoid(torch_logits(model, data, device=device, batch_size=batch_size)).cpu().numpy().astype(float)
+
+
+def torch_logits(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> torch.Tensor:
+    """(N,) short-PFS logits of the network for every row of ``data`` (eval mode, batched)."""
+    import torch
+
+    assert model.net is not None
+    net = model.net.to(device).eval()
+    with torch.no_grad():
+        logits = [net(**torch_inputs(model, data, np.arange(start, min(start + batch_size, len(data))), device))[:, 0]
+                  for start in range(0, len(data), batch_size)]
+    return torch.cat(logits) if logits else torch.zeros(0, device=device)

@@ -1,0 +1,184 @@
+"""TODO-DOC
+
+[from pfs_core.results.comparison] Model comparison at cohort level: read benchmark outputs, put them beside the published figures,
+and explain a bundle over a cohort (modality contributions, fused-feature embedding).
+
+Benchmark outputs are the folders written by ``python -m pfs_core benchmark --out``
+(``results.json``, ``oof_predictions.csv``): the shipped ones under ``results/``
+and those of background runs under ``runs/<id>/results`` (:mod:`pfs_core.jobs.runs`).
+Curves use the out-of-fold (OOF) probability averaged over repeats, as the
+benchmark's own figures do; the outcome per patient comes from
+``oof_predictions.csv`` when it carries ``pfs_months``/``progressed``, else from the
+cohort table named in ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pfs_core import schema
+from pfs_core.errors import InputError, UsageError
+from pfs_core.metrics import short_pfs_label
+from pfs_core.results.published import published
+
+METRIC_COLUMNS: dict[str, str] = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
+
+
+OUTCOME_LABELS: dict[float, str] = {1.0: "short PFS (≤ 12 months)", 0.0: "long PFS (> 12 months)"}
+
+
+NO_LABEL = "censored ≤ 12 months (no label)"
+
+
+#: Extra columns of ``modality_contributions(..., with_values=True)``: prediction with all / no modalities.
+VALUE_COLUMNS: tuple[str, str] = ("probability", "reference_probability")
+
+
+@dataclass(frozen=True)
+class ResultsSource:
+    """A benchmark output folder on disk; ``origin`` is "shipped" or "run"."""
+
+    folder: Path
+    origin: str
+    label: str
+
+
+def find_results(shipped: Path, runs_dir: Path) -> list[ResultsSource]:
+    """Shipped results (``shipped/results.json`` and ``shipped/*/results.json``), then finished runs, newest first."""
+    from pfs_core.jobs.runs import FINISHED, list_runs, run_status
+
+    found = []
+    for doc in [shipped / "results.json", *sorted(shipped.glob("*/results.json"))]:
+        if doc.is_file():
+            name = doc.parent.name if doc.parent != shipped else shipped.name
+            found.append(ResultsSource(doc.parent, "shipped", f"shipped: {name}"))
+    for run in list_runs(runs_dir):
+        if run.kind == "benchmark" and run_status(run) == FINISHED and (run.output / "results.json").is_file():
+            source = Path(str(run.meta.get("cohort_source", ""))).name or "cohort"
+            found.append(ResultsSource(run.output, "run", f"run {run.run_id} ({source})"))
+    return found
+
+
+@dataclass
+class BenchmarkOutput:
+    """One benchmark output folder, read back.
+
+    ``oof``: columns patient_id, repeat, fold, model, probability (one row per patient,
+    repeat and model); ``outcomes``: patient_id, pfs_months, progressed (None when not found,
+    ``outcome_note`` says why).
+    """
+
+    folder: Path
+    doc: dict[str, Any]
+    oof: pd.DataFrame
+    outcomes: pd.DataFrame | None
+    outcome_note: str
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.doc.get("metrics", {}))
+
+    @property
+    def simulated(self) -> bool | None:
+        return self.doc.get("simulated")
+
+
+def load_results(folder: str | Path) -> BenchmarkOutput:
+    """Read ``results.json`` and ``oof_predictions.csv`` of a benchmark output folder."""
+    folder = Path(folder)
+    try:
+        doc = json.loads((folder / "results.json").read_text())
+        oof = pd.read_csv(folder / "oof_predictions.csv", dtype={schema.ID_COLUMN: str})
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder}: not a complete benchmark output (results.json + oof_predictions.csv): "
+                         f"{exc}; rerun 'python -m pfs_core benchmark --out {folder}'") from None
+    outcomes, note = _outcomes(folder, doc, oof)
+    return BenchmarkOutput(folder=folder, doc=doc, oof=oof, outcomes=outcomes, outcome_note=note)
+
+
+def cohort_table_path(output: BenchmarkOutput) -> Path | None:
+    """The cohort table named in results.json when it is on this machine (absolute, or relative to the
+    working folder, the output's parents or the repository), else None."""
+    return _find_cohort(output.folder, output.doc)
+
+
+def _find_cohort(folder: Path, doc: dict[str, Any]) -> Path | None:
+    cohort = str(doc.get("cohort_csv") or "")
+    if not cohort:
+        return None
+    bases = (Path.cwd(), folder.parent, folder.parent.parent, Path(__file__).resolve().parents[1])
+    candidates = [Path(cohort)] if Path(cohort).is_absolute() else [base / cohort for base in bases]
+    return next((path.resolve() for path in candidates if path.is_file()), None)
+
+
+def _outcomes(folder: Path, doc: dict[str, Any], oof: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+    columns = [schema.ID_COLUMN, schema.TIME_COLUMN, schema.EVENT_COLUMN]
+    if {schema.TIME_COLUMN, schema.EVENT_COLUMN} <= set(oof.columns):
+        return oof[columns].drop_duplicates(schema.ID_COLUMN).reset_index(drop=True), "oof_predictions.csv"
+    path = _find_cohort(folder, doc)
+    if path is not None:
+        table = pd.read_csv(path, dtype={schema.ID_COLUMN: str})
+        if set(columns) <= set(table.columns):
+            return table[columns].reset_index(drop=True), str(path)
+    return None, (f"outcomes not found: oof_predictions.csv has no {schema.TIME_COLUMN}/{schema.EVENT_COLUMN} "
+                  f"columns and the cohort table {doc.get('cohort_csv') or '(not named)'} is not on this machine")
+
+
+def metrics_table(output: BenchmarkOutput) -> pd.DataFrame:
+    """One row per model: inputs, this benchmark's mean ± sd per metric, and the published AUROC/AUPRC."""
+    rows = []
+    for name, metrics in output.doc.get("metrics", {}).items():
+        info = output.doc.get("models", {}).get(name, {})
+        ref = published(name)
+        row = {"model": name, "inputs": "+".join(info.get("inputs", []))}
+        for key, label in METRIC_COLUMNS.items():
+            row[label] = _fmt(metrics.get(key, {}))
+        row["published AUROC"] = str(ref.auroc) if ref.auroc else "—"
+        row["published AUPRC"] = str(ref.auprc) if ref.auprc else "—"
+        row["published note"] = ref.note
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(stat: dict[str, Any]) -> str:
+    mean, sd = stat.get("mean"), stat.get("sd")
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f} ± {sd or 0.0:.3f}"
+
+
+def mean_oof_probability(output: BenchmarkOutput) -> pd.DataFrame:
+    """(patients × models) OOF probability averaged over repeats."""
+    return output.oof.pivot_table(index=schema.ID_COLUMN, columns="model", values="probability", aggfunc="mean")
+
+
+def _need_outcomes(output: BenchmarkOutput) -> pd.DataFrame:
+    if output.outcomes is None:
+        raise InputError(output.outcome_note)
+    return output.outcomes.set_index(schema.ID_COLUMN)
+
+
+def curve_inputs(output: BenchmarkOutput) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per model ``(y_true, y_score)`` over the labelled patients (1 = short PFS), for ROC/PR/calibration."""
+    probs = mean_oof_probability(output)
+    outcomes = _need_outcomes(output).reindex(probs.index)
+    label = short_pfs_label(outcomes[schema.TIME_COLUMN].to_numpy(float), outcomes[schema.EVENT_COLUMN].to_numpy())
+    keep = ~np.isnan(label)
+    return {m: (label[keep].astype(int), probs[m].to_numpy(float)[keep]) for m in output.models if m in probs}
+
+
+def risk_groups(output: BenchmarkOutput, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pfs_months, progressed, group "high"/"low") with the median split of the repeat-averaged OOF probability."""
+    probs = mean_oof_probability(output)
+    if model not in probs:
+        raise UsageError(f"model {model!r} is not in this benchmark; choose one of {', '.join(probs.columns)}")
+    outcomes = _need_outcomes(output).reindex(probs.index)
+    prob = probs[model].to_numpy(float)
+    group = np.where(prob >= np.median(prob), "high", "low")
+    return outcomes[schema.TIME_COLUMN].to_numpy(float), outcomes[schema.EVENT_COLUMN].to_numpy(int), group
