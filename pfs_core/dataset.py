@@ -41,9 +41,10 @@ from pfs_core.config import PreprocessConfig
 from pfs_core.features.pet_quant import PET_FEATURE_COLUMNS, pet_quantitative_features
 from pfs_core.io.cohort import read_cohort
 from pfs_core.metrics import short_pfs_label
+from pfs_core.preprocessing.model_grid import preprocess_cohort
 
 if TYPE_CHECKING:
-    from pfs_core.models.bundle import Bundle
+    pass
 
 
 @dataclass
@@ -126,7 +127,6 @@ def load_cohort_data(
 
 def _attach_images(data: CohortData, frame: pd.DataFrame, *, cohort_csv: Path, cache_dir: Path | None,
                    progress: bool) -> None:
-    from pfs_core.preprocessing.model_grid import preprocess_cohort
 
     tensors = preprocess_cohort(cohort_csv, data.preprocess, cache_dir=cache_dir, progress=progress)
     position = {str(pid): i for i, pid in enumerate(tensors.patient_ids)}
@@ -135,15 +135,3 @@ def _attach_images(data: CohortData, frame: pd.DataFrame, *, cohort_csv: Path, c
     data.pet_present = np.asarray(tensors.has_pet, bool)[order]
     data.ct_present = np.asarray(tensors.has_ct, bool)[order]
     data.pet_suv_max_original = np.asarray(tensors.pet_suv_max, float)[order]
-
-
-def load_cohort_for_bundle(bundle: Bundle, cohort_csv: str | Path, *, cache_dir: Path | None = None,
-                           image_root: Path | None = None) -> CohortData:
-    """The usable rows of ``cohort_csv`` as model input for ``bundle`` (bad rows skipped; outcome optional)."""
-    from pfs_core.io.cohort import good_cohort_csv, validate_cohort
-
-    report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
-                             image_root=image_root)
-    with good_cohort_csv(report) as path:
-        return load_cohort_data(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
-                                cache_dir=cache_dir, require_outcome=False)

@@ -43,10 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pfs_core import DISCLAIMER, schema
 from pfs_core.dataset import CohortData, load_cohort_data
 from pfs_core.errors import InputError
+from pfs_core.features.readouts import measurements
 from pfs_core.io.cohort import (
     PAIR_COLUMN,
     CohortReport,
@@ -58,16 +60,11 @@ from pfs_core.io.cohort import (
 from pfs_core.io.labs import validate_labs
 from pfs_core.models.bundle import Bundle
 from pfs_core.models.device import resolve_device
+from pfs_core.preprocessing.model_grid import preprocess_case
 
 if TYPE_CHECKING:
-    import torch
-
     from pfs_core.io import Volume
     from pfs_core.preprocessing.model_grid import PreparedCase
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pfs_core.models.bundle import Bundle
 
 
 INTERVAL_METHOD = "min-max of the fold models' probabilities"
@@ -178,7 +175,6 @@ def prepare_images(bundle: Bundle, pet: Volume | None, ct: Volume | None) -> Pre
         return None
     if (pet is None or not spec.use_pet) and (ct is None or not spec.use_ct):
         return None
-    from pfs_core.preprocessing.model_grid import preprocess_case
 
     case = preprocess_case(pet, ct, bundle.preprocess)
     if not spec.use_pet:
@@ -220,7 +216,6 @@ def case_device(device: Any = None, *, threads: int | None = None) -> torch.devi
     """
     chosen = resolve_device(None if device is None else str(device))
     if threads is not None and chosen.type == "cpu":
-        import torch
 
         torch.set_num_threads(max(1, int(threads)))
     return chosen
@@ -270,7 +265,6 @@ def predict_case(
 
 def _measurements(bundle: Bundle, prepared: PreparedCase | None) -> dict[str, float]:
     """Liver references and hepatic read-outs of the case's PET and CT that the model reads (may be empty)."""
-    from pfs_core.features.readouts import measurements
 
     if prepared is None or not (bundle.spec.use_pet or bundle.spec.use_ct):
         return {}
@@ -374,3 +368,14 @@ def score_cohort(
     rows = pd.Series(report.good.index.to_numpy(), index=report.good[schema.ID_COLUMN].astype(str).to_numpy())
     scores.insert(0, "row", rows.reindex(scores["patient_id"].astype(str)).to_numpy(dtype=np.int64))
     return ScoredCohort(scores=scores, report=report)
+
+
+def load_cohort_for_bundle(bundle: Bundle, cohort_csv: str | Path, *, cache_dir: Path | None = None,
+                           image_root: Path | None = None) -> CohortData:
+    """The usable rows of ``cohort_csv`` as model input for ``bundle`` (bad rows skipped; outcome optional)."""
+
+    report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
+                             image_root=image_root)
+    with good_cohort_csv(report) as path:
+        return load_cohort_data(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
+                                cache_dir=cache_dir, require_outcome=False)

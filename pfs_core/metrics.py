@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from lifelines.statistics import multivariate_logrank_test
+from lifelines.utils import concordance_index
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from pfs_core.schema import SHORT_PFS_MONTHS
 
@@ -30,7 +33,6 @@ def short_pfs_label(time_months: np.ndarray, event: np.ndarray) -> np.ndarray:
 
 def binary_metrics(label: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     """AUROC, AUPRC (average precision), Brier score over rows with a label (NaN labels dropped)."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
     label = np.asarray(label, dtype=float)
     keep = ~np.isnan(label)
@@ -43,7 +45,6 @@ def binary_metrics(label: np.ndarray, probability: np.ndarray) -> dict[str, floa
 
 def c_index(time_months: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
     """Harrell's C (lifelines ``concordance_index``) of a risk score (higher = shorter PFS)."""
-    from lifelines.utils import concordance_index
 
     return float(concordance_index(np.asarray(time_months, float), -np.asarray(risk, float),
                                    np.asarray(event).astype(int)))
@@ -51,7 +52,6 @@ def c_index(time_months: np.ndarray, event: np.ndarray, risk: np.ndarray) -> flo
 
 def logrank_p(time_months: np.ndarray, event: np.ndarray, group: np.ndarray) -> float:
     """Log-rank p-value (lifelines ``multivariate_logrank_test``) between the groups in ``group``."""
-    from lifelines.statistics import multivariate_logrank_test
 
     group = np.asarray(group)
     if len(np.unique(group)) < 2:

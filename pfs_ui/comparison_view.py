@@ -130,9 +130,9 @@ def render_cohort_explanation(output: Any) -> None:
 
 
 def _explain(path: Path, cohort: Path, n_sample: int, method: str) -> dict[str, Any]:
-    from pfs_core.dataset import load_cohort_for_bundle
     from pfs_core.errors import UsageError
     from pfs_core.explain.cohort import fused_embedding, mean_abs_contributions, modality_contributions
+    from pfs_core.inference import load_cohort_for_bundle
 
     bundle = load_bundle_ui(path)
     with st.spinner("Loading the cohort and computing exact modality Shapley values..."):

@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from pfs_core import schema
     from pfs_core.commands.explain import prepare_out
     from pfs_core.commands.train import command_line
-    from pfs_core.dataset import load_cohort_for_bundle
     from pfs_core.errors import UsageError
     from pfs_core.explain.cohort import mean_abs_contributions, modality_contributions
+    from pfs_core.inference import load_cohort_for_bundle
     from pfs_core.models.bundle import load_bundle
     from pfs_core.models.device import resolve_device
 

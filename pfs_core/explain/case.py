@@ -21,6 +21,8 @@ import pandas as pd
 from pfs_core.explain.gradcam import GRADCAM_NOTE, gradcam_on_ct_grid
 from pfs_core.explain.readout_map import READOUT_MAP_NOTE, readout_maps_on_ct_grid
 from pfs_core.explain.shapley import LabShap, ModalityShapley, lab_columns, lab_shap, modality_shapley
+from pfs_core.inference import case_data, case_device, predict_case, prepare_images
+from pfs_core.io.labs import validate_labs
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -118,8 +120,6 @@ def explain_case(
     ``threads``: torch CPU threads (default :func:`pfs_core.models.device.cpu_threads`; the dashboard uses 1,
     see :func:`pfs_core.inference.case_device`).
     """
-    from pfs_core.inference import case_data, case_device, predict_case, prepare_images
-    from pfs_core.io.labs import validate_labs
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -16,19 +16,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
+import umap
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
 
 from pfs_core import schema
 from pfs_core.errors import InputError, UsageError
+from pfs_core.explain.shapley import exact_shapley, modality_shapley
 from pfs_core.metrics import short_pfs_label
-from pfs_core.results.comparison import NO_LABEL, OUTCOME_LABELS, VALUE_COLUMNS
+from pfs_core.models.device import resolve_device
+from pfs_core.models.fitted import torch_inputs
 
 if TYPE_CHECKING:
     from pfs_core.dataset import CohortData
     from pfs_core.models.bundle import Bundle
+
+
+OUTCOME_LABELS: dict[float, str] = {1.0: "short PFS (≤ 12 months)", 0.0: "long PFS (> 12 months)"}
+
+
+NO_LABEL = "censored ≤ 12 months (no label)"
+
+
+#: Extra columns of ``modality_contributions(..., with_values=True)``: prediction with all / no modalities.
+VALUE_COLUMNS: tuple[str, str] = ("probability", "reference_probability")
 
 
 def sample_rows(n_total: int, n_sample: int, *, seed: int) -> np.ndarray:
@@ -55,8 +72,6 @@ def modality_contributions(bundle: Bundle, data: CohortData, *, n_sample: int = 
     modality present: the model's prediction) and ``reference_probability`` (every
     modality absent); per row the contributions sum to their difference.
     """
-    from pfs_core.explain.shapley import exact_shapley, modality_shapley
-    from pfs_core.models.device import resolve_device
 
     torch_device = resolve_device(device)
     rows = sample_rows(len(data), n_sample, seed=seed)
@@ -84,11 +99,8 @@ def _patient_value(coalition_probs: dict[frozenset[str], np.ndarray], j: int) ->
 def _coalition_probabilities(bundle: Bundle, data: CohortData, device: Any,
                              batch_size: int = 16) -> dict[frozenset[str], np.ndarray]:
     """Ensemble probability (N,) of every coalition of modalities, from one embedding pass per fold model."""
-    from itertools import combinations
 
-    import torch
 
-    from pfs_core.models.fitted import torch_inputs
 
     players = list(bundle.spec.modalities)
     coalitions = [frozenset(c) for k in range(len(players) + 1) for c in combinations(players, k)]
@@ -134,10 +146,7 @@ class Embedding:
 
 def fused_features(bundle: Bundle, data: CohortData, *, device: Any = None, batch_size: int = 16) -> np.ndarray:
     """(N, K * m * embed_dim) concatenated branch embeddings (:meth:`FusionNet.embed`) of all K fold models."""
-    import torch
 
-    from pfs_core.models.device import resolve_device
-    from pfs_core.models.fitted import torch_inputs
 
     if bundle.members[0].net is None:
         raise UsageError(f"model {bundle.name} is not a fusion network and has no fused features; "
@@ -165,7 +174,6 @@ def outcome_labels(data: CohortData) -> np.ndarray:
 def fused_embedding(bundle: Bundle, data: CohortData, *, method: str = "pca", seed: int = 0,
                     device: Any = None) -> Embedding:
     """2D PCA (default) or UMAP of the standardised fused features of every patient in ``data``."""
-    from sklearn.preprocessing import StandardScaler
 
     if len(data) < 3:
         raise InputError("the embedding needs at least 3 patients")
@@ -177,11 +185,9 @@ def fused_embedding(bundle: Bundle, data: CohortData, *, method: str = "pca", se
 
 def _project(features: np.ndarray, *, method: str, seed: int) -> np.ndarray:
     if method == "pca":
-        from sklearn.decomposition import PCA
 
         return PCA(n_components=2, random_state=seed).fit_transform(features)
     if method == "umap":
-        import umap
 
         neighbours = max(2, min(15, len(features) - 1))
         return umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed).fit_transform(features)

@@ -32,17 +32,20 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import nibabel as nib
 import numpy as np
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
 
 from pfs_core.dataset import CohortData
 from pfs_core.models.device import resolve_device
 from pfs_core.models.fitted import FittedModel, torch_inputs
+from pfs_core.preprocessing.model_grid import to_reference_grid
 
 if TYPE_CHECKING:
-    import nibabel as nib
-
     from pfs_core.models.bundle import Bundle
     from pfs_core.preprocessing.model_grid import PreparedCase
+
 
 _LOCK = threading.Lock()
 GRADCAM_NOTE = ("where this image raised the predicted risk: Grad-CAM of the branch's last convolutional layer and "
@@ -89,8 +92,6 @@ def _layers(member: FittedModel, modality: str, layer: str, readout: bool) -> li
 def _member_cam(member: FittedModel, data: CohortData, *, modality: str, layers: Sequence[str],
                 device: Any) -> np.ndarray:
     """One fold network's Grad-CAM on the model grid: the layers' maps in logit per model voxel, added, ReLU."""
-    import torch
-    from captum.attr import LayerAttribution, LayerGradCam
 
     assert member.net is not None
     net = member.net.to(device).eval()
@@ -140,9 +141,7 @@ def gradcam_on_ct_grid(bundle: Bundle, data: CohortData, case: PreparedCase, *, 
 def map_on_ct_grid(model_map: np.ndarray, case: PreparedCase, *, body_mask: np.ndarray | None = None) -> nib.Nifti1Image:
     """A model-grid map resampled (trilinear) onto the original CT grid with the CT's affine, set to 0
     outside ``body_mask`` (bool, the CT grid's shape) when given, and scaled 0–1."""
-    import nibabel as nib
 
-    from pfs_core.preprocessing.model_grid import to_reference_grid
 
     image = to_reference_grid(model_map, case)
     values = np.asarray(image.dataobj, dtype=np.float32)

@@ -25,11 +25,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+
+from pfs_core.explain.gradcam import map_on_ct_grid
+from pfs_core.features.readouts import ct_hepatic_masks, hepatic_masks, to_hu
 
 if TYPE_CHECKING:
     import nibabel as nib
 
     from pfs_core.preprocessing.model_grid import PreparedCase
+
 
 READOUT_MAP_NOTE = ("voxels the liver-referenced read-outs counted (PET: hepatic voxels hotter or colder than the "
                     "liver; CT: hypodense hepatic voxels), brighter further from the liver; a measurement, not an "
@@ -42,9 +47,7 @@ def readout_maps_model_space(case: PreparedCase, modalities: tuple[str, ...] = (
     PET values are |SUV / liver SUV − 1|, CT values HU below the liver; 0 outside the
     counted voxels. Modalities the case lacks are left out.
     """
-    import torch
 
-    from pfs_core.features.readouts import ct_hepatic_masks, hepatic_masks, to_hu
 
     out: dict[str, np.ndarray] = {}
     if "pet" in modalities and case.pet is not None:
@@ -62,7 +65,6 @@ def readout_maps_on_ct_grid(case: PreparedCase, modalities: tuple[str, ...] = ("
                             body_mask: np.ndarray | None = None) -> dict[str, nib.Nifti1Image]:
     """:func:`readout_maps_model_space` resampled onto the original CT grid (its affine), 0 outside
     ``body_mask`` (bool, the CT grid's shape) when given, scaled 0–1 (an empty map stays 0)."""
-    from pfs_core.explain.gradcam import map_on_ct_grid
 
     return {modality: map_on_ct_grid(model_map, case, body_mask=body_mask)
             for modality, model_map in readout_maps_model_space(case, modalities).items()}

@@ -35,13 +35,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import shap
+import torch
+from sklearn.cluster import KMeans
 
 from pfs_core import schema
 from pfs_core.dataset import CohortData
-from pfs_core.models.fitted import FittedModel
+from pfs_core.inference import ensemble_probabilities
+from pfs_core.models.device import resolve_device
+from pfs_core.models.fitted import FittedModel, torch_inputs
 
 if TYPE_CHECKING:
     from pfs_core.models.bundle import Bundle
+
 
 OUTPUT_SPACE = "probability"
 
@@ -109,7 +115,6 @@ def exact_shapley(players: Sequence[str], value: Callable[[frozenset[str]], floa
 
 def modality_shapley(bundle: Bundle, data: CohortData, *, device: Any = None) -> ModalityShapley:
     """Shapley values over the modalities of ``bundle.spec`` for the one-row ``data``."""
-    from pfs_core.inference import ensemble_probabilities
 
     players = list(bundle.spec.modalities)
     coalitions = [frozenset(c) for k in range(len(players) + 1) for c in combinations(players, k)]
@@ -172,7 +177,6 @@ def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, devi
 
 def _tree_shap(members: Sequence[FittedModel], labs: pd.DataFrame,
                columns: Sequence[str]) -> tuple[np.ndarray, float, float]:
-    import shap
 
     per_fold, bases, outputs = [], [], []
     for member in members:
@@ -199,7 +203,6 @@ def _group_to_raw(values: np.ndarray, feature_names: Sequence[str], columns: Seq
 
 def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], *, background: pd.DataFrame,
                  device: Any, n_samples: int, seed: int) -> tuple[np.ndarray, float, float]:
-    import shap
 
     predict_labs = lab_value_function(bundle, data, device=device)
 
@@ -246,10 +249,7 @@ def _sklearn_lab_function(members: Sequence[FittedModel], data: CohortData) -> C
 
 def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
                         device: Any) -> Callable[[pd.DataFrame], np.ndarray]:
-    import torch
 
-    from pfs_core.models.device import resolve_device
-    from pfs_core.models.fitted import torch_inputs
 
     device = device or resolve_device()
     image_parts = []
@@ -311,7 +311,6 @@ def summarise_background(labs: pd.DataFrame, columns: Sequence[str], *, k: int =
     centroids are mapped back to raw units; categorical fields take the most
     frequent level of the cluster.
     """
-    from sklearn.cluster import KMeans
 
     encoded = encode_labs(labs, columns)
     medians = np.nanmedian(encoded, axis=0)

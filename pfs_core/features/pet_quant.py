@@ -19,8 +19,10 @@ exported transform reproduces the fitted one exactly.
 from __future__ import annotations
 
 import numpy as np
+import torch
+from scipy import ndimage
 
-from pfs_core.features.readouts import READOUT_NAMES
+from pfs_core.features.readouts import READOUT_NAMES, hepatic_readout
 
 #: Quantitative PET features of the ``classic`` model (order of the columns); the last four are the
 #: hepatic read-outs of :mod:`pfs_core.features.readouts`.
@@ -43,7 +45,6 @@ def liver_reference_suv(suv: np.ndarray, *, voxel_ml: float) -> float:
     moderate uptake (spleen, kidneys and urine are hotter and smaller; muscle, fat
     and bowel are colder). Regions smaller than :data:`LIVER_MIN_ML` are rejected.
     """
-    from scipy import ndimage
 
     mask = (suv >= LIVER_SUV_WINDOW[0]) & (suv <= LIVER_SUV_WINDOW[1])
     labels, n = ndimage.label(mask)
@@ -103,9 +104,7 @@ def pet_quantitative_features(
 
 
 def _hepatic_features(suv: np.ndarray, voxel_ml: float) -> dict[str, float]:
-    import torch
 
-    from pfs_core.features.readouts import hepatic_readout
 
     values = hepatic_readout(torch.from_numpy(suv.astype(np.float32))[None, None], voxel_ml)[0]
     return dict(zip(READOUT_NAMES, map(float, values), strict=True))

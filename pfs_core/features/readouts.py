@@ -61,12 +61,10 @@ then falls back to :data:`LIVER_HU_FALLBACK` and the read-outs mean little.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:  # torch is imported where it is used: the column names stay cheap to import
-    import torch
+import torch
+from monai.transforms.utils import get_largest_connected_component_mask
+from torch.nn import functional
 
 #: SUVbw window that holds the liver in SSTR PET.
 LIVER_SUV_WINDOW: tuple[float, float] = (4.0, 12.0)
@@ -97,7 +95,6 @@ MEASUREMENT_UNITS: dict[str, str] = {"liver_suv": "SUVbw", "hepatic_tlr": "ratio
 
 def _window_median(values: torch.Tensor, window: tuple[float, float], fallback: float) -> torch.Tensor:
     """(B, ...) → (B,) median of the values inside ``window`` (``fallback`` where none is)."""
-    import torch
 
     flat = values.flatten(1)
     inside = (flat >= window[0]) & (flat <= window[1])
@@ -116,7 +113,6 @@ def liver_hu(hu: torch.Tensor) -> torch.Tensor:
 
 
 def _dilate(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
-    from torch.nn import functional
 
     return functional.max_pool3d(mask, size, 1, size // 2)
 
@@ -136,7 +132,6 @@ def _inset(region: torch.Tensor) -> torch.Tensor:
 def ct_hepatic_masks(hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 1, D, H, W) HU → liver reference HU (B, 1, 1, 1, 1), hepatic region and hypodense hepatic
     voxels (each 0/1, the shape of ``hu``)."""
-    import torch
 
     with torch.no_grad():
         liver = liver_hu(hu)[:, None, None, None, None]
@@ -148,7 +143,6 @@ def ct_hepatic_masks(hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 def ct_hepatic_maps(hu: torch.Tensor) -> torch.Tensor:
     """(B, 1, D, H, W) HU → (B, 2, D, H, W) voxel maps :data:`CT_MAP_NAMES` (hypodense hepatic voxels,
     hepatic region; 0/1), from which :func:`pool_ct_maps` gives the read-outs."""
-    import torch
 
     _, region, hypodense = ct_hepatic_masks(hu)
     return torch.cat([hypodense, region], dim=1)
@@ -156,7 +150,6 @@ def ct_hepatic_maps(hu: torch.Tensor) -> torch.Tensor:
 
 def pool_ct_maps(maps: torch.Tensor, voxel_ml: float) -> torch.Tensor:
     """(B, 2, D, H, W) :func:`ct_hepatic_maps` → (B, 2) columns :data:`CT_READOUT_NAMES`; differentiable in ``maps``."""
-    import torch
 
     n_cold, n_region = maps.sum(dim=(2, 3, 4)).unbind(dim=1)
     return torch.stack([n_cold * voxel_ml, n_cold / n_region.clamp(min=1.0)], dim=1)
@@ -169,8 +162,6 @@ def ct_hepatic_readout(hu: torch.Tensor, voxel_ml: float) -> torch.Tensor:
 
 def _largest_component(mask: torch.Tensor) -> torch.Tensor:
     """(B, 1, D, H, W) 0/1 → the largest 26-connected component of each sample (all 0 where the mask is)."""
-    import torch
-    from monai.transforms.utils import get_largest_connected_component_mask
 
     return torch.stack([get_largest_connected_component_mask(sample[0])[None] for sample in mask]).to(mask)
 
@@ -183,7 +174,6 @@ def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     where the blurred edge of the spleen, a kidney or the bladder passes through the
     liver's uptake lie apart from it unless they touch it).
     """
-    import torch
 
     with torch.no_grad():
         liver = liver_suv(suv)[:, None, None, None, None]
@@ -196,7 +186,6 @@ def hepatic_masks(suv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 def hepatic_maps(suv: torch.Tensor) -> torch.Tensor:
     """(B, 1, D, H, W) SUVbw → (B, 4, D, H, W) voxel maps :data:`PET_MAP_NAMES`: hot hepatic voxels (0/1),
     their SUV / liver SUV (0 elsewhere), cold hepatic voxels and the hepatic region (0/1)."""
-    import torch
 
     with torch.no_grad():
         liver, region, hot, cold = hepatic_masks(suv)
@@ -210,7 +199,6 @@ def pool_hepatic_maps(maps: torch.Tensor, voxel_ml: float) -> torch.Tensor:
     ``hepatic_hot_ml`` / ``hepatic_cold_ml``: their volumes (mL);
     ``hepatic_lesion_fraction``: (hot + cold) / hepatic region.
     """
-    import torch
 
     n_hot, ratio_sum, n_cold, n_region = maps.sum(dim=(2, 3, 4)).unbind(dim=1)
     tlr = ratio_sum / n_hot.clamp(min=1e-6)
@@ -231,7 +219,6 @@ def measurements(pet: np.ndarray | None, ct: np.ndarray | None, *, suv_max: floa
     :data:`MEASUREMENT_UNITS`. These are what the image branches (and the
     ``classic`` model) measured; shown beside a prediction.
     """
-    import torch
 
     out: dict[str, float] = {}
     if pet is not None:

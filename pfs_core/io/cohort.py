@@ -50,6 +50,7 @@ import pandas as pd
 
 from pfs_core import schema
 from pfs_core.errors import InputError
+from pfs_core.io import check_overlap, load_ct, load_pet
 from pfs_core.io.labs import _number, check_lab, is_missing
 
 
@@ -233,7 +234,6 @@ def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path) -> li
     Each image is loaded fully with :func:`pfs_core.io.load_pet` / ``load_ct``; the
     reason is the loader's :class:`InputError` message.
     """
-    from pfs_core.io import check_overlap, load_ct, load_pet
 
     if pet is None and ct is None:
         return [(PAIR_COLUMN, f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; give at least one image")]

@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pfs_core.errors import UsageError
+from pfs_core.io.cohort import write_good_cohort
 from pfs_core.jobs.worker import EXIT_CODE, LOG
+from pfs_core.models.provenance import is_simulated
 
 if TYPE_CHECKING:
     from pfs_core.io.cohort import CohortReport
+
 
 RunKind = Literal["benchmark", "train"]
 KINDS: tuple[str, ...] = ("benchmark", "train")
@@ -227,8 +230,6 @@ def start_run(
 
 def _write_input(cohort: CohortReport, folder: Path, info: dict[str, Any]) -> Path:
     """Write the usable rows into ``folder/input``; record counts and provenance in ``info``."""
-    from pfs_core.io.cohort import write_good_cohort
-    from pfs_core.models.provenance import is_simulated
 
     path = write_good_cohort(cohort, folder / INPUT_FOLDER)
     info.setdefault("cohort_source", str(cohort.source.resolve()))

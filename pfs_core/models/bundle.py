@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import skops.io as sio
+from safetensors.torch import load_file, save_file
 
+from pfs_core import schema
 from pfs_core.config import PreprocessConfig, TrainConfig, from_dict, to_dict
 from pfs_core.errors import BundleError
-from pfs_core.features.tabular import TabularParams
+from pfs_core.features.tabular import TabularParams, feature_ranges
 from pfs_core.models.fitted import FittedModel
+from pfs_core.models.nets import build_net
 from pfs_core.models.registry import SKLEARN, ModelSpec, get_spec
 
 FORMAT = "pfs_core-bundle"
@@ -91,14 +96,11 @@ def sha256_file(path: Path) -> str:
 def _save_member(member: FittedModel, path: Path, fold: int) -> str:
     """Write one fold model; returns its file name."""
     if member.spec.kind == SKLEARN:
-        import zipfile
 
-        import skops.io as sio
 
         name = f"fold_{fold}.skops"
         sio.dump(member.estimator, path / name, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
         return name
-    from safetensors.torch import save_file
 
     assert member.net is not None
     name = f"fold_{fold}.safetensors"
@@ -203,16 +205,13 @@ def _load_member(path: Path, fold: Mapping[str, Any], *, spec: ModelSpec, config
     tabular = TabularParams.from_dict(fold["tabular"]) if fold.get("tabular") else None
     file = path / fold["file"]
     if spec.kind == SKLEARN:
-        import skops.io as sio
 
         try:
             estimator = sio.load(file, trusted=list(TRUSTED_SKOPS_TYPES))
         except Exception as exc:  # skops raises UntrustedTypesFoundException and others
             raise BundleError(f"{file}: cannot be loaded safely ({exc}); retrain the bundle") from None
         return FittedModel(spec=spec, config=config, tabular=tabular, estimator=estimator, info=fold.get("info", {}))
-    from safetensors.torch import load_file
 
-    from pfs_core.models.nets import build_net
 
     net = build_net(fold["net"])
     try:
@@ -250,8 +249,6 @@ def load_bundle(path: str | Path) -> Bundle:
 
 def feature_manifest(labs: pd.DataFrame, *, include_post_baseline: bool) -> list[dict[str, Any]]:
     """Feature list with units and training ranges (min/max, 1st/99th percentile) per lab."""
-    from pfs_core import schema
-    from pfs_core.features.tabular import feature_ranges
 
     out: list[dict[str, Any]] = []
     for name, info in feature_ranges(labs, include_post_baseline=include_post_baseline).items():

@@ -18,13 +18,9 @@ default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when availa
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
-
+import torch
 
 
 def cpu_threads() -> int:
@@ -40,7 +36,6 @@ def cpu_threads() -> int:
 
 def resolve_device(device: str | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU (threads from :func:`cpu_threads`)."""
-    import torch
 
     chosen = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if chosen.type == "cpu":
@@ -50,7 +45,6 @@ def resolve_device(device: str | None = None) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed numpy and torch; deterministic cuDNN."""
-    import torch
 
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from pfs_core.config import TrainConfig
 from pfs_core.dataset import CohortData
@@ -30,8 +31,6 @@ from pfs_core.models.device import resolve_device
 from pfs_core.models.registry import SKLEARN, ModelSpec
 
 if TYPE_CHECKING:
-    import torch
-
     from pfs_core.models.nets import FusionNet
 
 
@@ -64,7 +63,6 @@ def sklearn_features(spec: ModelSpec, data: CohortData, tabular: TabularParams |
 
 def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
                   device: torch.device) -> dict[str, torch.Tensor | None]:
-    import torch
 
     spec = model.spec
     out: dict[str, torch.Tensor | None] = {"pet": None, "ct": None, "lab": None}
@@ -81,14 +79,12 @@ def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
 
 
 def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> np.ndarray:
-    import torch
 
     return torch.sigmoid(torch_logits(model, data, device=device, batch_size=batch_size)).cpu().numpy().astype(float)
 
 
 def torch_logits(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> torch.Tensor:
     """(N,) short-PFS logits of the network for every row of ``data`` (eval mode, batched)."""
-    import torch
 
     assert model.net is not None
     net = model.net.to(device).eval()

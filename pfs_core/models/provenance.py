@@ -18,8 +18,14 @@ default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when availa
 from __future__ import annotations
 
 import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import torch
+
+import pfs_core
 
 VERSIONED_PACKAGES: tuple[str, ...] = (
     "torch", "monai", "numpy", "pandas", "scikit-learn", "skops", "safetensors", "lifelines", "nibabel", "plotly",
@@ -28,10 +34,7 @@ VERSIONED_PACKAGES: tuple[str, ...] = (
 
 def runtime_info(device: str | None = None) -> dict[str, Any]:
     """Package versions, machine and device (for results.json and bundle manifests)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
 
-    import pfs_core
 
     versions: dict[str, str | None] = {"python": platform.python_version(), "pfs_core": pfs_core.__version__}
     for name in VERSIONED_PACKAGES:
@@ -41,7 +44,6 @@ def runtime_info(device: str | None = None) -> dict[str, Any]:
             versions[name] = None
     threads = None
     try:
-        import torch
 
         threads = torch.get_num_threads()
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None

@@ -24,20 +24,11 @@ import pandas as pd
 
 from pfs_core import schema
 from pfs_core.errors import InputError, UsageError
+from pfs_core.jobs.runs import FINISHED, list_runs, run_status
 from pfs_core.metrics import short_pfs_label
 from pfs_core.results.published import published
 
 METRIC_COLUMNS: dict[str, str] = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
-
-
-OUTCOME_LABELS: dict[float, str] = {1.0: "short PFS (≤ 12 months)", 0.0: "long PFS (> 12 months)"}
-
-
-NO_LABEL = "censored ≤ 12 months (no label)"
-
-
-#: Extra columns of ``modality_contributions(..., with_values=True)``: prediction with all / no modalities.
-VALUE_COLUMNS: tuple[str, str] = ("probability", "reference_probability")
 
 
 @dataclass(frozen=True)
@@ -51,7 +42,6 @@ class ResultsSource:
 
 def find_results(shipped: Path, runs_dir: Path) -> list[ResultsSource]:
     """Shipped results (``shipped/results.json`` and ``shipped/*/results.json``), then finished runs, newest first."""
-    from pfs_core.jobs.runs import FINISHED, list_runs, run_status
 
     found = []
     for doc in [shipped / "results.json", *sorted(shipped.glob("*/results.json"))]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from pfs_core.explain import Explanation
 
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 .disclaimer{background:#fff3cd;border:1px solid #e0c36a;padding:.8em 1em;border-radius:6px}

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from pfs_core.errors import UsageError
 from pfs_core.schema import COHORT_COLUMNS, CT_COLUMN, EVENT_COLUMN, ID_COLUMN, PET_COLUMN, TIME_COLUMN
 from pfs_core.synth.constants import ORGAN_LABELS, SIMULATOR_VERSION
+from pfs_core.synth.imaging import write_images
 from pfs_core.synth.labs import DECIMALS, MISSING_RATE
 from pfs_core.synth.parallel import ordered_map
 from pfs_core.synth.patient import PatientAttributes, draw_attributes, patient_streams
@@ -84,7 +86,6 @@ class _Task:
 
 
 def _render_task(task: _Task) -> None:
-    from pfs_core.synth.imaging import write_images
 
     write_images(draw_attributes(task.attr_seed), task.image_seed, Path(task.images_dir), task.patient_id)
 
@@ -244,7 +245,6 @@ def _summary(
     y = labels[defined]
     bayes = None
     if defined.any() and 0 < y.sum() < len(y):
-        from sklearn.metrics import roc_auc_score
 
         bayes = float(roc_auc_score(y, p_true[defined]))  # None when only one class is labelled
     return _round({

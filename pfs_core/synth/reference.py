@@ -22,6 +22,7 @@ from scipy.optimize import brentq
 
 from pfs_core.synth.constants import SIMULATOR_VERSION
 from pfs_core.synth.parallel import ordered_map
+from pfs_core.synth.patient import draw_attributes, patient_streams
 from pfs_core.synth.survival import TARGET_PREVALENCE, Signal, p_short_pfs
 
 REF_SEED = 20260611
@@ -45,7 +46,6 @@ def _cache_dir() -> Path:
 
 
 def _compute(indices: range) -> np.ndarray:
-    from pfs_core.synth.patient import draw_attributes, patient_streams
 
     streams = patient_streams(REF_SEED, N_REF)
     return np.array([draw_attributes(streams[i][0]).raw for i in indices], dtype=np.float64)

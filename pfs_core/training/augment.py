@@ -18,15 +18,12 @@ default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when availa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from monai.transforms import RandAffine
 
 from pfs_core.config import TrainConfig
-
-if TYPE_CHECKING:
-    import torch
-
 
 
 class Augmenter:
@@ -38,7 +35,6 @@ class Augmenter:
     """
 
     def __init__(self, config: TrainConfig, *, seed: int, shape: Sequence[int] | None = None) -> None:
-        from monai.transforms import RandAffine
 
         r, t = config.rotate_rad, config.translate_vox
         self.affine = RandAffine(prob=1.0, rotate_range=(r, r, r), translate_range=(t, t, t),
@@ -50,7 +46,6 @@ class Augmenter:
         self.jitter = config.intensity_jitter
 
     def __call__(self, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
-        import torch
 
         names = [n for n in ("pet", "ct") if inputs.get(n) is not None]
         if not names:

@@ -24,9 +24,19 @@ from pfs_core import DISCLAIMER
 from pfs_core.config import TrainConfig, to_dict
 from pfs_core.dataset import CohortData
 from pfs_core.metrics import ALL_METRICS, logrank_p
+from pfs_core.models.device import resolve_device
 from pfs_core.models.provenance import runtime_info
 from pfs_core.models.registry import ModelSpec
-from pfs_core.training.cv import CrossValidation, make_splits, mean_oof, repeat_metrics, summarise
+from pfs_core.training.cv import (
+    CrossValidation,
+    cross_validate,
+    make_splits,
+    mean_oof,
+    repeat_metrics,
+    summarise,
+)
+from pfs_core.training.pretrain import describe
+from pfs_core.viz import curves
 
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
 
@@ -72,8 +82,6 @@ def run_benchmark(
     cache_dir: Path | None = None,
 ) -> BenchmarkResult:
     """Cross-validate ``specs`` on ``data`` (same splits for all) and summarise per repeat."""
-    from pfs_core.models.device import resolve_device
-    from pfs_core.training.cv import cross_validate
 
     started = time.perf_counter()
     torch_device = resolve_device(device)
@@ -105,10 +113,6 @@ def risk_groups(data: CohortData, result: BenchmarkResult) -> dict[str, dict[str
 
 def write_figures(result: BenchmarkResult, out_dir: Path) -> tuple[list[str], str]:
     """Standalone plotly HTML figures via :mod:`pfs_core.viz.curves`; returns (files, note)."""
-    try:
-        from pfs_core.viz import curves
-    except ImportError as exc:
-        return [], f"figures not written: pfs_core.viz.curves is not available ({exc})"
     data = result.data
     label = data.label
     keep = ~np.isnan(label)
@@ -212,7 +216,6 @@ def write_results(result: BenchmarkResult, out_dir: Path) -> dict[str, Any]:
 def benchmark_meta(*, command: str, cohort_csv: str, config: TrainConfig, preprocess: Any,
                    device: str, simulated: bool | None) -> dict[str, Any]:
     """Provenance block of results.json: command, config, environment, time stamps."""
-    from pfs_core.training.pretrain import describe
 
     return {"command": command, "cohort_csv": cohort_csv, "simulated": simulated,
             "simulator": simulator_summary(cohort_csv),

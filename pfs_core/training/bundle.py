@@ -12,6 +12,7 @@ on that repeat's pooled OOF predictions; the summary is mean ± sd over repeats.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +21,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pfs_core import DISCLAIMER
 from pfs_core.config import TrainConfig
 from pfs_core.dataset import CohortData
+from pfs_core.explain.shapley import summarise_background
 from pfs_core.metrics import all_metrics
+from pfs_core.models.bundle import feature_manifest, model_card, save_bundle
+from pfs_core.models.device import resolve_device
 from pfs_core.models.fitted import FittedModel
+from pfs_core.models.provenance import runtime_info
 from pfs_core.models.registry import ModelSpec
+from pfs_core.training.benchmark import cohort_summary
 from pfs_core.training.cv import cross_validate, make_splits, training_oof_table
+from pfs_core.training.pretrain import describe
 
 if TYPE_CHECKING:
     import torch
@@ -49,12 +57,6 @@ def train_bundle(
     ``provenance``: command, source, simulated flag, data note, created, runtime info.
     The risk-group threshold is the median OOF probability of the training cohort.
     """
-    from pfs_core import DISCLAIMER
-    from pfs_core.models.bundle import feature_manifest, model_card, save_bundle
-    from pfs_core.models.device import resolve_device
-    from pfs_core.models.provenance import runtime_info
-    from pfs_core.training.benchmark import cohort_summary
-    from pfs_core.training.pretrain import describe
 
     started = time.perf_counter()
     device = device or resolve_device()
@@ -102,14 +104,12 @@ def _background(members: Sequence[FittedModel], data: CohortData) -> pd.DataFram
     tabular = members[0].tabular
     if tabular is None:
         return None
-    from pfs_core.explain.shapley import summarise_background
 
     return summarise_background(data.labs, [*tabular.numeric_columns, *tabular.categorical])
 
 
 def _weights_digest(members: Sequence[FittedModel], oof_probability: np.ndarray) -> str:
     """Content hash of the fold models and their OOF predictions (part of the model version)."""
-    import hashlib
 
     digest = hashlib.sha256(np.asarray(oof_probability, np.float64).tobytes())
     for member in members:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import RepeatedStratifiedKFold
+from tqdm.auto import tqdm
 
 from pfs_core.config import TrainConfig
 from pfs_core.dataset import CohortData
@@ -60,7 +62,6 @@ def strata(data: CohortData) -> np.ndarray:
 
 def make_splits(data: CohortData, *, folds: int, repeats: int, seed: int) -> list[Split]:
     """Repeated stratified k-fold splits over all patients (fixed ``seed``)."""
-    from sklearn.model_selection import RepeatedStratifiedKFold
 
     y = strata(data)
     counts = np.bincount(y, minlength=3)
@@ -98,7 +99,6 @@ def cross_validate(
     keep_models: bool = False,
 ) -> CrossValidation:
     """Fit every model on every split's training rows and predict its test rows."""
-    from tqdm.auto import tqdm
 
     rows: list[pd.DataFrame] = []
     result = CrossValidation(oof=pd.DataFrame(columns=list(OOF_COLUMNS)))

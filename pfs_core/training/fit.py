@@ -19,23 +19,28 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
-from pfs_core.config import PreprocessConfig, TrainConfig
+from pfs_core.config import PreprocessConfig, TrainConfig, digest
 from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError
 from pfs_core.features.tabular import TabularParams, fit_lab_transform
+from pfs_core.models.block_logistic import fit_block_logistic
 from pfs_core.models.device import resolve_device, seed_everything
 from pfs_core.models.fitted import FittedModel, sklearn_features, torch_inputs
+from pfs_core.models.nets import FusionNet
 from pfs_core.models.registry import SKLEARN, ModelSpec
 from pfs_core.training.loop import train_loop
-
-if TYPE_CHECKING:
-    import torch
-
-    from pfs_core.models.nets import FusionNet
+from pfs_core.training.pretrain import cache_key, cached_pretrain, describe
 
 
 def fit_model(
@@ -69,7 +74,6 @@ def fit_model(
 
 def _fit_sklearn(spec: ModelSpec, data: CohortData, tabular: TabularParams | None, *, config: TrainConfig,
                  seed: int) -> FittedModel:
-    from sklearn.ensemble import RandomForestClassifier
 
     x = sklearn_features(spec, data, tabular)
     y = data.label.astype(int)
@@ -92,12 +96,7 @@ def _classic_logistic(x: np.ndarray, y: np.ndarray, *, n_lab: int, config: Train
     weights (as the networks' wide path); the result is folded into a plain
     scikit-learn ``LogisticRegression`` so the bundle's skops file needs no custom type.
     """
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    from pfs_core.models.block_logistic import fit_block_logistic
 
     impute = SimpleImputer(strategy="median", keep_empty_features=True).fit(x)
     if not config.wide_search:
@@ -116,7 +115,6 @@ def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParam
     """A fresh :class:`FusionNet` for ``spec`` on the grid of ``preprocess`` (modality dropout only with more
     than one branch; liver-referenced read-outs with ``config.pet_quant`` / ``config.ct_quant``)."""
     voxel_ml = preprocess.voxel_ml
-    from pfs_core.models.nets import FusionNet
 
     n_branches = len(spec.modalities)
     return FusionNet(
@@ -170,7 +168,6 @@ def _fit_torch(
 def _validation_split(label: np.ndarray, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(fit rows, validation rows) of a labelled training set: a stratified ``fraction`` held out
     for choosing the epoch, none when ``fraction`` is 0 or a class has fewer than 5 patients."""
-    from sklearn.model_selection import StratifiedShuffleSplit
 
     rows = np.arange(len(label))
     if fraction <= 0 or min(np.bincount(label.astype(int), minlength=2)) < 5:
@@ -192,7 +189,6 @@ def _fit_wide(model: FittedModel, train: CohortData, *, seed: int, device: torch
     a plain logistic regression on the same inputs by 0.06-0.2 AUROC at 116-400
     patients (docs/models.md).
     """
-    import torch
 
     net = model.net
     assert net is not None and net.wide is not None
@@ -215,9 +211,7 @@ def _fit_wide(model: FittedModel, train: CohortData, *, seed: int, device: torch
 def _wide_logistic(design: np.ndarray, label: np.ndarray, sizes: tuple[int, ...], *, config: TrainConfig,
                    seed: int) -> tuple[np.ndarray, float, dict[str, Any]]:
     """(coefficients, intercept, description) of the wide path's logistic model."""
-    from sklearn.linear_model import LogisticRegression
 
-    from pfs_core.models.block_logistic import fit_block_logistic
 
     if config.wide_search:
         fit = fit_block_logistic(design, label, sizes, seed=seed)
@@ -231,10 +225,7 @@ def _wide_logistic(design: np.ndarray, label: np.ndarray, sizes: tuple[int, ...]
 def _pretrain_ct(net: FusionNet, data: CohortData, *, config: TrainConfig, seed: int, device: torch.device,
                  progress: bool, cache_dir: Path | None) -> dict[str, Any]:
     """Pretrain ``net.ct_branch.features`` on the CTs of all training rows (no labels) and load it."""
-    import torch
 
-    from pfs_core.config import digest
-    from pfs_core.training.pretrain import cache_key, cached_pretrain, describe
 
     if data.ct is None or data.ct_present is None or not data.ct_present.any():
         raise InputError("lab_pet_ct_pretrained needs CT volumes in the training data for its pretraining")

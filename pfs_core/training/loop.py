@@ -17,17 +17,15 @@ default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when availa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from pfs_core.dataset import CohortData
 from pfs_core.models.fitted import FittedModel, torch_inputs, torch_logits
 from pfs_core.training.augment import Augmenter
-
-if TYPE_CHECKING:
-    import torch
-
 
 
 def train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, Any]], *, seed: int,
@@ -42,8 +40,6 @@ def train_loop(model: FittedModel, train: CohortData, groups: list[dict[str, Any
     Returns ``loss`` (mean training loss per epoch run), ``validation_loss`` (per epoch
     from 0; empty without validation) and ``best_epoch`` (the one kept).
     """
-    import torch
-    from tqdm.auto import tqdm
 
     config, net = model.config, model.net
     assert net is not None
@@ -81,7 +77,6 @@ def train_epoch(model: FittedModel, train: CohortData, optimiser: Any, scheduler
                  y_all: torch.Tensor, *, augment: Augmenter | None, generator: torch.Generator,
                  device: torch.device) -> float:
     """One pass over ``train`` in shuffled batches; returns the mean training loss."""
-    import torch
 
     config, net = model.config, model.net
     assert net is not None
@@ -115,7 +110,6 @@ def state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def validation_loss(model: FittedModel, validation: CohortData, loss_fn: Any, device: torch.device) -> float:
     """Mean loss of the fused logit on the validation rows (eval mode, no augmentation)."""
-    import torch
 
     target = torch.from_numpy(validation.label.astype(np.float32)).to(device)
     return float(loss_fn(torch_logits(model, validation, device=device, batch_size=64), target))

@@ -31,8 +31,10 @@ from typing import Any
 
 import torch
 from monai.networks.blocks import Convolution
+from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from pfs_core.config import PretrainConfig
 from pfs_core.models.nets import CtQuant, ImageBranch
@@ -90,7 +92,6 @@ def pretrain_ct_trunk(
     Returns the trunk's state dict (keys of ``ImageBranch.features``, CPU tensors)
     and the mean loss per epoch.
     """
-    from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -142,7 +143,6 @@ def cached_pretrain(
     ct_quant: Sequence[float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
     """:func:`pretrain_ct_trunk`, reusing ``cache_dir/pretrain/<key>.safetensors`` when present."""
-    from safetensors.torch import load_file, save_file
 
     path = cache_dir / "pretrain" / f"{key}.safetensors" if cache_dir is not None else None
     if path is not None and path.exists():

@@ -13,6 +13,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import logrank_test, multivariate_logrank_test
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from pfs_core.errors import InputError
 from pfs_core.schema import SHORT_PFS_MONTHS
@@ -27,7 +37,6 @@ __all__ = ["roc_figure", "pr_figure", "calibration_figure", "decision_curve_figu
 
 def roc_figure(curves: Curves, *, title: str = "ROC curves") -> go.Figure:
     """ROC curve per model, AUROC (``sklearn.metrics.roc_auc_score``) in the legend and in ``trace.meta``."""
-    from sklearn.metrics import roc_auc_score, roc_curve
 
     fig = new_figure(title=title, x_title="1 − specificity (false-positive rate)",
                      y_title="Sensitivity (true-positive rate)")
@@ -46,7 +55,6 @@ def roc_figure(curves: Curves, *, title: str = "ROC curves") -> go.Figure:
 
 def pr_figure(curves: Curves, *, title: str = "Precision–recall curves") -> go.Figure:
     """Precision–recall curve per model, AUPRC (average precision) in the legend, prevalence line(s)."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
 
     fig = new_figure(title=title, x_title="Recall (sensitivity)",
                      y_title="Precision (positive predictive value)")
@@ -73,8 +81,6 @@ def calibration_figure(curves: Curves, *, n_bins: int = 5, title: str = "Calibra
 
     The legend holds the Brier score; ``trace.meta`` the bin values.
     """
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import brier_score_loss
 
     if n_bins < 2:
         raise ValueError(f"n_bins must be at least 2, not {n_bins}")
@@ -165,8 +171,6 @@ def km_figure(time_months: np.ndarray, event: np.ndarray, group: Sequence[str], 
         The figure and the log-rank p-value (``logrank_test`` for two groups,
         ``multivariate_logrank_test`` for more; NaN for one group).
     """
-    from lifelines import KaplanMeierFitter
-    from lifelines.statistics import logrank_test, multivariate_logrank_test
 
     t = np.asarray(time_months, dtype=float).ravel()
     e = np.asarray(event).ravel()

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 import plotly.graph_objects as go
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from pfs_core.errors import InputError
 from pfs_core.viz._style import FONT
@@ -48,13 +49,6 @@ def to_ras(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
     Returns the view ``(X, Y, Z)`` and its ``(4, 4)`` affine.
     """
-    from nibabel.orientations import (
-        apply_orientation,
-        axcodes2ornt,
-        inv_ornt_aff,
-        io_orientation,
-        ornt_transform,
-    )
 
     data = np.asarray(volume)
     matrix = np.asarray(affine, dtype=float)
@@ -68,7 +62,6 @@ def to_ras(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def slice_count(shape: tuple[int, ...], affine: np.ndarray, axis: Axis) -> int:
     """Number of ``axis`` slices of a volume of ``shape`` (the range of ``index`` is 0 … count − 1)."""
-    from nibabel.orientations import io_orientation
 
     ornt = io_orientation(np.asarray(affine, dtype=float))
     voxel_axis = int(np.flatnonzero(ornt[:, 0] == _NORMAL[_check_axis(axis)])[0])

@@ -22,14 +22,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
+import pyvista as pv
+from scipy import ndimage
+from vtkmodules.vtkFiltersCore import vtkQuadricClustering
 
 from pfs_core.errors import InputError
-
-if TYPE_CHECKING:
-    import pyvista as pv
 
 BODY_COLOR = "#BBBBBB"  # light grey
 PET_COLOR = "#E69F00"  # Okabe-Ito orange
@@ -144,7 +144,6 @@ class Mesh:
 
     def to_polydata(self) -> pv.PolyData:
         """The same surface as a :class:`pyvista.PolyData` (points in world mm)."""
-        import pyvista as pv
 
         cells = np.hstack([np.full((self.n_triangles, 1), 3, np.int64), self.faces.astype(np.int64)])
         return pv.PolyData(np.array(self.vertices), faces=cells.ravel())
@@ -185,7 +184,6 @@ def body_surface(ct: np.ndarray, affine: np.ndarray, *, level_hu: float = -300.0
     Returns:
         The surface in world mm; empty when no voxel exceeds ``level_hu``.
     """
-    from scipy import ndimage
 
     volume, affine = _check_volume(ct, affine, what="CT")
     _check_level(level_hu, "level_hu")
@@ -306,7 +304,6 @@ def render_png(meshes: Sequence[Mesh], path: Path | str, *, size: tuple[int, int
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    import pyvista as pv
 
     if view not in _VIEWS:
         raise ValueError(f"view must be one of {sorted(_VIEWS)}, not {view!r}")
@@ -401,7 +398,6 @@ def _crop_to_level(volume: np.ndarray, level: float) -> tuple[np.ndarray, np.nda
 
 def _contour_index_space(volume: np.ndarray, level: float) -> pv.PolyData:
     """Flying-edges isosurface of ``volume`` with points in voxel index units (padded by one voxel)."""
-    import pyvista as pv
 
     finite = volume[np.isfinite(volume)]
     top = float(finite.max()) if finite.size else level
@@ -419,8 +415,6 @@ def _fit_budget(mesh: Mesh, max_triangles: int) -> Mesh:
     """Reduce ``mesh`` below ``max_triangles`` with VTK quadric clustering (coarser bins until it fits)."""
     if mesh.n_triangles <= max_triangles:
         return mesh
-    import pyvista as pv
-    from vtkmodules.vtkFiltersCore import vtkQuadricClustering
 
     low, high = mesh.bounds()
     extent = np.maximum(high - low, 1e-3)
@@ -505,7 +499,6 @@ def _coarser(factors: tuple[int, int, int], spacing: np.ndarray, scale: float) -
 
 def _fill_holes_in_slices(mask: np.ndarray, *, axis: int) -> np.ndarray:
     """Fill background regions that do not touch the in-plane border of their slice (slices ⟂ ``axis``)."""
-    from scipy import ndimage
 
     structure = np.zeros((3, 3, 3), bool)
     index: list[slice | int] = [slice(None)] * 3
