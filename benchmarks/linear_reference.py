@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import ndimage
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
@@ -38,11 +39,9 @@ from pfs_core.features.readouts import (
     COLD_FACTOR,
     CT_READOUT_NAMES,
     LIVER_BAND,
-    LIVER_HU_FALLBACK,
-    LIVER_HU_WINDOW,
-    LIVER_SUV_FALLBACK,
-    LIVER_SUV_WINDOW,
     READOUT_NAMES,
+    liver_hu,
+    liver_suv,
     measurements,
     to_hu,
 )
@@ -92,14 +91,14 @@ def _fine_case(suv: np.ndarray, hu: np.ndarray) -> list[float]:
     region, lesion fraction, PET-cold and CT-hypodense hepatic mL (SSTR-negative liver lesions),
     and over hot components (> 1.5 x liver) smaller than 80 mL anywhere: their mL and volume-weighted
     SUVmax / liver (spleen, kidneys and bladder are larger). Thresholds of pfs_core.features.readouts."""
-    liver = _window_median(suv, LIVER_SUV_WINDOW, LIVER_SUV_FALLBACK)
-    liver_hu = _window_median(hu, LIVER_HU_WINDOW, LIVER_HU_FALLBACK)
+    liver = float(liver_suv(torch.from_numpy(suv.astype(np.float32))[None, None])[0])
+    liver_hu_value = float(liver_hu(torch.from_numpy(hu.astype(np.float32))[None, None])[0])
     band = (suv >= LIVER_BAND[0] * liver) & (suv <= LIVER_BAND[1] * liver)
     labels, n = ndimage.label(ndimage.binary_closing(band, CUBE, iterations=2), CUBE)
     region = labels == 1 + np.argmax(np.bincount(labels.ravel())[1:]) if n else band
     inner = ndimage.binary_erosion(region, CUBE)
     hot, cold = region & (suv > FINE_HOT_FACTOR * liver), inner & (suv < COLD_FACTOR * liver)
-    negative = region & (suv < COLD_FACTOR * liver) & (hu > liver_hu - 50) & (hu < liver_hu - 12)
+    negative = region & (suv < COLD_FACTOR * liver) & (hu > liver_hu_value - 50) & (hu < liver_hu_value - 12)
     labels, n = ndimage.label(suv > 1.5 * liver, CUBE)
     index = np.arange(1, n + 1)
     size_ml = ndimage.sum_labels(np.ones_like(suv), labels, index) * FINE_GRID.voxel_ml
@@ -108,11 +107,6 @@ def _fine_case(suv: np.ndarray, hu: np.ndarray) -> list[float]:
     return [hot.sum() * FINE_GRID.voxel_ml, float(suv[hot].mean() / liver) if hot.any() else 0.0,
             cold.sum() * FINE_GRID.voxel_ml, (hot.sum() + cold.sum()) / max(region.sum(), 1),
             negative.sum() * FINE_GRID.voxel_ml, float(size_ml[small].sum()), wb_tlr]
-
-
-def _window_median(values: np.ndarray, window: tuple[float, float], fallback: float) -> float:
-    inside = values[(values >= window[0]) & (values <= window[1])]
-    return float(np.median(inside)) if inside.size else fallback
 
 
 def print_truth_correlations(fine: np.ndarray, truth_csv: Path, patient_ids: np.ndarray) -> None:

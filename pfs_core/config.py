@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,12 +22,19 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Rebuild a config dataclass from :func:`to_dict` output; unknown keys are an error."""
+    """Rebuild a config dataclass from :func:`to_dict` output (nested configs too); unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            kwargs[key] = from_dict(hint, value)
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
 
 
@@ -138,16 +146,6 @@ class TrainConfig:
     rf_min_leaf: int = 3
     logistic_c: float = 0.3
     include_post_baseline: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
-                                  if k != "pretrain"}
-        return cls(**kwargs, pretrain=PretrainConfig(**data.get("pretrain", {})))
 
     def branch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`pfs_core.models.nets.ImageBranch` (besides spatial_dims/in_channels)."""

@@ -1,29 +1,9 @@
-"""TODO-DOC
+"""Model input of a cohort: :class:`CohortData` (labs, outcome, preprocessed PET/CT of N patients).
 
-[from pfs_core.training] Training of one registry model on one training set (a CV fold, or one fold of a bundle).
-
-Everything a model sees comes from :class:`CohortData` (labs, outcome, and the
-preprocessed PET/CT of :mod:`pfs_core.preprocessing.model_grid`). The lab transform is fitted on
-the training rows given to :func:`fit_model` only; supervised fitting uses the
-rows with a binary label (see :func:`pfs_core.metrics.short_pfs_label`).
-
-Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
-cosine learning-rate decay, a fixed number of epochs (no early stopping),
-light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
-up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
-scale jitter, plus an offset for CT; no left-right flip since anatomy is lateralised). CPU by
-default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
-
-[from pfs_core.results.comparison] Model comparison at cohort level: read benchmark outputs, put them beside the published figures,
-and explain a bundle over a cohort (modality contributions, fused-feature embedding).
-
-Benchmark outputs are the folders written by ``python -m pfs_core benchmark --out``
-(``results.json``, ``oof_predictions.csv``): the shipped ones under ``results/``
-and those of background runs under ``runs/<id>/results`` (:mod:`pfs_core.jobs.runs`).
-Curves use the out-of-fold (OOF) probability averaged over repeats, as the
-benchmark's own figures do; the outcome per patient comes from
-``oof_predictions.csv`` when it carries ``pfs_months``/``progressed``, else from the
-cohort table named in ``results.json``.
+:func:`load_cohort_data` reads a cohort table (:func:`pfs_core.io.cohort.read_cohort`)
+and, when a model needs images, the PET/CT of every row on the model grid
+(:func:`pfs_core.preprocessing.model_grid.preprocess_cohort`, cached). Row i of every
+field is the same patient. Training, inference and explanation all take this record.
 """
 
 from __future__ import annotations

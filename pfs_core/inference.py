@@ -1,35 +1,15 @@
-"""TODO-DOC
-
-[from pfs_core.inference] Inference with a model bundle: the one entry the pages, ``predict``, ``score`` and ``explain`` call.
+"""Inference with a model bundle: the one entry the pages, ``predict``, ``score`` and ``explain`` call.
 
 ``predict_case`` scores one patient from PET/CT :class:`~pfs_core.io.Volume`
 objects (either may be None) and a mapping of lab values in the model units of
-:mod:`pfs_core.schema`; ``predict_cohort`` scores every row of a cohort table.
+:mod:`pfs_core.schema`; ``predict_cohort`` scores every row of a cohort table;
+``score_cohort`` validates a table first, scores its good rows and returns both.
 
 The probability is the mean over the bundle's fold models; the interval is the
 min–max of the fold models' probabilities (with 3 folds, the full spread of the
 ensemble; it is a rough uncertainty, not a calibrated confidence interval). The
 risk group is "high" when the probability is at or above the training cohort's
 median OOF probability (stored in the bundle), else "low".
-
-[from pfs_core.io.cohort] Row-by-row check of a cohort table before it is benchmarked, trained on or scored.
-
-:func:`validate_cohort` reads ``cohort.csv`` as text and reports *every* bad row
-(:class:`RowProblem`: row number, patient id, column, reason) instead of stopping
-at the first one; the rows without a problem go on (:attr:`CohortReport.good`).
-Only a file that cannot be used at all (unreadable, no rows, required columns
-missing) raises :class:`pfs_core.errors.InputError`.
-
-Row numbers are **spreadsheet row numbers**: the header is row 1, the first
-patient is row 2 (what a spreadsheet program shows, and the line number in a text
-editor when no cell spans lines). Reasons name the column and the rule but never
-quote a patient's lab or outcome value, so a report can be shared or logged; image
-problems carry the :class:`~pfs_core.errors.InputError` message of the image
-loader (it names the file).
-
-:func:`write_good_cohort` writes the good rows as a cohort table with absolute
-image paths (what ``benchmark``/``train``/``score`` read); :func:`score_cohort`
-validates, scores the good rows with a bundle and returns both.
 """
 
 from __future__ import annotations

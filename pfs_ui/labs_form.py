@@ -56,14 +56,3 @@ def labs_form(defaults: Mapping[str, Any], *, key_prefix: str = "lab_", show_pos
     return values
 
 
-def training_range_flags(labs: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
-    """Human-readable flags for values outside the bundle's training range (1st–99th percentile)."""
-    flags = []
-    for info in manifest.get("features", []):
-        name, value = info.get("name"), labs.get(info.get("name", ""))
-        if info.get("kind") != "numeric" or value is None or info.get("p01") is None:
-            continue
-        if not info["p01"] <= float(value) <= info["p99"]:
-            flags.append(f"{name} = {float(value):g} {info.get('unit', '')} lies outside the training cohort's "
-                         f"1st–99th percentile ({info['p01']:g}–{info['p99']:g})")
-    return flags

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
+
+from pfs_core.commands import options
 
 HELP = "Load and validate a PET/CT pair and print a JSON summary."
 DESCRIPTION = (
@@ -17,10 +18,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pet", type=Path, help="PET image: .nii/.nii.gz, DICOM folder or .zip")
-    parser.add_argument("--ct", type=Path, help="CT image: .nii/.nii.gz, DICOM folder or .zip")
-    parser.add_argument("--weight-kg", type=float, help="patient weight (kg), for PET in Bq/mL")
-    parser.add_argument("--dose-mbq", type=float, help="injected activity (MBq), for PET in Bq/mL")
+    options.add_images(parser)
     parser.add_argument("--pet-units", choices=("auto", "suv", "bqml"), default="auto",
                         help="units of a NIfTI PET (auto: Bq/mL if the maximum exceeds 500; default: auto)")
     parser.add_argument("--uptake-min", type=float,

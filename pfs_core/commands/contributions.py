@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pfs_core.commands import options
+
 HELP = "Modality contributions and fused-feature embedding of a bundle over a cohort."
 DESCRIPTION = (
     "Explain a model bundle over a cohort table, as the Model comparison page does: exact Shapley values of the "
@@ -31,23 +33,20 @@ METHOD = ("exact Shapley values over the modalities of the model; value of a coa
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cohort", type=Path, required=True, help="cohort.csv (image paths relative to its folder)")
-    parser.add_argument("--model", type=Path, required=True, help="model bundle folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created; existing files replaced)")
+    options.add_cohort(parser)
+    options.add_bundle(parser)
+    options.add_out_folder(parser)
     parser.add_argument("--n-sample", type=int, default=30,
                         help="patients sampled for the contributions (default 30, as on the page)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and the embedding (default 0)")
     parser.add_argument("--embedding", choices=("pca", "umap"), default="pca",
                         help="2D projection of the fused features (default pca)")
-    parser.add_argument("--cache-dir", type=Path, default=Path("cache"), help="preprocessing cache (default: ./cache)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    options.add_cache(parser)
+    options.add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from pfs_core import schema
-    from pfs_core.commands.explain import prepare_out
-    from pfs_core.commands.train import command_line
     from pfs_core.errors import UsageError
     from pfs_core.explain.cohort import mean_abs_contributions, modality_contributions
     from pfs_core.inference import load_cohort_for_bundle
@@ -58,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.n_sample < 1:
         raise UsageError(f"--n-sample {args.n_sample}: must be at least 1")
     bundle = load_bundle(args.model)
-    prepare_out(args.out)
+    options.prepare_out(args.out)
     device = resolve_device(args.device)
-    data = load_cohort_for_bundle(bundle, args.cohort, cache_dir=None if args.no_cache else args.cache_dir)
+    data = load_cohort_for_bundle(bundle, args.cohort, cache_dir=options.cache_dir(args))
     table = modality_contributions(bundle, data, n_sample=args.n_sample, seed=args.seed, device=device,
                                    with_values=True)
     table.to_csv(args.out / CONTRIBUTIONS_CSV, index=False, float_format="%.8f")
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = bundle.manifest
     simulated = (manifest.get("training_cohort") or {}).get("simulated")
     summary: dict[str, Any] = {
-        "command": command_line(args),
+        "command": options.command_line(args),
         "model": bundle.name, "model_version": bundle.version, "model_path": str(args.model),
         "cohort_csv": str(args.cohort), "n_patients": len(data), "n_sampled": len(table),
         "sampled_ids": list(table[schema.ID_COLUMN]),

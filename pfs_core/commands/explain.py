@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from pfs_core.commands import options
 
 HELP = "Explain one prediction: SHAP, modality contributions, Grad-CAM."
 DESCRIPTION = (
@@ -17,36 +18,21 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pfs_core.commands.predict import add_case_arguments
-
-    add_case_arguments(parser)
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created; existing files replaced)")
+    options.add_case(parser)
+    options.add_out_folder(parser)
     parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM and read-out maps")
-
-
-def prepare_out(path: Path) -> None:
-    from pfs_core.errors import UsageError
-
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"--out {path}: cannot write there ({exc.strerror}); choose a writable folder") from None
 
 
 def run(args: argparse.Namespace) -> int:
     import nibabel as nib
 
-    from pfs_core.commands.predict import read_labs
     from pfs_core.explain import explain_case
     from pfs_core.models.bundle import load_bundle
     from pfs_core.preprocessing.model_grid import load_case
 
-    prepare_out(args.out)
+    options.prepare_out(args.out)
     bundle = load_bundle(args.model)
-    labs = read_labs(args.labs)
+    labs = options.read_labs(args.labs)
     pet, ct = (None, None)
     if args.pet is not None or args.ct is not None:
         pet, ct = load_case(args.pet, args.ct, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pfs_core.commands import options
+
 HELP = "Score every case of a cohort with a model bundle (CSV out)."
 DESCRIPTION = (
     "Score every row of a cohort table (columns of pfs_core.schema; outcome columns optional) with a model "
@@ -18,12 +20,11 @@ COLUMNS = ("patient_id", "probability", "interval_low", "interval_high", "risk_g
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cohort", type=Path, required=True, help="cohort.csv (image paths relative to its folder)")
-    parser.add_argument("--model", type=Path, required=True, help="model bundle folder")
+    options.add_cohort(parser)
+    options.add_bundle(parser)
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
-    parser.add_argument("--cache-dir", type=Path, default=Path("cache"), help="preprocessing cache (default: ./cache)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    options.add_cache(parser)
+    options.add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.model)
     result = score_cohort(bundle, args.cohort, device=args.device,
-                          cache_dir=None if args.no_cache else args.cache_dir)
+                          cache_dir=options.cache_dir(args))
     scores, report = result.scores, result.report
     args.out.parent.mkdir(parents=True, exist_ok=True)
     scores[list(COLUMNS)].to_csv(args.out, index=False, float_format="%.6f")

@@ -1,6 +1,4 @@
-"""TODO-DOC
-
-[from pfs_core.explain] Explanations of one prediction: lab SHAP values, modality contributions, Grad-CAM maps.
+"""Explanations of one prediction: lab SHAP values, modality contributions, Grad-CAM maps.
 
 :func:`explain_case` is the one call the ``explain`` command and the Case Explorer
 page make. Each part is checked against the simulator's known truth by

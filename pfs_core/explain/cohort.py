@@ -1,15 +1,8 @@
-"""TODO-DOC
+"""A bundle explained over a cohort: modality contributions per patient and the fused-feature embedding.
 
-[from pfs_core.results.comparison] Model comparison at cohort level: read benchmark outputs, put them beside the published figures,
-and explain a bundle over a cohort (modality contributions, fused-feature embedding).
-
-Benchmark outputs are the folders written by ``python -m pfs_core benchmark --out``
-(``results.json``, ``oof_predictions.csv``): the shipped ones under ``results/``
-and those of background runs under ``runs/<id>/results`` (:mod:`pfs_core.jobs.runs`).
-Curves use the out-of-fold (OOF) probability averaged over repeats, as the
-benchmark's own figures do; the outcome per patient comes from
-``oof_predictions.csv`` when it carries ``pfs_months``/``progressed``, else from the
-cohort table named in ``results.json``.
+Modality contributions are exact Shapley values over {labs, PET, CT}
+(:mod:`pfs_core.explain.shapley`) for a seeded sample of patients; the embedding
+projects the fused features of the network (PCA or UMAP) coloured by outcome.
 """
 
 from __future__ import annotations

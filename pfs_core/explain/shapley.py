@@ -42,6 +42,7 @@ from sklearn.cluster import KMeans
 from pfs_core import schema
 from pfs_core.dataset import CohortData
 from pfs_core.inference import ensemble_probabilities
+from pfs_core.io.labs import is_missing
 from pfs_core.models.device import resolve_device
 from pfs_core.models.fitted import FittedModel, torch_inputs
 
@@ -168,7 +169,7 @@ def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, devi
         method = (f"shap.KernelExplainer, images held fixed, background = {len(background)} "
                   "k-means centroids of the training labs")
     row = data.labs.iloc[0]
-    values = [None if _is_missing(row.get(c)) else _plain(row.get(c)) for c in columns]
+    values = [None if is_missing(row.get(c)) else _plain(row.get(c)) for c in columns]
     units = [schema.NUMERIC_BY_NAME[c].unit if c in schema.NUMERIC_BY_NAME else "" for c in columns]
     return LabShap(names=columns, values=values, units=units, shap_values=[float(v) for v in shap_values],
                    base_value=float(base), output=float(output), imputed=[v is None for v in values],
@@ -329,10 +330,6 @@ def summarise_background(labs: pd.DataFrame, columns: Sequence[str], *, k: int =
                 row[j] = values[np.argmax(counts)]
         rows.append(row)
     return decode_labs(np.asarray(rows), columns)
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _plain(value: Any) -> float | str:

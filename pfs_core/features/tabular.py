@@ -1,6 +1,4 @@
-"""TODO-DOC
-
-[from pfs_core.features.tabular] Lab and clinical feature preparation (a scikit-learn transformer fitted on training folds only).
+"""Lab and clinical feature preparation (a scikit-learn transformer fitted on training folds only).
 
 Numeric labs: skewed ones are log-transformed (``log1p``), then
 ``SimpleImputer(strategy="median", add_indicator=True)`` (a 0/1 missing flag for
@@ -13,7 +11,8 @@ therapy and is excluded unless ``include_post_baseline=True``.
 
 The fitted transformer exports its parameters as plain arrays
 (:class:`TabularParams`, JSON-able) so a model bundle needs no pickle; the
-exported transform reproduces the fitted one exactly.
+exported transform reproduces the fitted one exactly. :func:`feature_ranges` gives
+the training range of each lab, stored in the bundle manifest and checked at inference.
 """
 
 from __future__ import annotations
@@ -47,11 +46,6 @@ def numeric_columns(*, include_post_baseline: bool = False) -> tuple[str, ...]:
 def categorical_columns() -> tuple[str, ...]:
     """Categorical columns used as model input (schema order)."""
     return tuple(f.name for f in schema.CATEGORICAL_FEATURES)
-
-
-def input_columns(*, include_post_baseline: bool = False) -> tuple[str, ...]:
-    """All raw input columns (numeric then categorical)."""
-    return numeric_columns(include_post_baseline=include_post_baseline) + categorical_columns()
 
 
 def _numeric_block(frame: pd.DataFrame, columns: Sequence[str], log_columns: Sequence[str]) -> np.ndarray:

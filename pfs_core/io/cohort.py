@@ -1,26 +1,12 @@
-"""TODO-DOC
-
-[from pfs_core.training] Training of one registry model on one training set (a CV fold, or one fold of a bundle).
-
-Everything a model sees comes from :class:`CohortData` (labs, outcome, and the
-preprocessed PET/CT of :mod:`pfs_core.preprocessing.model_grid`). The lab transform is fitted on
-the training rows given to :func:`fit_model` only; supervised fitting uses the
-rows with a binary label (see :func:`pfs_core.metrics.short_pfs_label`).
-
-Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
-cosine learning-rate decay, a fixed number of epochs (no early stopping),
-light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
-up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
-scale jitter, plus an offset for CT; no left-right flip since anatomy is lateralised). CPU by
-default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
-
-[from pfs_core.io.cohort] Row-by-row check of a cohort table before it is benchmarked, trained on or scored.
+"""The one reader of cohort tables: a row-by-row check, and the checked table for the models.
 
 :func:`validate_cohort` reads ``cohort.csv`` as text and reports *every* bad row
 (:class:`RowProblem`: row number, patient id, column, reason) instead of stopping
 at the first one; the rows without a problem go on (:attr:`CohortReport.good`).
 Only a file that cannot be used at all (unreadable, no rows, required columns
-missing) raises :class:`pfs_core.errors.InputError`.
+missing) raises :class:`pfs_core.errors.InputError`. :func:`read_cohort` is the
+strict form that training, benchmarks and preprocessing read: the same checks,
+and an error on the first bad row.
 
 Row numbers are **spreadsheet row numbers**: the header is row 1, the first
 patient is row 2 (what a spreadsheet program shows, and the line number in a text
@@ -30,8 +16,7 @@ problems carry the :class:`~pfs_core.errors.InputError` message of the image
 loader (it names the file).
 
 :func:`write_good_cohort` writes the good rows as a cohort table with absolute
-image paths (what ``benchmark``/``train``/``score`` read); :func:`score_cohort`
-validates, scores the good rows with a bundle and returns both.
+image paths (what ``benchmark``/``train``/``score`` read).
 """
 
 from __future__ import annotations
@@ -45,50 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pfs_core import schema
 from pfs_core.errors import InputError
 from pfs_core.io import check_overlap, load_ct, load_pet
-from pfs_core.io.labs import _number, check_lab, is_missing
-
-
-def read_cohort(cohort_csv: str | Path, *, require_outcome: bool = True) -> pd.DataFrame:
-    """Read and check a cohort table (columns of :data:`pfs_core.schema.COHORT_COLUMNS`).
-
-    Without ``require_outcome`` (scoring new patients) pfs_months/progressed may be absent.
-    """
-    path = Path(cohort_csv)
-    if not path.is_file():
-        raise InputError(f"{path}: cohort file not found; pass the cohort.csv written by 'synth' or your own table")
-    try:
-        frame = pd.read_csv(path, dtype={schema.ID_COLUMN: str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"{path}: cannot read the cohort table ({exc}); give a UTF-8 CSV file") from None
-    if not require_outcome:
-        for column, default in ((schema.TIME_COLUMN, np.nan), (schema.EVENT_COLUMN, 0)):
-            if column not in frame:
-                frame[column] = default
-        frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].fillna(0)
-    required = [schema.ID_COLUMN, schema.TIME_COLUMN, schema.EVENT_COLUMN]
-    missing = [c for c in required if c not in frame]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; the table needs {list(schema.COHORT_COLUMNS)}")
-    if frame[schema.ID_COLUMN].duplicated().any():
-        dup = frame.loc[frame[schema.ID_COLUMN].duplicated(), schema.ID_COLUMN].iloc[0]
-        raise InputError(f"{path}: patient_id {dup!r} occurs more than once; make ids unique")
-    bad = (frame[schema.TIME_COLUMN] < 0) | ~frame[schema.EVENT_COLUMN].isin([0, 1])
-    if require_outcome:
-        bad |= frame[schema.TIME_COLUMN].isna()
-    if bad.any():
-        row = frame.loc[bad, schema.ID_COLUMN].iloc[0]
-        raise InputError(f"{path}: patient {row!r} needs pfs_months >= 0 and progressed 0 or 1; fix that row")
-    for name in schema.LAB_COLUMNS:
-        if name not in frame:
-            frame[name] = np.nan
-    return frame
-
+from pfs_core.io.labs import as_number, is_missing, parse_lab
 
 #: Column name used for problems that concern the PET/CT pair rather than one file.
 PAIR_COLUMN = "pet+ct"
@@ -210,7 +157,7 @@ def check_outcome(name: str, text: str, *, required: bool) -> tuple[float, str |
     if is_missing(text):
         return float("nan"), ("missing; every patient needs pfs_months (months) and progressed (0/1)"
                               if required else None)
-    number = _number(text)
+    number = as_number(text)
     if name == schema.TIME_COLUMN:
         if number is None or number < 0:
             return float("nan"), "must be a number of months >= 0"
@@ -269,7 +216,8 @@ def _check_row(cells: dict[str, str], *, image_root: Path, require_outcome: bool
     values: dict[str, Any] = {schema.ID_COLUMN: cells.get(schema.ID_COLUMN, "").strip()}
     problems: list[tuple[str, str]] = []
     for name in schema.LAB_COLUMNS:
-        values[name], reason = check_lab(name, cells.get(name, ""))
+        value, reason = parse_lab(name, cells.get(name, ""))
+        values[name] = float("nan") if value is None else value
         if reason:
             problems.append((name, reason))
     for name in (schema.TIME_COLUMN, schema.EVENT_COLUMN):
@@ -308,6 +256,7 @@ def validate_cohort(
     require_outcome: bool = True,
     image_root: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    open_images: bool = True,
 ) -> CohortReport:
     """Check every row of a cohort table; report all bad rows and keep the good ones.
 
@@ -319,6 +268,8 @@ def validate_cohort(
             present (benchmark, train); False for scoring new patients.
         image_root: folder that relative image paths are read from (default: the CSV's folder).
         progress: called as ``progress(done, total)`` after each row's images are checked.
+        open_images: with ``check_images``, also open the files; False checks only that the
+            columns exist and each row names an image (the files are read later anyway).
 
     Returns:
         a :class:`CohortReport`; row numbers count the header as row 1.
@@ -348,7 +299,7 @@ def validate_cohort(
         parsed[row].problems.insert(0, (schema.ID_COLUMN, reason))
     for row, problems in shape_problems.items():
         parsed[row].problems[:0] = problems
-    if check_images:
+    if check_images and open_images:
         _check_all_images(parsed, root, progress)
     return _report(path, root, parsed, warnings)
 
@@ -405,3 +356,25 @@ def good_cohort_csv(report: CohortReport) -> Iterator[Path]:
     """The good rows as a cohort.csv in a private temporary folder, removed on exit."""
     with tempfile.TemporaryDirectory(prefix="pfs_cohort_") as folder:
         yield write_good_cohort(report, folder)
+
+
+def read_cohort(cohort_csv: str | Path, *, require_outcome: bool = True, need_images: bool = False) -> pd.DataFrame:
+    """The cohort table as one row per patient, every row checked (:func:`validate_cohort`, images not opened).
+
+    Columns: those of :data:`pfs_core.schema.COHORT_COLUMNS`; ``pet``/``ct`` absolute
+    paths ("" when empty), labs as float/str (NaN = missing). Without
+    ``require_outcome`` (scoring new patients) a missing ``progressed`` counts as 0
+    (censored) and ``pfs_months`` may be NaN. With ``need_images`` the pet/ct columns
+    are required and every row must name an image. InputError on the first bad row;
+    the ``validate`` command lists them all.
+    """
+    report = validate_cohort(cohort_csv, check_images=need_images, require_outcome=require_outcome,
+                             open_images=False)
+    if report.problems:
+        first = min(report.problems, key=lambda p: p.row)
+        raise InputError(f"{report.source}: row {first.row} ({first.column}): {first.reason}; "
+                         f"{len(report.bad_rows)} row(s) have problems: 'python -m pfs_core validate "
+                         f"--cohort {report.source}' lists them all")
+    frame = report.good.reset_index(drop=True)
+    frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].fillna(0.0).astype(int)
+    return frame

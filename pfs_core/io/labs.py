@@ -1,35 +1,9 @@
-"""TODO-DOC
+"""The one parser of lab and clinical values, for a case typed in a form and for a cohort table.
 
-[from pfs_core.inference] Inference with a model bundle: the one entry the pages, ``predict``, ``score`` and ``explain`` call.
-
-``predict_case`` scores one patient from PET/CT :class:`~pfs_core.io.Volume`
-objects (either may be None) and a mapping of lab values in the model units of
-:mod:`pfs_core.schema`; ``predict_cohort`` scores every row of a cohort table.
-
-The probability is the mean over the bundle's fold models; the interval is the
-min–max of the fold models' probabilities (with 3 folds, the full spread of the
-ensemble; it is a rough uncertainty, not a calibrated confidence interval). The
-risk group is "high" when the probability is at or above the training cohort's
-median OOF probability (stored in the bundle), else "low".
-
-[from pfs_core.io.cohort] Row-by-row check of a cohort table before it is benchmarked, trained on or scored.
-
-:func:`validate_cohort` reads ``cohort.csv`` as text and reports *every* bad row
-(:class:`RowProblem`: row number, patient id, column, reason) instead of stopping
-at the first one; the rows without a problem go on (:attr:`CohortReport.good`).
-Only a file that cannot be used at all (unreadable, no rows, required columns
-missing) raises :class:`pfs_core.errors.InputError`.
-
-Row numbers are **spreadsheet row numbers**: the header is row 1, the first
-patient is row 2 (what a spreadsheet program shows, and the line number in a text
-editor when no cell spans lines). Reasons name the column and the rule but never
-quote a patient's lab or outcome value, so a report can be shared or logged; image
-problems carry the :class:`~pfs_core.errors.InputError` message of the image
-loader (it names the file).
-
-:func:`write_good_cohort` writes the good rows as a cohort table with absolute
-image paths (what ``benchmark``/``train``/``score`` read); :func:`score_cohort`
-validates, scores the good rows with a bundle and returns both.
+Each value is checked against :mod:`pfs_core.schema` (names, model units, plausible
+ranges, categorical levels); an empty cell or a usual missing marker (NA, NaN,
+null...) is missing. Reasons name the field and the fix but never quote a
+patient's value, so a report can be shared or logged.
 """
 
 from __future__ import annotations
@@ -41,40 +15,60 @@ from typing import Any
 from pfs_core import schema
 from pfs_core.errors import InputError
 
+#: Cell texts read as "missing" (compared lower-case, after stripping blanks).
+MISSING_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a"})
 
-def _numeric(name: str, value: Any) -> float | None:
-    feature = schema.NUMERIC_BY_NAME[name]
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN, an empty cell or a usual 'missing' marker (NA, NaN, null...)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip().lower() in MISSING_TEXTS
+
+
+def as_number(value: Any) -> float | None:
+    """The value (a number or its text) as a finite float, or None when it is not one (booleans are not)."""
     if isinstance(value, bool):
-        raise InputError(f"labs: {name} must be a number in {feature.unit}, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"labs: {name} = {value!r} is not a number; give it in {feature.unit}") from None
-    if math.isnan(number):
         return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_lab(name: str, value: Any) -> tuple[float | str | None, str | None]:
+    """(value, reason) of one lab or clinical value, typed in a form or read from a cell.
+
+    The value is None when missing or bad; the reason (None when the value is fine)
+    names the rule and the fix but never quotes the value.
+    """
+    if is_missing(value):
+        return None, None
+    if name in schema.CATEGORICAL_BY_NAME:
+        levels = schema.CATEGORICAL_BY_NAME[name].levels
+        text = str(value).strip()
+        if text not in levels:
+            return None, f"not an allowed value; use one of {', '.join(levels)} or leave it empty"
+        return text, None
+    feature = schema.NUMERIC_BY_NAME[name]
+    number = as_number(value)
+    if number is None:
+        return None, f"not a number; give it in {feature.unit} or leave it empty"
     low, high = feature.plausible
     if not low <= number <= high:
         alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
-        raise InputError(f"labs: {name} = {number:g} {feature.unit} is outside the plausible range "
-                         f"{low:g}-{high:g} {feature.unit}; check the value and its unit (expected {feature.unit}{alt})")
-    return number
-
-
-def _categorical(name: str, value: Any) -> str | None:
-    levels = schema.CATEGORICAL_BY_NAME[name].levels
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-        return None
-    if str(value) not in levels:
-        raise InputError(f"labs: {name} = {value!r} is not allowed; use one of {', '.join(levels)} or leave it empty")
-    return str(value)
+        return None, (f"outside the plausible range {low:g}-{high:g} {feature.unit}; check the value and "
+                      f"its unit (expected {feature.unit}{alt})")
+    return number, None
 
 
 def validate_labs(labs: Mapping[str, Any]) -> dict[str, float | str | None]:
-    """Check names, types and plausible ranges; returns every schema lab column (None = missing).
+    """Check one patient's names, types and plausible ranges; every schema lab column (None = missing).
 
-    Unknown names or implausible values raise :class:`InputError` naming the field and the fix.
+    Unknown names or a bad value raise :class:`InputError` naming the field and the fix.
     """
     unknown = sorted(set(labs) - set(schema.LAB_COLUMNS))
     if unknown:
@@ -82,46 +76,7 @@ def validate_labs(labs: Mapping[str, Any]) -> dict[str, float | str | None]:
                          f"use the names {', '.join(schema.LAB_COLUMNS)}")
     clean: dict[str, float | str | None] = {}
     for name in schema.LAB_COLUMNS:
-        value = labs.get(name)
-        clean[name] = _numeric(name, value) if name in schema.NUMERIC_BY_NAME else _categorical(name, value)
+        clean[name], reason = parse_lab(name, labs.get(name))
+        if reason:
+            raise InputError(f"labs: {name} = {labs.get(name)!r} is {reason}")
     return clean
-
-
-#: Cell texts read as "missing" (compared lower-case, after stripping blanks).
-MISSING_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a"})
-
-
-def is_missing(text: str | None) -> bool:
-    """True for an empty cell or a usual 'missing' marker (NA, NaN, null...)."""
-    return text is None or text.strip().lower() in MISSING_TEXTS
-
-
-def _number(text: str) -> float | None:
-    """The cell as a finite float, or None when it is not one."""
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def check_lab(name: str, text: str) -> tuple[Any, str | None]:
-    """(parsed value or NaN, reason or None) of one lab/clinical cell; the reason never quotes the value."""
-    if is_missing(text):
-        return float("nan"), None
-    if name in schema.CATEGORICAL_BY_NAME:
-        levels = schema.CATEGORICAL_BY_NAME[name].levels
-        value = text.strip()
-        if value not in levels:
-            return float("nan"), f"not an allowed value; use one of {', '.join(levels)} or leave it empty"
-        return value, None
-    feature = schema.NUMERIC_BY_NAME[name]
-    number = _number(text)
-    if number is None:
-        return float("nan"), f"not a number; give it in {feature.unit} or leave it empty"
-    low, high = feature.plausible
-    if not low <= number <= high:
-        alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
-        return float("nan"), (f"outside the plausible range {low:g}-{high:g} {feature.unit}; check the value and "
-                              f"its unit (expected {feature.unit}{alt})")
-    return number, None

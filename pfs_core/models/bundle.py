@@ -135,7 +135,7 @@ def save_bundle(
                       "tabular": member.tabular.to_dict() if member.tabular is not None else None,
                       "info": _json_safe(member.info)})
     config = {"model": members[0].spec.name, "preprocess": to_dict(preprocess),
-              "train_config": members[0].config.to_dict(), "risk_threshold": float(risk_threshold),
+              "train_config": to_dict(members[0].config), "risk_threshold": float(risk_threshold),
               "folds": folds}
     (path / CONFIG).write_text(json.dumps(config, indent=1))
     training_oof.to_csv(path / TRAINING_OOF, index=False)
@@ -230,7 +230,7 @@ def load_bundle(path: str | Path) -> Bundle:
         config_doc = json.loads((path / CONFIG).read_text())
         spec = get_spec(config_doc["model"])
         preprocess = from_dict(PreprocessConfig, config_doc["preprocess"])
-        config = TrainConfig.from_dict(config_doc["train_config"])
+        config = from_dict(TrainConfig, config_doc["train_config"])
         listed = set(manifest["files"])
         missing = [f["file"] for f in config_doc["folds"] if f["file"] not in listed]
     except (KeyError, TypeError, ValueError) as exc:

@@ -1,18 +1,7 @@
-"""TODO-DOC
+"""Where torch runs: CUDA when available, else CPU with a bounded thread count; seeding.
 
-[from pfs_core.training] Training of one registry model on one training set (a CV fold, or one fold of a bundle).
-
-Everything a model sees comes from :class:`CohortData` (labs, outcome, and the
-preprocessed PET/CT of :mod:`pfs_core.preprocessing.model_grid`). The lab transform is fitted on
-the training rows given to :func:`fit_model` only; supervised fitting uses the
-rows with a binary label (see :func:`pfs_core.metrics.short_pfs_label`).
-
-Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
-cosine learning-rate decay, a fixed number of epochs (no early stopping),
-light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
-up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
-scale jitter, plus an offset for CT; no left-right flip since anatomy is lateralised). CPU by
-default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
+CPU by default with ``torch.set_num_threads(min(2, os.cpu_count()))`` (``$PFS_CORE_THREADS``
+overrides it).
 """
 
 from __future__ import annotations

@@ -26,9 +26,6 @@ ORGAN_LABELS: dict[int, str] = {
 }
 LABEL = {name: code for code, name in ORGAN_LABELS.items()}
 
-# Lesion sites written to lesions.csv.
-LESION_SITES: tuple[str, ...] = ("liver", "lymph_node", "bone", "primary_pancreas", "primary_small_bowel")
-
 # Typical CT attenuation per organ label (HU); per-patient jitter is added (see imaging.py).
 TISSUE_HU: dict[str, float] = {
     "air": -1000.0,

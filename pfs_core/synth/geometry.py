@@ -255,11 +255,6 @@ class CurlDeformation:
         d[:, 2] = part[:, 1, 0] - part[:, 0, 1]
         return d
 
-    def to_template(self, points: Array) -> Array:
-        """Template coordinates of patient-frame points ``(N, 3)`` (mm)."""
-        p = np.asarray(points, dtype=float).reshape(-1, 3)
-        return p + self._point_displacement(p)
-
     def from_template(self, u: Array, *, tol_mm: float = 1e-6, max_iter: int = 60) -> Array:
         """Patient-frame points ``p`` with ``p + d(p) = u`` (fixed-point iteration; ``(N, 3)`` mm)."""
         u = np.asarray(u, dtype=float).reshape(-1, 3)

@@ -1,13 +1,9 @@
-"""TODO-DOC
+"""Training a model bundle: one model per cross-validation fold, saved as a verified bundle.
 
-[from pfs_core.training.cv] Repeated stratified cross-validation: the study's model comparison and bundle training.
-
-Splits: scikit-learn ``RepeatedStratifiedKFold`` with a fixed seed over *all*
-patients, stratified by short PFS / long PFS / censored at or before 12 months,
-so every patient gets one out-of-fold (OOF) prediction per repeat and all models
-see the same splits. Censored-early patients never enter binary training (no
-label) but are scored and count in the C-index. Metrics per repeat are computed
-on that repeat's pooled OOF predictions; the summary is mean ± sd over repeats.
+The folds' out-of-fold predictions become the bundle's ``training_oof.csv`` (its risk
+threshold and calibration evidence); the lab background for SHAP and the manifest
+(features, training ranges, cohort summary, provenance) are written with it
+(:func:`pfs_core.models.bundle.save_bundle`).
 """
 
 from __future__ import annotations

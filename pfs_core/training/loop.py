@@ -1,18 +1,10 @@
-"""TODO-DOC
+"""The epoch loop of the torch models: AdamW, weighted BCE, cosine decay, held-out epoch selection.
 
-[from pfs_core.training] Training of one registry model on one training set (a CV fold, or one fold of a bundle).
-
-Everything a model sees comes from :class:`CohortData` (labs, outcome, and the
-preprocessed PET/CT of :mod:`pfs_core.preprocessing.model_grid`). The lab transform is fitted on
-the training rows given to :func:`fit_model` only; supervised fitting uses the
-rows with a binary label (see :func:`pfs_core.metrics.short_pfs_label`).
-
-Torch models: seeds fixed, AdamW, ``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``,
-cosine learning-rate decay, a fixed number of epochs (no early stopping),
-light augmentation (MONAI ``RandAffine``: rotations up to ``rotate_rad`` and shifts
-up to ``translate_vox`` voxels, the same for PET and CT of a patient; intensity
-scale jitter, plus an offset for CT; no left-right flip since anatomy is lateralised). CPU by
-default with ``torch.set_num_threads(min(2, os.cpu_count()))``; CUDA when available.
+``BCEWithLogitsLoss(pos_weight=n_neg/n_pos)``, cosine learning-rate decay, light
+augmentation (:class:`pfs_core.training.augment.Augmenter`). A fifth of the labelled
+training rows is held out; a later epoch replaces epoch 0 (the logistic start) only
+when its held-out loss is ``TrainConfig.min_improvement`` nats lower, and training
+stops after ``TrainConfig.patience`` epochs without a kept one.
 """
 
 from __future__ import annotations

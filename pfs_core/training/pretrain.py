@@ -1,6 +1,4 @@
-"""TODO-DOC
-
-[from pfs_core.training.pretrain] Self-supervised pretraining of the CT branch (no labels, no download).
+"""Self-supervised pretraining of the CT branch (no labels, no download).
 
 Task: **masked-patch denoising reconstruction**. Each training CT (B, 1, D, H, W),
 windowed to [0, 1] on the model grid, is corrupted by blanking a random

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from model_fixtures import make_cohort
 
-from pfs_core.features.pet_quant import liver_reference_suv, pet_quantitative_features
+from pfs_core.features.pet_quant import pet_quantitative_features
+from pfs_core.features.readouts import LIVER_SUV_FALLBACK
 from pfs_core.features.tabular import (
     LOG_COLUMNS,
     LabTransformer,
@@ -94,7 +95,7 @@ def test_pet_features_without_segmentation():
     assert feats["hot_volume_ml"] == pytest.approx(64.0)  # > 1.5 x liver
     assert feats["tlr_max"] == pytest.approx(3.0)
     assert feats["suv_mean_hot"] == pytest.approx(18.0)
-    assert liver_reference_suv(pet * 20.0, voxel_ml=1.0) == pytest.approx(6.0)
-    assert np.isnan(liver_reference_suv(pet * 20.0, voxel_ml=0.1))  # too small for a liver
+    no_liver = pet_quantitative_features(np.full_like(pet, 0.05), pet_suv_max=20.0, voxel_ml=1.0)
+    assert no_liver["tlr_max"] == pytest.approx(1.0 / LIVER_SUV_FALLBACK)  # SUV 1 against the typical liver
     assert pet_quantitative_features(pet, pet_suv_max=20.0, voxel_ml=1.0, suv_max_original=36.0)["tlr_max"] == pytest.approx(6)
     assert all(np.isnan(v) for v in pet_quantitative_features(None, pet_suv_max=20, voxel_ml=1).values())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from model_fixtures import FAST, make_cohort
 
-from pfs_core.config import TrainConfig
+from pfs_core.config import TrainConfig, from_dict, to_dict
 from pfs_core.errors import InputError, UsageError
 from pfs_core.metrics import all_metrics, short_pfs_label
 from pfs_core.models.block_logistic import fit_block_logistic
@@ -104,7 +104,7 @@ def test_augmenter_keeps_shapes_and_pet_ct_aligned():
 
 def test_train_config_round_trip():
     config = dataclasses.replace(FAST, include_post_baseline=True)
-    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert from_dict(TrainConfig, to_dict(config)) == config
 
 
 def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
