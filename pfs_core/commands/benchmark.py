@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pfs_core.commands.train import add_common
+from pfs_core.commands import options
 from pfs_core.models.registry import MODEL_NAMES
 
 HELP = "Repeated cross-validation of the model comparison on a cohort."
@@ -17,7 +17,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common(parser)
+    options.add_training(parser)
     parser.add_argument("--repeats", type=int, default=3, help="CV repeats (default: 3)")
     parser.add_argument("--models", default="all",
                         help=f"'all' or a comma-separated list of: {', '.join(MODEL_NAMES)} (default: all)")
@@ -25,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core.commands.train import command_line, configs_from_args
+    with options.progress_sink(args):
+        return _benchmark(args)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
     from pfs_core.dataset import load_cohort_data
     from pfs_core.models.device import resolve_device
     from pfs_core.models.provenance import is_simulated
@@ -33,12 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from pfs_core.training.benchmark import benchmark_meta, run_benchmark, write_results
 
     specs = resolve_models(args.models)
-    preprocess, config = configs_from_args(args)
+    preprocess, config = options.configs_from_args(args)
     device = str(resolve_device(args.device))
-    cache_dir = None if args.no_cache else args.cache_dir
+    cache_dir = options.cache_dir(args)
     data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=any(s.uses_images for s in specs),
                             cache_dir=cache_dir, progress=not args.no_progress)
-    meta = benchmark_meta(command=command_line(args), cohort_csv=str(args.cohort), config=config,
+    meta = benchmark_meta(command=options.command_line(args), cohort_csv=str(args.cohort), config=config,
                           preprocess=preprocess, device=device, simulated=is_simulated(args.cohort))
     result = run_benchmark(data, specs, folds=args.folds, repeats=args.repeats, seed=args.seed, config=config,
                            device=device, progress=not args.no_progress, cache_dir=cache_dir)

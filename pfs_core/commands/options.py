@@ -6,13 +6,18 @@ Imported during argument parsing, so it imports nothing heavy at module level.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import shlex
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from pfs_core.config import MODEL_PREPROCESS, PreprocessConfig, TrainConfig, from_dict, to_dict
 from pfs_core.errors import InputError, UsageError
+from pfs_core.progress import writing_to
 
 DEVICE_HELP = "torch device, e.g. cpu or cuda (default: cuda if available, else cpu)"
 
@@ -31,7 +36,7 @@ def add_out_folder(parser: argparse.ArgumentParser) -> None:
 
 def add_cache(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"),
-                        help="preprocessing cache (default: ./cache)")
+                        help="cache of preprocessed volumes and CT pretraining (default: ./cache)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
 
 
@@ -90,3 +95,74 @@ def command_line(args: argparse.Namespace) -> str:
     if sys.argv[1:2] == [args.command]:
         return shlex.join(["python", "-m", "pfs_core", *sys.argv[1:]])
     return f"python -m pfs_core {args.command} (called from Python)"
+
+
+def add_training(parser: argparse.ArgumentParser) -> None:
+    """Options of ``train`` and ``benchmark``: cohort, folds, seed, configs, device, cache, progress."""
+    add_cohort(parser)
+    parser.add_argument("--folds", type=int, default=3, help="number of CV folds (default: 3)")
+    parser.add_argument("--seed", type=int, default=2026, help="seed of splits and training (default: 2026)")
+    parser.add_argument("--epochs", type=int, help="training epochs of the neural networks (default: see docs)")
+    parser.add_argument("--include-post-baseline", action="store_true",
+                        help="also use prrt_cycles (known only AFTER therapy; every output names this choice)")
+    add_cache(parser)
+    add_device(parser)
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for torch (default: $PFS_CORE_THREADS or min(2, CPUs); 1 is faster when "
+                             "other work keeps the cores busy)")
+    parser.add_argument("--preprocess", type=Path, help="JSON file of PreprocessConfig fields (default: pfs_core.config.MODEL_PREPROCESS, "
+                             "12-mm grid 32x24x32, PET clipped at SUV 60)")
+    parser.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields to override")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--progress-file", type=Path,
+                        help="append one JSON line per step to this file (stage, done, total, time; "
+                             "see pfs_core/progress.py), e.g. for a page that follows the run")
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object of config fields; UsageError when unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the {what} JSON ({exc}); give a JSON object of its fields") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: the {what} JSON must be an object of field names and values")
+    return data
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(PreprocessConfig, TrainConfig) from the options."""
+    try:
+        preprocess = from_dict(PreprocessConfig, read_json(args.preprocess, "preprocess")) \
+            if args.preprocess else MODEL_PREPROCESS
+        base = to_dict(TrainConfig())
+        if args.train_config:
+            overrides = read_json(args.train_config, "train config")
+            base.update({k: v for k, v in overrides.items() if k != "pretrain"})
+            base["pretrain"] = {**base["pretrain"], **overrides.get("pretrain", {})}
+        config = from_dict(TrainConfig, base)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"invalid configuration: {exc}") from None
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UsageError("--epochs must be >= 1")
+        config = dataclasses.replace(config, epochs=args.epochs)
+    if args.include_post_baseline:
+        config = dataclasses.replace(config, include_post_baseline=True)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        os.environ["PFS_CORE_THREADS"] = str(args.threads)
+    return preprocess, config
+
+
+def progress_sink(args: argparse.Namespace) -> AbstractContextManager[None]:
+    """The ``--progress-file`` for the ``with`` block of a command (UsageError when it cannot be written)."""
+    path = args.progress_file
+    if path is not None:
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write the progress file ({exc})") from None
+    return writing_to(path)

@@ -4,6 +4,8 @@ A run is a folder ``<runs_dir>/<run_id>/``::
 
     run.json     id, kind, command, started, pid, status (+ ended, meta)
     log.txt      stdout and stderr of the command (progress bars, the final summary)
+    progress.jsonl  one JSON line per step, written by the command (``--progress-file``,
+                 :mod:`pfs_core.progress`); read by :func:`progress`
     exit_code    written by :mod:`pfs_core.jobs.worker` when the command ends
     cancelled    marker written by :func:`cancel_run`
     input/       the cohort's usable rows (cohort.csv with absolute image paths), when
@@ -15,8 +17,10 @@ A run is a folder ``<runs_dir>/<run_id>/``::
 :func:`start_run` launches ``python -m pfs_core.jobs.worker RUN_DIR -- python -m
 pfs_core <kind> ...`` in a new session (its own process group), so closing or
 reloading the page does not stop it; everything the pages show is read back from
-the folder (:func:`list_runs`, :func:`run_status`, :func:`progress`). The log holds
-what the commands print: progress bars, patient counts and metrics, never lab values.
+the folder (:func:`list_runs`, :func:`run_status`, :func:`progress`). Whether the worker
+still runs comes from psutil (pid plus process creation time, so a reused pid is not
+taken for the run). The log holds what the commands print: progress bars, patient
+counts and metrics, never lab values.
 """
 
 from __future__ import annotations
@@ -36,10 +40,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import psutil
+
 from pfs_core.errors import UsageError
 from pfs_core.io.cohort import write_good_cohort
 from pfs_core.jobs.worker import EXIT_CODE, LOG
 from pfs_core.models.provenance import is_simulated
+from pfs_core.progress import KEYS as PROGRESS_KEYS
+from pfs_core.progress import read_steps
 
 if TYPE_CHECKING:
     from pfs_core.io.cohort import CohortReport
@@ -52,14 +60,10 @@ OUTPUT_FOLDER: dict[str, str] = {"benchmark": "results", "train": "bundle"}
 RUN_JSON = "run.json"
 CANCELLED = "cancelled"
 INPUT_FOLDER = "input"
+PROGRESS_FILE = "progress.jsonl"
 
 RUNNING, FINISHED, FAILED, CANCELLED_STATUS = "running", "finished", "failed", "cancelled"
 FINAL_STATUSES: tuple[str, ...] = (FINISHED, FAILED, CANCELLED_STATUS)
-
-
-def default_runs_dir() -> Path:
-    """``<repository>/runs`` (git-ignored)."""
-    return Path(__file__).resolve().parents[1] / "runs"
 
 
 @dataclass
@@ -74,7 +78,8 @@ class RunInfo:
     folder: Path
     status: str = RUNNING
     ended: str | None = None
-    proc_start: int | None = None
+    #: psutil creation time of the worker process (Unix seconds), to tell a reused pid apart.
+    create_time: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -85,6 +90,10 @@ class RunInfo:
     @property
     def log(self) -> Path:
         return self.folder / LOG
+
+    @property
+    def progress_file(self) -> Path:
+        return self.folder / PROGRESS_FILE
 
     @property
     def command_line(self) -> str:
@@ -102,7 +111,7 @@ class RunInfo:
         return cls(run_id=str(data["id"]), kind=str(data["kind"]), command=list(data["command"]),
                    started=str(data["started"]), pid=int(data["pid"]), folder=folder,
                    status=str(data.get("status", RUNNING)), ended=data.get("ended"),
-                   proc_start=data.get("proc_start"), meta=dict(data.get("meta") or {}))
+                   create_time=data.get("create_time"), meta=dict(data.get("meta") or {}))
 
 
 def _now() -> str:
@@ -132,39 +141,36 @@ def load_run(folder: str | Path) -> RunInfo:
 # ----------------------------------------------------------------------------- process helpers
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (Linux), or None."""
+#: Seconds two readings of one process's creation time may differ by: psutil gives it to 0.01 s
+#: as boot time + time since boot, and the boot time moves with clock updates (NTP).
+CREATE_TIME_TOLERANCE_S = 1.0
+
+
+def process_create_time(pid: int) -> float | None:
+    """Creation time of process ``pid`` (Unix seconds, psutil), or None when there is no such process."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    return text.rsplit(")", 1)[-1].split()
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux), to tell a reused pid apart."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def is_alive(pid: int, *, start_ticks: int | None = None) -> bool:
-    """True while ``pid`` runs (not a zombie; same start time when ``start_ticks`` is known)."""
+def is_alive(pid: int, *, create_time: float | None = None) -> bool:
+    """True while ``pid`` runs: not a zombie, and created at ``create_time`` when that is known."""
     try:
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own finished child
     except ChildProcessError:
         pass
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if create_time is not None and abs(process.create_time() - create_time) > CREATE_TIME_TOLERANCE_S:
+            return False  # the pid now belongs to another process
+        return process.is_running()
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc: trust os.kill
-    if fields[0] == "Z":
-        return False
-    return start_ticks is None or process_start_ticks(pid) == start_ticks
 
 
 # ----------------------------------------------------------------------------- start
@@ -178,7 +184,7 @@ def new_run_id(kind: str) -> str:
 def _check_args(kind: str, args: Sequence[str], *, with_cohort: bool) -> None:
     if kind not in KINDS:
         raise UsageError(f"unknown run kind {kind!r}; use one of {', '.join(KINDS)}")
-    taken = ["--out"] + (["--cohort"] if with_cohort else [])
+    taken = ["--out", "--progress-file"] + (["--cohort"] if with_cohort else [])
     for option in taken:
         if any(a == option or a.startswith(f"{option}=") for a in args):
             raise UsageError(f"do not pass {option}: the run sets it (outputs go to the run folder)")
@@ -193,11 +199,13 @@ def start_run(
     meta: Mapping[str, Any] | None = None,
     cwd: Path | None = None,
 ) -> RunInfo:
-    """Launch ``python -m pfs_core <kind> <args> --out <run>/<results|bundle>`` in the background.
+    """Launch ``python -m pfs_core <kind> <args> --progress-file <run>/progress.jsonl --out <run>/<results|bundle>``
+    in the background.
 
     Args:
         kind: "benchmark" or "train".
-        args: the command's other options (not ``--out``; not ``--cohort`` when ``cohort`` is given).
+        args: the command's other options (not ``--out`` or ``--progress-file``; not ``--cohort``
+            when ``cohort`` is given).
         runs_dir: parent folder of the run folders (created when needed).
         cohort: a validated cohort: its usable rows are written to ``<run>/input/cohort.csv``
             and passed as ``--cohort`` (so bad rows never reach the command).
@@ -217,13 +225,14 @@ def start_run(
     args = list(args)
     if cohort is not None:
         args += ["--cohort", str(_write_input(cohort, folder, info))]
-    command = [sys.executable, "-m", "pfs_core", kind, *args, "--out", str(folder / OUTPUT_FOLDER[kind])]
+    command = [sys.executable, "-m", "pfs_core", kind, *args, "--progress-file", str(folder / PROGRESS_FILE),
+               "--out", str(folder / OUTPUT_FOLDER[kind])]
     worker = [sys.executable, "-m", "pfs_core.jobs.worker", str(folder), "--", *command]
     with open(folder / LOG, "ab") as log:
         proc = subprocess.Popen(worker, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=str(cwd or runs_dir.parent), close_fds=True)
     run = RunInfo(run_id=run_id, kind=kind, command=command, started=_now(), pid=proc.pid, folder=folder,
-                  proc_start=process_start_ticks(proc.pid), meta=info)
+                  create_time=process_create_time(proc.pid), meta=info)
     save_run(run)
     return run
 
@@ -261,12 +270,12 @@ def run_status(run: RunInfo) -> str:
         return run.status
     code = exit_code(run)
     if (run.folder / CANCELLED).exists():
-        if code is None and is_alive(run.pid, start_ticks=run.proc_start):
+        if code is None and is_alive(run.pid, create_time=run.create_time):
             return RUNNING
         status = CANCELLED_STATUS
     elif code is not None:
         status = FINISHED if code == 0 else FAILED
-    elif is_alive(run.pid, start_ticks=run.proc_start):
+    elif is_alive(run.pid, create_time=run.create_time):
         return RUNNING
     else:
         status = FAILED
@@ -301,9 +310,9 @@ def cancel_run(run: RunInfo, *, wait_s: float = 5.0) -> str:
     (run.folder / CANCELLED).write_text(_now() + "\n")
     _signal_group(run.pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and is_alive(run.pid, start_ticks=run.proc_start):
+    while time.monotonic() < deadline and is_alive(run.pid, create_time=run.create_time):
         time.sleep(0.1)
-    if is_alive(run.pid, start_ticks=run.proc_start):
+    if is_alive(run.pid, create_time=run.create_time):
         _signal_group(run.pid, signal.SIGKILL)
         time.sleep(0.2)
     return run_status(run)
@@ -311,7 +320,7 @@ def cancel_run(run: RunInfo, *, wait_s: float = 5.0) -> str:
 
 def _signal_group(pid: int, signum: int) -> None:
     try:
-        os.killpg(pid, signum)  # the worker leads its own session: pgid == pid
+        os.killpg(pid, signum)  # the worker leads its own session: pgid == pid (psutil has no group signal)
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -331,18 +340,21 @@ def wait_run(run: RunInfo, *, timeout_s: float, poll_s: float = 0.2) -> str:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a run is, parsed from its log.
+    """Where a run is, from the last lines of its progress file (:mod:`pfs_core.progress`).
 
-    ``stage``: "starting", "preprocessing" (images, one line per patient) or
-    "cross-validation" (one step = one model fitted on one fold; also what ``train`` does);
-    ``fraction`` in [0, 1] of that stage; ``remaining`` as tqdm prints it (e.g. "01:05").
+    ``stage``: "starting" (no line yet: libraries and the cohort are loading), "preprocessing"
+    (one step = one patient's images) or "cross-validation" (one step = one model fitted on one
+    fold; also what ``train`` does); ``fraction`` in [0, 1] of that stage; ``detail`` names the
+    step under way (e.g. "model pet_cnn, repeat 0, fold 1"); ``remaining_s`` is the estimated
+    time left in the stage (seconds per step so far in this stage × steps left), None until
+    one step is done.
     """
 
     stage: str
     done: int
     total: int
     detail: str = ""
-    remaining: str = ""
+    remaining_s: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -353,14 +365,43 @@ class Progress:
         parts = [f"{self.stage} {self.done}/{self.total}" if self.total else self.stage]
         if self.detail:
             parts.append(f"({self.detail})")
-        if self.remaining and self.remaining != "?":
-            parts.append(f"— about {self.remaining} left")
+        if self.remaining_s is not None:
+            parts.append(f"— about {_clock(self.remaining_s)} left")
         return " ".join(parts)
 
 
+def _clock(seconds: float) -> str:
+    """``mm:ss`` or ``h:mm:ss``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def progress(run: RunInfo) -> Progress:
+    """The latest progress of the run, from ``<run>/progress.jsonl`` ("starting" before its first line).
+
+    The time left comes from the timestamps of the current stage's lines: its first line and
+    the last one give the seconds per step.
+    """
+    steps = read_steps(run.progress_file)
+    if not steps:
+        return Progress("starting", 0, 0, detail="loading libraries and the cohort")
+    last = steps[-1]
+    first = last
+    for step in reversed(steps):  # back to the first line of this stage
+        if step["stage"] != last["stage"] or step["total"] != last["total"] or step["done"] > first["done"]:
+            break
+        first = step
+    done, total = int(last["done"]), int(last["total"])
+    remaining = None
+    if first["done"] < done < total:
+        remaining = max(0.0, last["time"] - first["time"]) / (done - first["done"]) * (total - done)
+    detail = ", ".join(f"{key} {value}" for key, value in last.items() if key not in PROGRESS_KEYS)
+    return Progress(str(last["stage"]), done, total, detail=detail, remaining_s=remaining)
+
+
+#: Terminal cursor codes that tqdm writes between nested bars (removed before a log is shown).
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_CV = re.compile(r"cross-validation:\s*\d+%\|[^|\n]*\|\s*(\d+)/(\d+)\s*\[([^\]\n]*)\]")
-_PRE = re.compile(r"preprocessing (\d+)/(\d+)")
 TAIL_BYTES = 64 * 1024
 
 
@@ -375,25 +416,6 @@ def read_log_tail(run: RunInfo, *, max_bytes: int = TAIL_BYTES) -> str:
     except OSError:
         return ""
     return _ANSI.sub("", data.decode("utf-8", errors="replace"))
-
-
-def progress(run: RunInfo) -> Progress:
-    """The latest progress of the run (the last cross-validation bar or preprocessing line of its log)."""
-    text = read_log_tail(run)
-    cv = list(_CV.finditer(text))
-    pre = list(_PRE.finditer(text))
-    last_cv = cv[-1] if cv else None
-    last_pre = pre[-1] if pre else None
-    if last_cv is not None and (last_pre is None or last_cv.start() > last_pre.start()):
-        timing, *postfix = last_cv.group(3).split(",")
-        detail = ", ".join(p.strip().replace("=", " ") for p in postfix
-                           if "=" in p and not p.strip().startswith("loss"))
-        remaining = timing.split("<", 1)[1].strip() if "<" in timing else ""
-        return Progress("cross-validation", int(last_cv.group(1)), int(last_cv.group(2)), detail=detail,
-                        remaining=remaining)
-    if last_pre is not None:
-        return Progress("preprocessing", int(last_pre.group(1)), int(last_pre.group(2)), detail="images")
-    return Progress("starting", 0, 0, detail="loading libraries and the cohort")
 
 
 def log_lines(run: RunInfo, *, last: int = 20) -> list[str]:

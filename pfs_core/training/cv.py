@@ -1,6 +1,4 @@
-"""TODO-DOC
-
-[from pfs_core.training.cv] Repeated stratified cross-validation: the study's model comparison and bundle training.
+"""Repeated stratified cross-validation: the study's model comparison.
 
 Splits: scikit-learn ``RepeatedStratifiedKFold`` with a fixed seed over *all*
 patients, stratified by short PFS / long PFS / censored at or before 12 months,
@@ -30,6 +28,7 @@ from pfs_core.errors import UsageError
 from pfs_core.metrics import ALL_METRICS, all_metrics, mean_sd
 from pfs_core.models.fitted import FittedModel
 from pfs_core.models.registry import ModelSpec
+from pfs_core.progress import emit
 from pfs_core.training.fit import fit_model
 
 if TYPE_CHECKING:
@@ -98,15 +97,21 @@ def cross_validate(
     cache_dir: Path | None = None,
     keep_models: bool = False,
 ) -> CrossValidation:
-    """Fit every model on every split's training rows and predict its test rows."""
+    """Fit every model on every split's training rows and predict its test rows.
+
+    ``progress``: a tqdm bar on stderr. Independently, one :func:`pfs_core.progress.emit` line per
+    model and split (stage "cross-validation") goes to the progress file when one is open.
+    """
 
     rows: list[pd.DataFrame] = []
     result = CrossValidation(oof=pd.DataFrame(columns=list(OOF_COLUMNS)))
-    bar = tqdm(total=len(splits) * len(specs), desc="cross-validation", disable=not progress)
+    total, done = len(splits) * len(specs), 0
+    bar = tqdm(total=total, desc="cross-validation", disable=not progress)
     for split in splits:
         train, test = data.subset(split.train), data.subset(split.test)
         for spec in specs:
             bar.set_postfix(repeat=split.repeat, fold=split.fold, model=spec.name)
+            emit("cross-validation", done, total, model=spec.name, repeat=split.repeat, fold=split.fold)
             started = time.perf_counter()
             model = fit_model(spec, train, config=config, seed=seed + split.seed_offset, device=device,
                               progress=progress, cache_dir=cache_dir)
@@ -117,7 +122,9 @@ def cross_validate(
             if keep_models:
                 result.models.setdefault(spec.name, []).append(model)
             bar.update(1)
+            done += 1
     bar.close()
+    emit("cross-validation", done, total)
     result.oof = pd.concat(rows, ignore_index=True) if rows else result.oof
     return result
 

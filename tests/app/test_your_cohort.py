@@ -28,7 +28,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("your_cohort")
     bad = cohort_with_two_bad_rows(root / "cohort")
     (root / "pre.json").write_text(json.dumps(to_dict(SMALL)))
-    (root / "train.json").write_text(json.dumps(FAST.to_dict()))
+    (root / "train.json").write_text(json.dumps(to_dict(FAST)))
     return root, bad, root / "pre.json", root / "train.json"
 
 
@@ -83,6 +83,9 @@ def test_unusable_file_is_an_error_box(setup, monkeypatch, app_path):
 
 @pytest.mark.slow
 def test_background_run_progress_reload_and_results_on_comparison_page(setup, monkeypatch, app_path):
+    from pfs_core.jobs.runs import list_runs, progress
+    from pfs_core.progress import read_steps
+
     root, bad, pre, train = setup
     at = _start(_checked(_page(app_path, monkeypatch, root), bad), models=["lab_rf", "pet_cnn"], repeats=1,
                 pre=pre, train=train)
@@ -97,6 +100,10 @@ def test_background_run_progress_reload_and_results_on_comparison_page(setup, mo
         time.sleep(0.5)
     assert "finished" in line and "10 patients" in line, line
     assert seen and any(t.startswith(("starting", "preprocessing", "cross-validation")) for t in seen), seen
+    run = list_runs(root / "runs")[0]  # the command's own progress lines: 10 usable patients, 3 folds x 2 models
+    stages = [(step["stage"], step["done"], step["total"]) for step in read_steps(run.progress_file)]
+    assert stages == [("preprocessing", i, 10) for i in range(11)] + [("cross-validation", i, 6) for i in range(7)]
+    assert progress(run).text == "cross-validation 6/6"
     reloaded = _page(app_path, monkeypatch, root)  # a new session: state comes from disk
     assert "finished" in _run_lines(reloaded)[0]
     comparison = _page(app_path, monkeypatch, root, page="pages/model_comparison.py")
