@@ -29,6 +29,9 @@ from pfs_ui.common import (
     without_folders,
 )
 
+# Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
+# page paints before they load (pfs_ui.common warms them up in the background).
+
 RESULT_KEY = "case_result"
 
 

@@ -9,6 +9,7 @@ session state (they are derived from the user's files, never written to a log).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pfs_core.errors import PfsError
+from pfs_core.errors import PfsError, UsageError
 from pfs_ui.common import (
     ROOT,
     RUNS_DIR,
@@ -29,6 +30,9 @@ from pfs_ui.common import (
     set_session_value,
     show_error,
 )
+
+# Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
+# page paints before they load (pfs_ui.common warms them up in the background).
 
 #: Seconds between two refreshes of the runs panel while a run is going.
 POLL_S = 2.0
@@ -67,7 +71,6 @@ def bundle_choices() -> list[Path]:
 def bundle_label(path: Path) -> str:
     """"lab_rf" for a shipped bundle, "lab_rf (run 2026...)" for a run's bundle."""
     if path.name == "bundle" and (path.parent / "run.json").is_file():
-        import json
 
         try:
             model = json.loads((path / "manifest.json").read_text()).get("model_name", "bundle")
@@ -240,7 +243,6 @@ def run_args(options: RunOptions) -> list[str]:
 
 def start_background_run(report: Any, options: RunOptions) -> Any:
     """Start the run on the report's usable rows; returns its RunInfo."""
-    from pfs_core.errors import UsageError
     from pfs_core.jobs.runs import start_run
 
     if not options.models:

@@ -7,6 +7,7 @@ are loaded, and no patient value is ever logged.
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 import threading
@@ -20,6 +21,9 @@ import streamlit as st
 
 from pfs_core import DISCLAIMER
 from pfs_core.errors import PfsError
+
+# Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
+# page paints before they load (pfs_ui.common warms them up in the background).
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Bundles shown by the pages; PFS_MODELS_DIR points the dashboard at a group's own models instead.
@@ -135,7 +139,6 @@ def _warm_up_steps() -> Iterator[None]:
     smoothing and clustering, plotly's trace classes, figure JSON) would otherwise
     land on the first Predict. Each ``yield`` is a point where the warm-up may stop.
     """
-    import importlib
 
     import numpy as np
 

@@ -8,6 +8,9 @@ from pathlib import Path
 from pfs_core.commands import options
 from pfs_core.models.registry import MODEL_NAMES
 
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
+
 HELP = "Repeated cross-validation of the model comparison on a cohort."
 DESCRIPTION = (
     "Repeated stratified k-fold cross-validation of the models of the study on one cohort, all on the same "

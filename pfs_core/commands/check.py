@@ -7,6 +7,10 @@ import json
 from typing import Any
 
 from pfs_core.commands import options
+from pfs_core.errors import UsageError
+
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
 
 HELP = "Load and validate a PET/CT pair and print a JSON summary."
 DESCRIPTION = (
@@ -44,7 +48,6 @@ def _summary(volume: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core.errors import UsageError
     from pfs_core.io import check_overlap, load_ct, load_pet, world_overlap
 
     if args.pet is None and args.ct is None:

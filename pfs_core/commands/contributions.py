@@ -13,7 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pfs_core import schema
 from pfs_core.commands import options
+from pfs_core.errors import InputError, UsageError
+
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
 
 HELP = "Modality contributions and fused-feature embedding of a bundle over a cohort."
 DESCRIPTION = (
@@ -46,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core import schema
-    from pfs_core.errors import UsageError
     from pfs_core.explain.cohort import mean_abs_contributions, modality_contributions
     from pfs_core.inference import load_cohort_for_bundle
     from pfs_core.models.bundle import load_bundle
@@ -102,8 +105,6 @@ def _embedding(bundle: Any, data: Any, *, method: str, seed: int, device: Any, o
     """Write ``out/embedding.csv`` and describe it, or say why there is none (no fused features, < 3 patients)."""
     import pandas as pd
 
-    from pfs_core import schema
-    from pfs_core.errors import InputError, UsageError
     from pfs_core.explain.cohort import fused_embedding
 
     path = out / EMBEDDING_CSV

@@ -7,6 +7,9 @@ import json
 
 from pfs_core.commands import options
 
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
+
 HELP = "Explain one prediction: SHAP, modality contributions, Grad-CAM."
 DESCRIPTION = (
     "Predict the probability of PFS <= 12 months for one patient and explain it: SHAP values of every lab "

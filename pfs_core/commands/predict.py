@@ -8,6 +8,9 @@ from pathlib import Path
 
 from pfs_core.commands import options
 
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
+
 HELP = "Predict short-PFS probability for one case with a model bundle."
 DESCRIPTION = (
     "Predict the probability of progression-free survival <= 12 months for one patient from a PET, a CT "

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from pfs_core.commands import options
 
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
+
 HELP = "Score every case of a cohort with a model bundle (CSV out)."
 DESCRIPTION = (
     "Score every row of a cohort table (columns of pfs_core.schema; outcome columns optional) with a model "

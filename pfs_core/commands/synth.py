@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
+
 HELP = "Simulate an SSTR-PET/CT + labs + PFS cohort with known ground truth."
 DESCRIPTION = (
     "Simulate a cohort of neuroendocrine-tumour patients before 177Lu-DOTATOC PRRT: SSTR PET (SUVbw) and CT (HU) "

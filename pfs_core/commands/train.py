@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pfs_core.commands import options
+from pfs_core.errors import UsageError
 from pfs_core.models.registry import DEFAULT_MODEL, MODEL_NAMES
+
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
 
 HELP = "Train a model bundle (fold ensemble) on a cohort."
 DESCRIPTION = (
@@ -33,10 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
 
     from pfs_core.dataset import load_cohort_data
-    from pfs_core.errors import UsageError
     from pfs_core.models.device import resolve_device
     from pfs_core.models.provenance import is_simulated, runtime_info
     from pfs_core.models.registry import get_spec

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+# The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
+# inside the functions that need them, so --help and usage errors stay fast.
+
 HELP = "Check every row of a cohort table; list each bad row with its row number and reason."
 DESCRIPTION = (
     "Check every row of a cohort table (columns of pfs_core.schema): patient_id present and unique; lab values "
