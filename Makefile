@@ -1,7 +1,14 @@
-# Two commands for a fresh machine with Python 3.11 and pip:
+# Two commands for a fresh machine with Python 3.11 or 3.12 and pip:
 #   make run   install and start the dashboard on the shipped model and sample cases
-#   make test  install and run the whole test suite
-PYTHON ?= python3.11
+#   make test  install and run the whole test suite (ruff, import contracts, pytest)
+# The interpreter: python3 when it is 3.11 or 3.12, else python3.12, else python3.11;
+# name another with `make run PYTHON=/path/to/python3.12`. Only used to create .venv.
+SUPPORTED_PYTHON := 3.11 or 3.12
+IS_SUPPORTED      = -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))'
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 python3.12 python3.11; do \
+            "$$p" $(IS_SUPPORTED) >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+endif
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PORT   ?= 8501
@@ -9,17 +16,23 @@ PORT   ?= 8501
 .PHONY: run test install install-dev lint
 
 $(VENV)/bin/activate:
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 2; }
-	$(PYTHON) -m venv $(VENV)
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: no Python $(SUPPORTED_PYTHON) found (tried python3, python3.12, python3.11 on PATH);" \
+	       "install one, or name it: make $(or $(MAKECMDGOALS),run) PYTHON=/path/to/python3.12" >&2; exit 2; fi
+	@"$(PYTHON)" $(IS_SUPPORTED) >/dev/null 2>&1 || { \
+	  echo "error: PYTHON=$(PYTHON) is not Python $(SUPPORTED_PYTHON) (or not found)" >&2; exit 2; }
+	@echo "creating $(VENV) with $(PYTHON) ($$("$(PYTHON)" -c 'import platform; print(platform.python_version())'))"
+	"$(PYTHON)" -m venv $(VENV)
 
+# The package with its runtime dependencies (pyproject.toml reads the pins from requirements.txt).
 $(VENV)/.installed: requirements.txt pyproject.toml | $(VENV)/bin/activate
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -e .
 	touch $@
 
+# ... and the test and lint tools (extra "dev", requirements-dev.txt).
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,7 +42,8 @@ run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 lint: install-dev
-	$(VENV)/bin/ruff check pfs_core tests pages app.py benchmarks
+	$(VENV)/bin/ruff check pfs_core pfs_ui tests pages app.py benchmarks
+	$(VENV)/bin/lint-imports
 
 test: install-dev lint
 	$(PY) -m pytest -q

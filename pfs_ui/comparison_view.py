@@ -12,10 +12,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from pfs_core.errors import PfsError
+from pfs_core.errors import PfsError, UsageError
 from pfs_core.results.published import CITATION, COHORT, SHORT_CITATION
 from pfs_ui import cohort_view as cv
 from pfs_ui.common import load_bundle_ui, session_value, set_session_value, show_error
+
+# Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
+# page paints before they load (pfs_ui.common warms them up in the background).
 
 EXPLAIN_KEY = "cohort_explanation"
 
@@ -130,7 +133,6 @@ def render_cohort_explanation(output: Any) -> None:
 
 
 def _explain(path: Path, cohort: Path, n_sample: int, method: str) -> dict[str, Any]:
-    from pfs_core.errors import UsageError
     from pfs_core.explain.cohort import fused_embedding, mean_abs_contributions, modality_contributions
     from pfs_core.inference import load_cohort_for_bundle
 

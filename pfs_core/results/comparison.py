@@ -1,13 +1,11 @@
-"""TODO-DOC
-
-[from pfs_core.results.comparison] Model comparison at cohort level: read benchmark outputs, put them beside the published figures,
-and explain a bundle over a cohort (modality contributions, fused-feature embedding).
+"""Model comparison at cohort level: read benchmark outputs and put them beside the published figures.
 
 Benchmark outputs are the folders written by ``python -m pfs_core benchmark --out``
 (``results.json``, ``oof_predictions.csv``): the shipped ones under ``results/``
 and those of background runs under ``runs/<id>/results`` (:mod:`pfs_core.jobs.runs`).
 Curves use the out-of-fold (OOF) probability averaged over repeats, as the
-benchmark's own figures do; the outcome per patient comes from
+benchmark's own figures do; the outcome per patient comes from the folder's
+``outcomes.csv`` (the benchmark writes it; older outputs may lack it), else from
 ``oof_predictions.csv`` when it carries ``pfs_months``/``progressed``, else from the
 cohort table named in ``results.json``.
 """
@@ -29,6 +27,9 @@ from pfs_core.metrics import short_pfs_label
 from pfs_core.results.published import published
 
 METRIC_COLUMNS: dict[str, str] = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
+#: The benchmarked patients' outcomes in an output folder: the same name as
+#: :data:`pfs_core.training.benchmark.OUTCOMES_FILE` (not imported: that would load the training stack).
+OUTCOMES_FILE = "outcomes.csv"
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,22 @@ def _find_cohort(folder: Path, doc: dict[str, Any]) -> Path | None:
     cohort = str(doc.get("cohort_csv") or "")
     if not cohort:
         return None
-    bases = (Path.cwd(), folder.parent, folder.parent.parent, Path(__file__).resolve().parents[1])
+    bases = (Path.cwd(), folder.parent, folder.parent.parent, Path(__file__).resolve().parents[2])
     candidates = [Path(cohort)] if Path(cohort).is_absolute() else [base / cohort for base in bases]
     return next((path.resolve() for path in candidates if path.is_file()), None)
 
 
 def _outcomes(folder: Path, doc: dict[str, Any], oof: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
     columns = [schema.ID_COLUMN, schema.TIME_COLUMN, schema.EVENT_COLUMN]
+    shipped = folder / OUTCOMES_FILE
+    if shipped.is_file():
+        try:
+            table = pd.read_csv(shipped, dtype={schema.ID_COLUMN: str})
+        except (OSError, ValueError) as exc:
+            return None, f"outcomes not readable: {shipped}: {exc}"
+        if not set(columns) <= set(table.columns):
+            return None, f"outcomes not readable: {shipped} lacks one of the columns {', '.join(columns)}"
+        return table[columns].drop_duplicates(schema.ID_COLUMN).reset_index(drop=True), OUTCOMES_FILE
     if {schema.TIME_COLUMN, schema.EVENT_COLUMN} <= set(oof.columns):
         return oof[columns].drop_duplicates(schema.ID_COLUMN).reset_index(drop=True), "oof_predictions.csv"
     path = _find_cohort(folder, doc)
@@ -116,8 +126,9 @@ def _outcomes(folder: Path, doc: dict[str, Any], oof: pd.DataFrame) -> tuple[pd.
         table = pd.read_csv(path, dtype={schema.ID_COLUMN: str})
         if set(columns) <= set(table.columns):
             return table[columns].reset_index(drop=True), str(path)
-    return None, (f"outcomes not found: oof_predictions.csv has no {schema.TIME_COLUMN}/{schema.EVENT_COLUMN} "
-                  f"columns and the cohort table {doc.get('cohort_csv') or '(not named)'} is not on this machine")
+    return None, (f"outcomes not found: no {OUTCOMES_FILE} in {folder}, oof_predictions.csv has no "
+                  f"{schema.TIME_COLUMN}/{schema.EVENT_COLUMN} columns and the cohort table "
+                  f"{doc.get('cohort_csv') or '(not named)'} is not on this machine")
 
 
 def metrics_table(output: BenchmarkOutput) -> pd.DataFrame:

@@ -2,9 +2,10 @@
 
 ``run_benchmark`` cross-validates the chosen models on the same repeated
 stratified splits (:mod:`pfs_core.training.cv`); ``write_results`` writes
-``results.json``, ``results.md``, ``oof_predictions.csv`` and standalone plotly
-HTML figures (ROC, PR, calibration, Kaplan–Meier by predicted risk group) into
-the output folder.
+``results.json``, ``results.md``, ``oof_predictions.csv``, ``outcomes.csv`` (the
+cohort's patient_id, pfs_months, progressed, so that the folder alone redraws
+its curves) and standalone plotly HTML figures (ROC, PR, calibration,
+Kaplan–Meier by predicted risk group) into the output folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pfs_core import DISCLAIMER
+from pfs_core import DISCLAIMER, schema
 from pfs_core.config import TrainConfig, to_dict
 from pfs_core.dataset import CohortData
 from pfs_core.metrics import ALL_METRICS, logrank_p
@@ -39,6 +40,8 @@ from pfs_core.training.pretrain import describe
 from pfs_core.viz import curves
 
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
+#: Outcome of every benchmarked patient, next to oof_predictions.csv (read by :mod:`pfs_core.results.comparison`).
+OUTCOMES_FILE = "outcomes.csv"
 
 
 @dataclass
@@ -199,12 +202,19 @@ def results_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def outcomes_table(data: CohortData) -> pd.DataFrame:
+    """patient_id, pfs_months, progressed of the benchmarked cohort (the content of ``outcomes.csv``)."""
+    return pd.DataFrame({schema.ID_COLUMN: data.patient_ids, schema.TIME_COLUMN: data.time_months,
+                         schema.EVENT_COLUMN: np.asarray(data.event).astype(int)})
+
+
 def write_results(result: BenchmarkResult, out_dir: Path) -> dict[str, Any]:
-    """Write results.json, results.md, oof_predictions.csv and figures/ into ``out_dir``."""
+    """Write results.json, results.md, oof_predictions.csv, outcomes.csv and figures/ into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     oof = result.cv.oof.copy()
     oof["include_post_baseline"] = result.settings["include_post_baseline"]
     oof.to_csv(out_dir / "oof_predictions.csv", index=False, float_format="%.6f")
+    outcomes_table(result.data).to_csv(out_dir / OUTCOMES_FILE, index=False)
     groups = risk_groups(result.data, result)
     figures, note = write_figures(result, out_dir)
     doc = results_json(result, groups=groups, figures=figures, note=note)
@@ -220,7 +230,7 @@ def benchmark_meta(*, command: str, cohort_csv: str, config: TrainConfig, prepro
     return {"command": command, "cohort_csv": cohort_csv, "simulated": simulated,
             "simulator": simulator_summary(cohort_csv),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "train_config": config.to_dict(), "preprocess": to_dict(preprocess),
+            "train_config": to_dict(config), "preprocess": to_dict(preprocess),
             "pretraining": describe(config.pretrain), **runtime_info(device)}
 
 

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -25,7 +26,7 @@ def tiny_benchmark(folder: Path, *, models: str = "lab_rf,pet_cnn") -> Path:
 
     cohort = write_disk_cohort(folder / "cohort", n=15)
     (folder / "pre.json").write_text(json.dumps(to_dict(SMALL)))
-    (folder / "train.json").write_text(json.dumps(FAST.to_dict()))
+    (folder / "train.json").write_text(json.dumps(to_dict(FAST)))
     out = folder / "results" / "tiny"
     assert main(["benchmark", "--cohort", str(cohort), "--preprocess", str(folder / "pre.json"),
                  "--train-config", str(folder / "train.json"), "--cache-dir", str(folder / "cache"),
@@ -52,6 +53,10 @@ def _page(app_path: str, monkeypatch, *, results_dir: Path, runs_dir: Path) -> A
 def test_table_beside_published_figures_and_curves(results, monkeypatch, app_path, tmp_path):
     at = _page(app_path, monkeypatch, results_dir=results.parent, runs_dir=tmp_path / "runs")
     assert at.selectbox(key="results_source").options == ["shipped: tiny"]
+    # the folder alone redraws the curves: outcomes.csv holds the cohort's outcome columns
+    columns = ["patient_id", "pfs_months", "progressed"]
+    cohort = pd.read_csv(results.parents[1] / "cohort" / "cohort.csv", dtype={"patient_id": str})[columns]
+    pd.testing.assert_frame_equal(pd.read_csv(results / "outcomes.csv", dtype={"patient_id": str}), cohort)
     table = next(d.value for d in at.dataframe if "published AUROC" in d.value.columns)
     assert list(table["model"]) == ["lab_rf", "pet_cnn"]
     row = table.set_index("model").loc["lab_rf"]
@@ -67,6 +72,7 @@ def test_table_beside_published_figures_and_curves(results, monkeypatch, app_pat
 def test_missing_outcomes_and_no_results_are_explained(results, monkeypatch, app_path, tmp_path):
     copy = tmp_path / "shipped" / "moved"
     shutil.copytree(results, copy)
+    (copy / "outcomes.csv").unlink()  # an output written before the benchmark kept its outcomes
     doc = json.loads((copy / "results.json").read_text())
     doc["cohort_csv"] = "/nonexistent/cohort.csv"
     (copy / "results.json").write_text(json.dumps(doc))

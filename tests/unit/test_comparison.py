@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pfs_core.errors import InputError, UsageError
+from pfs_core.metrics import logrank_p
 from pfs_core.results.comparison import (
     cohort_table_path,
     curve_inputs,
@@ -23,6 +24,7 @@ from pfs_core.results.comparison import (
 from pfs_core.results.published import PUBLISHED, published
 
 MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_output(folder: Path, *, with_outcomes: bool = True, cohort_csv: str = "") -> Path:
@@ -88,6 +90,37 @@ def test_outcomes_from_the_cohort_table_or_a_clear_note(tmp_path):
         curve_inputs(lost)
     with pytest.raises(InputError, match="not a complete benchmark output"):
         load_results(tmp_path / "nothing")
+
+
+def test_outcomes_csv_of_the_folder_comes_first(tmp_path):
+    from pfs_core.results import comparison
+    from pfs_core.training import benchmark
+
+    assert comparison.OUTCOMES_FILE == benchmark.OUTCOMES_FILE
+    folder = write_output(tmp_path / "a", with_outcomes=False, cohort_csv="/nonexistent/c.csv")
+    pd.DataFrame({"patient_id": [f"P{i}" for i in range(6)], "pfs_months": [3.0, 20, 8, 30, 5, 15],
+                  "progressed": [1, 0, 0, 1, 1, 0]}).to_csv(folder / "outcomes.csv", index=False)
+    found = load_results(folder)
+    assert found.outcome_note == "outcomes.csv" and len(curve_inputs(found)["lab_rf"][0]) == 5
+    pd.DataFrame({"patient_id": ["P0"], "pfs_months": [3.0]}).to_csv(folder / "outcomes.csv", index=False)
+    with pytest.raises(InputError, match="outcomes not readable"):
+        curve_inputs(load_results(folder))
+
+
+@pytest.mark.parametrize("name", ["sim116", "sim116_petonly", "sim116_ctonly"])
+def test_shipped_results_carry_their_outcomes(name):
+    """The committed benchmark folders draw their curves alone (no data/ folder on a fresh clone)."""
+    output = load_results(ROOT / "results" / name)
+    assert output.outcome_note == "outcomes.csv"
+    assert set(output.outcomes["patient_id"]) == set(output.oof["patient_id"])
+    assert output.outcomes["progressed"].sum() == output.doc["cohort"]["n_events"]
+    pairs = curve_inputs(output)
+    assert set(pairs) == set(output.models)
+    assert all(len(y) == output.doc["cohort"]["n_labelled"] and y.sum() == output.doc["cohort"]["n_short_pfs"]
+               for y, _ in pairs.values())
+    for model, shipped in output.doc["risk_groups"].items():  # the log-rank p written by the benchmark
+        time, event, group = risk_groups(output, model)
+        assert logrank_p(time, event, group) == pytest.approx(shipped["logrank_p"], rel=1e-9)
 
 
 def test_find_results_lists_shipped_and_finished_runs(tmp_path):
