@@ -14,7 +14,7 @@ from pfs_core.models.registry import MODEL_NAMES
 HELP = "Repeated cross-validation of the model comparison on a cohort."
 DESCRIPTION = (
     "Repeated stratified k-fold cross-validation of the models of the study on one cohort, all on the same "
-    "splits: writes results.json, results.md, oof_predictions.csv and plotly HTML figures to --out. "
+    "splits: writes results.json, results.md, oof_predictions.csv, outcomes.csv and plotly HTML figures to --out. "
     f"Models: {', '.join(MODEL_NAMES)} (or 'all')."
 )
 

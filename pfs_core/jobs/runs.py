@@ -11,7 +11,7 @@ A run is a folder ``<runs_dir>/<run_id>/``::
     input/       the cohort's usable rows (cohort.csv with absolute image paths), when
                  the run was started from a :class:`~pfs_core.io.cohort.CohortReport`;
                  deleted by the worker as soon as the command ends
-    results/     ``benchmark --out`` (results.json, results.md, oof_predictions.csv, figures/)
+    results/     ``benchmark --out`` (results.json, results.md, oof_predictions.csv, outcomes.csv, figures/)
     bundle/      ``train --out`` (a model bundle)
 
 :func:`start_run` launches ``python -m pfs_core.jobs.worker RUN_DIR -- python -m
