@@ -45,5 +45,7 @@ lint: install-dev
 	$(VENV)/bin/ruff check pfs_core pfs_ui tests pages app.py benchmarks
 	$(VENV)/bin/lint-imports
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures are built once), one torch
+# thread per worker (tests/conftest.py); docs/testing.md has the figures.
 test: install-dev lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile

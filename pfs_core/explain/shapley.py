@@ -217,7 +217,10 @@ def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], *, ba
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        values = np.asarray(explainer.shap_values(x, nsamples=n_samples + 2 * len(columns), silent=True))
+        # l1_reg=False: shap's default keeps at most 10 features by LARS and, where it keeps none, returns
+        # zeros, breaking additivity (base + sum = output) for the 15 lab fields.
+        values = np.asarray(explainer.shap_values(x, nsamples=n_samples + 2 * len(columns), l1_reg=False,
+                                                  silent=True))
     finally:
         np.random.set_state(state)
     output = float(predict_labs(data.labs.iloc[[0]])[0])

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.transforms import RandAffine
+from monai.utils import convert_to_tensor
 
 from pfs_core.config import TrainConfig
 
@@ -41,7 +42,9 @@ class Augmenter:
         if not names:
             return inputs
         stacked = torch.cat([inputs[n] for n in names], dim=1)  # type: ignore[misc]  # (B, C, D, H, W)
-        moved = torch.stack([torch.as_tensor(self.affine(v.cpu())) for v in stacked]).to(stacked.device)
+        # RandAffine returns MetaTensors; plain tensors keep MONAI's per-operation overhead out of the training step.
+        moved = torch.stack([convert_to_tensor(self.affine(v.cpu()), track_meta=False) for v in stacked])
+        moved = moved.to(stacked.device)
         scale = torch.as_tensor(self.rng.uniform(1 - self.jitter, 1 + self.jitter, moved.shape[:2]),
                                 dtype=moved.dtype, device=moved.device)
         shift = torch.as_tensor(self.rng.uniform(-self.jitter / 5, self.jitter / 5, moved.shape[:2]),

@@ -213,7 +213,9 @@ def write_results(result: BenchmarkResult, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     oof = result.cv.oof.copy()
     oof["include_post_baseline"] = result.settings["include_post_baseline"]
-    oof.to_csv(out_dir / "oof_predictions.csv", index=False, float_format="%.6f")
+    # Full precision: probabilities of weak models can differ only past the sixth decimal, and metrics
+    # recomputed from this file must equal those of results.json.
+    oof.to_csv(out_dir / "oof_predictions.csv", index=False)
     outcomes_table(result.data).to_csv(out_dir / OUTCOMES_FILE, index=False)
     groups = risk_groups(result.data, result)
     figures, note = write_figures(result, out_dir)

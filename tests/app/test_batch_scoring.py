@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -11,24 +11,26 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 PAGE = "pages/batch_scoring.py"
-MODEL_FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "models"
 N = 12
 
 
-def finished_train_run(runs_dir: Path, *, model: str = "lab_pet") -> Path:
-    """A finished training run folder (run.json, exit_code 0, bundle/) with a tiny bundle (1 epoch, 16³ voxels)."""
-    sys.path.insert(0, str(MODEL_FIXTURES))
-    from model_fixtures import FAST, SMALL, make_cohort
-
+def finished_train_run(runs_dir: Path, bundle: Path | None = None, *, model: str = "lab_pet") -> Path:
+    """A finished training run folder (run.json, exit_code 0, bundle/) with a tiny bundle of ``model``: a copy
+    of ``bundle`` (e.g. the session's ``tiny_bundle(model)``), else one trained here (1 epoch, 16³ voxels)."""
     from pfs_core.jobs.runs import RunInfo, save_run
-    from pfs_core.models.registry import get_spec
-    from pfs_core.training.bundle import train_bundle
 
     folder = runs_dir / f"20260101-000000-train-{model}"
     folder.mkdir(parents=True)
-    provenance = {"created": "2026-01-01T00:00:00+00:00", "command": "test", "source": "test", "simulated": True}
-    train_bundle(make_cohort(15, config=SMALL), get_spec(model), folder / "bundle", folds=3, seed=0, config=FAST,
-                 provenance=provenance)
+    if bundle is not None:
+        shutil.copytree(bundle, folder / "bundle")
+    else:
+        from model_fixtures import FAST, PROVENANCE, make_cohort
+
+        from pfs_core.models.registry import get_spec
+        from pfs_core.training.bundle import train_bundle
+
+        train_bundle(make_cohort(15), get_spec(model), folder / "bundle", folds=3, seed=0, config=FAST,
+                     provenance=PROVENANCE)
     (folder / "exit_code").write_text("0\n")
     save_run(RunInfo(folder.name, "train", ["python", "-m", "pfs_core", "train"], "2026-01-01", os.getpid(), folder))
     return folder / "bundle"
@@ -36,7 +38,6 @@ def finished_train_run(runs_dir: Path, *, model: str = "lab_pet") -> Path:
 
 def cohort_with_two_bad_rows(folder: Path) -> Path:
     """Tiny on-disk cohort; spreadsheet row 3 names a missing PET file, row 6 has an impossible chromogranin A."""
-    sys.path.insert(0, str(MODEL_FIXTURES))
     from model_fixtures import write_disk_cohort
 
     csv_path = write_disk_cohort(folder, n=N)
@@ -54,9 +55,9 @@ def table_with(at: AppTest, column: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_bundle):
     root = tmp_path_factory.mktemp("batch")
-    bundle = finished_train_run(root / "runs")
+    bundle = finished_train_run(root / "runs", tiny_bundle("lab_pet"))  # lab + PET, 1 epoch at 16³ voxels
     return root, bundle, cohort_with_two_bad_rows(root / "cohort")
 
 
@@ -72,6 +73,7 @@ def at(setup, monkeypatch, app_path) -> AppTest:
     return app
 
 
+@pytest.mark.slow
 def test_two_bad_rows_listed_and_the_rest_scored(at, setup):
     _, bundle, bad = setup
     at.selectbox(key="bundle").set_value(bundle).run()
@@ -90,6 +92,7 @@ def test_two_bad_rows_listed_and_the_rest_scored(at, setup):
     assert {m.label: m.value for m in at.metric} == {"Rows": "12", "Usable rows": "10", "Rows with problems": "2"}
 
 
+@pytest.mark.slow
 def test_unusable_file_is_an_error_box(at, setup):
     at.selectbox(key="bundle").set_value(setup[1]).run()
     at.text_input(key="cohort_path").set_value(str(setup[0] / "no_such.csv")).run()

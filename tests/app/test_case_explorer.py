@@ -21,6 +21,7 @@ def _predict(at: AppTest) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_sample_case_gives_probability_shap_3d_and_report(app_path):
     at = _predict(_page(app_path))
     labels = [m.label for m in at.metric]
@@ -72,11 +73,18 @@ def test_no_upload_is_an_error_box(app_path):
     assert at.error and "upload" in at.error[0].value.lower()
 
 
-@pytest.mark.parametrize("field", ["chromogranin_a"])
-def test_unit_choice_converts_for_the_model(app_path, field):
+def test_unit_choice_converts_for_the_model(app_path):
+    """130 g/L of hemoglobin reaches the model as 13 g/dL (its unit); 130 g/dL would be refused as implausible."""
     at = _page(app_path)
     sample = at.selectbox(key="sample_id").value
     at.number_input(key=f"lab_{sample}_hemoglobin").set_value(130.0)
     at.selectbox(key=f"lab_{sample}_hemoglobin_unit").set_value("g/L")
     at = _predict(at)
+    assert not at.error, [e.value for e in at.error]
     assert not any("hemoglobin" in w.value and "outside" in w.value for w in at.warning)
+    result = at.session_state["case_result"]
+    assert result.labs["hemoglobin"] == pytest.approx(13.0)
+    assert "hemoglobin" not in result.explanation.prediction.imputed_fields
+    at.selectbox(key=f"lab_{sample}_hemoglobin_unit").set_value("g/dL")
+    at = _predict(at)
+    assert any("hemoglobin" in e.value for e in at.error), "130 g/dL accepted"

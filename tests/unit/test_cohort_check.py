@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,6 @@ from pfs_core.inference import score_cohort
 from pfs_core.io import load_pet
 from pfs_core.io.cohort import PAIR_COLUMN, good_cohort_csv, validate_cohort, write_good_cohort
 
-MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
 N = 12
 
 
@@ -157,7 +155,7 @@ def test_unusable_files(tmp_path):
 def test_scoring_mode_and_image_root(cohort_dir, tmp_path):
     frame = pd.read_csv(cohort_dir / "cohort.csv").drop(columns=["pfs_months", "progressed"])
     frame.to_csv(tmp_path / "new.csv", index=False)  # no images next to it: paths read from image_root
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="missing required column.s. pfs_months, progressed"):
         validate_cohort(tmp_path / "new.csv")
     report = validate_cohort(tmp_path / "new.csv", require_outcome=False, image_root=cohort_dir)
     assert report.all_good and report.n_good == N and not report.warnings
@@ -195,21 +193,11 @@ def test_validate_command_exit_codes(cohort_dir, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def image_bundle(tmp_path_factory):
-    """A tiny lab+PET fusion bundle (1 epoch at 16³ voxels)."""
-    sys.path.insert(0, str(MODEL_FIXTURES))
-    from model_fixtures import FAST, SMALL, make_cohort
-
-    from pfs_core.models.registry import get_spec
-    from pfs_core.training.bundle import train_bundle
-
-    out = tmp_path_factory.mktemp("bundle") / "lab_pet"
-    data = make_cohort(15, config=SMALL)
-    provenance = {"created": "2026-01-01T00:00:00+00:00", "command": "test", "source": "test", "simulated": True}
-    train_bundle(data, get_spec("lab_pet"), out, folds=3, seed=0, config=FAST, provenance=provenance)
+def image_bundle(tiny_bundle):
+    """The session's tiny lab+PET fusion bundle (1 epoch at 16³ voxels; tests/conftest.py)."""
     from pfs_core.models.bundle import load_bundle
 
-    return load_bundle(out)
+    return load_bundle(tiny_bundle("lab_pet"))
 
 
 @pytest.mark.slow

@@ -1,28 +1,23 @@
 import json
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from model_fixtures import FAST, make_cohort
-from test_model_predict import LABS, PROVENANCE, volumes
+from model_fixtures import make_cohort
+from test_model_predict import LABS, volumes
 
+from pfs_core.cli import main
 from pfs_core.explain import explain_case
 from pfs_core.explain.shapley import decode_labs, encode_labs, exact_shapley, summarise_background
 from pfs_core.models.bundle import load_bundle
 from pfs_core.models.registry import get_spec
-from pfs_core.training.bundle import train_bundle
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    cohort = make_cohort(18)
-    root = tmp_path_factory.mktemp("bundles")
-    return {name: load_bundle(train_bundle(cohort, get_spec(name), root / name, folds=3, seed=0, config=FAST,
-                                           provenance=PROVENANCE))
-            for name in ("lab_pet_ct", "lab_rf", "pet_cnn", "classic")}
+def bundles(tiny_bundle):
+    """The session's tiny bundles (tests/conftest.py), loaded."""
+    return {name: load_bundle(tiny_bundle(name)) for name in ("lab_pet_ct", "lab_rf", "pet_cnn", "classic")}
 
 
 def test_exact_shapley_additive_game_gives_the_parts():
@@ -42,6 +37,7 @@ def test_lab_shap_adds_up_to_the_model_output(bundles, name):
     result = explain_case(bundles[name], pet=pet, ct=ct, labs=LABS, gradcam=False)
     shap_part = result.lab_shap
     assert shap_part is not None and shap_part.output_space == "probability"
+    assert shap_part.output != pytest.approx(shap_part.base_value, abs=1e-6)  # something to explain
     assert shap_part.base_value + sum(shap_part.shap_values) == pytest.approx(shap_part.output, abs=1e-4)
     assert shap_part.output == pytest.approx(result.prediction.probability, abs=1e-5)
     assert "chromogranin_a" in shap_part.names and "sex" in shap_part.names
@@ -117,26 +113,33 @@ def test_lab_encoding_round_trip_and_background():
     assert background["chromogranin_a"].between(labs["chromogranin_a"].min(), labs["chromogranin_a"].max()).all()
 
 
-def test_explain_command_writes_json_and_maps(bundles, tmp_path):
+def test_explain_command_writes_json_and_maps(bundles, tmp_path, capsys):
+    """``python -m pfs_core explain`` (its ``main``, in this process: the import alone took 5-10 s a run)."""
     pet, ct = volumes()
     nib.save(nib.Nifti1Image(pet.data, pet.affine), tmp_path / "pet.nii.gz")
     nib.save(nib.Nifti1Image(ct.data, ct.affine), tmp_path / "ct.nii.gz")
     (tmp_path / "labs.json").write_text(json.dumps(LABS))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pfs_core", "explain", "--pet", str(tmp_path / "pet.nii.gz"),
-           "--ct", str(tmp_path / "ct.nii.gz"), "--labs", str(tmp_path / "labs.json"),
-           "--model", str(bundles["lab_pet_ct"].path), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    argv = ["explain", "--pet", str(tmp_path / "pet.nii.gz"), "--ct", str(tmp_path / "ct.nii.gz"),
+            "--labs", str(tmp_path / "labs.json"), "--model", str(bundles["lab_pet_ct"].path), "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
     summary = json.loads((out / "explanation.json").read_text())
     assert {"probability", "interval", "lab_shap", "modality_contributions", "timings_s"} <= set(summary)
     assert {"lab_shap", "modality_shapley", "gradcam"} <= set(summary["timings_s"])
-    assert (out / "gradcam_pet.nii.gz").is_file() and (out / "gradcam_ct.nii.gz").is_file()
-    assert {"readout_maps"} <= set(summary["timings_s"]) and set(summary["readout_maps"]) == {"pet", "ct"}
+    direct = explain_case(bundles["lab_pet_ct"], pet=pet, ct=ct, labs=LABS, gradcam=False)
+    assert summary["probability"] == pytest.approx(direct.prediction.probability, abs=1e-6)
     reference = nib.load(tmp_path / "ct.nii.gz")
+    for name in ("gradcam_pet", "gradcam_ct"):
+        image = nib.load(out / f"{name}.nii.gz")
+        assert image.shape == reference.shape and np.allclose(image.affine, reference.affine)
+        assert 0.0 <= np.asarray(image.dataobj).min() and np.asarray(image.dataobj).max() <= 1.0 + 1e-6
+    assert {"readout_maps"} <= set(summary["timings_s"]) and set(summary["readout_maps"]) == {"pet", "ct"}
     for name in ("readout_pet", "readout_ct"):
         image = nib.load(out / f"{name}.nii.gz")
         assert image.shape == reference.shape and np.allclose(image.affine, reference.affine)
-    bad = subprocess.run(cmd[:-2] + ["--out", str(tmp_path / "o2"), "--labs", str(tmp_path / "pet.nii.gz")],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+    capsys.readouterr()
+    bad = [*argv[:-2], "--out", str(tmp_path / "o2"), "--labs", str(tmp_path / "pet.nii.gz")]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err and "pet.nii.gz" in err
+    assert not (tmp_path / "o2" / "explanation.json").exists()

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from model_fixtures import FAST
-from test_model_predict import PROVENANCE  # noqa: F401  (keeps the model tests' import path set up)
 
 from pfs_core.config import PreprocessConfig
 from pfs_core.dataset import CohortData
@@ -81,4 +80,5 @@ def test_readout_gradcam_marks_the_lesions_that_raise_the_risk(weights, lesion):
 def test_a_protective_readout_gives_no_evidence_for_risk():
     # a higher tumour-to-liver ratio lowers the risk: the avid lesion's voxels are evidence against
     cam = _cam({"hepatic_hot_ml": -1.0})
-    assert not cam.any()
+    assert cam.shape == GRID.shape and not cam.any()
+    assert _cam({"hepatic_hot_ml": 1.0}).any()  # the same read-out with the sign of risk: evidence

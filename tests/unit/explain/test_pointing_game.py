@@ -9,9 +9,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from model_fixtures import FAST, make_cohort
+from model_fixtures import FAST, PROVENANCE, make_cohort
 from scipy import ndimage
-from test_model_predict import PROVENANCE
 
 from pfs_core.dataset import CohortData
 from pfs_core.explain.gradcam import gradcam_layer_names, gradcam_model_space

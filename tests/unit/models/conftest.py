@@ -26,5 +26,5 @@ def small_json(tmp_path_factory):
     """(preprocess JSON, train-config JSON) for fast command-line runs."""
     folder = tmp_path_factory.mktemp("configs")
     (folder / "pre.json").write_text(json.dumps(to_dict(SMALL)))
-    (folder / "train.json").write_text(json.dumps(FAST.to_dict()))
+    (folder / "train.json").write_text(json.dumps(to_dict(FAST)))
     return folder / "pre.json", folder / "train.json"

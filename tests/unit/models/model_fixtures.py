@@ -10,8 +10,17 @@ from pfs_core.config import PreprocessConfig, PretrainConfig, TrainConfig
 from pfs_core.dataset import CohortData
 
 SMALL = PreprocessConfig(shape=(16, 16, 16), spacing_mm=(24.0, 24.0, 24.0))
+#: The one fast training configuration of the test suite (docs/testing.md): one epoch of tiny networks,
+#: 20 trees, one pretraining epoch, one L2 penalty instead of the inner-CV search of block penalty weights
+#: (``wide_search``: 66 of 76 s per model in the end-to-end benchmark) and no augmentation (``augment``:
+#: it halved the speed of every torch fit). A test of one of these settings turns it back on explicitly,
+#: e.g. ``dataclasses.replace(FAST, wide_search=True)``.
 FAST = TrainConfig(epochs=1, batch_size=8, channels=(4, 8), strides=(2, 2), embed_dim=8, hidden=8,
-                   rf_trees=20, pretrain=PretrainConfig(epochs=1, batch_size=4, patch=4))
+                   rf_trees=20, wide_search=False, augment=False,
+                   pretrain=PretrainConfig(epochs=1, batch_size=4, patch=4))
+#: Provenance of the test bundles (a fake cohort, flagged simulated).
+PROVENANCE = {"command": "test", "source": "fake", "simulated": True, "note": "fake cohort",
+              "created": "2026-01-01T00:00:00+00:00", "device": "cpu"}
 
 
 def fake_labs(n: int, rng: np.random.Generator, risk: np.ndarray) -> pd.DataFrame:
@@ -50,7 +59,6 @@ def make_cohort(n: int = 18, *, seed: int = 0, config: PreprocessConfig = SMALL)
         time_months=time, event=event, preprocess=config, pet=pet, ct=ct,
         pet_present=np.ones(n, bool), ct_present=np.ones(n, bool),
     )
-
 
 
 def write_disk_cohort(folder, n: int = 18, *, seed: int = 0, shape=(40, 32, 40), spacing: float = 9.0):

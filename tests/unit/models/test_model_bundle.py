@@ -3,29 +3,17 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from model_fixtures import FAST
+from model_fixtures import make_cohort
 
 from pfs_core.errors import BundleError
 from pfs_core.inference import ensemble_probabilities
 from pfs_core.models.bundle import MANIFEST, load_bundle, verify_bundle
-from pfs_core.models.registry import get_spec
-from pfs_core.training.bundle import train_bundle
-
-PROVENANCE = {"command": "test", "source": "fake", "simulated": True, "note": "fake cohort",
-              "created": "2026-01-01T00:00:00+00:00", "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    from model_fixtures import make_cohort
-
-    cohort = make_cohort(18)
-    root = tmp_path_factory.mktemp("bundles")
-    out = {}
-    for name in ("lab_rf", "lab_pet_ct", "classic"):
-        out[name] = train_bundle(cohort, get_spec(name), root / name, folds=3, seed=0, config=FAST,
-                                 provenance=PROVENANCE)
-    return cohort, out
+def bundles(tiny_bundle):
+    """(training cohort, {name: bundle folder}) of the session's tiny bundles (tests/conftest.py)."""
+    return make_cohort(18), {name: tiny_bundle(name) for name in ("lab_rf", "lab_pet_ct", "classic")}
 
 
 def _copy(src, dst):

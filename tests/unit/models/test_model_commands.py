@@ -2,12 +2,12 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from pfs_core.cli import main
-
-pytestmark = pytest.mark.slow
 
 
 def _common(cohort, small_json, tmp_path):
@@ -16,6 +16,7 @@ def _common(cohort, small_json, tmp_path):
             "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
 
 
+@pytest.mark.slow
 def test_benchmark_end_to_end(disk_cohort, small_json, tmp_path, capsys):
     out = tmp_path / "results"
     code = main(["benchmark", *_common(disk_cohort, small_json, tmp_path), "--folds", "3", "--repeats", "2",
@@ -39,6 +40,42 @@ def test_benchmark_end_to_end(disk_cohort, small_json, tmp_path, capsys):
     for name in ("roc", "pr", "calibration", "decision_curve", "km_lab_pet_ct_pretrained"):
         assert (out / "figures" / f"{name}.html").is_file()
     assert doc["risk_groups"]["lab_rf"]["logrank_p"] is None or 0 <= doc["risk_groups"]["lab_rf"]["logrank_p"] <= 1
+    assert_auroc_matches_the_oof_file(doc, oof, pd.read_csv(disk_cohort, dtype={"patient_id": str}))
+
+
+def assert_auroc_matches_the_oof_file(doc, oof, cohort):
+    """Each model's AUROC in results.json is scikit-learn's ``roc_auc_score`` of its own out-of-fold file,
+    per repeat, and their mean over repeats. Label by hand: short PFS (1) = progressed at or before 12
+    months, long (0) = PFS over 12 months, censored at or before 12 months: no label (left out).
+
+    oof_predictions.csv holds 6 decimals. Rounding keeps every strict order, so a short/long pair that is
+    not tied in the file is ordered as in the run; a tied pair may have been ordered either way (the
+    near-constant image-only models of this tiny cohort differ in the 7th decimal). The AUROC must equal
+    the file's where no short/long pair is tied, and lie within half the tied pairs of it otherwise."""
+    outcome = cohort.set_index("patient_id")[["pfs_months", "progressed"]]
+    table = oof.join(outcome, on="patient_id", validate="many_to_one")
+    assert table["pfs_months"].notna().all()
+    short = (table["pfs_months"] <= 12) & (table["progressed"] == 1)
+    table["label"] = np.where(short, 1.0, np.where(table["pfs_months"] > 12, 0.0, np.nan))
+    labelled = table.dropna(subset=["label"])
+    assert labelled["patient_id"].nunique() == 16  # 18 patients, 2 censored at 6 months
+    exact = 0
+    for model, metrics in doc["metrics"].items():
+        reported = metrics["auroc"]["per_repeat"]
+        from_file = []
+        for repeat, group in labelled[labelled["model"] == model].groupby("repeat"):
+            y, p = group["label"].to_numpy(int), group["probability"].to_numpy()
+            auroc = roc_auc_score(y, p)
+            tied = (p[y == 1][:, None] == p[y == 0][None, :]).mean()  # share of short/long pairs tied
+            slack = tied / 2 + 1e-9
+            assert auroc - slack <= reported[repeat] <= auroc + slack, (model, repeat, reported[repeat], auroc)
+            exact += tied == 0
+            from_file.append(auroc)
+        assert len(from_file) == len(reported) == 2, model
+        assert metrics["auroc"]["mean"] == pytest.approx(np.mean(reported), abs=1e-12), model
+        if reported == pytest.approx(from_file, abs=1e-9):
+            assert metrics["auroc"]["mean"] == pytest.approx(np.mean(from_file), abs=1e-9), model
+    assert exact >= len(doc["metrics"])  # at least half of the 2 × 8 checks are exact (no tied pairs)
 
 
 def test_benchmark_names_the_post_baseline_flag(disk_cohort, small_json, tmp_path):
@@ -50,6 +87,7 @@ def test_benchmark_names_the_post_baseline_flag(disk_cohort, small_json, tmp_pat
     assert pd.read_csv(out / "oof_predictions.csv")["include_post_baseline"].all()
 
 
+@pytest.mark.slow
 def test_train_predict_score(disk_cohort, small_json, tmp_path, capsys):
     bundle = tmp_path / "bundle"
     assert main(["train", *_common(disk_cohort, small_json, tmp_path), "--model", "lab_pet_ct_pretrained",

@@ -64,16 +64,29 @@ def test_modality_dropout_only_in_training_and_never_all_images():
 
 
 def test_rebuild_from_config_and_strict_load():
-    net = FusionNet(3, use_lab=True, use_pet=True, use_ct=False, n_lab_features=3, channels=(4, 8), strides=(2, 2))
-    copy = build_net(net.config)
-    copy.load_state_dict(net.state_dict(), strict=True)
+    """A net rebuilt from its config has the same architecture and, with the saved weights, the same output."""
+    torch.manual_seed(0)
+    net = FusionNet(3, use_lab=True, use_pet=True, use_ct=False, n_lab_features=3, channels=(4, 8),
+                    strides=(2, 2)).eval()
+    copy = build_net(net.config).eval()
+    assert copy.config == net.config
+    assert {k: v.shape for k, v in copy.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+    lab, pet = torch.rand(2, 3), torch.rand(2, 1, *SHAPE)
+    with torch.no_grad():
+        assert not torch.allclose(copy(pet=pet, lab=lab), net(pet=pet, lab=lab))  # fresh weights differ
+        copy.load_state_dict(net.state_dict(), strict=True)
+        torch.testing.assert_close(copy(pet=pet, lab=lab), net(pet=pet, lab=lab), rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="Missing key"):  # strict: a net with another architecture is refused
+        build_net({**net.config, "use_ct": True}).load_state_dict(net.state_dict(), strict=True)
 
 
 def test_invalid_configurations():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one branch"):
         FusionNet(3, use_lab=False, use_pet=False, use_ct=False)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_lab_features >= 1"):
         FusionNet(3, use_lab=True, use_pet=False, use_ct=False, n_lab_features=0)
+    with pytest.raises(ValueError, match="same length"):
+        FusionNet(3, use_lab=False, use_pet=True, use_ct=False, channels=(4, 8), strides=(2,))
 
 
 def test_pet_quant_branch_reads_liver_ratio_and_carries_the_readouts():

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from model_fixtures import FAST, make_cohort
 
 from pfs_core import DISCLAIMER
 from pfs_core.errors import InputError
@@ -9,11 +8,7 @@ from pfs_core.inference import predict_case
 from pfs_core.io import Volume
 from pfs_core.io.labs import validate_labs
 from pfs_core.models.bundle import load_bundle
-from pfs_core.models.registry import get_spec
-from pfs_core.training.bundle import train_bundle
 
-PROVENANCE = {"command": "test", "source": "fake", "simulated": True, "note": None,
-              "created": "2026-01-01T00:00:00+00:00"}
 LABS = {"chromogranin_a": 250.0, "gamma_gt": 40, "ki67": None, "sex": "F", "primary_site": "pancreas"}
 
 
@@ -29,12 +24,9 @@ def volumes(seed: int = 0) -> tuple[Volume, Volume]:
 
 
 @pytest.fixture(scope="module")
-def bundle_paths(tmp_path_factory):
-    cohort = make_cohort(18)
-    root = tmp_path_factory.mktemp("bundles")
-    return {name: train_bundle(cohort, get_spec(name), root / name, folds=3, seed=0, config=FAST,
-                               provenance=PROVENANCE)
-            for name in ("lab_pet_ct_pretrained", "lab_rf", "pet_cnn")}
+def bundle_paths(tiny_bundle):
+    """The session's tiny bundles (tests/conftest.py) of the models predicted here."""
+    return {name: tiny_bundle(name) for name in ("lab_pet_ct_pretrained", "lab_rf", "pet_cnn")}
 
 
 def test_full_prediction(bundle_paths):

@@ -29,7 +29,7 @@ def test_resolve_models():
     assert [s.name for s in resolve_models("lab_rf, classic")] == ["lab_rf", "classic"]
     with pytest.raises(UsageError, match="unknown model 'nope'"):
         resolve_models("nope")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="unknown model ''; choose one of: lab_rf"):
         get_spec("")
 
 

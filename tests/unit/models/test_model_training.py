@@ -57,13 +57,18 @@ def test_all_models_cross_validate_on_the_same_splits(cohort):
     assert set(summary["lab_rf"]) == {"auroc", "auprc", "brier", "c_index"}
 
 
-@pytest.mark.slow
 def test_same_seed_same_oof_predictions(cohort):
+    """Seeded end to end, augmentation included (FAST turns it off; here it is on), and the seed matters."""
     specs = [get_spec("lab_rf"), get_spec("lab_pet_ct")]
+    config = dataclasses.replace(FAST, augment=True, min_improvement=-1.0)  # keep the trained epoch
     splits = make_splits(cohort, folds=3, repeats=1, seed=3)
-    a = cross_validate(cohort, specs, splits, config=FAST, seed=3).oof
-    b = cross_validate(cohort, specs, splits, config=FAST, seed=3).oof
+    a = cross_validate(cohort, specs, splits, config=config, seed=3).oof
+    b = cross_validate(cohort, specs, splits, config=config, seed=3).oof
     np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-6)
+    c = cross_validate(cohort, specs, splits, config=config, seed=4).oof
+    for name in ("lab_rf", "lab_pet_ct"):
+        assert not np.allclose(a.loc[a["model"] == name, "probability"], c.loc[c["model"] == name, "probability"],
+                               rtol=0, atol=1e-6), name
 
 
 def test_labs_carry_signal_in_the_fake_cohort():
@@ -142,7 +147,7 @@ def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
 def test_classic_has_a_penalty_weight_per_block_and_stays_a_plain_scikit_learn_pipeline(cohort):
     from sklearn.impute import SimpleImputer
 
-    model = fit_model(get_spec("classic"), cohort, config=FAST, seed=0)
+    model = fit_model(get_spec("classic"), cohort, config=dataclasses.replace(FAST, wide_search=True), seed=0)
     assert all(type(step).__module__.startswith("sklearn.") for step in model.estimator.named_steps.values())
     labelled = np.flatnonzero(~np.isnan(cohort.label))
     x = sklearn_features(get_spec("classic"), cohort, model.tabular)
@@ -153,8 +158,9 @@ def test_classic_has_a_penalty_weight_per_block_and_stays_a_plain_scikit_learn_p
     assert model.info["logistic"]["block_weights"] == list(block.weights)
     np.testing.assert_allclose(model.predict_proba(cohort),
                                1 / (1 + np.exp(-block.decision_function(impute.transform(x)))), atol=1e-6)
-    plain = fit_model(get_spec("classic"), cohort, config=dataclasses.replace(FAST, wide_search=False), seed=0)
+    plain = fit_model(get_spec("classic"), cohort, config=FAST, seed=0)  # FAST: one penalty, no search
     assert list(plain.estimator.named_steps) == ["impute", "scale", "logistic"]
+    assert plain.info["logistic"] == {"kind": "L2 logistic regression", "C": FAST.logistic_c}
 
 
 def test_training_stops_after_patience_epochs_without_a_kept_epoch():
@@ -188,7 +194,6 @@ def _kept_validation_loss(model, data, fraction):
     return float(loss(torch.logit(prob).float(), torch.from_numpy(train.label[check]).float()))
 
 
-@pytest.mark.slow
 def test_training_keeps_the_lowest_validation_loss_only_when_it_clearly_beats_epoch_0():
     data = make_cohort(40, seed=4)
     config = dataclasses.replace(FAST, epochs=4, validation_fraction=0.3, lr=0.01, min_improvement=0.0)

@@ -66,7 +66,10 @@ def test_existing_folder_refused_then_forced(tmp_path: Path, capsys: pytest.Capt
 def test_null_signal_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["synth", "--n", "3", "--no-images", "--out", str(tmp_path / "o"), "--signal",
                          "labs=0,pet=0,ct=0"], capsys)
-    assert code == 0 and err.startswith("warning:")
+    assert code == 0 and err.startswith("warning: --signal has all weights 0")
+    code, _, err = _run(["synth", "--n", "3", "--no-images", "--out", str(tmp_path / "o2"), "--signal",
+                         "labs=0,pet=1,ct=0"], capsys)
+    assert code == 0 and "warning" not in err  # one modality with signal: nothing to warn about
 
 
 def test_subprocess_error_has_no_traceback(tmp_path: Path) -> None:
