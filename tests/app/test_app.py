@@ -1,6 +1,7 @@
 import ast
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from pfs_core import DISCLAIMER
@@ -21,6 +22,7 @@ def test_every_page_file_is_registered():
     assert files == _registered_pages()
 
 
+@pytest.mark.slow
 def test_every_page_shows_the_disclaimer(app_path):
     for page in sorted(_registered_pages()):
         at = AppTest.from_file(app_path, default_timeout=60)

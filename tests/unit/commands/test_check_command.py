@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
 
 
 def run_check(*args: str | Path) -> subprocess.CompletedProcess:

@@ -71,7 +71,6 @@ def test_fusion_bundle_writes_contributions_embedding_and_summary(tmp_path, cach
     assert "lab" in printed and "pet" in printed and "simulated data" in printed
 
 
-@pytest.mark.slow
 def test_lab_only_bundle_skips_the_embedding_with_a_note(tmp_path, cache, capsys):
     labs_only = tmp_path / "labs_only.csv"  # a lab-only model needs no image columns
     pd.read_csv(COHORT).drop(columns=["pet", "ct"]).to_csv(labs_only, index=False)

@@ -21,7 +21,7 @@ from pfs_core.jobs.runs import RunInfo, cancel_run, list_runs, progress, run_sta
 from pfs_core.jobs.worker import main as worker_main
 from pfs_core.progress import emit, read_steps, writing_to
 
-MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
+MODEL_FIXTURES = Path(__file__).resolve().parents[1] / "models"
 
 
 def _fake_run(tmp_path: Path, *, pid: int | None = None, kind: str = "benchmark") -> RunInfo:

@@ -23,8 +23,8 @@ from pfs_core.results.comparison import (
 )
 from pfs_core.results.published import PUBLISHED, published
 
-MODEL_FIXTURES = Path(__file__).resolve().parent / "models"
-ROOT = Path(__file__).resolve().parents[2]
+MODEL_FIXTURES = Path(__file__).resolve().parents[1] / "models"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write_output(folder: Path, *, with_outcomes: bool = True, cohort_csv: str = "") -> Path:
