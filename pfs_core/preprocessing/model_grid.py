@@ -7,45 +7,39 @@ bodies are cropped centrally, smaller ones padded with 0 (= air after CT scaling
 no uptake for PET). Each image is resampled once, with MONAI, straight onto that
 grid: ``SpatialCrop`` (the part of the image the grid can see) →
 ``ScaleIntensityRange`` (CT window → [0, 1], SUV [0, pet_suv_max] → [0, 1], clipped)
-→ Gaussian anti-aliasing when downsampling (scipy ``gaussian_filter1d`` per axis, the maths of
-``gaussian_filter``, sigma = (factor - 1) / 2 voxels) → ``SpatialResample``
-(trilinear, world-to-world through the affines, zero padding). See docs/input.md.
+→ Gaussian anti-aliasing when downsampling (scipy ``gaussian_filter``, sigma = (factor - 1) / 2
+voxels, truncated at 3 sigma) → ``SpatialResample`` (trilinear, world-to-world through the affines,
+zero padding). The body box is MONAI's ``generate_spatial_bounding_box``. See docs/input.md.
 
-Speed (issue 3): the intensity scaling and each axis of the Gaussian run on slabs in
-``torch.get_num_threads()`` threads (numpy and scipy release the GIL; every voxel gets the same
-arithmetic as in one call, so the result does not depend on the thread count), and ``load_case``
-reads the PET and the CT at the same time. The model-grid arrays are bit for bit those of the
-library calls these replace (tests/unit/test_preprocess_equivalence.py).
+``load_case`` reads the PET and the CT at the same time (decompression releases the GIL).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import SpatialCrop, SpatialResample
-from scipy.ndimage import gaussian_filter1d
+from monai.transforms import ScaleIntensityRange, SpatialCrop, SpatialResample
+from monai.transforms.utils import generate_spatial_bounding_box
+from scipy.ndimage import gaussian_filter
 
+from pfs_core import schema
 from pfs_core.config import PreprocessConfig, digest
 from pfs_core.errors import InputError
 from pfs_core.io import PetUnits, Volume, check_overlap, load_ct, load_pet
 from pfs_core.io.cache import ArrayCache, content_digest
-from pfs_core.schema import CT_COLUMN, ID_COLUMN, PET_COLUMN
+from pfs_core.io.cohort import read_cohort
+from pfs_core.progress import emit
 
 CACHE_FORMAT = "preprocess-v1"  # bump when the algorithm changes: old cache entries are then ignored
-T = TypeVar("T")
-R = TypeVar("R")
 GAUSSIAN_TRUNCATE = 3.0  # kernel radius int(3 sigma + 0.5) voxels, as scipy's gaussian_filter(truncate=3.0)
 _AXES = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
@@ -95,70 +89,12 @@ def model_grid_affine(centre_mm: np.ndarray, config: PreprocessConfig) -> np.nda
     return affine
 
 
-def _workers() -> int:
-    """Threads for the voxel loops: torch's setting (the caller's CPU budget, e.g. 2 on the 2-core machine),
-    at most 8 (the loops are bound by memory bandwidth beyond that)."""
-    return max(1, min(8, torch.get_num_threads()))
-
-
-def _slabs(n: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous index ranges covering ``range(n)`` (fewer if ``n`` is small)."""
-    edges = np.linspace(0, n, min(parts, n) + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-
-
-def _map_parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:
-    """``[fn(item) for item in items]``, one thread per item (for GIL-releasing numpy/scipy work)."""
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        return list(pool.map(fn, items))
-
-
-def _slowest_axis(array: np.ndarray, exclude: int | None = None) -> int:
-    """The axis (other than ``exclude``) with the largest stride: slabs along it are contiguous blocks."""
-    axes = [a for a in range(array.ndim) if a != exclude]
-    return max(axes, key=lambda a: (abs(array.strides[a]), array.shape[a]))
-
-
-def _along(axis: int, lo: int, hi: int) -> tuple[slice, ...]:
-    return tuple(slice(lo, hi) if a == axis else slice(None) for a in range(3))
-
-
-def body_box(data: np.ndarray, threshold: float) -> tuple[list[int], list[int]] | None:
-    """``(start, end)`` voxel indices (end exclusive) of the bounding box of ``data > threshold``, None if empty.
-
-    The same box as MONAI's ``generate_spatial_bounding_box(data[None], select_fn=lambda x: x > threshold)``,
-    from one thresholding pass per slab (in threads) and its projections.
-    """
-    axis = _slowest_axis(data)
-    others = tuple(a for a in range(3) if a != axis)
-
-    def project(slab: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        mask = data[_along(axis, *slab)] > threshold
-        return np.any(mask, axis=axis), np.any(mask, axis=others)  # (other two axes), (slab along axis)
-
-    parts = _map_parallel(project, _slabs(data.shape[axis], _workers()))
-    plane = np.logical_or.reduce([p[0] for p in parts])
-    along = np.concatenate([p[1] for p in parts])
-    if not along.any():
-        return None
-    hits: dict[int, np.ndarray] = {axis: along, others[0]: plane.any(axis=1), others[1]: plane.any(axis=0)}
-    start, end = [], []
-    for a in range(3):
-        index = np.flatnonzero(hits[a])
-        start.append(int(index[0]))
-        end.append(int(index[-1]) + 1)
-    return start, end
-
-
 def body_centre(volume: Volume, threshold: float) -> np.ndarray:
     """World centre (mm, ``(3,)``) of the bounding box of voxels above ``threshold`` (HU or SUV)."""
-    box = body_box(np.asarray(volume.data), threshold)
-    if box is None:
+    start, end = generate_spatial_bounding_box(np.asarray(volume.data)[None], select_fn=lambda x: x > threshold)
+    if not any(end):  # MONAI's box of an empty selection: all zeros
         raise InputError(f"{volume.source}: no body found (no voxel above {threshold:g} {volume.units}); "
                          "check that the image shows a patient")
-    start, end = box
     centre_vox = (np.asarray(start, dtype=float) + np.asarray(end, dtype=float) - 1.0) / 2.0
     return volume.affine[:3, :3] @ centre_vox + volume.affine[:3, 3]
 
@@ -189,49 +125,6 @@ def _crop_to_view(image: MetaTensor, volume: Volume, model_affine: np.ndarray, c
     return SpatialCrop(roi_start=start.tolist(), roi_end=end.tolist())(image)  # type: ignore[return-value]
 
 
-def scale_and_smooth(data: np.ndarray, *, low: float, high: float, sigma: list[float]) -> np.ndarray:
-    """``data`` clipped to [low, high] and scaled to [0, 1], then Gaussian-smoothed (``sigma`` voxels per axis).
-
-    Bit for bit MONAI's ``ScaleIntensityRange(a_min=low, a_max=high, b_min=0, b_max=1, clip=True)`` (float32
-    ``(x - low) / (high - low)``, clipped) followed by scipy's ``gaussian_filter(sigma=sigma, mode="nearest",
-    truncate=3.0)``, which runs ``gaussian_filter1d`` along axis 0, 1, 2 in turn. Faster: each step is split
-    into slabs across :func:`_workers` threads, each slab holding whole lines along the filtered axis.
-    The scaling keeps ``data``'s memory layout (Fortran order from nibabel, read in order); the first filter
-    pass writes a C-ordered array (as ``gaussian_filter`` does), the later ones work in place. Returns that
-    new C-ordered float32 array: scipy walks a C-ordered array's lines in memory order, and MONAI's
-    resampling reads it without a copy (a Fortran-ordered one costs 1.3x in the filter and 20x in the
-    resampling, measured on the 512x512x300 CT).
-    """
-    source = np.asarray(data, dtype=np.float32)
-    scaled = np.empty_like(source)  # the source's layout
-    workers = _workers()
-    offset, width = np.float32(low), np.float32(high - low)
-
-    def scale(index: tuple[slice, ...]) -> None:
-        part = scaled[index]
-        np.subtract(source[index], offset, out=part)
-        np.divide(part, width, out=part)
-        np.clip(part, 0.0, 1.0, out=part)
-
-    axis = _slowest_axis(scaled)
-    _map_parallel(scale, [_along(axis, lo, hi) for lo, hi in _slabs(scaled.shape[axis], workers)])
-    passes = [(axis, s) for axis, s in enumerate(sigma) if s > 1e-15]  # as gaussian_filter: others skipped
-    if not passes:
-        return np.ascontiguousarray(scaled)
-    out = np.empty(source.shape, dtype=np.float32)  # C order
-    for step, (axis, s) in enumerate(passes):
-        first = step == 0
-
-        def smooth(index: tuple[slice, ...], axis: int = axis, s: float = s, first: bool = first) -> None:
-            part = out[index]  # whole lines along ``axis``; after the first pass in place, as gaussian_filter
-            gaussian_filter1d(scaled[index] if first else part, s, axis=axis, output=part, mode="nearest",
-                              truncate=GAUSSIAN_TRUNCATE)
-
-        split = 1 if axis == 0 else 0  # the slowest axis of ``out`` other than the filtered one
-        _map_parallel(smooth, [_along(split, lo, hi) for lo, hi in _slabs(out.shape[split], workers)])
-    return out
-
-
 def to_model_grid(volume: Volume, *, low: float, high: float, model_affine: np.ndarray,
                   config: PreprocessConfig, antialias: bool | None = None) -> np.ndarray:
     """``volume`` clipped to [low, high] (HU or SUV), scaled to [0, 1] and resampled onto the model grid.
@@ -240,14 +133,20 @@ def to_model_grid(volume: Volume, *, low: float, high: float, model_affine: np.n
     """
     smooth_first = config.antialias if antialias is None else antialias
     sigma = _antialias_sigma(volume, config) if smooth_first else [0.0, 0.0, 0.0]
-    # No copy of the whole volume (nibabel hands back Fortran-ordered arrays): only the crop is copied.
+    # No copy of the whole volume (nibabel hands back Fortran-ordered arrays): the crop is a view of it.
     image = MetaTensor(torch.from_numpy(np.asarray(volume.data, dtype=np.float32))[None],
                        affine=torch.as_tensor(volume.affine, dtype=torch.float64))
     margin = math.ceil(GAUSSIAN_TRUNCATE * max(sigma)) + 2  # the largest kernel radius + 2
     cropped = _crop_to_view(image, volume, model_affine, config, margin=margin)
     if cropped is None:
         return np.zeros(config.shape, dtype=np.float32)
-    scaled = scale_and_smooth(np.asarray(cropped[0]), low=low, high=high, sigma=sigma)
+    scaled = np.asarray(ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(cropped)[0])
+    # Both branches give a C-ordered array: MONAI's resampling copies a Fortran-ordered one first (20x slower
+    # on a 512x512x300 CT, measured in issue 3); gaussian_filter always returns a new C-ordered array.
+    if max(sigma) > 0:
+        scaled = gaussian_filter(scaled, sigma=sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+    else:
+        scaled = np.ascontiguousarray(scaled)
     resample = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=np.float32)
     out = resample(MetaTensor(torch.from_numpy(scaled)[None], affine=cropped.affine),
                    dst_affine=torch.as_tensor(model_affine), spatial_size=config.shape)
@@ -317,7 +216,7 @@ def load_case(pet_path: str | Path | None, ct_path: str | Path | None, *, weight
     def read_ct() -> Volume | None:
         return load_ct(ct_path) if ct_path else None
 
-    if pet_path and ct_path and _workers() > 1:
+    if pet_path and ct_path and torch.get_num_threads() > 1:
         with ThreadPoolExecutor(max_workers=2) as pool:
             pet_future, ct_future = pool.submit(read_pet), pool.submit(read_ct)
             pet, ct = pet_future.result(), ct_future.result()
@@ -338,22 +237,11 @@ def case_cache_key(pet_path: Path | None, ct_path: Path | None, config: Preproce
 
 
 def _cohort_rows(cohort_csv: Path) -> list[tuple[str, Path | None, Path | None]]:
-    """``(patient_id, pet path, ct path)`` per row; paths relative to the CSV's folder, None where empty."""
-    try:
-        with open(cohort_csv, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in (ID_COLUMN, PET_COLUMN, CT_COLUMN) if c not in (reader.fieldnames or [])]
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{cohort_csv}: cannot read the cohort table ({exc}); give a UTF-8 CSV file") from exc
-    if missing or not rows:
-        what = f"missing column(s) {', '.join(missing)}" if missing else "no rows"
-        raise InputError(f"{cohort_csv}: {what}; the cohort table needs {ID_COLUMN}, {PET_COLUMN}, {CT_COLUMN}")
-
-    def resolve(cell: str | None) -> Path | None:
-        return cohort_csv.parent / cell.strip() if cell and cell.strip() else None
-
-    return [(row[ID_COLUMN].strip(), resolve(row[PET_COLUMN]), resolve(row[CT_COLUMN])) for row in rows]
+    """``(patient_id, pet path, ct path)`` per row of the checked table; None where a row has no such image."""
+    frame = read_cohort(cohort_csv, require_outcome=False, need_images=True)
+    columns = [schema.ID_COLUMN, schema.PET_COLUMN, schema.CT_COLUMN]
+    return [(pid, Path(pet) if pet else None, Path(ct) if ct else None)
+            for pid, pet, ct in frame[columns].itertuples(index=False)]
 
 
 def _prepared_arrays(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig) -> dict[str, np.ndarray]:
@@ -374,6 +262,8 @@ def preprocess_cohort(cohort_csv: Path, config: PreprocessConfig, *, cache_dir: 
 
     With ``cache_dir`` each case is stored as ``.npz`` keyed by :func:`case_cache_key` and reused.
     A problem with one case raises :class:`InputError` naming the patient.
+    ``progress``: one line per patient on stderr. Independently, one :func:`pfs_core.progress.emit`
+    line per patient (stage "preprocessing") goes to the progress file when one is open.
     """
     cohort_csv = Path(cohort_csv)
     rows = _cohort_rows(cohort_csv)
@@ -387,6 +277,7 @@ def preprocess_cohort(cohort_csv: Path, config: PreprocessConfig, *, cache_dir: 
     for i, (patient, pet_path, ct_path) in enumerate(rows):
         if progress:
             sys.stderr.write(f"preprocessing {i + 1}/{n}: {patient}\n")
+        emit("preprocessing", i, n)
         try:
             arrays = _cached_case(pet_path, ct_path, config, cache)
         except InputError as exc:
@@ -396,13 +287,14 @@ def preprocess_cohort(cohort_csv: Path, config: PreprocessConfig, *, cache_dir: 
                 getattr(tensors, name)[i] = arrays[name]
                 has[i] = True
         tensors.pet_suv_max[i] = arrays["pet_suv_max"]
+    emit("preprocessing", n, n)
     return tensors
 
 
 def _cached_case(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig,
                  cache: ArrayCache | None) -> dict[str, np.ndarray]:
     if pet_path is None and ct_path is None:
-        raise InputError(f"both {PET_COLUMN} and {CT_COLUMN} are empty; give at least one image")
+        raise InputError(f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; give at least one image")
     for path in (pet_path, ct_path):
         if path is not None and not path.exists():
             raise InputError(f"{path}: file or folder not found (paths are relative to the cohort CSV's folder)")

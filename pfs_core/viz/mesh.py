@@ -9,7 +9,7 @@ padded by one voxel below the level so surfaces that touch the edge of the
 field of view are closed (capped at the outermost voxel centres).
 
 Triangle budgets are hard limits: a surface far over its budget is contoured
-on a block-averaged grid, then reduced with VTK quadric clustering (fast and
+on a block-averaged grid (scikit-image ``block_reduce``), then reduced with VTK quadric clustering (fast and
 robust, also on noise) until it fits. ``pyvista`` is imported only when a
 function needs it, so :class:`Mesh` is cheap to import (:mod:`pfs_core.viz.scene`).
 """
@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pyvista as pv
 from scipy import ndimage
+from skimage.measure import block_reduce
 from vtkmodules.vtkFiltersCore import vtkQuadricClustering
 
 from pfs_core.errors import InputError
@@ -189,7 +190,7 @@ def body_surface(ct: np.ndarray, affine: np.ndarray, *, level_hu: float = -300.0
     _check_level(level_hu, "level_hu")
     _check_budget(max_triangles)
     factors = _factors_for_voxels(volume.shape, _spacing(affine), BODY_MAX_VOXELS)
-    fraction, transform = _block_fraction(volume > level_hu, factors)  # NaN counts as air
+    fraction, transform = _block_mean(volume > level_hu, factors)  # NaN counts as air
     affine = affine @ transform
     solid = fraction > 0.5
     if not solid.any():
@@ -440,42 +441,22 @@ def _fit_budget(mesh: Mesh, max_triangles: int) -> Mesh:
 
 
 def _block_mean(volume: np.ndarray, factors: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Average ``volume`` over blocks of ``factors`` voxels (edge-padded).
+    """Mean of ``volume`` over blocks of ``factors`` voxels, float32 (of a bool mask: the fraction of True).
 
-    Returns the coarse volume and the 4x4 map from its voxel indices to the
-    original voxel indices (block centres).
+    Returns the coarse volume and the 4x4 map from its voxel indices to the original voxel indices (block
+    centres). The grid is edge-padded to whole blocks first: ``block_reduce`` would pad with a constant,
+    which pulls the last blocks toward it and moves a surface that leaves the field of view.
     """
-    transform = np.eye(4)
     if all(f == 1 for f in factors):
-        return volume, transform
+        return np.asarray(volume, dtype=np.float32), np.eye(4)
     pad = [(0, (-n) % f) for n, f in zip(volume.shape, factors, strict=True)]
     padded = np.pad(volume, pad, mode="edge") if any(p[1] for p in pad) else volume
-    coarse = np.asarray(padded, dtype=np.float32)
-    for axis, f in enumerate(factors):  # one axis at a time: each pass shrinks the next one's input
-        if f > 1:
-            shape = list(coarse.shape)
-            shape[axis:axis + 1] = [shape[axis] // f, f]
-            coarse = coarse.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
+    coarse = block_reduce(padded, factors, func=np.mean, func_kwargs={"dtype": np.float32})
+    transform = np.eye(4)
     for axis, f in enumerate(factors):
         transform[axis, axis] = f
         transform[axis, 3] = (f - 1) / 2.0
     return coarse, transform
-
-
-def _block_fraction(mask: np.ndarray, factors: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Fraction (float32, 0–1) of True voxels per block of ``factors`` (edge-padded), and the index map of
-    :func:`_block_mean`. Counts are summed in small integers to spare memory on large grids."""
-    if all(f == 1 for f in factors):
-        return mask.astype(np.float32), np.eye(4)
-    pad = [(0, (-n) % f) for n, f in zip(mask.shape, factors, strict=True)]
-    counts = np.pad(mask, pad, mode="edge").view(np.uint8) if any(p[1] for p in pad) else mask.view(np.uint8)
-    for axis, f in enumerate(factors):
-        if f > 1:
-            shape = list(counts.shape)
-            shape[axis:axis + 1] = [shape[axis] // f, f]
-            counts = counts.reshape(shape).sum(axis=axis + 1, dtype=np.uint16)
-    _, transform = _block_mean(np.zeros((1, 1, 1), np.float32), factors)
-    return (counts / float(np.prod(factors))).astype(np.float32), transform
 
 
 def _factors_for_voxels(shape: tuple[int, ...], spacing: np.ndarray, max_voxels: int) -> tuple[int, int, int]:

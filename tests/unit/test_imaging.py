@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from pfs_core.io import load_ct, load_pet, world_overlap
+from pfs_core.io.nifti import read_nifti_data
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 pytestmark = [
@@ -27,6 +28,17 @@ def test_totalseg_nifti_ct_has_plausible_hu_and_ras_geometry():
     assert np.percentile(ct.data, 1) < -950  # air
     liver = nib.load(REAL / "totalseg_ct" / "organs" / "liver.nii.gz").get_fdata() > 0.5
     assert 30 < np.median(ct.data[liver]) < 90  # liver soft tissue, HU
+
+
+@pytest.mark.parametrize("relative", ["totalseg_ct/example_ct.nii.gz", "ibsi_sts_fdg/STS_001/CT_image.nii.gz",
+                                      "ibsi_sts_fdg/STS_001/PET_image.nii.gz"])
+def test_real_nifti_voxels_and_affine_are_nibabels(relative):
+    image = nib.load(REAL / relative)
+    expected = image.get_fdata(dtype=np.float32)
+    read = read_nifti_data(REAL / relative)
+    np.testing.assert_array_equal(read.data, expected)
+    np.testing.assert_array_equal(read.affine, image.affine)
+    assert read.value_range == (float(expected.min()), float(expected.max()))
 
 
 def test_totalseg_dicom_ct_geometry_matches_image_position_patient():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from pfs_core.errors import InputError
-from pfs_core.io import check_overlap, load_ct, load_pet
+from pfs_core.io import check_overlap, load_ct, load_pet, nifti
+from pfs_core.io.nifti import read_nifti_data
 from pfs_core.preprocessing.model_grid import load_case
 
 
@@ -132,3 +134,96 @@ def test_pet_and_ct_that_do_not_overlap_are_refused(tmp_path):
     near[:3, 3] = [12.0, 0.0, 0.0]  # half of the 24 mm wide boxes overlap
     pet, ct = load_case(save(tmp_path / "pet_near.nii.gz", pet_data(), near), ct_path)
     assert check_overlap(pet, ct) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("dtype", "slope", "inter", "finite"), [
+    ("<i2", 1.0, 0.0, True), (">i2", 1.0, 0.0, True), ("<u2", 1.0, -1024.0, True), ("<i2", 0.5, 3.0, True),
+    ("u1", 2.0, -10.0, True), ("<i4", 1.0, 0.0, True), ("<f4", 1.0, 0.0, False), (">f4", 1.0, 0.0, False),
+    ("<f8", 1.0, 0.0, False), ("<f4", 2.0, 1.0, False), ("<i2", 1e36, 0.0, False),
+])
+def test_nifti_voxels_are_the_stored_values_times_slope_plus_intercept(tmp_path, monkeypatch, dtype, slope, inter,
+                                                                         finite):
+    """Read in slabs of 1-2 slices here (as a CT is read in slabs of a few MiB), for .nii.gz and .nii alike."""
+    monkeypatch.setattr(nifti, "CHUNK_BYTES", 300)
+    stored = np.random.default_rng(3).integers(0, 200, (12, 10, 9)).astype(dtype)
+    image = nib.Nifti1Image(stored, np.diag([2.0, 2.0, 2.0, 1.0]))
+    image.header.set_data_dtype(np.dtype(dtype))
+    image.header.set_slope_inter(slope, inter)
+    for name in ("image.nii.gz", "image.nii"):
+        nib.save(image, tmp_path / name)
+        read = read_nifti_data(tmp_path / name)
+        assert read.data.dtype == np.float32 and read.data.flags.f_contiguous and read.data.flags.writeable
+        np.testing.assert_allclose(read.data, stored.astype(np.float64) * slope + inter, rtol=1e-6)
+        np.testing.assert_array_equal(read.data, nib.load(tmp_path / name).get_fdata(dtype=np.float32))
+        assert read.value_range == (float(read.data.min()), float(read.data.max()))
+        assert read.finite is finite  # integers whose scaled values all fit in float32
+
+
+def test_damaged_gz_files_are_refused_naming_the_file(tmp_path):
+    data = np.full((30, 20, 10), -1000, dtype=np.int16)
+    data[5:20, 5:15] = 40
+    good = tmp_path / "good.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0])), good)
+    packed = good.read_bytes()
+    plain = gzip.decompress(packed)
+    middle = len(packed) // 2
+    variants = {
+        "half.nii.gz": packed[:middle],
+        "no_trailer.nii.gz": packed[:-4],
+        "flipped_byte.nii.gz": packed[:middle] + bytes([packed[middle] ^ 0xFF]) + packed[middle + 1:],
+        "short_voxels.nii.gz": gzip.compress(plain[:-100]),
+        "header_only.nii.gz": gzip.compress(plain[:352]),
+        "trailing_garbage.nii.gz": packed + b"garbage!",
+        "short_voxels.nii": plain[:-100],
+    }
+    for name, content in variants.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: the image data cannot be read \(\w+: .+\); "
+                                             r"the file is truncated or damaged: copy or export it again$"):
+            read_nifti_data(path)
+    for name, content in {"two_members.nii.gz": gzip.compress(plain[:5000]) + gzip.compress(plain[5000:]),
+                          "trailing_zeros.nii.gz": packed + bytes(16)}.items():
+        (tmp_path / name).write_bytes(content)
+        np.testing.assert_array_equal(read_nifti_data(tmp_path / name).data, data.astype(np.float32))
+
+
+def test_a_header_claiming_too_many_voxels_is_refused_before_any_voxel_is_read(tmp_path):
+    header = nib.Nifti1Header()
+    header.set_data_shape((2048, 2048, 200))  # 3.4 GB of float32 claimed, 100 bytes of voxels given
+    header.set_data_dtype(np.float32)
+    header.set_sform(np.diag([1.0, 1.0, 1.0, 1.0]), code=1)
+    path = tmp_path / "huge.nii.gz"
+    path.write_bytes(gzip.compress(header.binaryblock + bytes(4) + bytes(100)))
+    with raises_naming(path, r"image size 2048x2048x200 voxels is outside 8\.\.2048 per axis \(at most 536870912"):
+        load_ct(path)
+
+
+def test_checks_that_use_the_range_read_with_the_voxels_keep_their_messages(tmp_path):
+    """The checks reuse the (min, max) taken while reading; their conditions and messages stay the same."""
+    pet = pet_data()
+    bad = pet.copy()
+    bad[1, 1, 1], bad[2, 2, 2] = np.nan, np.inf
+    path = save(tmp_path / "bad_pet.nii.gz", bad)
+    with pytest.raises(InputError, match=r"^" + re.escape(f"{path}: 2 voxel(s) are NaN or infinite; replace them")):
+        load_pet(path)
+    ct = ct_data()
+    bad_ct = ct.copy()
+    bad_ct[3, 3, 3] = -np.inf
+    path = save(tmp_path / "bad_ct.nii.gz", bad_ct)
+    with pytest.raises(InputError, match=re.escape(f"{path}: 1 voxel(s) are NaN or infinite")):
+        load_ct(path)
+    path = save(tmp_path / "no_air.nii.gz", ct + 200.0)
+    with pytest.raises(InputError, match=re.escape(f"{path}: no voxel below -900 HU (minimum -800), so there is")):
+        load_ct(path)
+    negative = pet - 3.0
+    low = float(np.percentile(negative.astype(np.float32), 0.1))
+    path = save(tmp_path / "negative.nii.gz", negative)
+    with pytest.raises(InputError, match=re.escape(f"{path}: PET has clearly negative values (0.1th percentile "
+                                                   f"{low:.3g} SUV)")):
+        load_pet(path)
+    slightly = pet.copy()
+    slightly[0, :, :] = -0.45  # minimum above -0.5: accepted without a percentile
+    assert load_pet(save(tmp_path / "slightly.nii.gz", slightly)).data.min() == np.float32(-0.45)
+    slightly[1, 1, 1] = -150.0  # 1 of 1080 voxels below -100 (not a CT), 0.1th percentile -0.45: accepted
+    assert load_pet(save(tmp_path / "one_low.nii.gz", slightly)).data.min() == -150.0

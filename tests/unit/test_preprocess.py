@@ -14,6 +14,8 @@ from pfs_core.config import PreprocessConfig
 from pfs_core.errors import InputError
 from pfs_core.io import Volume, load_ct, load_pet
 from pfs_core.preprocessing.model_grid import (
+    _antialias_sigma,
+    body_centre,
     model_grid_affine,
     preprocess_case,
     preprocess_cohort,
@@ -68,6 +70,68 @@ def test_model_grid_is_centred_and_oriented():
     assert "".join(nib.aff2axcodes(affine)) == "RAS"
     lps = PreprocessConfig(orientation="LPS", spacing_mm=(4.0, 4.0, 4.0), shape=(24, 20, 16))
     assert "".join(nib.aff2axcodes(model_grid_affine(np.zeros(3), lps))) == "LPS"
+
+
+def test_body_centre_is_the_world_centre_of_the_box_above_the_threshold():
+    data = np.full((40, 30, 20), -1000.0, np.float32, order="F")  # nibabel's layout
+    data[5:15, 10:30, 3:8] = 40.0
+    data[20, 2, 12] = -400.0  # one voxel above -500 HU widens the box to i 5..20, j 2..29, k 3..12
+    affine = np.diag([-2.0, -1.5, 3.0, 1.0])
+    affine[:3, 3] = (50.0, 20.0, -30.0)
+    ct = Volume(data, affine, "ct.nii.gz", "CT", "HU")
+    # box centre in voxels (12.5, 15.5, 7.5) → world 50 - 2 * 12.5, 20 - 1.5 * 15.5, -30 + 3 * 7.5 (mm)
+    assert body_centre(ct, -500.0) == pytest.approx([25.0, -3.25, -7.5])
+    assert body_centre(ct, 0.0) == pytest.approx([50 - 2 * 9.5, 20 - 1.5 * 19.5, -30 + 3 * 5.0])  # the box only
+    with pytest.raises(InputError, match=r"^ct.nii.gz: no body found \(no voxel above 100 HU\)"):
+        body_centre(ct, 100.0)
+
+
+def test_a_linear_ramp_is_scaled_clipped_and_resampled_to_its_world_values():
+    """CT linear in world x (6 HU/mm, -200 HU at x = -50 mm, 400 HU at x = 50 mm). The Gaussian (symmetric,
+    normalised) and trilinear interpolation both keep a linear function, so each model voxel holds
+    (HU + 200) / 600 = (x + 50) / 100 at its own world position, clipped to [0, 1]."""
+    shape = (120, 40, 40)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = (-60.0, -20.0, -20.0)
+    x = world_grid(affine, shape)[..., 0]
+    ct = Volume((6.0 * x + 100.0).astype(np.float32), affine, "ramp", "CT", "HU")
+    inside = PreprocessConfig(spacing_mm=(4.0, 4.0, 4.0), shape=(21, 8, 8))  # x -40..40 mm: 10 mm from the clip
+    model_affine = model_grid_affine(np.zeros(3), inside)
+    expected = (world_grid(model_affine, inside.shape)[..., 0] + 50.0) / 100.0
+    smoothed = to_model_grid(ct, low=-200.0, high=400.0, model_affine=model_affine, config=inside)
+    assert smoothed.dtype == np.float32 and smoothed.shape == inside.shape
+    np.testing.assert_allclose(smoothed, expected, atol=1e-5)
+    wide = PreprocessConfig(spacing_mm=(4.0, 4.0, 4.0), shape=(29, 8, 8), antialias=False)  # x -56..56 mm
+    model_affine = model_grid_affine(np.zeros(3), wide)
+    expected = np.clip((world_grid(model_affine, wide.shape)[..., 0] + 50.0) / 100.0, 0.0, 1.0)
+    sharp = to_model_grid(ct, low=-200.0, high=400.0, model_affine=model_affine, config=wide)
+    np.testing.assert_allclose(sharp, expected, atol=1e-5)
+    assert sharp[:2].max() == 0.0 and sharp[-2:].min() == 1.0  # x = ±56, ±52 mm: beyond the window
+
+
+def test_antialiasing_is_a_gaussian_of_sigma_from_the_spacing_ratio_truncated_at_3_sigma():
+    """A one-voxel bright plane at x = 2 mm (1-mm voxels) on a 4-mm grid whose voxels lie at x = 0, ±4, ...
+    sigma = (4 / 1 - 1) / 2 = 1.5 voxels, kernel radius int(3 * 1.5 + 0.5) = 5 voxels: the model voxels
+    2 mm from the plane hold the normalised kernel weight at 2 voxels, those 6 mm away hold 0."""
+    data = np.full((41, 41, 41), -200.0, np.float32)
+    data[22] = 3000.0  # x = 2 mm; bone: clipped to the window (1 after scaling) before the smoothing
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = -20.0
+    ct = Volume(data, affine, "plane", "CT", "HU")
+    config = PreprocessConfig(spacing_mm=(4.0, 4.0, 4.0), shape=(9, 9, 9))  # voxel 4 at x = 0
+    assert _antialias_sigma(ct, config) == pytest.approx([1.5, 1.5, 1.5])
+    weights = np.exp(-np.arange(-5, 6) ** 2 / (2 * 1.5**2))
+    at_two = weights[5 + 2] / weights.sum()  # 0.10936
+    model = to_model_grid(ct, low=-200.0, high=400.0, model_affine=model_grid_affine(np.zeros(3), config),
+                          config=config)
+    np.testing.assert_allclose(model[4], at_two, atol=1e-6)  # x = 0
+    np.testing.assert_allclose(model[5], at_two, atol=1e-6)  # x = 4 mm
+    assert model[[0, 1, 2, 3, 6, 7, 8]].max() == 0.0  # 6 mm and more from the plane
+    unsmoothed = to_model_grid(ct, low=-200.0, high=400.0, model_affine=model_grid_affine(np.zeros(3), config),
+                               config=config, antialias=False)
+    assert unsmoothed.max() == 0.0  # without anti-aliasing the plane falls between the model voxels
+    coarse = Volume(np.zeros((20, 20, 20), np.float32), np.diag([1.0, 2.0, 4.0, 1.0]), "ct", "CT", "HU")
+    assert _antialias_sigma(coarse, config) == pytest.approx([1.5, 0.5, 0.0])  # no smoothing when not finer
 
 
 def test_case_on_model_grid_keeps_world_positions():
@@ -216,5 +280,5 @@ def test_cohort_errors_name_the_patient(tmp_path):
     with pytest.raises(InputError, match=r"cohort.csv, patient x7: .*missing_pet.nii.gz: file or folder not found"):
         preprocess_cohort(csv_path, SMALL, cache_dir=None)
     csv_path.write_text("patient_id,image\nx7,a.nii.gz\n")
-    with pytest.raises(InputError, match=r"cohort.csv: missing column\(s\) pet, ct"):
+    with pytest.raises(InputError, match=r"cohort.csv: missing required column\(s\) pet, ct"):
         preprocess_cohort(csv_path, SMALL, cache_dir=None)

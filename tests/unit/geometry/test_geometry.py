@@ -122,6 +122,26 @@ def test_hotspots_follow_the_suv_level() -> None:
     assert hot.bounds()[1].max() < 11 < both.bounds()[1].max()
 
 
+def test_block_mean_averages_edge_padded_blocks_and_maps_to_their_centres() -> None:
+    volume = np.arange(5 * 4 * 3, dtype=np.float32).reshape(5, 4, 3)  # value 12 i + 3 j + k
+    coarse, transform = geometry._block_mean(volume, (2, 2, 1))
+    assert coarse.shape == (3, 2, 3) and coarse.dtype == np.float32
+    assert coarse[0, 0, 0] == 7.5  # i 0-1, j 0-1: 12 * 0.5 + 3 * 0.5
+    assert coarse[1, 1, 2] == 39.5  # i 2-3, j 2-3, k 2: 12 * 2.5 + 3 * 2.5 + 2
+    assert coarse[2, 0, 1] == 50.5  # i 4 and its edge copy (a zero pad would give 25.25): 48 + 1.5 + 1
+    np.testing.assert_allclose(transform @ [2.0, 1.0, 2.0, 1.0], [4.5, 2.5, 2.0, 1.0])  # the block's centre
+    mask = np.zeros((4, 4, 3), bool)
+    mask[0, 0, 0] = mask[1, 1, 1] = mask[3, 2, 1] = mask[2, 2, 2] = True
+    fraction, transform = geometry._block_mean(mask, (2, 2, 2))
+    assert fraction.dtype == np.float32
+    np.testing.assert_array_equal(fraction[:, :, 0], [[0.25, 0.0], [0.0, 0.125]])  # 2 and 1 of 8 voxels
+    np.testing.assert_array_equal(fraction[:, :, 1], [[0.0, 0.0], [0.0, 0.25]])  # (2, 2, 2) + its k copy: 2 of 8
+    np.testing.assert_allclose(transform @ [0.0, 0.0, 0.0, 1.0], [0.5, 0.5, 0.5, 1.0])
+    same, identity = geometry._block_mean(mask, (1, 1, 1))
+    np.testing.assert_array_equal(same, mask.astype(np.float32))
+    np.testing.assert_array_equal(identity, np.eye(4))
+
+
 def body_phantom() -> tuple[np.ndarray, np.ndarray, float]:
     """CT with an elliptic body (lungs inside, open at the top) and a separate table; returns ct, affine, body volume."""
     shape = (56, 44, 30)
