@@ -101,9 +101,3 @@ def read_nifti_data(path: Path) -> NiftiData:
     finite = _integers_stay_finite(np.dtype(img.get_data_dtype()), getattr(proxy, "slope", np.nan),
                                    getattr(proxy, "inter", np.nan))
     return NiftiData(data=data, affine=affine, finite=finite, value_range=value_range)
-
-
-def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(data, affine)``: float32 ``(I, J, K)`` as stored (scl_slope applied) and the 4x4 RAS affine (mm)."""
-    read = read_nifti_data(path)
-    return read.data, read.affine
