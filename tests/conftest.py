@@ -20,6 +20,12 @@ import pytest
 for _name in ("PFS_CORE_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
+# With a CUDA build of torch (what pip installs on Python 3.12), the first optimiser imports triton, whose
+# bundled LLVM crashes the process (segmentation fault) when VTK's off-screen renderer (Mesa llvmpipe) was
+# loaded first; the other order is fine. The product never renders and trains in one process; an xdist
+# worker does, so torch's compiler stack (and triton, where installed) is loaded before any test runs.
+import torch._dynamo  # noqa: E402, F401
+
 MODEL_FIXTURES = Path(__file__).resolve().parent / "unit" / "models"
 if str(MODEL_FIXTURES) not in sys.path:
     sys.path.insert(0, str(MODEL_FIXTURES))
