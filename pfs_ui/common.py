@@ -21,6 +21,7 @@ import streamlit as st
 
 from pfs_core import DISCLAIMER
 from pfs_core.errors import PfsError
+from pfs_core.io.cohort import read_cohort
 
 # Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
 # page paints before they load (pfs_ui.common warms them up in the background).
@@ -72,11 +73,8 @@ def load_bundle_ui(path: Path) -> Any:
 
 @st.cache_data(show_spinner=False)
 def sample_cases(folder: str = str(SAMPLE_DIR)) -> pd.DataFrame:
-    """The shipped demonstration cases (cohort.csv of sample_data/, image paths made absolute)."""
-    frame = pd.read_csv(Path(folder) / "cohort.csv")
-    for column in ("pet", "ct"):
-        frame[column] = [str(Path(folder) / p) for p in frame[column]]
-    return frame
+    """The shipped demonstration cases (cohort.csv of sample_data/, checked; image paths absolute)."""
+    return read_cohort(Path(folder) / "cohort.csv")
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pfs_core import schema
 from pfs_core.errors import InputError, UsageError
+from pfs_core.io.cohort import read_cohort
 from pfs_core.jobs.runs import FINISHED, list_runs, run_status
 from pfs_core.metrics import short_pfs_label
 from pfs_core.results.published import published
@@ -123,9 +124,11 @@ def _outcomes(folder: Path, doc: dict[str, Any], oof: pd.DataFrame) -> tuple[pd.
         return oof[columns].drop_duplicates(schema.ID_COLUMN).reset_index(drop=True), "oof_predictions.csv"
     path = _find_cohort(folder, doc)
     if path is not None:
-        table = pd.read_csv(path, dtype={schema.ID_COLUMN: str})
-        if set(columns) <= set(table.columns):
-            return table[columns].reset_index(drop=True), str(path)
+        try:
+            table = read_cohort(path)
+        except InputError as exc:
+            return None, f"outcomes not readable: {exc}"
+        return table[columns].reset_index(drop=True), str(path)
     return None, (f"outcomes not found: no {OUTCOMES_FILE} in {folder}, oof_predictions.csv has no "
                   f"{schema.TIME_COLUMN}/{schema.EVENT_COLUMN} columns and the cohort table "
                   f"{doc.get('cohort_csv') or '(not named)'} is not on this machine")
