@@ -1,6 +1,7 @@
-"""Image input: NIfTI / DICOM / zipped DICOM → validated :class:`Volume` in HU or SUVbw.
+"""Reading what users give: NIfTI / DICOM / zipped DICOM → validated :class:`Volume` (HU or SUVbw), cohort tables, labs.
 
-See ``docs/input.md`` for the accepted formats, SUV rules and validation rules.
+The one cohort-table reader is :mod:`pfs_core.io.cohort`, the one lab parser :mod:`pfs_core.io.labs`;
+``docs/input.md`` lists the accepted formats, SUV rules and validation rules.
 """
 
 from pfs_core.io.load import PET_UNITS, PetUnits, load_ct, load_pet
