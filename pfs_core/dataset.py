@@ -107,7 +107,6 @@ def load_cohort_data(
 
 def _attach_images(data: CohortData, frame: pd.DataFrame, *, cohort_csv: Path, cache_dir: Path | None,
                    progress: bool) -> None:
-
     tensors = preprocess_cohort(cohort_csv, data.preprocess, cache_dir=cache_dir, progress=progress)
     position = {str(pid): i for i, pid in enumerate(tensors.patient_ids)}
     order = np.asarray([position[str(pid)] for pid in data.patient_ids], dtype=int)

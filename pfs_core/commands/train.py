@@ -38,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-
     from pfs_core.dataset import load_cohort_data
     from pfs_core.models.device import resolve_device
     from pfs_core.models.provenance import is_simulated, runtime_info

@@ -178,7 +178,6 @@ def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, devi
 
 def _tree_shap(members: Sequence[FittedModel], labs: pd.DataFrame,
                columns: Sequence[str]) -> tuple[np.ndarray, float, float]:
-
     per_fold, bases, outputs = [], [], []
     for member in members:
         assert member.tabular is not None
@@ -204,7 +203,6 @@ def _group_to_raw(values: np.ndarray, feature_names: Sequence[str], columns: Seq
 
 def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], *, background: pd.DataFrame,
                  device: Any, n_samples: int, seed: int) -> tuple[np.ndarray, float, float]:
-
     predict_labs = lab_value_function(bundle, data, device=device)
 
     def model(matrix: np.ndarray) -> np.ndarray:
@@ -253,8 +251,6 @@ def _sklearn_lab_function(members: Sequence[FittedModel], data: CohortData) -> C
 
 def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
                         device: Any) -> Callable[[pd.DataFrame], np.ndarray]:
-
-
     device = device or resolve_device()
     image_parts = []
     for member in members:

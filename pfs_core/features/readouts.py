@@ -113,7 +113,6 @@ def liver_hu(hu: torch.Tensor) -> torch.Tensor:
 
 
 def _dilate(mask: torch.Tensor, size: int = 3) -> torch.Tensor:
-
     return functional.max_pool3d(mask, size, 1, size // 2)
 
 

@@ -52,7 +52,8 @@ def sklearn_features(spec: ModelSpec, data: CohortData, tabular: TabularParams |
 
 def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
                   device: torch.device) -> dict[str, torch.Tensor | None]:
-
+    """Network inputs of rows ``idx``: ``lab`` (B, F), ``pet``/``ct`` (B, 1, D, H, W) in [0, 1] and
+    ``pet_present``/``ct_present`` (B,) flags; None for an input the model does not use."""
     spec = model.spec
     out: dict[str, torch.Tensor | None] = {"pet": None, "ct": None, "lab": None}
     if spec.use_lab and model.tabular is not None:
@@ -68,7 +69,6 @@ def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
 
 
 def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> np.ndarray:
-
     return torch.sigmoid(torch_logits(model, data, device=device, batch_size=batch_size)).cpu().numpy().astype(float)
 
 

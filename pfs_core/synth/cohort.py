@@ -86,7 +86,6 @@ class _Task:
 
 
 def _render_task(task: _Task) -> None:
-
     write_images(draw_attributes(task.attr_seed), task.image_seed, Path(task.images_dir), task.patient_id)
 
 

@@ -46,7 +46,6 @@ def _cache_dir() -> Path:
 
 
 def _compute(indices: range) -> np.ndarray:
-
     streams = patient_streams(REF_SEED, N_REF)
     return np.array([draw_attributes(streams[i][0]).raw for i in indices], dtype=np.float64)
 

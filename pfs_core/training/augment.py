@@ -26,7 +26,6 @@ class Augmenter:
     """
 
     def __init__(self, config: TrainConfig, *, seed: int, shape: Sequence[int] | None = None) -> None:
-
         r, t = config.rotate_rad, config.translate_vox
         self.affine = RandAffine(prob=1.0, rotate_range=(r, r, r), translate_range=(t, t, t),
                                  padding_mode="zeros", mode="bilinear",
@@ -37,7 +36,6 @@ class Augmenter:
         self.jitter = config.intensity_jitter
 
     def __call__(self, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
-
         names = [n for n in ("pet", "ct") if inputs.get(n) is not None]
         if not names:
             return inputs

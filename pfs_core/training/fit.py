@@ -71,7 +71,6 @@ def fit_model(
 
 def _fit_sklearn(spec: ModelSpec, data: CohortData, tabular: TabularParams | None, *, config: TrainConfig,
                  seed: int) -> FittedModel:
-
     x = sklearn_features(spec, data, tabular)
     y = data.label.astype(int)
     info: dict[str, Any] = {"n_features": int(x.shape[1])}
@@ -137,7 +136,6 @@ def _fit_torch(
     progress: bool,
     cache_dir: Path | None,
 ) -> FittedModel:
-
     seed_everything(seed)
     net = build_fusion_net(spec, config, tabular, data.preprocess)
     info: dict[str, Any] = {}
