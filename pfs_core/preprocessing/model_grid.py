@@ -125,6 +125,41 @@ def _crop_to_view(image: MetaTensor, volume: Volume, model_affine: np.ndarray, c
     return SpatialCrop(roi_start=start.tolist(), roi_end=end.tolist())(image)  # type: ignore[return-value]
 
 
+def scale_and_smooth(data: torch.Tensor, *, low: float, high: float, sigma: list[float]) -> np.ndarray:
+    """``data`` (I, J, K) clipped to [low, high] and scaled to [0, 1] (MONAI ``ScaleIntensityRange``), then
+    smoothed by scipy's ``gaussian_filter`` (edges ``nearest``, truncated at :data:`GAUSSIAN_TRUNCATE` sigma)
+    where a sigma is > 0; float32, C-ordered.
+
+    With more than one torch thread, the two halves of the axis with the least relative kernel overlap
+    are done on two threads (scipy releases the GIL), each with the kernel radius of the other half
+    beside it: every output voxel sees the same inputs in the same order as in one call, so the values
+    are the same (tested), in about half the time for a clinical CT.
+    """
+    scale = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
+
+    def one_call(part: torch.Tensor) -> np.ndarray:
+        scaled = np.asarray(scale(part), dtype=np.float32)
+        if max(sigma) <= 0:
+            return np.ascontiguousarray(scaled)
+        return gaussian_filter(scaled, sigma=sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+
+    radii = [int(GAUSSIAN_TRUNCATE * s + 0.5) for s in sigma]
+    axis = int(np.argmin([r / n for r, n in zip(radii, data.shape, strict=True)]))
+    n, radius = data.shape[axis], radii[axis]
+    if torch.get_num_threads() < 2 or n < 4 * (radius + 1):
+        return one_call(data)
+
+    def half(bounds: tuple[int, int]) -> np.ndarray:
+        lo, hi = bounds
+        start, stop = max(0, lo - radius), min(n, hi + radius)
+        done = one_call(data[(slice(None),) * axis + (slice(start, stop),)])
+        return done[(slice(None),) * axis + (slice(lo - start, hi - start),)]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(half, [(0, n // 2), (n // 2, n)]))
+    return np.ascontiguousarray(np.concatenate(parts, axis=axis))
+
+
 def to_model_grid(volume: Volume, *, low: float, high: float, model_affine: np.ndarray,
                   config: PreprocessConfig, antialias: bool | None = None) -> np.ndarray:
     """``volume`` clipped to [low, high] (HU or SUV), scaled to [0, 1] and resampled onto the model grid.
@@ -140,13 +175,8 @@ def to_model_grid(volume: Volume, *, low: float, high: float, model_affine: np.n
     cropped = _crop_to_view(image, volume, model_affine, config, margin=margin)
     if cropped is None:
         return np.zeros(config.shape, dtype=np.float32)
-    scaled = np.asarray(ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(cropped)[0])
-    # Both branches give a C-ordered array: MONAI's resampling copies a Fortran-ordered one first (20x slower
-    # on a 512x512x300 CT, measured in issue 3); gaussian_filter always returns a new C-ordered array.
-    if max(sigma) > 0:
-        scaled = gaussian_filter(scaled, sigma=sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
-    else:
-        scaled = np.ascontiguousarray(scaled)
+    # C-ordered: MONAI's resampling copies a Fortran-ordered array first (20x slower on a 512x512x300 CT).
+    scaled = scale_and_smooth(cropped.as_tensor()[0], low=low, high=high, sigma=sigma)
     resample = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=np.float32)
     out = resample(MetaTensor(torch.from_numpy(scaled)[None], affine=cropped.affine),
                    dst_affine=torch.as_tensor(model_affine), spatial_size=config.shape)

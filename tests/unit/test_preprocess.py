@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import map_coordinates
 
 from pfs_core.config import PreprocessConfig
@@ -282,3 +283,26 @@ def test_cohort_errors_name_the_patient(tmp_path):
     csv_path.write_text("patient_id,image\nx7,a.nii.gz\n")
     with pytest.raises(InputError, match=r"cohort.csv: missing required column\(s\) pet, ct"):
         preprocess_cohort(csv_path, SMALL, cache_dir=None)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("sigma", [[4.5, 1.0, 1.5], [0.0, 0.0, 0.0]])
+def test_two_thread_scaling_and_smoothing_equal_one_call_each(threads, sigma):
+    from monai.transforms import ScaleIntensityRange
+    from scipy.ndimage import gaussian_filter
+
+    from pfs_core.preprocessing.model_grid import GAUSSIAN_TRUNCATE, scale_and_smooth
+
+    rng = np.random.default_rng(3)
+    data = np.asfortranarray(rng.normal(0.0, 300.0, size=(61, 40, 37)).astype(np.float32))  # HU, as nibabel reads
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = scale_and_smooth(torch.from_numpy(data), low=-200.0, high=400.0, sigma=sigma)
+    finally:
+        torch.set_num_threads(previous)
+    expected = np.asarray(ScaleIntensityRange(a_min=-200.0, a_max=400.0, b_min=0.0, b_max=1.0, clip=True)(data))
+    if max(sigma) > 0:
+        expected = gaussian_filter(expected, sigma=sigma, mode="nearest", truncate=GAUSSIAN_TRUNCATE)
+    np.testing.assert_array_equal(out, expected)
+    assert out.flags["C_CONTIGUOUS"] and out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
