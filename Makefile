@@ -44,6 +44,7 @@ run: install
 lint: install-dev
 	$(VENV)/bin/ruff check pfs_core pfs_ui tests pages app.py benchmarks
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # Two pytest-xdist workers, one test file each at a time (module fixtures are built once), one torch
 # thread per worker (tests/conftest.py); docs/testing.md has the figures.

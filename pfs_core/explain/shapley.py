@@ -266,7 +266,8 @@ def _torch_lab_function(members: Sequence[FittedModel], data: CohortData, *,
             for member, images in zip(members, image_parts, strict=True):
                 assert member.net is not None and member.tabular is not None and member.net.lab_branch is not None
                 lab = torch.from_numpy(member.tabular.transform(frame)).to(device)
-                embedded = {"lab": member.net.lab_branch(lab), **{k: p.expand(len(frame), -1) for k, p in images.items()}}
+                embedded: dict[str, torch.Tensor] = {"lab": member.net.lab_branch(lab),
+                                                     **{k: p.expand(len(frame), -1) for k, p in images.items()}}
                 logits = member.net.fuse(embedded, lab)[:, 0]
                 probs.append(torch.sigmoid(logits).cpu().numpy())
         return np.mean(probs, axis=0).astype(np.float64)

@@ -134,6 +134,9 @@ class ImageBranch(nn.Module):
     CNN trained on ~100-400 outcome labels does not find by itself: docs/models.md).
     """
 
+    readout_mean: torch.Tensor  # buffers (B, n_readout) statistics of the training read-outs
+    readout_std: torch.Tensor
+
     def __init__(
         self,
         spatial_dims: int = 3,

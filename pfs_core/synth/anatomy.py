@@ -169,8 +169,8 @@ def _deformation(rng: np.random.Generator) -> CurlDeformation:
     amp = disp / k.mean(axis=1)
     return CurlDeformation(
         tuple(float(a) for a in amp),  # type: ignore[arg-type]
-        tuple(tuple(float(v) for v in row) for row in k),
-        tuple(tuple(float(v) for v in row) for row in phase),
+        tuple(tuple(float(v) for v in row) for row in k),  # type: ignore[misc]
+        tuple(tuple(float(v) for v in row) for row in phase),  # type: ignore[misc]
     )
 
 

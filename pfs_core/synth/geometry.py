@@ -98,7 +98,7 @@ class Ellipsoid:
         return Ellipsoid(
             tuple(float(v) for v in centre),  # type: ignore[arg-type]
             tuple(float(v) for v in radii),  # type: ignore[arg-type]
-            tuple(tuple(float(v) for v in row) for row in r),  # type: ignore[arg-type]
+            tuple(tuple(float(v) for v in row) for row in r),  # type: ignore[arg-type,misc]
         )
 
     def local(self, ux: Array, uy: Array, uz: Array) -> tuple[Array, Array, Array]:

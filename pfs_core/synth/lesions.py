@@ -207,7 +207,7 @@ def draw_lesions(rng: np.random.Generator, anat: Anatomy, *, primary_site: str, 
         for d in diam:
             shape = _ellipsoid(rng, np.zeros(3), float(d))
             r_max = max(shape.radii)
-            for i in np.flatnonzero(cand_ok & ~used):
+            for i in map(int, np.flatnonzero(cand_ok & ~used)):
                 p = cand_p[i]
                 if not (z_lo + r_max + 6.0 <= p[2] <= z_hi - r_max - 6.0):
                     continue

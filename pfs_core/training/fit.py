@@ -139,7 +139,7 @@ def _fit_torch(
     seed_everything(seed)
     net = build_fusion_net(spec, config, tabular, data.preprocess)
     info: dict[str, Any] = {}
-    groups = [{"params": list(net.parameters()), "lr": config.lr}]
+    groups: list[dict[str, Any]] = [{"params": list(net.parameters()), "lr": config.lr}]
     if spec.pretrained_ct:
         info["pretrain"] = _pretrain_ct(net, data, config=config, seed=seed, device=device, progress=progress,
                                         cache_dir=cache_dir)
@@ -197,8 +197,10 @@ def _fit_wide(model: FittedModel, train: CohortData, *, seed: int, device: torch
     with torch.no_grad():
         net.wide.weight.copy_(torch.from_numpy(coef.astype(np.float32))[None])
         net.wide.bias.fill_(intercept)
-        net.head.mlp[-1].weight.zero_()
-        net.head.mlp[-1].bias.zero_()
+        last = net.head.mlp[-1]
+        assert isinstance(last, torch.nn.Linear)
+        last.weight.zero_()
+        last.bias.zero_()
     net.wide.requires_grad_(False)
     return {**info, "blocks": list(blocks), "inputs": int(design.shape[1])}
 
