@@ -180,6 +180,18 @@ def test_good_rows_written_for_the_commands(cohort_dir, tmp_path):
     assert not path.exists()
 
 
+def test_read_cohort_refuses_a_bad_row_naming_it(cohort_dir, tmp_path):
+    from pfs_core.io.cohort import read_cohort
+
+    def implausible(frame: pd.DataFrame) -> None:
+        frame.loc[4, "chromogranin_a"] = "123456789"  # spreadsheet row 6
+
+    with pytest.raises(InputError, match=r"row 6 \(chromogranin_a\): outside the plausible range.*pfs_core validate"):
+        read_cohort(_edited(cohort_dir, tmp_path, implausible))
+    table = read_cohort(cohort_dir / "cohort.csv", need_images=True)  # the unedited table reads
+    assert len(table) == N and all(Path(p).is_absolute() for p in table["pet"])
+
+
 def test_validate_command_exit_codes(cohort_dir, tmp_path, capsys):
     assert main(["validate", "--cohort", str(cohort_dir / "cohort.csv"), "--no-progress"]) == 0
     bad = _edited(cohort_dir, tmp_path, _two_bad_rows)
