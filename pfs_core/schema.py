@@ -96,3 +96,16 @@ def to_model_unit(name: str, value: float, unit: str) -> float:
             return value * choice.factor
     known = ", ".join([feature.unit, *(c.unit for c in feature.alt_units)])
     raise ValueError(f"unknown unit {unit!r} for {name}; use one of: {known}")
+
+# Simulator ground truth (``ground_truth.csv`` beside a simulated cohort.csv; read by the benchmark's
+# reference rows). The true probability of PFS <= 12 months, and the true per-patient image quantities
+# that the true risk's PET and CT parts are functions of (docs/simulator.md, "True risk").
+TRUTH_FILE = "ground_truth.csv"
+TRUTH_PROBABILITY_COLUMN = "p_short_pfs_true"
+ORACLE_IMAGE_COLUMNS = (
+    "tumour_to_liver_ratio",  # volume-weighted viable-uptake ratio of SSTR-positive lesions; empty when none
+    "necrotic_fraction",  # necrotic share of the SSTR-positive lesion volume (0..1)
+    "sstr_negative_volume_ml",  # volume of SSTR-negative lesions (ml)
+    "liver_tumour_fraction",  # lesion volume in the liver over liver volume (0..1)
+    "tumour_volume_ml",  # total lesion volume (ml)
+)

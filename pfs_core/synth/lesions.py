@@ -35,8 +35,17 @@ N_CANDIDATES = 96  # placement candidates per site
 class Lesion:
     """One lesion (patient frame, mm).
 
-    ``ct_hu`` is absolute HU, except for liver lesions where it is the difference
-    to the patient's liver attenuation (``ct_relative``).
+    Uptake profile (SUVbw, before the PET blur) with normalised radius ``rho`` (0 at the
+    centre, 1 on the ellipsoid surface): ``core_suv`` for ``rho < necrotic_radius``
+    (necrotic core; 0 = none), else ``suv * (1 - gradient * (1 - rho))`` (viable tissue,
+    ``suv`` at the rim; ``gradient`` in [0, 1) lowers the uptake towards the centre).
+    ``tlr`` is ``suv`` over the patient's liver SUV (the viable peak ratio).
+
+    CT: ``ct_hu`` (unenhanced) and ``ct_hu_pv`` (portal-venous phase) of the viable
+    part are absolute HU, except for liver lesions (``ct_relative``) where they are the
+    difference to the liver parenchyma in the same phase. ``core_hu`` is the absolute
+    HU of the necrotic core (no enhancement). ``ct_visible`` False = CT-occult (marrow
+    lesion): the CT keeps the surrounding tissue.
     """
 
     label: int
@@ -47,6 +56,12 @@ class Lesion:
     sstr_negative: bool
     ct_hu: float
     ct_relative: bool
+    ct_hu_pv: float = 0.0
+    necrotic_radius: float = 0.0
+    core_suv: float = 0.0
+    core_hu: float = 20.0
+    gradient: float = 0.0
+    ct_visible: bool = True
 
     @property
     def volume_ml(self) -> float:
@@ -55,6 +70,23 @@ class Lesion:
     @property
     def centre(self) -> tuple[float, float, float]:
         return self.shape.centre
+
+    @property
+    def necrotic_fraction(self) -> float:
+        """Volume fraction of the necrotic core (``necrotic_radius**3``)."""
+        return self.necrotic_radius**3
+
+    @property
+    def suv_mean(self) -> float:
+        """Mean true uptake over the lesion volume (SUVbw), exact for the profile above."""
+        c, g = self.necrotic_radius, self.gradient
+        viable = self.suv * ((1.0 - g) * (1.0 - c**3) + 0.75 * g * (1.0 - c**4))
+        return viable + self.core_suv * c**3
+
+    def uptake(self, rho: Array) -> Array:
+        """True uptake (SUVbw) at normalised radius ``rho`` (array, 0..1)."""
+        viable = self.suv * (1.0 - self.gradient * (1.0 - rho))
+        return np.where(rho < self.necrotic_radius, self.core_suv, viable)
 
 
 @dataclass(frozen=True)
