@@ -27,6 +27,7 @@ except PfsError as exc:
 
 view.render_header(output)
 view.render_table(output)
+view.render_paired(output)
 st.subheader("Curves")
 view.render_curves(output)
 st.subheader("Cohort-level explanation of a model bundle")

@@ -43,19 +43,51 @@ def render_header(output: Any) -> None:
 
 
 def render_table(output: Any) -> None:
-    """Metrics (mean ± sd over repeats) of this benchmark and the published AUROC/AUPRC, side by side."""
-    from pfs_core.results.comparison import metrics_table
+    """Metrics (mean ± sd over repeats) of this benchmark and the published AUROC/AUPRC, side by side;
+    reference rows (simulated cohorts) below the models, marked in the first column."""
+    from pfs_core.results.comparison import REFERENCE_ROW, metrics_table
 
     origin = "simulated" if output.simulated else "this cohort"
     table = metrics_table(output)
+    table["kind"] = table["kind"].map(lambda kind: "REFERENCE (not a model)" if kind == REFERENCE_ROW else "model")
     config = {label: st.column_config.TextColumn(f"{label} ({origin})") for label in ("AUROC", "AUPRC", "Brier",
                                                                                       "C-index")}
+    config["kind"] = st.column_config.TextColumn("row", help="model of the study, or a reference row (not a model)")
     config |= {"published AUROC": st.column_config.TextColumn(f"AUROC (published, {SHORT_CITATION})"),
                "published AUPRC": st.column_config.TextColumn("AUPRC (published)")}
     st.dataframe(table, hide_index=True, column_config=config, key="metrics_table")
     st.caption(f"Left: this benchmark, mean ± sd over repeats (Brier: lower is better). Right: published "
                f"figures of real patients ({COHORT}) — {CITATION} The two are not the same cohort and are not "
                "directly comparable.")
+    if output.references:
+        st.caption("REFERENCE rows are not models: fixed yardsticks fitted on the same splits from the "
+                   "simulator's ground truth — a logistic regression on the labs (ref_labs), on the labs and the "
+                   "image read-outs (ref_readouts), on the labs and the true image quantities (ref_oracle), and the "
+                   "true probability itself (ref_bayes, the most any model can reach).")
+
+
+def render_paired(output: Any) -> None:
+    """Paired ΔAUROC of each model against each reference and the best single-modality model (error bars),
+    when this benchmark has them (outputs written before them show nothing)."""
+    from pfs_core.results.comparison import paired_delta_table
+    from pfs_core.viz import curves
+
+    table = paired_delta_table(output)
+    if table.empty:
+        return
+    method = output.doc.get("paired_delta_auroc_method", {})
+    st.subheader("Paired differences in AUROC")
+    _plot(lambda: curves.paired_delta_figure(output.doc["paired_delta_auroc"]))
+    st.caption(f"AUROC of the model minus that of the comparator on the same patients (OOF probability averaged "
+               f"over repeats, {method.get('n_patients', '?')} labelled patients); bars: 95 % interval of "
+               f"{method.get('n_boot', '?')} patient-bootstrap resamples. Best single-modality model: "
+               f"{output.doc.get('best_single_modality') or 'none'}. P(Δ ≤ 0): share of resamples where the model "
+               "did not rank better.")
+    config = {"delta": st.column_config.NumberColumn("Δ AUROC", format="%+.3f"),
+              "low": st.column_config.NumberColumn("2.5 %", format="%+.3f"),
+              "high": st.column_config.NumberColumn("97.5 %", format="%+.3f"),
+              "p_le_0": st.column_config.NumberColumn("P(Δ ≤ 0)", format="%.3f")}
+    st.dataframe(table, hide_index=True, column_config=config, key="paired_table")
 
 
 def render_curves(output: Any) -> None:

@@ -15,6 +15,10 @@ HELP = "Repeated cross-validation of the model comparison on a cohort."
 DESCRIPTION = (
     "Repeated stratified k-fold cross-validation of the models of the study on one cohort, all on the same "
     "splits: writes results.json, results.md, oof_predictions.csv, outcomes.csv and plotly HTML figures to --out. "
+    "With the simulator's ground_truth.csv beside the cohort, reference rows (logistic regressions on the labs, "
+    "the image read-outs and the true image quantities, and the true probability) are added on the same splits. "
+    "Every model gets a paired ΔAUROC with a patient-bootstrap interval against each reference and the best "
+    "single-modality model. "
     f"Models: {', '.join(MODEL_NAMES)} (or 'all')."
 )
 
@@ -38,6 +42,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     from pfs_core.models.provenance import is_simulated
     from pfs_core.models.registry import resolve_models
     from pfs_core.training.benchmark import benchmark_meta, run_benchmark, write_results
+    from pfs_core.training.references import read_ground_truth
 
     specs = resolve_models(args.models)
     preprocess, config = options.configs_from_args(args)
@@ -48,11 +53,17 @@ def _benchmark(args: argparse.Namespace) -> int:
     meta = benchmark_meta(command=options.command_line(args), cohort_csv=str(args.cohort), config=config,
                           preprocess=preprocess, device=device, simulated=is_simulated(args.cohort))
     result = run_benchmark(data, specs, folds=args.folds, repeats=args.repeats, seed=args.seed, config=config,
-                           device=device, progress=not args.no_progress, cache_dir=cache_dir)
+                           device=device, progress=not args.no_progress, cache_dir=cache_dir,
+                           truth=read_ground_truth(args.cohort))
     result.meta = meta
     doc = write_results(result, args.out)
     print(f"results written to {args.out} ({doc['wall_time_s'] / 60:.1f} min)")
     for name, metrics in doc["metrics"].items():
         auroc, cidx = metrics["auroc"], metrics["c_index"]
         print(f"  {name:24s} AUROC {auroc['mean']:.3f} ± {auroc['sd']:.3f}   C-index {cidx['mean']:.3f}")
+    for name, ref in doc["references"].items():
+        auroc = ref["metrics"]["auroc"]
+        print(f"  {name:24s} AUROC {auroc['mean']:.3f} ± {auroc['sd']:.3f}   (reference)")
+    if doc["references_note"]:
+        print(f"  reference rows: {doc['references_note']}")
     return 0

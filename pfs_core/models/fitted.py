@@ -34,6 +34,13 @@ class FittedModel:
     estimator: Any = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def best_epoch(self) -> int | None:
+        """Epoch whose weights the network kept (0 = before training, e.g. its logistic start; see
+        :func:`pfs_core.training.loop.train_loop`); None for a scikit-learn model."""
+        value = self.info.get("best_epoch")
+        return None if value is None else int(value)
+
     def predict_proba(self, data: CohortData, *, device: torch.device | None = None,
                       batch_size: int = 16) -> np.ndarray:
         """(N,) probability of short PFS for every row of ``data``."""

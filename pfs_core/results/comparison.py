@@ -8,6 +8,10 @@ benchmark's own figures do; the outcome per patient comes from the folder's
 ``outcomes.csv`` (the benchmark writes it; older outputs may lack it), else from
 ``oof_predictions.csv`` when it carries ``pfs_months``/``progressed``, else from the
 cohort table named in ``results.json``.
+
+Outputs of a simulated cohort also carry reference rows (``references``: fixed yardsticks such
+as the true probability, :mod:`pfs_core.training.references`) and paired ΔAUROC intervals
+(``paired_delta_auroc``); older outputs lack both keys and read as before.
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ class BenchmarkOutput:
         return list(self.doc.get("metrics", {}))
 
     @property
+    def references(self) -> list[str]:
+        """Reference rows of this output (none in outputs written before they existed)."""
+        return list(self.doc.get("references") or {})
+
+    @property
     def simulated(self) -> bool | None:
         return self.doc.get("simulated")
 
@@ -134,20 +143,48 @@ def _outcomes(folder: Path, doc: dict[str, Any], oof: pd.DataFrame) -> tuple[pd.
                   f"{doc.get('cohort_csv') or '(not named)'} is not on this machine")
 
 
+#: ``kind`` of a row of :func:`metrics_table`.
+MODEL_ROW, REFERENCE_ROW = "model", "reference"
+
+
 def metrics_table(output: BenchmarkOutput) -> pd.DataFrame:
-    """One row per model: inputs, this benchmark's mean ± sd per metric, and the published AUROC/AUPRC."""
+    """One row per model: inputs, this benchmark's mean ± sd per metric, and the published AUROC/AUPRC;
+    then one row per reference (``kind`` "reference", its description as the note)."""
     rows = []
     for name, metrics in output.doc.get("metrics", {}).items():
         info = output.doc.get("models", {}).get(name, {})
         ref = published(name)
-        row = {"model": name, "inputs": "+".join(info.get("inputs", []))}
-        for key, label in METRIC_COLUMNS.items():
-            row[label] = _fmt(metrics.get(key, {}))
+        row = {"kind": MODEL_ROW, "model": name, "inputs": "+".join(info.get("inputs", [])), **_cells(metrics)}
         row["published AUROC"] = str(ref.auroc) if ref.auroc else "—"
         row["published AUPRC"] = str(ref.auprc) if ref.auprc else "—"
         row["published note"] = ref.note
         rows.append(row)
+    for name, info in (output.doc.get("references") or {}).items():
+        rows.append({"kind": REFERENCE_ROW, "model": name, "inputs": "+".join(info.get("inputs", [])),
+                     **_cells(info.get("metrics", {})), "published AUROC": "—", "published AUPRC": "—",
+                     "published note": f"reference, not a model: {info.get('description', '')}"})
     return pd.DataFrame(rows)
+
+
+def _cells(metrics: dict[str, Any]) -> dict[str, str]:
+    return {label: _fmt(metrics.get(key, {})) for key, label in METRIC_COLUMNS.items()}
+
+
+PAIRED_COLUMNS = ("model", "comparator", "delta", "low", "high", "p_le_0")
+
+
+def paired_delta_table(output: BenchmarkOutput) -> pd.DataFrame:
+    """One row per (model, comparator) of ``paired_delta_auroc``: columns :data:`PAIRED_COLUMNS`
+    (empty for outputs written before the paired intervals; missing values NaN)."""
+    rows = [{"model": model, "comparator": comparator,
+             **{k: _number(stat.get(k)) for k in ("delta", "low", "high", "p_le_0")}}
+            for model, row in (output.doc.get("paired_delta_auroc") or {}).items()
+            for comparator, stat in row.items()]
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _fmt(stat: dict[str, Any]) -> str:

@@ -1,7 +1,11 @@
 """The study's model comparison on one cohort: run it and write its results.
 
 ``run_benchmark`` cross-validates the chosen models on the same repeated
-stratified splits (:mod:`pfs_core.training.cv`); ``write_results`` writes
+stratified splits (:mod:`pfs_core.training.cv`), adds the reference rows of
+:mod:`pfs_core.training.references` on those splits when the simulator's ground truth
+is given, and the paired ΔAUROC of every model against each reference and the best
+single-modality model (patient bootstrap, :func:`pfs_core.metrics.paired_auroc_bootstrap`);
+``write_results`` writes
 ``results.json``, ``results.md``, ``oof_predictions.csv``, ``outcomes.csv`` (the
 cohort's patient_id, pfs_months, progressed, so that the folder alone redraws
 its curves) and standalone plotly HTML figures (ROC, PR, calibration,
@@ -24,7 +28,7 @@ import pandas as pd
 from pfs_core import DISCLAIMER, schema
 from pfs_core.config import TrainConfig, to_dict
 from pfs_core.dataset import CohortData
-from pfs_core.metrics import ALL_METRICS, logrank_p
+from pfs_core.metrics import ALL_METRICS, logrank_p, paired_auroc_bootstrap
 from pfs_core.models.device import resolve_device
 from pfs_core.models.provenance import runtime_info
 from pfs_core.models.registry import ModelSpec
@@ -37,11 +41,17 @@ from pfs_core.training.cv import (
     summarise,
 )
 from pfs_core.training.pretrain import describe
+from pfs_core.training.references import ReferenceRun, run_references
 from pfs_core.viz import curves
 
 METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
 #: Outcome of every benchmarked patient, next to oof_predictions.csv (read by :mod:`pfs_core.results.comparison`).
 OUTCOMES_FILE = "outcomes.csv"
+#: Patient-bootstrap resamples of the paired ΔAUROC intervals.
+N_BOOT = 2000
+#: Added to the run seed for the bootstrap draws: not the seed of the splits (the run seed) nor of any
+#: fold model (run seed + 1000 · repeat + fold).
+BOOTSTRAP_SEED_OFFSET = 1_000_000
 
 
 @dataclass
@@ -56,6 +66,11 @@ class BenchmarkResult:
     settings: dict[str, Any]
     wall_time_s: float
     meta: dict[str, Any] = field(default_factory=dict)
+    references: ReferenceRun | None = None
+    reference_summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    best_single: str | None = None
+    paired: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    bootstrap: dict[str, Any] = field(default_factory=dict)
 
 
 def cohort_summary(data: CohortData) -> dict[str, Any]:
@@ -83,20 +98,61 @@ def run_benchmark(
     device: str | None = None,
     progress: bool = False,
     cache_dir: Path | None = None,
+    truth: pd.DataFrame | None = None,
+    n_boot: int = N_BOOT,
 ) -> BenchmarkResult:
-    """Cross-validate ``specs`` on ``data`` (same splits for all) and summarise per repeat."""
+    """Cross-validate ``specs`` on ``data`` (same splits for all) and summarise per repeat.
+
+    ``truth``: the simulator's ground truth (:func:`pfs_core.training.references.read_ground_truth`);
+    with it, the reference rows are fitted first on the same splits (seconds, and a broken
+    file fails before hours of training).
+    """
 
     started = time.perf_counter()
     torch_device = resolve_device(device)
     splits = make_splits(data, folds=folds, repeats=repeats, seed=seed)
+    references = run_references(data, splits, truth, config=config) if truth is not None else None
     cv = cross_validate(data, specs, splits, config=config, seed=seed, device=torch_device, progress=progress,
                         cache_dir=cache_dir)
     per_repeat = repeat_metrics(data, cv.oof)
     summary = summarise(per_repeat, [s.name for s in specs])
     settings = {"folds": folds, "repeats": repeats, "seed": seed, "device": str(torch_device),
                 "include_post_baseline": config.include_post_baseline}
-    return BenchmarkResult(data=data, specs=tuple(specs), cv=cv, per_repeat=per_repeat, summary=summary,
-                           settings=settings, wall_time_s=time.perf_counter() - started)
+    result = BenchmarkResult(data=data, specs=tuple(specs), cv=cv, per_repeat=per_repeat, summary=summary,
+                             settings=settings, wall_time_s=0.0, references=references)
+    if references is not None and references.references:
+        result.reference_summary = summarise(repeat_metrics(data, references.oof), references.names)
+    add_paired_deltas(result, n_boot=n_boot, seed=seed + BOOTSTRAP_SEED_OFFSET)
+    result.wall_time_s = time.perf_counter() - started
+    return result
+
+
+def best_single_modality(specs: Sequence[ModelSpec], summary: dict[str, dict[str, dict[str, Any]]]) -> str | None:
+    """The model with one input modality and the highest mean AUROC over repeats (None without one)."""
+    single = [s.name for s in specs if len(s.modalities) == 1 and np.isfinite(summary[s.name]["auroc"]["mean"])]
+    return max(single, key=lambda name: summary[name]["auroc"]["mean"], default=None)
+
+
+def add_paired_deltas(result: BenchmarkResult, *, n_boot: int, seed: int) -> None:
+    """Paired ΔAUROC of every model against each reference and the best single-modality model.
+
+    Scored on the repeat-averaged OOF probability of the labelled patients (as the figures);
+    every pair uses the same ``seed``, hence the same resampled patients.
+    """
+    started = time.perf_counter()
+    result.best_single = best_single_modality(result.specs, result.summary)
+    oof = result.cv.oof if result.references is None else pd.concat([result.cv.oof, result.references.oof])
+    comparators = [*(result.references.names if result.references else []),
+                   *([result.best_single] if result.best_single else [])]
+    probs = {name: mean_oof(oof, name).reindex(result.data.patient_ids).to_numpy(float)
+             for name in {*comparators, *(s.name for s in result.specs)}}
+    label = result.data.label
+    result.paired = {spec.name: {other: paired_auroc_bootstrap(label, probs[spec.name], probs[other], n_boot=n_boot,
+                                                               seed=seed)
+                                 for other in comparators if other != spec.name}
+                     for spec in result.specs}
+    result.bootstrap = {"n_boot": n_boot, "seed": seed, "level": 0.95, "n_patients": int((~np.isnan(label)).sum()),
+                        "seconds": round(time.perf_counter() - started, 2)}
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -153,6 +209,27 @@ def results_json(result: BenchmarkResult, *, groups: dict[str, Any], figures: li
         "wall_time_s": round(result.wall_time_s, 1),
         "figures": figures,
         "figures_note": note,
+        **evaluation_json(result),
+    }
+
+
+def evaluation_json(result: BenchmarkResult) -> dict[str, Any]:
+    """The keys of results.json beyond the model rows: references, paired ΔAUROC, kept epochs."""
+    references = result.references
+    notes = references.notes if references is not None else [
+        f"none: no {schema.TRUTH_FILE} beside the cohort (not a simulated cohort)"]
+    return {
+        "references": {r.name: {**r.to_dict(), "metrics": result.reference_summary[r.name]}
+                       for r in (references.references if references is not None else ())},
+        "references_note": "; ".join(notes),
+        "reference_fit_seconds": {k: round(v, 2) for k, v in (references.seconds if references else {}).items()},
+        "best_single_modality": result.best_single,
+        "paired_delta_auroc": result.paired,
+        "paired_delta_auroc_method": {
+            **result.bootstrap, "what": "AUROC(model) - AUROC(comparator) on the OOF probability averaged over "
+            "repeats; interval: 2.5/97.5 percentiles of patient-bootstrap resamples of the labelled patients; "
+            "p_le_0: share of resamples with a difference <= 0"},
+        "best_epoch": {s.name: result.cv.best_epoch(s.name) for s in result.specs},
     }
 
 
@@ -195,11 +272,59 @@ def results_markdown(doc: dict[str, Any]) -> str:
     pretrain = doc.get("pretraining")
     if pretrain:
         lines += [f"- CT pretraining (`lab_pet_ct_pretrained`): {pretrain['task']}; data: {pretrain['data']}.", ""]
+    lines += reference_markdown(doc) + paired_markdown(doc)
     if doc["figures"]:
         lines += ["## Figures", "", *[f"- [{f}]({f})" for f in doc["figures"]], ""]
     lines += [f"_{doc['figures_note']}_", "", "## Environment", "", "```",
               json.dumps(doc.get("versions", {}), indent=1), "```", ""]
     return "\n".join(lines)
+
+
+def reference_markdown(doc: dict[str, Any]) -> list[str]:
+    """The reference rows of ``results.md`` (metrics as for the models), or a line saying why there are none."""
+    references = doc.get("references") or {}
+    lines = ["## Reference rows", ""]
+    if not references:
+        return lines + [f"_{doc.get('references_note') or 'none'}_", ""]
+    lines += ["Not models of the study: fixed yardsticks fitted on the same splits (simulated cohort only).", "",
+              "| reference | inputs | " + " | ".join(METRIC_LABELS[m] for m in ALL_METRICS) + " | fit time (s) |",
+              "|---|---|" + "---|" * len(ALL_METRICS) + "---|"]
+    for name, ref in references.items():
+        inputs = "+".join(ref["inputs"])
+        cells = " | ".join(_fmt(ref["metrics"][m]) for m in ALL_METRICS)
+        lines.append(f"| `{name}` | {inputs} | {cells} | {doc.get('reference_fit_seconds', {}).get(name, 0):.1f} |")
+    lines += ["", *[f"- `{name}`: {ref['description']}"
+                    + (f" Columns: {', '.join(ref['features'])}." if ref.get("features") else "")
+                    + (f" Not in this cohort's truth: {', '.join(ref['missing_columns'])}."
+                       if ref.get("missing_columns") else "") for name, ref in references.items()]]
+    if doc.get("references_note"):
+        lines.append(f"- {doc['references_note']}")
+    return [*lines, ""]
+
+
+def paired_markdown(doc: dict[str, Any]) -> list[str]:
+    """The paired ΔAUROC table of ``results.md``: model × comparator, Δ [2.5 %, 97.5 %]."""
+    paired = doc.get("paired_delta_auroc") or {}
+    comparators = list(dict.fromkeys(c for row in paired.values() for c in row))
+    if not comparators:
+        return []
+    method = doc.get("paired_delta_auroc_method", {})
+    lines = ["## Paired ΔAUROC (model − comparator)", "",
+             f"OOF probability averaged over repeats, {method.get('n_patients', '?')} labelled patients; 95 % "
+             f"interval from {method.get('n_boot', '?')} patient-bootstrap resamples (seed {method.get('seed', '?')}). "
+             f"Best single-modality model: `{doc.get('best_single_modality')}`.", "",
+             "| model | " + " | ".join(f"vs `{c}`" for c in comparators) + " |", "|---|" + "---|" * len(comparators)]
+    for model, row in paired.items():
+        cells = [_fmt_delta(row[c]) if c in row else "—" for c in comparators]
+        lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
+    return [*lines, "", "Δ > 0: the model ranks patients better than the comparator.", ""]
+
+
+def _fmt_delta(stat: dict[str, Any]) -> str:
+    values = [stat.get(k) for k in ("delta", "low", "high")]
+    if any(v is None or not np.isfinite(v) for v in values):
+        return "n/a"
+    return f"{values[0]:+.3f} [{values[1]:+.3f}, {values[2]:+.3f}]"
 
 
 def outcomes_table(data: CohortData) -> pd.DataFrame:
@@ -211,7 +336,11 @@ def outcomes_table(data: CohortData) -> pd.DataFrame:
 def write_results(result: BenchmarkResult, out_dir: Path) -> dict[str, Any]:
     """Write results.json, results.md, oof_predictions.csv, outcomes.csv and figures/ into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    oof = result.cv.oof.copy()
+    # Reference rows go into the same file (model column = reference name), so that the folder alone
+    # recomputes their metrics too.
+    oof = result.cv.oof if result.references is None else pd.concat([result.cv.oof, result.references.oof],
+                                                                     ignore_index=True)
+    oof = oof.copy()
     oof["include_post_baseline"] = result.settings["include_post_baseline"]
     # Full precision: probabilities of weak models can differ only past the sixth decimal, and metrics
     # recomputed from this file must equal those of results.json.

@@ -78,11 +78,24 @@ def make_splits(data: CohortData, *, folds: int, repeats: int, seed: int) -> lis
 
 @dataclass
 class CrossValidation:
-    """OOF predictions (columns :data:`OOF_COLUMNS`) and, when kept, the fitted fold models."""
+    """OOF predictions (columns :data:`OOF_COLUMNS`) and, when kept, the fitted fold models.
+
+    ``epochs``: per model, the epoch each split's network kept (:attr:`FittedModel.best_epoch`),
+    keyed by (repeat, fold); None for a scikit-learn model.
+    """
 
     oof: pd.DataFrame
     models: dict[str, list[FittedModel]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    epochs: dict[str, dict[tuple[int, int], int | None]] = field(default_factory=dict)
+
+    def best_epoch(self, model: str) -> list[list[int | None]] | None:
+        """[[kept epoch per fold] per repeat] of ``model``; None for a model without epochs."""
+        kept = self.epochs.get(model, {})
+        if all(epoch is None for epoch in kept.values()):
+            return None
+        repeats = sorted({repeat for repeat, _ in kept})
+        return [[kept[(repeat, fold)] for fold in sorted(f for r, f in kept if r == repeat)] for repeat in repeats]
 
 
 def cross_validate(
@@ -117,6 +130,7 @@ def cross_validate(
                               progress=progress, cache_dir=cache_dir)
             prob = model.predict_proba(test, device=device)
             result.seconds[spec.name] = result.seconds.get(spec.name, 0.0) + time.perf_counter() - started
+            result.epochs.setdefault(spec.name, {})[(split.repeat, split.fold)] = model.best_epoch
             rows.append(pd.DataFrame({"patient_id": test.patient_ids, "repeat": split.repeat, "fold": split.fold,
                                       "model": spec.name, "probability": prob}))
             if keep_models:

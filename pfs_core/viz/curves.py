@@ -32,7 +32,7 @@ Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]
 DEFAULT_THRESHOLDS = np.linspace(0.05, 0.8, 76)
 
 __all__ = ["roc_figure", "pr_figure", "calibration_figure", "decision_curve_figure", "net_benefit", "km_figure",
-           "risk_distribution_figure", "cohort_percentile"]
+           "risk_distribution_figure", "cohort_percentile", "paired_delta_figure"]
 
 
 def roc_figure(curves: Curves, *, title: str = "ROC curves") -> go.Figure:
@@ -269,6 +269,40 @@ def risk_distribution_figure(cohort_probs: np.ndarray, patient_prob: float, *, t
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def paired_delta_figure(paired: Mapping[str, Mapping[str, Mapping[str, float | None]]], *,
+                        title: str = "Paired ΔAUROC (model − comparator), 95 % bootstrap interval") -> go.Figure:
+    """Forest plot of ``{model: {comparator: {"delta", "low", "high", ...}}}`` (``paired_delta_auroc`` of a
+    benchmark's results.json): one marker per model and comparator at Δ, error bars to the interval's
+    bounds, a line at Δ = 0. Pairs without a finite interval are left out. One trace per comparator,
+    ``trace.meta`` = {"comparator", "delta", "low", "high"} of the points drawn."""
+
+    comparators = list(dict.fromkeys(c for row in paired.values() for c in row))
+    models = list(paired)
+    fig = new_figure(title=title, x_title="ΔAUROC (model − comparator); > 0: the model ranks better",
+                     y_title="Model", height=max(300, 120 + 45 * len(models) * max(1, len(comparators)) // 2))
+    fig.add_vline(x=0.0, line={"color": REFERENCE, "dash": "dot", "width": 1})
+    for i, comparator in enumerate(comparators):
+        points = [(m, interval) for m in models if (interval := _interval(paired[m].get(comparator))) is not None]
+        delta, low, high = ([p[1][k] for p in points] for k in range(3))
+        fig.add_trace(go.Scatter(
+            x=delta, y=[m for m, _ in points], mode="markers", name=f"vs {comparator}", orientation="h",
+            marker={"color": color(i), "size": 9, "symbol": "diamond"},
+            error_x={"type": "data", "symmetric": False, "array": np.subtract(high, delta),
+                     "arrayminus": np.subtract(delta, low), "thickness": 1.5, "width": 4},
+            meta={"comparator": comparator, "delta": delta, "low": low, "high": high},
+            hovertemplate="%{y} vs " + comparator + ": Δ %{x:+.3f}<extra></extra>"))
+    fig.update_layout(scattermode="group", legend={"x": 1.02, "y": 1.0, "xanchor": "left"})
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=models[::-1])
+    return fig
+
+
+def _interval(stat: Mapping[str, float | None] | None) -> tuple[float, float, float] | None:
+    """(delta, low, high) of one pair, None when any is missing or not finite."""
+    values = [(stat or {}).get(k) for k in ("delta", "low", "high")]
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return (finite[0], finite[1], finite[2]) if len(finite) == 3 else None
 
 
 def _checked(curves: Curves) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -100,3 +100,42 @@ def test_modality_contributions_and_embedding_of_a_bundle(results, monkeypatch, 
     text = " ".join(m.value for m in at.markdown)
     assert "Modality contributions** (lab_pet, 6 of 15 patients)" in text and "Fused features** (PCA" in text
     assert len(at.get("plotly_chart")) >= 7  # curves + modality importance + embedding
+
+
+def test_reference_rows_and_paired_intervals_on_the_page(results, monkeypatch, app_path, tmp_path):
+    """Reference rows marked in the table and paired ΔAUROC error bars; a results.json from before them
+    (no references, no paired intervals) shows the table and curves as before."""
+    doc = json.loads((results / "results.json").read_text())
+    assert set(doc["paired_delta_auroc"]) == {"lab_rf", "pet_cnn"}  # written by the benchmark itself
+    stat = {"mean": 0.8, "sd": 0.0, "per_repeat": [0.8, 0.8]}
+    new, old = tmp_path / "shipped" / "new", tmp_path / "shipped" / "old"
+    for folder in (new, old):
+        shutil.copytree(results, folder)
+    doc["references"] = {"ref_bayes": {"label": "True probability", "description": "The true probability.",
+                                       "inputs": ["truth"], "metrics": dict.fromkeys(("auroc", "auprc", "brier",
+                                                                                      "c_index"), stat)}}
+    (new / "results.json").write_text(json.dumps(doc))
+    at = _page(app_path, monkeypatch, results_dir=tmp_path / "shipped", runs_dir=tmp_path / "runs")
+    assert at.selectbox(key="results_source").value.label == "shipped: new"
+    table = next(d.value for d in at.dataframe if "published AUROC" in d.value.columns).set_index("model")
+    assert list(table.index) == ["lab_rf", "pet_cnn", "ref_bayes"]
+    assert list(table["kind"]) == ["model", "model", "REFERENCE (not a model)"]
+    assert table.loc["ref_bayes", "AUROC"] == "0.800 ± 0.000"
+    paired = next(d.value for d in at.dataframe if "comparator" in d.value.columns)
+    assert len(paired) == 1 and paired.loc[0, "delta"] == pytest.approx(
+        next(iter(next(iter(v.values())) for v in doc["paired_delta_auroc"].values() if v))["delta"])
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    bars = [t for spec in specs for t in spec["data"] if "error_x" in t]
+    assert len(bars) == 1 and bars[0]["x"] == [paired.loc[0, "delta"]]
+    assert "Paired differences in AUROC" in [s.value for s in at.subheader]
+    for key in ("references", "paired_delta_auroc", "paired_delta_auroc_method", "best_single_modality",
+                "best_epoch", "references_note", "reference_fit_seconds"):
+        doc.pop(key)
+    (old / "results.json").write_text(json.dumps(doc))
+    sources = at.selectbox(key="results_source")
+    sources.select_index(sources.options.index("shipped: old")).run()
+    assert at.selectbox(key="results_source").value.label == "shipped: old"
+    assert not at.exception, at.exception
+    assert "Paired differences in AUROC" not in [s.value for s in at.subheader]
+    table = next(d.value for d in at.dataframe if "published AUROC" in d.value.columns)
+    assert list(table["model"]) == ["lab_rf", "pet_cnn"] and len(at.get("plotly_chart")) >= 5

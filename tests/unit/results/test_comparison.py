@@ -14,11 +14,13 @@ import pytest
 from pfs_core.errors import InputError, UsageError
 from pfs_core.metrics import logrank_p
 from pfs_core.results.comparison import (
+    PAIRED_COLUMNS,
     cohort_table_path,
     curve_inputs,
     find_results,
     load_results,
     metrics_table,
+    paired_delta_table,
     risk_groups,
 )
 from pfs_core.results.published import PUBLISHED, published
@@ -64,6 +66,50 @@ def test_metrics_table_beside_published(tmp_path):
     assert table.loc["lab_rf", "AUROC"] == "0.700 ± 0.050" and table.loc["lab_rf", "published AUROC"] == "0.59 ± 0.02"
     assert table.loc["classic", "published AUROC"] == "—" and "not part of the study" in table.loc["classic",
                                                                                                 "published note"]
+
+
+@pytest.mark.parametrize("old", ["hand-made", "shipped sim116"])
+def test_outputs_without_references_or_intervals_still_read(old, tmp_path):
+    """results.json written before the reference rows and paired intervals: model rows only, no intervals."""
+    output = load_results(write_output(tmp_path / "out") if old == "hand-made" else ROOT / "results" / "sim116")
+    assert "references" not in output.doc and "paired_delta_auroc" not in output.doc
+    assert output.references == []
+    table = metrics_table(output)
+    assert list(table["model"]) == output.models and set(table["kind"]) == {"model"}
+    paired = paired_delta_table(output)
+    assert paired.empty and list(paired.columns) == list(PAIRED_COLUMNS)
+    assert set(curve_inputs(output)) == set(output.models)
+
+
+def test_reference_rows_and_paired_intervals(tmp_path):
+    folder = write_output(tmp_path / "out")
+    doc = json.loads((folder / "results.json").read_text())
+    stat = {"mean": 0.81, "sd": 0.0, "per_repeat": [0.81, 0.81]}
+    doc["references"] = {"ref_bayes": {"label": "True probability", "description": "The true probability.",
+                                       "inputs": ["truth"], "features": ["p_short_pfs_true"],
+                                       "metrics": {m: stat for m in ("auroc", "auprc", "brier", "c_index")}}}
+    doc["paired_delta_auroc"] = {
+        "lab_rf": {"ref_bayes": {"delta": -0.1, "low": -0.2, "high": 0.01, "p_le_0": 0.97}},
+        "classic": {"ref_bayes": {"delta": 0.02, "low": None, "high": None, "p_le_0": None},
+                    "lab_rf": {"delta": 0.05, "low": -0.01, "high": 0.12, "p_le_0": 0.06}}}
+    (folder / "results.json").write_text(json.dumps(doc))
+    oof = pd.read_csv(folder / "oof_predictions.csv")
+    bayes = oof[oof["model"] == "lab_rf"].assign(model="ref_bayes", probability=0.5)
+    pd.concat([oof, bayes]).to_csv(folder / "oof_predictions.csv", index=False)
+    output = load_results(folder)
+    assert output.models == ["lab_rf", "classic"] and output.references == ["ref_bayes"]
+    table = metrics_table(output).set_index("model")
+    assert list(table.index) == ["lab_rf", "classic", "ref_bayes"]
+    assert list(table["kind"]) == ["model", "model", "reference"]
+    row = table.loc["ref_bayes"]
+    assert row["AUROC"] == "0.810 ± 0.000" and row["inputs"] == "truth" and row["published AUROC"] == "—"
+    assert row["published note"] == "reference, not a model: The true probability."
+    assert set(curve_inputs(output)) == {"lab_rf", "classic"}  # the curves stay those of the models
+    paired = paired_delta_table(output)
+    assert list(zip(paired["model"], paired["comparator"], strict=True)) == [
+        ("lab_rf", "ref_bayes"), ("classic", "ref_bayes"), ("classic", "lab_rf")]
+    assert paired.loc[0, ["delta", "low", "high", "p_le_0"]].tolist() == [-0.1, -0.2, 0.01, 0.97]
+    assert np.isnan(paired.loc[1, "low"]) and paired.loc[1, "delta"] == 0.02
 
 
 def test_curves_use_labelled_patients_and_repeat_means(tmp_path):

@@ -151,3 +151,19 @@ def test_risk_distribution_marks_the_patient_and_his_percentile() -> None:
     lines = sorted(s.x0 for s in fig.layout.shapes)
     assert lines == pytest.approx([0.4, 0.505])
     assert fig.data[0].type == "histogram" and len(fig.data[0].x) == 100
+
+
+def test_paired_delta_figure_draws_each_interval_as_error_bars() -> None:
+    paired = {"fusion": {"ref_labs": {"delta": 0.10, "low": 0.02, "high": 0.21, "p_le_0": 0.01},
+                         "lab_rf": {"delta": 0.04, "low": -0.03, "high": 0.09, "p_le_0": 0.2}},
+              "lab_rf": {"ref_labs": {"delta": -0.05, "low": -0.12, "high": 0.03, "p_le_0": 0.9}},
+              "pet_cnn": {"ref_labs": {"delta": 0.01, "low": None, "high": None, "p_le_0": None}}}
+    fig = vc.paired_delta_figure(paired)
+    traces = {t.meta["comparator"]: t for t in fig.data}
+    assert list(traces) == ["ref_labs", "lab_rf"]
+    labs = traces["ref_labs"]
+    assert list(labs.y) == ["fusion", "lab_rf"]  # pet_cnn has no interval: left out
+    assert list(labs.x) == [0.10, -0.05]
+    assert np.allclose(labs.error_x.array, [0.11, 0.08]) and np.allclose(labs.error_x.arrayminus, [0.08, 0.07])
+    assert list(traces["lab_rf"].y) == ["fusion"] and np.allclose(traces["lab_rf"].error_x.arrayminus, [0.07])
+    assert any(shape.x0 == 0 and shape.x1 == 0 for shape in fig.layout.shapes)  # the line at no difference
