@@ -28,23 +28,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--strength", type=float, default=None,
-        help="scale of the risk signal (default calibrated for a Bayes AUROC of about 0.83)",
+        help="scale of the risk signal (default calibrated for an expected Bayes AUROC of about 0.78)",
     )
+    parser.add_argument("--sstr-negative-rate", type=float, default=None,
+                        help="probability of SSTR-negative (mismatched) lesions at Ki-67 5 %% (default 0.09; "
+                             "rises with Ki-67)")
+    parser.add_argument("--labs-independent", action="store_true",
+                        help="draw labs and clinical values from an independent patient, so that they carry no "
+                             "information about the imaging burden (for truth checks)")
+    parser.add_argument("--contrast", choices=("portal_venous", "none"), default="portal_venous",
+                        help="CT protocol: portal-venous contrast-enhanced (default) or unenhanced")
     parser.add_argument("--workers", type=int, default=None, help="processes for the images (default min(2, CPUs))")
     parser.add_argument("--no-images", action="store_true", help="write only the tables (fast)")
     parser.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pfs_core.synth import DEFAULT_STRENGTH, parse_signal, simulate_cohort
+    from pfs_core.synth import DEFAULT_STRENGTH, SimOptions, parse_signal, simulate_cohort
+    from pfs_core.synth.options import DEFAULT_SSTR_NEGATIVE_RATE
 
     signal = parse_signal(args.signal)
     if signal.is_null:
         sys.stderr.write("warning: --signal has all weights 0: outcomes carry no signal (Bayes AUROC about 0.5)\n")
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
+    rate = DEFAULT_SSTR_NEGATIVE_RATE if args.sstr_negative_rate is None else args.sstr_negative_rate
+    options = SimOptions(sstr_negative_rate=rate, labs_independent=args.labs_independent, contrast=args.contrast)
     summary = simulate_cohort(
         args.n, args.seed, out_dir=args.out, signal=signal, strength=strength, images=not args.no_images,
-        workers=args.workers, force=args.force,
+        workers=args.workers, force=args.force, options=options,
     )
     auroc = summary["bayes_auroc"]
     observed = summary["observed_prevalence"]

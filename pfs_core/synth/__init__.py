@@ -10,6 +10,7 @@ See docs/simulator.md for the generative model.
 
 from pfs_core.synth.cohort import DEFAULT_STRENGTH, default_workers, simulate_cohort
 from pfs_core.synth.constants import ORGAN_LABELS, SIMULATOR_VERSION
+from pfs_core.synth.options import SimOptions
 from pfs_core.synth.survival import Signal, parse_signal
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ORGAN_LABELS",
     "SIMULATOR_VERSION",
     "Signal",
+    "SimOptions",
     "default_workers",
     "parse_signal",
     "simulate_cohort",

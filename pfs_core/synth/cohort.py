@@ -26,6 +26,7 @@ from pfs_core.schema import COHORT_COLUMNS, CT_COLUMN, EVENT_COLUMN, ID_COLUMN, 
 from pfs_core.synth.constants import ORGAN_LABELS, SIMULATOR_VERSION
 from pfs_core.synth.imaging import write_images
 from pfs_core.synth.labs import DECIMALS, MISSING_RATE
+from pfs_core.synth.options import SimOptions
 from pfs_core.synth.parallel import ordered_map
 from pfs_core.synth.patient import PatientAttributes, draw_attributes, patient_streams
 from pfs_core.synth.reference import contributions, reference_summary
@@ -38,15 +39,16 @@ from pfs_core.synth.survival import (
     p_short_pfs,
 )
 
-DEFAULT_STRENGTH = 1.15  # calibrated: expected Bayes AUROC ~0.83 at signal labs=1,pet=1,ct=1
+DEFAULT_STRENGTH = 0.785  # calibrated: expected Bayes AUROC 0.78 at signal labs=1,pet=1,ct=1 (benchmarks/synth_calibration.py)
 GROUND_TRUTH_COLUMNS = (
     "patient_id", "p_short_pfs_true", "risk_score_true", "risk_lab", "risk_pet", "risk_ct", "n_lesions",
     "n_sstr_negative", "tumour_volume_ml", "liver_tumour_fraction", "mean_tumour_suv", "short_pfs_observed",
-    "sstr_negative_volume_ml", "tumour_to_liver_ratio", "liver_suv",
+    "sstr_negative_volume_ml", "tumour_to_liver_ratio", "liver_suv", "sstr_positive_volume_ml", "necrotic_fraction",
+    "ct_visible_volume_ml", "liver_volume_ml", "n_liver_lesions", "ppi_use",
 )
 LESION_COLUMNS = (
     "patient_id", "lesion_label", "site", "centre_x_mm", "centre_y_mm", "centre_z_mm", "volume_ml", "suv_mean",
-    "sstr_negative",
+    "sstr_negative", "tlr", "necrotic_fraction", "ct_visible",
 )
 
 
@@ -83,10 +85,12 @@ class _Task:
     attr_seed: np.random.SeedSequence
     image_seed: np.random.SeedSequence
     images_dir: str
+    options: SimOptions
 
 
 def _render_task(task: _Task) -> None:
-    write_images(draw_attributes(task.attr_seed), task.image_seed, Path(task.images_dir), task.patient_id)
+    write_images(draw_attributes(task.attr_seed, task.options), task.image_seed, Path(task.images_dir),
+                 task.patient_id, contrast=task.options.contrast)
 
 
 def _check_args(n: int, strength: float, workers: int) -> None:
@@ -155,13 +159,16 @@ def _rows(
             _fmt(b.volume_ml, 2), _fmt(b.liver_tumour_fraction, 4), _fmt(b.mean_suv, 2),
             "" if o.short_pfs_observed is None else str(o.short_pfs_observed),
             _fmt(b.negative_volume_ml, 2), _fmt(b.positive_tlr, 3), _fmt(a.anatomy.suv_of("liver"), 2),
+            _fmt(b.positive_volume_ml, 2), _fmt(b.necrotic_fraction, 4), _fmt(b.ct_visible_volume_ml, 2),
+            _fmt(a.anatomy.liver_volume_ml, 1), str(b.n_liver_lesions), str(int(a.ppi)),
         ])
         off = np.asarray(a.anatomy.offset)
         for les in a.lesions:
             c = np.asarray(les.centre) + off
             lesion_rows.append([
                 pid, str(les.label), les.site, _fmt(float(c[0]), 2), _fmt(float(c[1]), 2), _fmt(float(c[2]), 2),
-                _fmt(les.volume_ml, 3), _fmt(les.suv, 2), str(int(les.sstr_negative)),
+                _fmt(les.volume_ml, 3), _fmt(les.suv_mean, 2), str(int(les.sstr_negative)), _fmt(les.tlr, 3),
+                _fmt(les.necrotic_fraction, 4), str(int(les.ct_visible)),
             ])
     return cohort_rows, truth_rows, lesion_rows
 
@@ -186,6 +193,7 @@ def simulate_cohort(
     images: bool = True,
     workers: int | None = None,
     force: bool = False,
+    options: SimOptions | None = None,
 ) -> dict[str, Any]:
     """Simulate ``n`` patients with ``seed`` and write them to ``out_dir``.
 
@@ -197,6 +205,7 @@ def simulate_cohort(
     """
     t0 = time.perf_counter()
     signal = signal or Signal()
+    options = options or SimOptions()
     workers = default_workers() if workers is None else workers
     _check_args(n, float(strength), workers)
     seed = int(seed)
@@ -206,9 +215,9 @@ def simulate_cohort(
     out = Path(out_dir)
     staging = _prepare_output(out, force)
     try:
-        ref = reference_summary(signal, float(strength), workers=workers)
+        ref = reference_summary(signal, float(strength), workers=workers, options=options)
         streams = patient_streams(seed, n)
-        attrs = [draw_attributes(s[0]) for s in streams]
+        attrs = [draw_attributes(s[0], options) for s in streams]
         raw = np.array([a.raw for a in attrs], dtype=float).reshape(n, 3)
         z = (raw - ref["mean"]) / ref["sd"]
         parts = contributions(z, signal, float(strength))
@@ -219,12 +228,12 @@ def simulate_cohort(
         (staging / "cohort.csv").write_text(_csv_text(COHORT_COLUMNS, cohort_rows), encoding="utf-8")
         (staging / "ground_truth.csv").write_text(_csv_text(GROUND_TRUTH_COLUMNS, truth_rows), encoding="utf-8")
         (staging / "lesions.csv").write_text(_csv_text(LESION_COLUMNS, lesion_rows), encoding="utf-8")
-        summary = _summary(n, seed, signal, float(strength), ref, attrs, outcomes, p_true, images)
+        summary = _summary(n, seed, signal, float(strength), ref, attrs, outcomes, p_true, images, options)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         if images:
             img_dir = staging / "images"
             img_dir.mkdir()
-            tasks = [_Task(i, patient_id(i, n), s[0], s[2], str(img_dir)) for i, s in enumerate(streams)]
+            tasks = [_Task(i, patient_id(i, n), s[0], s[2], str(img_dir), options) for i, s in enumerate(streams)]
             ordered_map(_render_task, tasks, workers)
         if out.exists():
             shutil.rmtree(out)
@@ -237,7 +246,7 @@ def simulate_cohort(
 
 def _summary(
     n: int, seed: int, signal: Signal, strength: float, ref: dict[str, Any], attrs: list[PatientAttributes],
-    outcomes: list[Outcome], p_true: np.ndarray, images: bool,
+    outcomes: list[Outcome], p_true: np.ndarray, images: bool, options: SimOptions,
 ) -> dict[str, Any]:
     labels = np.array([-1 if o.short_pfs_observed is None else o.short_pfs_observed for o in outcomes])
     defined = labels >= 0
@@ -264,8 +273,36 @@ def _summary(
         "censored_before_12_months_fraction": float(np.mean(~defined)),
         "bayes_auroc": bayes,
         "reference_expected_bayes_auroc": ref["expected_bayes_auroc"],
-        "patients_with_sstr_negative_fraction": float(np.mean([a.burden.n_sstr_negative > 0 for a in attrs])),
-        "mean_lesions_per_patient": float(np.mean([a.burden.n_lesions for a in attrs])),
+        "options": options.as_dict(),
+        **physiology_summary(attrs),
         "standardisation": {"mean": [float(v) for v in ref["mean"]], "sd": [float(v) for v in ref["sd"]]},
         "organ_labels": {str(k): v for k, v in ORGAN_LABELS.items()},
     })
+
+
+def _quantiles(values: list[float], qs: dict[str, float]) -> dict[str, float | None]:
+    arr = np.asarray(values, dtype=float)
+    return {k: (float(np.quantile(arr, q)) if len(arr) else None) for k, q in qs.items()}
+
+
+def physiology_summary(attrs: list[PatientAttributes]) -> dict[str, Any]:
+    """Disease figures a reader checks against treated PRRT cohorts (docs/simulator.md)."""
+    burden = [a.burden for a in attrs]
+    negative = [b for b in burden if b.n_sstr_negative > 0]
+    positive_tlr = [les.tlr for a in attrs for les in a.lesions if not les.sstr_negative]
+    return {
+        "patients_with_sstr_negative_fraction": float(np.mean([b.n_sstr_negative > 0 for b in burden])),
+        "sstr_negative_lesions_per_affected_patient": _quantiles([b.n_sstr_negative for b in negative],
+                                                                 {"median": 0.5, "max": 1.0}),
+        "sstr_negative_volume_ml_affected": _quantiles([b.negative_volume_ml for b in negative],
+                                                       {"median": 0.5, "p90": 0.9}),
+        "mean_lesions_per_patient": float(np.mean([b.n_lesions for b in burden])),
+        "patients_with_liver_lesions_fraction": float(np.mean([b.n_liver_lesions > 0 for b in burden])),
+        "liver_tumour_fraction": _quantiles([b.liver_tumour_fraction for b in burden],
+                                            {"median": 0.5, "p75": 0.75, "p95": 0.95, "max": 1.0}),
+        "liver_volume_ml": _quantiles([a.anatomy.liver_volume_ml for a in attrs], {"p5": 0.05, "median": 0.5, "p95": 0.95}),
+        "lesion_tumour_to_liver_ratio": _quantiles(positive_tlr, {"median": 0.5, "p90": 0.9, "p99": 0.99, "max": 1.0}),
+        "patients_with_necrotic_lesion_fraction": float(np.mean([b.necrotic_fraction > 0 for b in burden])),
+        "ct_occult_lesion_fraction": float(np.mean([not les.ct_visible for a in attrs for les in a.lesions])),
+        "ppi_fraction": float(np.mean([a.ppi for a in attrs])),
+    }

@@ -58,22 +58,35 @@ def draw_demographics(rng: np.random.Generator) -> tuple[str, float, str, float]
     return sex, age, site, ki67
 
 
-def draw_labs(rng: np.random.Generator, *, sex: str, age: float, burden: TumourBurden) -> dict[str, float]:
-    """Measured labs (model units) given the tumour burden.
+PPI_P = 0.35  # share of NET patients on proton-pump inhibitors (raise chromogranin A without tumour)
+CKD_P = 0.08  # share with impaired renal function (creatinine raised; CgA is cleared renally)
 
-    Chromogranin A (ng/mL) rises with the SSTR-positive volume; gamma-GT and
-    alkaline phosphatase (U/L) with the liver tumour fraction (ALP also with bone
-    disease); AST/ALT (U/L) and bilirubin (mg/dL) mildly with liver involvement;
-    albumin (g/dL) and hemoglobin (g/dL) fall with the total burden.
+
+def draw_labs(rng: np.random.Generator, *, sex: str, age: float, burden: TumourBurden) -> tuple[dict[str, float], bool]:
+    """Measured labs (model units) given the tumour burden, and whether the patient takes a PPI.
+
+    Chromogranin A (ng/mL) rises with the SSTR-positive volume and is confounded: a
+    proton-pump inhibitor multiplies it by about 2-5 and impaired renal function by
+    ``(creatinine / 1 mg/dL) ** 1.5`` above 1 mg/dL. Gamma-GT and alkaline phosphatase
+    (U/L) rise with the liver tumour fraction (ALP also with bone disease); AST/ALT
+    (U/L) and bilirubin (mg/dL) mildly with liver involvement; albumin (g/dL) and
+    hemoglobin (g/dL) fall with the total burden. Platelets and leukocytes carry no
+    information about the tumour.
     """
     ltf = burden.liver_tumour_fraction
     log_pos = math.log1p(burden.positive_volume_ml)
     log_tot = math.log1p(burden.volume_ml)
     female = sex == "F"
-    n = rng.normal(size=11)
+    n = rng.normal(size=12)
+    u = rng.uniform(size=4)
     liver_enzyme = n[10]  # shared hepatocellular component of AST/ALT
-    return {
-        "chromogranin_a": _r("chromogranin_a", math.exp(math.log(25.0) + 0.6 * log_pos + 0.8 * n[0]), 5.0, 1e5),
+    ppi = bool(u[0] < PPI_P)
+    ckd_extra = 0.4 + 1.4 * u[2] if u[1] < CKD_P else 0.0
+    creatinine = math.exp(math.log(0.78 if female else 0.98) + 0.005 * (age - 63.0) + 0.2 * n[7]) + ckd_extra
+    cga_confounding = (math.log(2.0) + math.log(2.5) * u[3] if ppi else 0.0) + 1.5 * max(0.0, math.log(creatinine))
+    labs = {
+        "chromogranin_a": _r("chromogranin_a",
+                             math.exp(math.log(25.0) + 0.6 * log_pos + 0.8 * n[0] + cga_confounding), 5.0, 1e5),
         "gamma_gt": _r("gamma_gt", math.exp(math.log(28.0) + 3.0 * ltf + 0.08 * log_tot + 0.55 * n[1]), 5.0, 3000.0),
         "alkaline_phosphatase": _r(
             "alkaline_phosphatase",
@@ -85,10 +98,9 @@ def draw_labs(rng: np.random.Generator, *, sex: str, age: float, burden: TumourB
         "alt": _r("alt", math.exp(math.log(22.0) + 0.7 * ltf + 0.25 * liver_enzyme + 0.25 * n[4]), 5.0, 2000.0),
         "bilirubin": _r("bilirubin", math.exp(math.log(0.55) + 1.2 * ltf + 0.4 * n[5]), 0.1, 20.0),
         "albumin": _r("albumin", 4.25 - 0.07 * log_tot - 0.8 * ltf + 0.33 * n[6], 2.0, 5.4),
-        "creatinine": _r(
-            "creatinine", math.exp(math.log(0.78 if female else 0.98) + 0.005 * (age - 63.0) + 0.2 * n[7]), 0.3, 6.0
-        ),
+        "creatinine": _r("creatinine", creatinine, 0.3, 6.0),
         "hemoglobin": _r("hemoglobin", (13.2 if female else 14.4) - 0.12 * log_tot - 1.0 * ltf + 1.1 * n[8], 7.0, 18.5),
         "platelets": _r("platelets", math.exp(math.log(240.0) + 0.3 * n[9]), 40.0, 900.0),
-        "leukocytes": _r("leukocytes", math.exp(math.log(6.5) + 0.3 * rng.normal()), 1.5, 30.0),
+        "leukocytes": _r("leukocytes", math.exp(math.log(6.5) + 0.3 * n[11]), 1.5, 30.0),
     }
+    return labs, ppi

@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import brentq
 
 from pfs_core.synth.constants import SIMULATOR_VERSION
+from pfs_core.synth.options import SimOptions
 from pfs_core.synth.parallel import ordered_map
 from pfs_core.synth.patient import draw_attributes, patient_streams
 from pfs_core.synth.survival import TARGET_PREVALENCE, Signal, p_short_pfs
@@ -29,9 +31,9 @@ REF_SEED = 20260611
 N_REF = 2000
 
 
-def _cache_key() -> str:
+def _cache_key(options: SimOptions) -> str:
     h = hashlib.sha256()
-    h.update(f"{SIMULATOR_VERSION}|{REF_SEED}|{N_REF}|{np.__version__}".encode())
+    h.update(f"{SIMULATOR_VERSION}|{REF_SEED}|{N_REF}|{np.__version__}|{options.table_key()}".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
@@ -45,24 +47,21 @@ def _cache_dir() -> Path:
     return Path(base) / "pfs_core"
 
 
-def _compute(indices: range) -> np.ndarray:
+def _compute_chunk(options: SimOptions, bounds: tuple[int, int]) -> np.ndarray:
     streams = patient_streams(REF_SEED, N_REF)
-    return np.array([draw_attributes(streams[i][0]).raw for i in indices], dtype=np.float64)
-
-
-def _compute_chunk(bounds: tuple[int, int]) -> np.ndarray:
-    return _compute(range(*bounds))
+    return np.array([draw_attributes(streams[i][0], options).raw for i in range(*bounds)], dtype=np.float64)
 
 
 _MEMO: dict[str, np.ndarray] = {}
 
 
-def reference_raw_parts(workers: int = 1) -> np.ndarray:
+def reference_raw_parts(workers: int = 1, options: SimOptions | None = None) -> np.ndarray:
     """Raw (lab, pet, ct) risk parts of the reference population, shape ``(N_REF, 3)``.
 
     Computed on ``workers`` processes when neither the in-memory nor the disk cache has it.
     """
-    key = _cache_key()
+    options = options or SimOptions()
+    key = _cache_key(options)
     if key in _MEMO:
         return _MEMO[key]
     path = _cache_dir() / f"synth_reference_{key}.npy"
@@ -75,7 +74,7 @@ def reference_raw_parts(workers: int = 1) -> np.ndarray:
         pass
     edges = np.linspace(0, N_REF, 4 * max(1, workers) + 1).astype(int)
     chunks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    data = np.concatenate(ordered_map(_compute_chunk, chunks, workers))
+    data = np.concatenate(ordered_map(partial(_compute_chunk, options), chunks, workers))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -125,9 +124,10 @@ def expected_auroc(p: np.ndarray) -> float:
     return num / den if den > 0 else 0.5
 
 
-def reference_summary(signal: Signal, strength: float, *, workers: int = 1) -> dict[str, float | np.ndarray]:
+def reference_summary(signal: Signal, strength: float, *, workers: int = 1,
+                      options: SimOptions | None = None) -> dict[str, float | np.ndarray]:
     """Standardisation constants, intercept and expected Bayes AUROC for a signal setting."""
-    raw = reference_raw_parts(workers)
+    raw = reference_raw_parts(workers, options)
     mean, sd = standardisation(raw)
     z = (raw - mean) / sd
     b0 = solve_intercept(z, signal, strength)

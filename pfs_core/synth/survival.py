@@ -24,10 +24,16 @@ from pfs_core.synth.lesions import TumourBurden
 MODALITIES = ("labs", "pet", "ct")
 WEIBULL_SHAPE = 1.3
 TARGET_PREVALENCE = 0.36  # expected share of PFS <= 12 months (as in the study: 42/116)
-# Raw lab part: coefficients on the measured values (model units).
-LAB_COEF = {"log_chromogranin_a": 0.5, "log_gamma_gt": 0.8, "log_ki67": 0.7, "albumin": -1.2}
-# Raw CT part: log1p(SSTR-negative volume, ml) + CT_LTF_COEF * liver tumour fraction.
-CT_LTF_COEF = 4.0
+# Raw parts of the true risk; each is a function of what its modality can see (docs/simulator.md, "True risk").
+# Lab part: Ki-67 (grade), primary site, albumin and gamma-GT, all measured values of cohort.csv.
+LAB_COEF = {"log_ki67": 0.8, "albumin": -1.0, "log_gamma_gt": 0.5}
+SITE_EFFECT = {"pancreas": 0.45, "small_bowel": -0.25, "other": 0.0}
+# PET part: -ln(viable TLR of SSTR-positive lesions) + necrosis + SSTR-negative (mismatched) volume.
+PET_NECROSIS_COEF = 2.0
+PET_NEGATIVE_COEF = 0.4
+# CT part: liver tumour fraction and CT-visible tumour volume (CT cannot tell SSTR status).
+CT_LTF_COEF = 3.0
+CT_VOLUME_COEF = 0.25
 # Tumour-to-liver ratio assumed for the PET part when a patient has no SSTR-positive lesion.
 PET_TLR_DEFAULT = 3.0
 ADMIN_CENSOR_MONTHS = (18.0, 60.0)  # administrative end of follow-up, uniform
@@ -84,17 +90,18 @@ def parse_signal(text: str | None) -> Signal:
     return Signal(**values)
 
 
-def raw_parts(labs: dict[str, float], burden: TumourBurden) -> tuple[float, float, float]:
-    """Unstandardised (lab, PET, CT) risk parts from measured labs and the tumour burden."""
+def raw_parts(labs: dict[str, float], primary_site: str, burden: TumourBurden) -> tuple[float, float, float]:
+    """Unstandardised (lab, PET, CT) risk parts from measured labs, primary site and the tumour burden."""
     lab = (
-        LAB_COEF["log_chromogranin_a"] * math.log(labs["chromogranin_a"])
-        + LAB_COEF["log_gamma_gt"] * math.log(labs["gamma_gt"])
-        + LAB_COEF["log_ki67"] * math.log(labs["ki67"])
+        LAB_COEF["log_ki67"] * math.log(labs["ki67"])
         + LAB_COEF["albumin"] * labs["albumin"]
+        + LAB_COEF["log_gamma_gt"] * math.log(labs["gamma_gt"])
+        + SITE_EFFECT[primary_site]
     )
     tlr = burden.positive_tlr if math.isfinite(burden.positive_tlr) else PET_TLR_DEFAULT
-    pet = -math.log(tlr)
-    ct = math.log1p(burden.negative_volume_ml) + CT_LTF_COEF * burden.liver_tumour_fraction
+    pet = -math.log(tlr) + PET_NECROSIS_COEF * burden.necrotic_fraction + PET_NEGATIVE_COEF * math.log1p(
+        burden.negative_volume_ml)
+    ct = CT_LTF_COEF * burden.liver_tumour_fraction + CT_VOLUME_COEF * math.log1p(burden.ct_visible_volume_ml)
     return lab, pet, ct
 
 

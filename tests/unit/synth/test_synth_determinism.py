@@ -47,3 +47,42 @@ def test_different_seed_differs_and_prefix_is_stable(
     simulate_cohort(2, seed, out_dir=short, images=False)
     full = _read(image_cohort, "ground_truth.csv").decode().splitlines()
     assert _read(short, "ground_truth.csv").decode().splitlines() == full[:3]
+
+
+OUTPUT_HASHES = Path(__file__).with_name("output_hashes.json")
+
+
+def cohort_digest(folder: Path) -> str:
+    """SHA-256 over the tables (minus summary.json's float noise-free content) and the decoded images."""
+    import hashlib
+
+    import nibabel as nib
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in (*TABLES, "summary.json"):
+        h.update(_read(folder, name))
+    for path in sorted((folder / "images").iterdir()):
+        img = nib.load(str(path))
+        h.update(path.name.encode())
+        h.update(np.ascontiguousarray(np.asanyarray(img.dataobj)).tobytes())
+        h.update(np.asarray(img.affine, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def test_output_changes_only_with_the_version(image_cohort: Path) -> None:
+    """Any change to what the simulator writes must come with a new SIMULATOR_VERSION.
+
+    On failure: bump ``pfs_core.synth.constants.SIMULATOR_VERSION`` and record the new
+    digest under it in tests/unit/synth/output_hashes.json (old entries stay).
+    """
+    import json
+
+    from pfs_core.synth import SIMULATOR_VERSION
+
+    recorded = json.loads(OUTPUT_HASHES.read_text())
+    digest = cohort_digest(image_cohort)
+    assert SIMULATOR_VERSION in recorded, f"record {digest} for {SIMULATOR_VERSION} in {OUTPUT_HASHES.name}"
+    assert recorded[SIMULATOR_VERSION] == digest, (
+        f"simulator output changed but SIMULATOR_VERSION is still {SIMULATOR_VERSION}: bump it and record {digest}")
+    assert list(recorded.values()).count(digest) == 1, "two versions share one output"

@@ -15,9 +15,9 @@ from pfs_core.schema import COHORT_COLUMNS, SHORT_PFS_MONTHS
 from pfs_core.synth import DEFAULT_STRENGTH, Signal, parse_signal, simulate_cohort
 from pfs_core.synth.reference import reference_summary
 
-# Stated in docs/simulator.md: expected Bayes AUROC at the default setting is 0.80-0.85;
+# Stated in docs/simulator.md: expected Bayes AUROC at the default setting is about 0.78 (0.76-0.80);
 # a 400-patient cohort lands within about +-0.05 of that.
-EXPECTED_AUROC = (0.80, 0.85)
+EXPECTED_AUROC = (0.76, 0.80)
 
 
 def test_cohort_table_contract(tables_400: Path) -> None:
@@ -35,7 +35,7 @@ def test_cohort_table_contract(tables_400: Path) -> None:
     # early progression -> fewer cycles (post-baseline information)
     early = cohort[(cohort.pfs_months < 4) & (cohort.progressed == 1)]
     assert len(early) and (early.prrt_cycles <= 2).all()
-    # CgA and gamma-GT higher in short PFS, as in the study
+    # CgA and gamma-GT higher in short PFS, as in the study (CgA although PPIs and renal failure confound it)
     truth = pd.read_csv(tables_400 / "ground_truth.csv")
     short = truth["short_pfs_observed"] == 1
     for lab in ("chromogranin_a", "gamma_gt"):
@@ -51,7 +51,7 @@ def test_prevalence_auroc_and_censoring(tables_400: Path) -> None:
     assert lo <= summary["reference_expected_bayes_auroc"] <= hi
     assert lo - 0.05 <= summary["bayes_auroc"] <= hi + 0.05
     assert 0.01 <= summary["censored_before_12_months_fraction"] <= 0.08
-    assert 0.15 <= summary["patients_with_sstr_negative_fraction"] <= 0.35
+    assert 0.05 <= summary["patients_with_sstr_negative_fraction"] <= 0.15
     assert truth["short_pfs_observed"].isna().mean() == pytest.approx(summary["censored_before_12_months_fraction"])
     # label consistent with the observed time and event
     cohort = pd.read_csv(tables_400 / "cohort.csv")
@@ -67,8 +67,8 @@ def test_risk_decomposition(tables_400: Path) -> None:
     assert np.allclose(total, truth["risk_score_true"], atol=1e-5)
     p = 1.0 - np.exp(-np.exp(truth["risk_score_true"]))
     assert np.allclose(p, truth["p_short_pfs_true"], atol=1e-5)
-    assert truth["tumour_volume_ml"].ge(0).all() and truth["liver_tumour_fraction"].between(0, 0.6).all()
-    assert truth["n_lesions"].between(0, 20).all()
+    assert truth["tumour_volume_ml"].ge(0).all() and truth["liver_tumour_fraction"].between(0, 0.8).all()
+    assert truth["n_lesions"].between(1, 40).all()
 
 
 @pytest.mark.parametrize("off", ["labs", "pet", "ct"])
@@ -103,3 +103,80 @@ def test_parse_signal() -> None:
         with pytest.raises(UsageError, match="--signal"):
             parse_signal(bad)
     assert math.isclose(Signal(0, 0, 0).weights().sum(), 0.0)
+
+
+def test_physiology_of_a_treated_cohort(tables_400: Path) -> None:
+    """The figures docs/simulator.md promises for a PRRT cohort (issue: simulator 2.0)."""
+    summary = json.loads((tables_400 / "summary.json").read_text())
+    assert summary["sstr_negative_lesions_per_affected_patient"]["median"] <= 2
+    ltf = summary["liver_tumour_fraction"]
+    assert 0.02 <= ltf["median"] <= 0.12 and ltf["p95"] >= 0.25 and ltf["max"] <= 0.8
+    tlr = summary["lesion_tumour_to_liver_ratio"]
+    assert 2.5 <= tlr["median"] <= 6 and tlr["p99"] >= 12
+    assert 0.0 < summary["ct_occult_lesion_fraction"] < 0.15
+    assert 0.2 <= summary["ppi_fraction"] <= 0.5
+    lesions = pd.read_csv(tables_400 / "lesions.csv")
+    assert (lesions["necrotic_fraction"] > 0).any() and lesions["necrotic_fraction"].between(0, 0.4).all()
+
+
+def test_ct_appearance_does_not_tell_sstr_status() -> None:
+    """Liver lesions' CT contrast has the same distribution whatever their SSTR status."""
+    from scipy.stats import mannwhitneyu
+
+    from pfs_core.synth import SimOptions
+    from pfs_core.synth.patient import draw_attributes, patient_streams
+
+    options = SimOptions(sstr_negative_rate=0.5)
+    lesions = [les for s in patient_streams(5, 150) for les in draw_attributes(s[0], options).lesions
+               if les.site == "liver"]
+    neg = [les.ct_hu_pv for les in lesions if les.sstr_negative]
+    pos = [les.ct_hu_pv for les in lesions if not les.sstr_negative]
+    assert len(neg) >= 30 and len(pos) >= 100
+    assert mannwhitneyu(neg, pos).pvalue > 0.01
+    assert abs(np.median(neg) - np.median(pos)) < 6.0
+
+
+def test_labs_independent_decouples_labs_from_imaging(tmp_path: Path) -> None:
+    from pfs_core.synth import SimOptions
+
+    coupled, independent = tmp_path / "c", tmp_path / "i"
+    simulate_cohort(300, 9, out_dir=coupled, images=False)
+    simulate_cohort(300, 9, out_dir=independent, images=False, options=SimOptions(labs_independent=True))
+    for folder, low, high in ((coupled, 0.3, 1.0), (independent, -0.15, 0.15)):
+        cohort = pd.read_csv(folder / "cohort.csv")
+        truth = pd.read_csv(folder / "ground_truth.csv")
+        rho = pd.Series(np.log(cohort["gamma_gt"])).corr(truth["liver_tumour_fraction"], method="spearman")
+        assert low <= rho <= high, (folder.name, rho)
+        parts = truth[["risk_lab", "risk_ct"]].corr(method="spearman").iloc[0, 1]
+        assert (parts > 0.2) if folder is coupled else abs(parts) < 0.15, (folder.name, parts)
+    # the imaging side is the same patients either way
+    a = pd.read_csv(coupled / "ground_truth.csv")["tumour_volume_ml"]
+    b = pd.read_csv(independent / "ground_truth.csv")["tumour_volume_ml"]
+    assert a.equals(b)
+
+
+def test_risk_parts_use_only_what_their_modality_sees(tables_400: Path) -> None:
+    """risk_pet and risk_ct are functions of ground-truth image quantities; risk_lab of cohort columns."""
+    from pfs_core.synth.survival import (
+        CT_LTF_COEF,
+        CT_VOLUME_COEF,
+        LAB_COEF,
+        PET_NECROSIS_COEF,
+        PET_NEGATIVE_COEF,
+        SITE_EFFECT,
+    )
+
+    truth = pd.read_csv(tables_400 / "ground_truth.csv")
+    cohort = pd.read_csv(tables_400 / "cohort.csv")
+    summary = json.loads((tables_400 / "summary.json").read_text())
+    mean, sd = (np.asarray(summary["standardisation"][k]) for k in ("mean", "sd"))
+    scale = summary["strength"] / np.sqrt(3.0)
+    pet_raw = (-np.log(truth["tumour_to_liver_ratio"]) + PET_NECROSIS_COEF * truth["necrotic_fraction"]
+               + PET_NEGATIVE_COEF * np.log1p(truth["sstr_negative_volume_ml"]))
+    ct_raw = CT_LTF_COEF * truth["liver_tumour_fraction"] + CT_VOLUME_COEF * np.log1p(truth["ct_visible_volume_ml"])
+    assert np.allclose(scale * (pet_raw - mean[1]) / sd[1], truth["risk_pet"], atol=2e-3)
+    assert np.allclose(scale * (ct_raw - mean[2]) / sd[2], truth["risk_ct"], atol=2e-2)
+    seen = cohort["ki67"].notna()  # missing values are blanked after the risk is computed
+    lab_raw = (LAB_COEF["log_ki67"] * np.log(cohort["ki67"]) + LAB_COEF["albumin"] * cohort["albumin"]
+               + LAB_COEF["log_gamma_gt"] * np.log(cohort["gamma_gt"]) + cohort["primary_site"].map(SITE_EFFECT))
+    assert np.allclose((scale * (lab_raw - mean[0]) / sd[0])[seen], truth["risk_lab"][seen], atol=1e-4)
