@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scale of the risk signal (default calibrated for an expected Bayes AUROC of about 0.78)",
     )
     parser.add_argument("--sstr-negative-rate", type=float, default=None,
-                        help="probability of SSTR-negative (mismatched) lesions at Ki-67 5 %% (default 0.09; "
+                        help="probability of SSTR-negative (mismatched) lesions at Ki-67 5 %% (default 0.07; "
                              "rises with Ki-67)")
     parser.add_argument("--labs-independent", action="store_true",
                         help="draw labs and clinical values from an independent patient, so that they carry no "
