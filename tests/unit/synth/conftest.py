@@ -8,7 +8,7 @@ import pytest
 
 from pfs_core.synth import simulate_cohort
 
-IMAGE_SEED = 4  # first three patients cover every lesion site, SSTR-negative and -positive lesions
+IMAGE_SEED = 4  # small image cohort of the determinism, hash and image tests (liver and other lesion sites)
 IMAGE_N = 3
 
 
