@@ -12,6 +12,7 @@ case, presses Predict, waits for the probability and saves a screenshot
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import socket
@@ -172,7 +173,8 @@ def _check_model_comparison(page: Any, log: Path) -> None:
             benchmark.click()
             page.get_by_role("option", name=option, exact=True).click()
         name = option.removeprefix("shipped: ")
-        expect(page.get_by_text(f"data/{name}/cohort.csv").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        cohort_csv = json.loads((ROOT / "results" / name / "results.json").read_text())["cohort_csv"]
+        expect(page.get_by_text(cohort_csv).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
         _settle(page)
         _assert_no_error(page, f"Model comparison, {option}", log)
         expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # metrics beside the published ones
