@@ -389,22 +389,6 @@ class Liver:
         probe = np.concatenate([p[:, None, :], p[:, None, :] + margin_mm * PROBE_DIRECTIONS[None]], axis=1)
         return np.asarray(self.inside(probe[..., 0], probe[..., 1], probe[..., 2]).all(axis=1))
 
-    # The right lobe alone, for callers written for the single cut ellipsoid of simulator 1.
-    @property
-    def right_lobe(self) -> CutEllipsoid:
-        lobe = self.parts[0]
-        assert isinstance(lobe, CutEllipsoid)
-        return lobe
-
-    @property
-    def ellipsoid(self) -> Ellipsoid:
-        """The right lobe's ellipsoid (before its cut)."""
-        return self.right_lobe.ellipsoid
-
-    def plane_distance(self, ux: Array, uy: Array, uz: Array) -> Array:
-        """Signed distance (mm) to the right lobe's cut plane (<= 0 on the kept side)."""
-        return self.right_lobe.plane_distance(ux, uy, uz)
-
 
 # ----------------------------------------------------------------------- deformation
 @dataclass(frozen=True)

@@ -41,12 +41,6 @@ N_LIVER_CANDIDATES = 600
 DEPTH_LEVELS_MM = np.array([4.0, 8.0, 12.0, 16.0, 22.0, 28.0, 36.0, 45.0, 55.0])
 LIVER_DEPTH_PER_RADIUS = 0.55  # a liver lesion's centre lies this many radii inside the liver surface
 CT_OCCULT_BONE_P = 0.4  # marrow lesions without a CT correlate
-_DIRECTIONS = np.array(
-    [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
-    + [[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)],
-    dtype=float,
-)
-_DIRECTIONS /= np.linalg.norm(_DIRECTIONS, axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -186,9 +180,7 @@ def _liver_candidates(rng: np.random.Generator, anat: Anatomy) -> tuple[Array, A
     depth = np.zeros(len(pts))
     previous = 0.0
     for level in DEPTH_LEVELS_MM:  # a point reaches a level only if it passed every shallower one
-        probe = pts[:, None, :] + level * _DIRECTIONS[None]
-        ok = anat.liver.inside(probe[..., 0], probe[..., 1], probe[..., 2]).all(axis=1)
-        depth = np.where(ok & (depth == previous), level, depth)
+        depth = np.where(anat.liver.interior(pts, float(level)) & (depth == previous), level, depth)
         previous = float(level)
     return pts, depth
 
