@@ -1,0 +1,153 @@
+"""Lesion measurement against the simulator's truth: feature correlations, lesion sensitivity, false positives.
+
+    python benchmarks/measure_truth.py --cohort data/sim200_eval [--organs truth|network] [--before]
+        [--out results/measure_truth.json]
+
+For every patient of a simulated cohort (``pfs_core synth`` folder with images) runs
+``measure_case`` with the simulator's organ masks (``--organs truth``) or the organ network's
+(``network``), then reports Spearman correlations of the per-patient features with
+``ground_truth.csv``; sensitivity for true lesions of 15 mm or more (equivalent-sphere diameter;
+found = at least 10 % of the true lesion's CT voxels inside one measured lesion), split by SSTR
+status; and false-positive lesions per patient (measured lesions touching no true lesion).
+``--before`` adds the liver-referenced read-outs of ``pfs_core.features.readouts`` (the models'
+imaging input up to issue 22) for the same patients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from pfs_core.io import load_ct, load_pet
+from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
+from pfs_core.measure.case import measure_case
+from pfs_core.synth.constants import LABEL
+
+# measured feature -> true quantity of ground_truth.csv
+PAIRS = {
+    "sstr_positive_volume_ml": "sstr_positive_volume_ml",
+    "liver_tumour_fraction": "liver_tumour_fraction",
+    "tumour_to_liver_mean": "tumour_to_liver_ratio",
+    "sstr_negative_volume_ml": "sstr_negative_volume_ml",
+}
+MIN_DIAMETER_MM = 15.0
+FOUND_FRACTION = 0.10
+
+
+def truth_organs(path: Path) -> OrganMasks:
+    """The simulator's organ map as :class:`OrganMasks` (kidneys and adrenals split at the midline)."""
+    img = nib.load(str(path))
+    sim = np.asarray(img.dataobj)
+    labels = np.zeros(sim.shape, dtype=np.uint8)
+    simple = {"liver": "liver", "spleen": "spleen", "bladder": "urinary_bladder", "pancreas": "pancreas"}
+    for sim_name, name in simple.items():
+        labels[sim == LABEL[sim_name]] = ORGAN_CODE[name]
+    x_world = img.affine[0, 0] * np.arange(sim.shape[0]) + img.affine[0, 3]
+    bone_x = np.median(x_world[np.nonzero(sim == LABEL["bone"])[0]])
+    right = (x_world > bone_x)[:, None, None]  # RAS: +x is the patient's right... see docstring of Volume
+    for sim_name, side_names in (("kidney", ("kidney_right", "kidney_left")), ("adrenal", ("adrenal_gland_right",
+                                                                                           "adrenal_gland_left"))):
+        organ = sim == LABEL[sim_name]
+        labels[organ & right] = ORGAN_CODE[side_names[0]]
+        labels[organ & ~right] = ORGAN_CODE[side_names[1]]
+    present = tuple(n for c, n in ORGANS.items() if (labels == c).any())
+    return OrganMasks(labels=labels, affine=img.affine, source=f"simulator truth {path.name}", present=present)
+
+
+def lesion_matching(truth_labels: np.ndarray, truth: pd.DataFrame, measured: np.ndarray,
+                    table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Per true lesion: found or not; and the number of measured lesions touching no true lesion."""
+    found = []
+    for row in truth.itertuples():
+        voxels = truth_labels == row.lesion_label
+        ids, counts = np.unique(measured[voxels], return_counts=True)
+        hit = counts[ids > 0].max() if (ids > 0).any() else 0
+        found.append(voxels.sum() > 0 and hit >= FOUND_FRACTION * voxels.sum())
+    truth = truth.assign(found=found)
+    near = ndimage.binary_dilation(truth_labels > 0)
+    touched = set(np.unique(measured[near]).tolist())
+    false_pos = sum(1 for i in table["lesion_id"] if int(i) not in touched)
+    return truth, false_pos
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohort", type=Path, required=True)
+    parser.add_argument("--organs", choices=("truth", "network"), default="truth")
+    parser.add_argument("--before", action="store_true")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--lesions-out", type=Path, help="optional CSV of every true lesion with found or not")
+    args = parser.parse_args()
+    cohort = pd.read_csv(args.cohort / "cohort.csv")
+    gt = pd.read_csv(args.cohort / "ground_truth.csv").set_index("patient_id")
+    lesions = pd.read_csv(args.cohort / "lesions.csv")
+    ids = cohort["patient_id"].tolist()[: args.limit]
+    feats, matched, fps, seconds = [], [], [], []
+    for pid in ids:
+        images = args.cohort / "images"
+        pet, ct = load_pet(images / f"{pid}_pet.nii.gz"), load_ct(images / f"{pid}_ct.nii.gz")
+        start = time.perf_counter()
+        if args.organs == "truth":
+            organs = truth_organs(images / f"{pid}_organs.nii.gz")
+        else:
+            from pfs_core.models.organ_seg import segment_organs
+            organs = segment_organs(ct)
+        m = measure_case(pet, ct, organs=organs)
+        seconds.append(time.perf_counter() - start)
+        truth_labels = np.asarray(nib.load(str(images / f"{pid}_lesions.nii.gz")).dataobj)
+        rows, fp = lesion_matching(truth_labels, lesions[lesions["patient_id"] == pid], m.lesion_labels, m.lesions)
+        matched.append(rows)
+        fps.append(fp)
+        feats.append({"patient_id": pid, **m.features})
+    measured = pd.DataFrame(feats).set_index("patient_id")
+    truth = gt.loc[measured.index]
+    spearman = {f: round(float(spearmanr(measured[f], truth[t])[0]), 3) for f, t in PAIRS.items()}
+    per_lesion = pd.concat(matched)
+    per_lesion["diameter_mm"] = 2.0 * (per_lesion["volume_ml"] * 750.0 / math.pi) ** (1.0 / 3.0)
+    if args.lesions_out:
+        per_lesion.to_csv(args.lesions_out, index=False)
+    big = per_lesion[per_lesion["diameter_mm"] >= MIN_DIAMETER_MM]
+    sens = {
+        "all": round(float(big["found"].mean()), 3),
+        "sstr_positive": round(float(big.loc[big["sstr_negative"] == 0, "found"].mean()), 3),
+        "sstr_negative_ct_visible": round(float(big.loc[(big["sstr_negative"] == 1) & (big["ct_visible"] == 1),
+                                                         "found"].mean()), 3),
+        "n_lesions": len(big),
+    }
+    result = {"cohort": str(args.cohort), "n": len(ids), "organs": args.organs, "spearman": spearman,
+              "sensitivity_15mm": sens, "false_positives_per_patient": round(float(np.mean(fps)), 3),
+              "seconds_per_case_median": round(float(np.median(seconds)), 2)}
+    if args.before:
+        result["before"] = before_figures(args.cohort, truth)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def before_figures(cohort: Path, truth: pd.DataFrame) -> dict[str, float]:
+    """Spearman of the liver-referenced read-outs (model grid) with the same truths."""
+    from pfs_core.config import MODEL_PREPROCESS
+    from pfs_core.dataset import load_cohort_data
+    from pfs_core.features.readouts import measurements
+
+    data = load_cohort_data(cohort / "cohort.csv", preprocess=MODEL_PREPROCESS, need_images=True, cache_dir=None)
+    rows = pd.DataFrame([measurements(data.pet[i], data.ct[i], suv_max=MODEL_PREPROCESS.pet_suv_max,  # type: ignore[index]
+                                      ct_window_hu=MODEL_PREPROCESS.ct_window_hu, voxel_ml=MODEL_PREPROCESS.voxel_ml)
+                         for i in range(len(data))], index=data.patient_ids).loc[truth.index]
+    return {f"{col} ~ {t}": round(float(spearmanr(rows[col], truth[t])[0]), 3)
+            for col in rows.columns for t in PAIRS.values()}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Lesion and organ measurement on PET/CT (see ``measure_case``)."""

@@ -1,0 +1,66 @@
+"""Liver reference uptake on the PET grid: the yardstick of every SSTR-PET lesion metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from pfs_core.errors import InputError
+
+MIN_REFERENCE_VOXELS = 20
+
+
+@dataclass(frozen=True)
+class LiverReference:
+    """Robust liver uptake (SUVbw): the mode of the eroded liver's voxels, and the SD of the same voxels
+    after the detection smoothing (the noise the detection threshold must clear), from the half below
+    their mode (hot lesions lie above it)."""
+
+    mean: float
+    sd: float
+    n_voxels: int
+    erosion_mm: float
+
+
+def liver_reference(pet: np.ndarray, liver: np.ndarray, spacing_mm: tuple[float, float, float], *,
+                    erosion_mm: float, smoothed_pet: np.ndarray | None = None) -> LiverReference:
+    """Liver reference of ``pet`` (SUVbw, PET grid) inside the boolean ``liver`` mask (same grid).
+
+    Voxels within ``erosion_mm`` of the liver's edge are left out (spill-over from the spleen and
+    kidneys, partial volume with fat); the erosion halves until enough voxels remain.
+    """
+    if liver.sum() < MIN_REFERENCE_VOXELS:
+        raise InputError("the liver mask covers fewer than 20 PET voxels, so no liver reference can be "
+                         "measured: check that the organ masks belong to this CT and that the PET covers the liver")
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing_mm)
+    radius = erosion_mm
+    while radius > 0 and (depth > radius).sum() < MIN_REFERENCE_VOXELS:
+        radius /= 2.0
+    inside = depth > radius if radius > 0 else liver
+    values = pet[inside]
+    spread = values if smoothed_pet is None else smoothed_pet[inside]
+    rough = half_sample_mode(values)
+    below = rough - values[values <= rough]
+    width = 1.4826 * float(np.median(below)) if below.size else 0.0
+    # the median within ±2 SD of the mode is less noisy than the mode itself and still ignores the lesions
+    mode = float(np.median(values[np.abs(values - rough) <= 2.0 * width])) if width > 0 else rough
+    smooth_below = mode - spread[spread <= mode]
+    sd = 1.4826 * float(np.median(smooth_below)) if smooth_below.size else 0.0
+    return LiverReference(mean=mode, sd=sd, n_voxels=int(values.size), erosion_mm=float(radius))
+
+
+def half_sample_mode(values: np.ndarray) -> float:
+    """Half-sample mode (Bickel and Frühwirth, Comput Stat Data Anal 2006) of ``values``.
+
+    The densest half of the sorted values, halved again until three remain: the parenchyma's
+    uptake even when lesions make up a large part of the liver, where a median drifts towards them.
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    while x.size > 3:
+        half = (x.size + 1) // 2
+        widths = x[half - 1:] - x[: x.size - half + 1]
+        start = int(np.argmin(widths))
+        x = x[start:start + half]
+    return float(x.mean()) if x.size < 3 else float(x[1] if x[1] - x[0] != x[2] - x[1] else x.mean())

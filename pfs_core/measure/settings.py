@@ -1,0 +1,43 @@
+"""The delineation rule's parameters, in one frozen record saved with every measurement.
+
+Chosen on development seeds only (``benchmarks/measure_truth.py --seed 105``; docs/measure.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How lesions are delineated (SUV in SUVbw, HU, lengths in mm, volumes in mL).
+
+    SSTR-positive lesions (PET grid): voxels above the liver ("above liver" = Krenning 3-4,
+    the SSTR-positive definition of Zidan et al.), at least ``detect_sd`` robust SDs of the liver
+    and ``detect_min_ratio`` × the liver reference, outside the physiological organs, split at
+    separate uptake maxima, each bounded by a background-corrected ``iso_fraction`` isocontour of
+    its own SUVmax (45 % of SUVmax: Filizoglu et al., Nucl Med Commun 2024; Siegmund et al. 2025).
+    SSTR-negative lesions (CT grid, liver only): focal hypodensity at least ``cold_min_hu`` and
+    ``cold_sd`` SDs below the liver parenchyma with PET uptake not above the liver.
+    """
+
+    detect_smooth_mm: float = 6.0  # FWHM of the smoothing before detection (PET noise)
+    detect_sd: float = 3.0
+    detect_min_ratio: float = 1.3
+    iso_fraction: float = 0.45
+    split_depth_ratio: float = 0.5  # a separate maximum must rise this × liver SUV above the saddle
+    min_volume_ml: float = 0.3
+    pet_fwhm_mm: float = 7.0  # PET resolution assumed for the spill-over of hot organs
+    organ_margin_mm: float = 8.0  # around spleen, kidneys, bladder, adrenals: nothing is counted there
+    pancreas_min_ratio: float = 2.0  # pancreas: only uptake above this × liver (uncinate process lower)
+    liver_erosion_mm: float = 10.0  # liver reference ≥ 1 cm from the liver's edge (spill-over)
+    ct_smooth_mm: float = 3.0
+    cold_min_hu: float = 15.0
+    cold_sd: float = 2.5
+    cold_min_volume_ml: float = 0.5
+    cold_max_ratio: float = 1.0  # SSTR-negative: mean PET uptake at most this × liver
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
