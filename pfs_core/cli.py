@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "check": "Load and validate a PET/CT pair and print a JSON summary.",
     "benchmark": "Repeated cross-validation of the model comparison on a cohort.",
     "train": "Train a model bundle (fold ensemble) on a cohort.",
+    "measure": "Delineate organs and lesions of one PET/CT; lesion table, features, label maps, DICOM SEG.",
     "predict": "Predict short-PFS probability for one case with a model bundle.",
     "score": "Score every case of a cohort with a model bundle (CSV out).",
     "explain": "Explain one prediction: SHAP, modality contributions, Grad-CAM.",

@@ -1,12 +1,14 @@
 """Case Explorer parts: choosing the case, running one prediction, and showing the result.
 
 One :func:`pfs_core.explain.explain_case` call does the work; this module only
-collects inputs and renders what comes back. The result (with the case's volumes)
-lives in this browser session's memory only and is gone when the session ends.
+collects inputs and renders what comes back. The result (with the case's volumes
+and its lesion measurement, :mod:`pfs_ui.lesion_view`) lives in this browser
+session's memory only and is gone when the session ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ import streamlit as st
 
 from pfs_core import DISCLAIMER, schema
 from pfs_core.errors import InputError, PfsError
+from pfs_ui import lesion_view
 from pfs_ui.common import (
     PREDICTION_STARTED,
     case_threads,
@@ -47,6 +50,8 @@ class CaseInputs:
     ct_upload: Any = None
     weight_kg: float | None = None
     dose_mbq: float | None = None
+    #: A sample case's simulated organ label map (``<id>_organs.nii.gz``), used to measure its lesions.
+    organs_path: Path | None = None
 
 
 @dataclass
@@ -60,6 +65,8 @@ class CaseResult:
     inputs: dict[str, str]
     bundle_sha256: str
     seconds: float
+    #: Simulated organ masks shipped with a sample case (None for an upload: the organ network or the user's masks).
+    sample_organs: Path | None = None
     meshes: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     #: Parts that every rerun (a slider, a tab's radio) would otherwise rebuild: figures, the PET on the CT grid.
     memo: dict[str, Any] = field(default_factory=dict)
@@ -78,7 +85,8 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
         pid = st.selectbox("Sample case (simulated patient)", ids, key="sample_id")
         row = samples.set_index("patient_id").loc[pid]
         defaults = {c: row.get(c) for c in schema.LAB_COLUMNS}
-        return CaseInputs(key=str(pid), lab_defaults=defaults, pet_path=Path(row["pet"]), ct_path=Path(row["ct"]))
+        return CaseInputs(key=str(pid), lab_defaults=defaults, pet_path=Path(row["pet"]), ct_path=Path(row["ct"]),
+                          organs_path=lesion_view.sample_organs(Path(row["pet"]), str(pid)))
     st.caption("NIfTI (.nii, .nii.gz) or a DICOM series as .zip. Files stay in memory for this session only.")
     left, right = st.columns(2)
     pet = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", type=["nii", "gz", "zip"], key="pet_up")
@@ -132,7 +140,8 @@ def run_prediction(bundle: Any, inputs: CaseInputs, labs: dict[str, Any]) -> Non
         show_error(exc)
         return
     set_session_value(RESULT_KEY, CaseResult(explanation=explanation, pet=pet, ct=ct, labs=labs, inputs=described,
-                                             bundle_sha256=bundle.sha256, seconds=time.perf_counter() - started))
+                                             bundle_sha256=bundle.sha256, seconds=time.perf_counter() - started,
+                                             sample_organs=inputs.organs_path))
 
 
 def render_result(bundle: Any) -> None:
@@ -142,16 +151,18 @@ def render_result(bundle: Any) -> None:
         return
     p = result.explanation.prediction
     _headline(p)
-    tabs = st.tabs(["Why", "3D view", "Slices", "Cohort", "Run and report"])
+    tabs = st.tabs(["Why", "Lesions", "3D view", "Slices", "Cohort", "Run and report"])
     with tabs[0]:
         _why(result)
-    with tabs[1]:
-        _scene(result)
+    with tabs[1]:  # measured first: the 3D view, the slices and the report draw its outlines and numbers
+        lesion_view.render_lesions(result)
     with tabs[2]:
-        _slices(result)
+        _scene(result)
     with tabs[3]:
-        _cohort(bundle, result)
+        _slices(result)
     with tabs[4]:
+        _cohort(bundle, result)
+    with tabs[5]:
         _run_info(result)
         _report(bundle, result)
 
@@ -243,6 +254,7 @@ def _scene(result: CaseResult) -> None:
     label = c1.radio("Map", list(maps), horizontal=True, key="cam_branch")
     level = c2.slider("Map level", 0.1, 0.95, 0.5, 0.05, key="cam_level")
     suv = c3.slider("PET hotspot SUV", 2.0, 30.0, 8.0, 0.5, key="suv_level")
+    show_lesions, show_organs = _layer_toggles(result, prefix="scene")
     _map_note(result.explanation, label)
     key = (label, level, suv)
     if key not in result.meshes:
@@ -251,12 +263,22 @@ def _scene(result: CaseResult) -> None:
         result.meshes[key] = geometry.case_scene(
             result.ct.data, result.ct.affine, None if pet is None else pet.data, None if pet is None else pet.affine,
             np.asarray(cam.dataobj), cam.affine, suv_level=suv, cam_level=level)
-    st.plotly_chart(mesh3d_figure(result.meshes[key], title=f"Body, PET > SUV {suv:g}, {label} ≥ {level}"),
+    extra = lesion_view.surfaces(result, lesions=show_lesions, organs=show_organs)
+    st.plotly_chart(mesh3d_figure([*result.meshes[key], *extra], title=f"Body, PET > SUV {suv:g}, {label} ≥ {level}"),
                     key="scene_chart")
 
 
+def _layer_toggles(result: CaseResult, *, prefix: str) -> tuple[bool, bool]:
+    """Check boxes for the lesion outlines/surfaces and the optional organ layer (off without a measurement)."""
+    measured = lesion_view.current(result) is not None
+    c1, c2 = st.columns(2)
+    lesions = c1.checkbox("Lesions (SSTR-positive / SSTR-negative)", value=True, disabled=not measured,
+                          key=f"{prefix}_lesions", help="automatic delineation; see the Lesions tab")
+    organs = c2.checkbox("Organs", value=False, disabled=not measured, key=f"{prefix}_organs")
+    return lesions and measured, organs and measured
+
+
 def _slices(result: CaseResult) -> None:
-    from pfs_core.preprocessing.resample import resample_onto
     from pfs_core.viz.images import mip_figure, slice_count, slice_figure
 
     if result.ct is None:
@@ -267,6 +289,10 @@ def _slices(result: CaseResult) -> None:
     label = c1.radio("Overlay", ["none", *maps], horizontal=True, key="slice_branch")
     axis = c2.radio("View", ["axial", "coronal", "sagittal"], horizontal=True, key="slice_axis")
     opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="slice_opacity")
+    show_lesions, show_organs = _layer_toggles(result, prefix="slice")
+    drawn = lesion_view.outlines(result, organs=show_organs) if show_lesions or show_organs else None
+    if drawn is not None and not show_lesions:
+        drawn = dataclasses.replace(drawn, lesions=None, lesion_status={})
     if label != "none":
         _map_note(result.explanation, label)
     ct = result.ct
@@ -275,11 +301,18 @@ def _slices(result: CaseResult) -> None:
     index = st.slider("Slice", 0, n - 1, n // 2, key=f"slice_index_{axis}")
     left, right = st.columns(2)
     left.plotly_chart(slice_figure(ct.data, overlay, affine=ct.affine, axis=axis, index=index, opacity=opacity,
-                                   background_kind="ct"), key="slice_chart")
+                                   background_kind="ct", outlines=drawn), key="slice_chart")
     if result.pet is not None:
-        pet_on_ct = result.remember("pet_on_ct", lambda: resample_onto(result.pet, affine=ct.affine,
-                                                                       shape=ct.data.shape))
-        right.plotly_chart(mip_figure(pet_on_ct, overlay, affine=ct.affine, opacity=opacity), key="mip_chart")
+        pet_on_ct = _pet_on_ct(result)
+        right.plotly_chart(mip_figure(pet_on_ct, overlay, affine=ct.affine, opacity=opacity, outlines=drawn),
+                           key="mip_chart")
+
+
+def _pet_on_ct(result: CaseResult) -> Any:
+    from pfs_core.preprocessing.resample import resample_onto
+
+    ct = result.ct
+    return result.remember("pet_on_ct", lambda: resample_onto(result.pet, affine=ct.affine, shape=ct.data.shape))
 
 
 def _cohort(bundle: Any, result: CaseResult) -> None:
@@ -319,7 +352,21 @@ def _report(bundle: Any, result: CaseResult) -> None:
     why = _why_figures(result)
     figures = [] if why["shap"] is None else [("Lab SHAP values", why["shap"])]
     figures.append(("Modality contributions", why["modality"]))
-    html = result.remember("report_html", lambda: case_report_html(e, labs=result.labs, inputs=result.inputs,
-                                                                   figures=figures))
+    state = lesion_view.current_state(result)
+    measurement = None if state is None else state.measurement
+    if state is not None and measurement is not None and result.pet is not None:
+        figures.append(("PET maximum-intensity projection with the lesion outlines",
+                        state.remember("report_mip", lambda: _outlined_mip(result))))
+    html = result.remember(f"report_html_{None if state is None else state.signature}", lambda: case_report_html(
+        e, labs=result.labs, inputs=result.inputs, figures=figures, measurement=measurement))
+    if measurement is not None:
+        st.caption("The report holds the lesion measurements: features, the lesion table and the organ source.")
     st.download_button("Download tumour-board report (HTML)", html, file_name=f"pfs_report_{bundle.name}.html",
                        mime="text/html", key="report_button")
+
+
+def _outlined_mip(result: CaseResult) -> Any:
+    from pfs_core.viz.images import mip_figure
+
+    return mip_figure(_pet_on_ct(result), None, affine=result.ct.affine, outlines=lesion_view.outlines(result, organs=False),
+                      title="PET maximum-intensity projection (coronal) with the lesion outlines")

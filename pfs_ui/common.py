@@ -8,6 +8,7 @@ are loaded, and no patient value is ever logged.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import tempfile
 import threading
@@ -54,8 +55,19 @@ def list_bundles(root: Path | None = None) -> list[Path]:
     from pfs_core.models.registry import DEFAULT_MODEL
 
     root = models_dir() if root is None else root
-    found = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file())
+    found = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file() and not _is_organ_bundle(p))
     return sorted(found, key=lambda p: p.name != DEFAULT_MODEL)
+
+
+def _is_organ_bundle(path: Path) -> bool:
+    """The CT organ network sits beside the PFS models but predicts no PFS; a broken PFS manifest still counts
+    as a PFS bundle so that the page can show why it fails."""
+    from pfs_core.models.organ_seg import FORMAT as ORGAN_FORMAT
+
+    try:
+        return json.loads((path / "manifest.json").read_text()).get("format") == ORGAN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @st.cache_resource(show_spinner="Loading and verifying the model bundle...")

@@ -6,6 +6,7 @@ PET in SUVbw on its own grid, CT in HU; the PET is never resampled for measuring
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from scipy import ndimage
 
 from pfs_core.errors import InputError
 from pfs_core.io import Volume, check_overlap
+from pfs_core.io.organ_files import read_organ_masks
 from pfs_core.io.organs import ORGAN_CODE, OrganMasks
 from pfs_core.measure.ct_lesions import LiverDensity, liver_ct_lesions
 from pfs_core.measure.pet_lesions import smoothed, sstr_positive
@@ -153,14 +155,26 @@ def _add(labels: np.ndarray, more: np.ndarray, offset: int) -> None:
     labels[free] = more[free] + offset
 
 
-def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks,
-                 settings: MeasureSettings | None = None) -> Measurement:
-    """Delineate and measure the lesions of one PET/CT with the given organ masks (on the CT grid).
+def find_organs(ct: Volume, *, organs: str | Path | None = None, label_names: str | Path | None = None,
+                device: str | None = None) -> OrganMasks:
+    """Organ masks on the CT grid: from the file or folder ``organs`` when given, else the organ network."""
+    if organs is not None:
+        return read_organ_masks(organs, ct=ct, label_names=label_names)
+    from pfs_core.models.organ_seg import segment_organs  # torch network: loaded only when needed
 
+    return segment_organs(ct, device=device)
+
+
+def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,
+                 settings: MeasureSettings | None = None, device: str | None = None) -> Measurement:
+    """Delineate and measure the lesions of one PET/CT.
+
+    ``organs`` on the CT grid (:func:`find_organs`); without them the organ network delineates them.
     Same input, same output: nothing here is random.
     """
     settings = settings or MeasureSettings()
     check_overlap(pet, ct)
+    organs = organs if organs is not None else find_organs(ct, device=device)
     if "liver" not in organs.present or not organs.mask("liver").any():
         raise InputError(f"organ masks ({organs.source}): no liver; the liver is the reference of every "
                          "lesion measure: give masks that include the liver")

@@ -1,4 +1,5 @@
-"""Tumour-board report: one self-contained HTML file (inputs, risk, figures, model identity, disclaimer).
+"""Tumour-board report: one self-contained HTML file (inputs, risk, lesion measurements, figures, model identity,
+disclaimer).
 
 The HTML embeds plotly.js once and every figure inline, so it opens offline and
 can be mailed or archived as a single file. Nothing is written to disk here; the
@@ -12,12 +13,41 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from pfs_core import DISCLAIMER, __version__, schema
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from pfs_core.explain import Explanation
+    from pfs_core.measure import Measurement
+
+#: Display names, with units, of the lesion table's columns (``Measurement.lesions``), in display order.
+LESION_COLUMN_LABELS: dict[str, str] = {
+    "lesion_id": "lesion", "sstr_status": "SSTR status", "site": "site", "volume_ml": "volume (mL)",
+    "suv_max": "SUVmax (g/mL)", "suv_mean": "SUVmean (g/mL)", "suv_peak": "SUVpeak (g/mL)",
+    "tumour_to_liver": "tumour-to-liver (SUVmax / liver SUV)", "heterogeneity": "heterogeneity (SUV SD / mean)",
+    "mean_hu": "mean CT (HU)", "centre_x_mm": "centre x (mm)", "centre_y_mm": "centre y (mm)",
+    "centre_z_mm": "centre z (mm)",
+}
+#: Per-patient features (``Measurement.features``): label and unit ("%" shows a fraction as a percentage).
+FEATURE_LABELS: dict[str, tuple[str, str]] = {
+    "sstr_positive_volume_ml": ("SSTR-positive tumour volume", "mL"),
+    "total_lesion_uptake": ("total lesion uptake (volume × SUVmean)", "SUV·mL"),
+    "tumour_to_liver_mean": ("tumour-to-liver ratio, volume-weighted mean", "ratio"),
+    "tumour_to_liver_max": ("tumour-to-liver ratio, highest lesion", "ratio"),
+    "sstr_negative_count": ("SSTR-negative lesions", "count"),
+    "sstr_negative_volume_ml": ("SSTR-negative tumour volume", "mL"),
+    "liver_tumour_fraction": ("liver tumour fraction", "%"),
+    "heterogeneity": ("uptake heterogeneity, volume-weighted (SUV SD / mean)", "ratio"),
+    "liver_suv_reference": ("liver reference uptake", "SUVbw"),
+    "liver_volume_ml": ("liver volume", "mL"),
+}
+#: The caveat shown with every lesion measurement.
+DELINEATION_CAVEAT = ("Lesions and organs were delineated automatically (SSTR-positive lesions on the PET, "
+                      "SSTR-negative liver lesions on the CT); check every outline on the images before using "
+                      "a figure. Research use only; not a medical device.")
 
 
 _STYLE = """
@@ -42,18 +72,62 @@ def _labs_table(labs: Mapping[str, Any], imputed: Sequence[str]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def lesion_display_table(lesions: pd.DataFrame) -> pd.DataFrame:
+    """The lesion table for people: SSTR-positive first, then by decreasing SUVmax; columns labelled with units."""
+    order = {"SSTR-positive": 0, "SSTR-negative": 1}
+    table = lesions.assign(_status=lesions["sstr_status"].map(order).fillna(2))
+    table = table.sort_values(["_status", "suv_max", "lesion_id"], ascending=[True, False, True], kind="stable")
+    columns = [c for c in LESION_COLUMN_LABELS if c in table.columns]
+    return table[columns].rename(columns=LESION_COLUMN_LABELS).reset_index(drop=True)
+
+
+def feature_rows(features: Mapping[str, float]) -> list[tuple[str, str, str]]:
+    """``(label, value, unit)`` of the per-patient features, the lesion counts per site last."""
+    rows = []
+    for name, (label, unit) in FEATURE_LABELS.items():
+        if name not in features:
+            continue
+        value = features[name]
+        if unit == "%":
+            rows.append((label, f"{100.0 * value:.1f}", "%"))
+        elif unit == "count":
+            rows.append((label, f"{value:.0f}", ""))
+        else:
+            rows.append((label, f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}", unit))
+    for name, value in features.items():
+        if name.startswith("lesions_"):
+            rows.append((f"lesions in {name.removeprefix('lesions_').replace('_', ' ')}", f"{value:.0f}", ""))
+    return rows
+
+
+def _measurement_section(measurement: Measurement) -> str:
+    table = lesion_display_table(measurement.lesions)
+    body = "".join(_row(["—" if pd.isna(v) else v for v in row]) for row in table.itertuples(index=False))
+    return "".join([
+        "<h2>Lesion measurements (automatic delineation)</h2>",
+        f"<p class='disclaimer'>{html.escape(DELINEATION_CAVEAT)}</p>",
+        f"<p>Organ masks: {html.escape(measurement.organs.source)}.</p>",
+        "<table>", _row(["feature", "value", "unit"], "th"),
+        "".join(_row(r) for r in feature_rows(measurement.features)), "</table>",
+        f"<h3>Lesions ({len(table)})</h3>" if len(table) else "<p>No lesion was found.</p>",
+        ("<table>" + _row(table.columns, "th") + body + "</table>") if len(table) else "",
+    ])
+
+
 def case_report_html(
     explanation: Explanation,
     *,
     labs: Mapping[str, Any],
     inputs: Mapping[str, str],
     figures: Sequence[tuple[str, go.Figure]],
+    measurement: Measurement | None = None,
     created: datetime | None = None,
 ) -> str:
     """The report as an HTML string.
 
     ``inputs``: description of the image inputs (e.g. file names and SUV note);
-    ``figures``: (title, plotly figure) pairs in display order.
+    ``figures``: (title, plotly figure) pairs in display order;
+    ``measurement``: the lesion measurement of the case (features, lesion table, organ source), if any.
     """
     p = explanation.prediction
     created = created or datetime.now(UTC)
@@ -71,6 +145,8 @@ def case_report_html(
         "<h2>Inputs</h2><table>" + "".join(_row([k, v]) for k, v in inputs.items()) + "</table>",
         _labs_table(labs, p.imputed_fields),
     ]
+    if measurement is not None:
+        parts.append(_measurement_section(measurement))
     for i, (title, figure) in enumerate(figures):
         plotly_js: bool | str = "inline" if i == 0 else False
         parts.append(f"<h2>{html.escape(title)}</h2>")

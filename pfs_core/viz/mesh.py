@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from skimage.measure import block_reduce
 from vtkmodules.vtkFiltersCore import vtkQuadricClustering
 
 from pfs_core.errors import InputError
+from pfs_core.viz.images import ORGAN_COLORS, OTHER_ORGAN_COLOR, STATUS_COLORS, organ_label
 
 BODY_COLOR = "#BBBBBB"  # light grey
 PET_COLOR = "#E69F00"  # Okabe-Ito orange
@@ -291,6 +292,67 @@ def case_scene(ct: np.ndarray | None, ct_affine: np.ndarray | None, pet: np.ndar
     return [m for m in (body, pet_mesh, cam_mesh) if m is not None]
 
 
+def lesion_surfaces(labels: np.ndarray, affine: np.ndarray, status: Mapping[int, str], *,
+                    max_triangles: int = 40_000, opacity: float = 0.9) -> list[Mesh]:
+    """One surface per SSTR status around the delineated lesions, coloured as the slice outlines.
+
+    Each status's lesions are contoured at the voxel boundaries (binary mask at 0.5) and smoothed lightly
+    (Taubin, volume-preserving), within its share of ``max_triangles``.
+
+    Args:
+        labels: int ``(I, J, K)`` lesion ids (0 = none), e.g. ``Measurement.lesion_labels`` on the CT grid.
+        affine: ``(4, 4)`` voxel index → world mm, RAS+.
+        status: lesion id → ``"SSTR-positive"`` or ``"SSTR-negative"``; ids without a status are left out.
+        max_triangles: hard limit on the sum of the triangle counts.
+
+    Returns:
+        ``[SSTR-positive lesions, SSTR-negative lesions]`` for the statuses that occur in ``status`` (a
+        status whose lesions have no voxel gives an empty mesh, named in the 3D view's title).
+    """
+    data, affine = _check_labels(labels, affine, what="lesion labels")
+    unknown = sorted(set(status.values()) - set(STATUS_COLORS))
+    if unknown:
+        raise ValueError(f"lesion status must be one of {sorted(STATUS_COLORS)}, not {unknown}")
+    groups = {s: [int(i) for i, v in status.items() if v == s] for s in STATUS_COLORS if s in status.values()}
+    budget = max(MIN_TRIANGLES, max_triangles // max(len(groups), 1))
+    return [_label_surface(data, affine, ids, name=f"{s} lesions", color=STATUS_COLORS[s], opacity=opacity,
+                           max_triangles=budget) for s, ids in groups.items()]
+
+
+def organ_surfaces(labels: np.ndarray, affine: np.ndarray, names: Mapping[int, str], *,
+                   max_triangles: int = 60_000, opacity: float = 0.25) -> list[Mesh]:
+    """One translucent surface per named organ code that has voxels (colours of the slice outlines).
+
+    Args:
+        labels: int ``(I, J, K)`` organ codes (0 = none), e.g. ``OrganMasks.labels`` on the CT grid.
+        affine: ``(4, 4)`` voxel index → world mm, RAS+.
+        names: code → organ name (:data:`pfs_core.io.organs.ORGANS`).
+        max_triangles: hard limit on the sum of the triangle counts.
+    """
+    data, affine = _check_labels(labels, affine, what="organ labels")
+    present = [int(c) for c in sorted(names) if 0 < int(c) <= int(data.max(initial=0))]
+    boxes = ndimage.find_objects(data) if present else []
+    present = [c for c in present if c <= len(boxes) and boxes[c - 1] is not None]
+    budget = max(MIN_TRIANGLES, max_triangles // max(len(present), 1))
+    return [_label_surface(data, affine, [c], name=organ_label(names[c]),
+                           color=ORGAN_COLORS.get(names[c], OTHER_ORGAN_COLOR), opacity=opacity, max_triangles=budget)
+            for c in present]
+
+
+def _label_surface(labels: np.ndarray, affine: np.ndarray, ids: Sequence[int], *, name: str, color: str,
+                   opacity: float, max_triangles: int) -> Mesh:
+    """Smoothed boundary surface of the voxels whose label is in ``ids`` (computed inside their bounding box)."""
+    inside = np.isin(labels, ids) if ids else np.zeros(labels.shape, dtype=bool)
+    found = ndimage.find_objects(inside.astype(np.uint8))
+    if not found or found[0] is None:
+        return Mesh.empty(name=name, color=color, opacity=opacity)
+    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(found[0], labels.shape, strict=True))
+    shift = np.eye(4)
+    shift[:3, 3] = [s.start for s in box]
+    return _surface(inside[box].astype(np.float32), affine @ shift, level=0.5, max_triangles=max_triangles, name=name,
+                    color=color, opacity=opacity, smooth_iterations=10)
+
+
 def render_png(meshes: Sequence[Mesh], path: Path | str, *, size: tuple[int, int] = (800, 800),
                view: View = "iso", background: str = "white", legend: bool = True) -> Path:
     """Render the meshes off-screen (pyvista, no display needed) into a PNG for reports.
@@ -521,6 +583,16 @@ def _check_volume(volume: np.ndarray, affine: np.ndarray, *, what: str) -> tuple
     if abs(np.linalg.det(matrix[:3, :3])) < 1e-9:
         raise InputError(f"{what}: the affine is singular (zero voxel size?); check the image header")
     return data.astype(np.float32, copy=False), matrix
+
+
+def _check_labels(labels: np.ndarray, affine: np.ndarray, *, what: str) -> tuple[np.ndarray, np.ndarray]:
+    data = np.asarray(labels)
+    if not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
+        raise InputError(f"{what}: expected integer labels, got dtype {data.dtype}")
+    _check_volume(np.zeros((2, 2, 2), np.float32), affine, what=what)
+    if data.ndim != 3 or min(data.shape) < 2:
+        raise InputError(f"{what}: expected a 3D volume with at least 2 voxels per axis, got shape {data.shape}")
+    return data.astype(np.int64, copy=False) if data.dtype == bool else data, np.asarray(affine, dtype=np.float64)
 
 
 def _check_level(level: float, what: str) -> None:

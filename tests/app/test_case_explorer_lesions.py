@@ -1,0 +1,111 @@
+"""Case Explorer, lesions: table and features of a sample case, organ-mask upload (bad, good), no organ network."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = "pages/case_explorer.py"
+
+
+class FakeUpload(io.BytesIO):
+    def __init__(self, name: str, data: bytes) -> None:
+        super().__init__(data)
+        self.name = name
+
+
+@pytest.fixture
+def uploads(monkeypatch) -> dict[str, object]:
+    """What the upload widgets hand back, by key (AppTest cannot upload files)."""
+    from streamlit.delta_generator import DeltaGenerator
+
+    given: dict[str, object] = {}
+    monkeypatch.setattr(DeltaGenerator, "file_uploader", lambda self, *a, key=None, **k: given.get(key))
+    return given
+
+
+def _predict(app_path: str) -> AppTest:
+    at = AppTest.from_file(app_path, default_timeout=180)
+    at.switch_page(PAGE).run()
+    at.button(key="FormSubmitter:labs-Predict").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _lesion_table(at: AppTest):
+    return next((d.value for d in at.dataframe if "SSTR status" in d.value.columns), None)
+
+
+def test_sample_case_shows_lesion_table_features_and_report(app_path, uploads):
+    at = _predict(app_path)
+    assert not at.error, [e.value for e in at.error]
+    table = _lesion_table(at)
+    assert table is not None and len(table) > 0
+    assert {"volume (mL)", "SUVmax (g/mL)", "tumour-to-liver (SUVmax / liver SUV)"} <= set(table.columns)
+    assert set(table["SSTR status"]) <= {"SSTR-positive", "SSTR-negative"}
+    assert list(table["SSTR status"]) == sorted(table["SSTR status"], key=lambda s: s != "SSTR-positive")
+    labels = [m.label for m in at.metric]
+    for label in ("SSTR-positive volume", "Tumour-to-liver, max / mean", "SSTR-negative lesions",
+                  "SSTR-negative volume", "Liver tumour fraction"):
+        assert label in labels
+    captions = " ".join(c.value for c in at.caption)
+    assert "simulated organ masks shipped with sample case" in captions and "delineated automatically" in captions
+    assert "P(PFS ≤ 12 months)" in labels and "simulated" in captions.lower()  # the prediction is still there
+    result = at.session_state["case_result"]
+    report = next(v for k, v in result.memo.items() if k.startswith("report_html_"))
+    assert "Lesion measurements (automatic delineation)" in report and "simulated organ masks" in report
+    assert "SSTR-positive tumour volume" in report
+    assert {"SSTR-positive lesions", "SSTR-negative lesions"} <= _trace_names(at, "Axial slice")
+    assert "liver" not in _trace_names(at, "Axial slice")
+    at.checkbox(key="slice_organs").check().run()
+    assert not at.exception and "liver" in _trace_names(at, "Axial slice")
+    assert {"SSTR-positive lesions", "liver"} <= _trace_names(at, "PET maximum-intensity projection")
+    at.checkbox(key="scene_organs").check().run()
+    assert not at.exception and {"SSTR-positive lesions", "liver"} <= _trace_names(at, "Body surface")
+
+
+def _trace_names(at: AppTest, title: str) -> set[str]:
+    """Trace names of the chart whose title starts with ``title`` (the 3D view: that holds a trace named so)."""
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        names = {t.get("name") for t in spec["data"]}
+        if spec["layout"].get("title", {}).get("text", "").startswith(title) or title in names:
+            return names
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def test_organ_mask_upload_bad_then_none_then_good(app_path, uploads, monkeypatch):
+    import pfs_core.measure
+    from pfs_core.synth.constants import ORGAN_LABELS
+    from pfs_ui import lesion_view
+
+    def no_network(ct, *, organs=None, label_names=None, device=None):
+        if organs is None:
+            raise ImportError("No module named 'pfs_core.models.organ_seg'")
+        return real(ct, organs=organs, label_names=label_names, device=device)
+
+    real = pfs_core.measure.find_organs
+    monkeypatch.setattr(pfs_core.measure, "find_organs", no_network)
+    monkeypatch.setattr(lesion_view, "sample_organs", lambda pet_path, case_id: None)  # as for an uploaded case
+    uploads["organ_up"] = [FakeUpload("my_organs.nii.gz", b"not a NIfTI")]
+    at = _predict(app_path)
+    assert len(at.error) == 1 and "my_organs.nii.gz" in at.error[0].value
+    assert "pfs_upload" not in at.error[0].value and "/tmp" not in at.error[0].value
+    assert _lesion_table(at) is None
+    assert "P(PFS ≤ 12 months)" in [m.label for m in at.metric]
+
+    uploads["organ_up"] = []
+    at.run()
+    assert not at.exception and not at.error
+    assert any("Organ network not installed; upload organ masks" in i.value for i in at.info)
+
+    organs = ROOT / "sample_data" / "images" / f"{at.selectbox(key='sample_id').value}_organs.nii.gz"
+    names = json.dumps({str(code): name for code, name in ORGAN_LABELS.items()}).encode()
+    uploads["organ_up"] = [FakeUpload(organs.name, organs.read_bytes()), FakeUpload("names.json", names)]
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert _lesion_table(at) is not None
+    assert any(f"multi-label NIfTI '{organs.name}', names from 'names.json'" in c.value for c in at.caption)

@@ -1,0 +1,128 @@
+"""``measure_case`` on real anatomy: the TotalSegmentator example CT and its organ masks, with a simulated SSTR PET.
+
+The PET (4-mm grid, its own origin) is simulated from the real organ masks: liver SUV 7, spleen 24, kidneys 15,
+adrenals 7, pancreas 3, body 1, air 0, blurred with a Gaussian of FWHM 6 mm, with a seeded Poisson-like noise.
+Three liver lesions are placed inside the liver, at least 10 mm from its edge (the scan's edge included): SSTR-positive 6.9 mL at
+3.5 × liver and 3.3 mL at 4.5 × liver, and an SSTR-negative 5.5 mL sphere at 0.5 × liver whose CT is 35 HU
+lower.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from pfs_core.io import Volume, load_ct
+from pfs_core.io.organ_files import read_organ_masks
+from pfs_core.io.organs import ORGAN_CODE
+from pfs_core.measure import measure_case
+from pfs_core.preprocessing.resample import resample_array
+
+REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
+TOTALSEG = REAL / "totalseg_ct"
+pytestmark = [
+    pytest.mark.real_data,
+    pytest.mark.skipif(not (TOTALSEG / "example_ct.nii.gz").is_file() or not (TOTALSEG / "organs").is_dir(),
+                       reason=f"real CT and TotalSegmentator masks not present at {TOTALSEG}"),
+]
+
+LIVER_SUV = 7.0
+ORGAN_SUV = {"liver": 7.0, "spleen": 24.0, "kidney_right": 15.0, "kidney_left": 15.0, "adrenal_gland_right": 7.0,
+             "adrenal_gland_left": 7.0, "pancreas": 3.0}
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+PET_SPACING = 4.0
+EDGE_MM = 10.0  # lesion surface to liver edge, at least
+APART_MM = 20.0  # lesion surface to lesion surface, at least
+
+
+@dataclass(frozen=True)
+class Placed:
+    volume_ml: float
+    suv_ratio: float  # × liver
+    hu_delta: float
+
+
+PLACED = (Placed(6.9, 3.5, 0.0), Placed(3.3, 4.5, 0.0), Placed(5.5, 0.5, -35.0))
+
+
+def radius_mm(volume_ml: float) -> float:
+    return (3.0 * volume_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def place_centres(liver: np.ndarray, spacing: tuple[float, float, float]) -> list[np.ndarray]:
+    """CT voxel centres of the three lesions: deep in the liver (≥ EDGE_MM from its edge), ≥ APART_MM apart edge to edge."""
+    inside = np.pad(liver, 1)  # the scan's edge is an edge of the liver too
+    depth = ndimage.distance_transform_edt(inside, sampling=spacing)[1:-1, 1:-1, 1:-1]
+    order = np.argsort(-depth, axis=None, kind="stable")
+    candidates = np.column_stack(np.unravel_index(order[: int((depth > 0).sum())], liver.shape))
+    centres: list[np.ndarray] = []
+    for lesion in PLACED:
+        r = radius_mm(lesion.volume_ml)
+        for at in candidates:
+            if depth[tuple(at)] < r + EDGE_MM:
+                raise AssertionError("the liver has no room for the lesions")
+            if all(np.linalg.norm((at - c) * spacing) >= r + radius_mm(p.volume_ml) + APART_MM
+                   for c, p in zip(centres, PLACED, strict=False)):
+                centres.append(at)
+                break
+    return centres
+
+
+def simulate_pet(ct: Volume, activity: np.ndarray, *, seed: int) -> Volume:
+    """CT-grid activity blurred (FWHM 6 mm) and sampled on a 4-mm PET grid with its own origin, plus noise."""
+    blurred = ndimage.gaussian_filter(activity, [6.0 * FWHM_TO_SIGMA / s for s in ct.spacing_mm])
+    low = ct.affine[:3, 3] - np.asarray(ct.spacing_mm) / 2.0
+    extent = np.asarray(ct.shape) * np.asarray(ct.spacing_mm)
+    shape = tuple(int(n) for n in np.ceil(extent / PET_SPACING).astype(int) + 1)
+    affine = np.diag([PET_SPACING, PET_SPACING, PET_SPACING, 1.0])
+    affine[:3, 3] = low - np.array([1.3, 2.1, 0.7])  # a PET grid of its own
+    data = resample_array(blurred, ct.affine, to_affine=affine, to_shape=shape).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    data += rng.normal(0.0, 1.0, data.shape) * 0.05 * np.sqrt(np.clip(data, 0.0, None) * LIVER_SUV)
+    return Volume(data=np.clip(data, 0.0, None).astype(np.float32), affine=affine, source="simulated_pet",
+                  modality="PET", units="SUVbw")
+
+
+def test_real_anatomy_liver_lesions_found_and_organs_never_labelled():
+    ct = load_ct(TOTALSEG / "example_ct.nii.gz")
+    organs = read_organ_masks(TOTALSEG / "organs", ct=ct)
+    activity = np.where(ct.data > -300.0, 1.0, 0.0).astype(np.float32)
+    for name, suv in ORGAN_SUV.items():
+        activity[organs.mask(name)] = suv
+    grid = np.indices(ct.shape, sparse=True)
+    spacing = np.asarray(ct.spacing_mm)
+    ct_data = ct.data.copy()
+    spheres = []
+    for lesion, centre in zip(PLACED, place_centres(organs.mask("liver"), ct.spacing_mm), strict=True):
+        sphere = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing, strict=True)) \
+            <= radius_mm(lesion.volume_ml) ** 2
+        assert (sphere <= organs.mask("liver")).all()
+        activity[sphere] = lesion.suv_ratio * LIVER_SUV
+        ct_data[sphere] += lesion.hu_delta
+        spheres.append(sphere)
+    pet = simulate_pet(ct, activity, seed=11)
+    ct = Volume(data=ct_data, affine=ct.affine, source=ct.source, modality="CT", units="HU")
+
+    m = measure_case(pet, ct, organs=organs)
+
+    table, labels = m.lesions.set_index("lesion_id"), m.lesion_labels
+    assert m.liver.mean == pytest.approx(LIVER_SUV, rel=0.05)
+    for lesion, sphere in zip(PLACED, spheres, strict=True):
+        ids = labels[sphere]
+        assert (ids > 0).any(), f"placed {lesion} not found; lesions:\n{m.lesions}"
+        row = table.loc[int(np.bincount(ids[ids > 0]).argmax())]
+        assert row["site"] == "liver"
+        assert abs(row["volume_ml"] - lesion.volume_ml) <= 0.30 * lesion.volume_ml, (lesion, row["volume_ml"])
+        expected = "SSTR-negative" if lesion.suv_ratio <= 1.0 else "SSTR-positive"
+        assert row["sstr_status"] == expected, (lesion, row)
+    # the PET is simulated: its only SSTR-positive lesions are the two placed (none at organ rims or adrenals)
+    assert (m.lesions["sstr_status"] == "SSTR-positive").sum() == 2, m.lesions
+    hot_organs = np.isin(organs.labels, [ORGAN_CODE[n] for n in ("spleen", "kidney_right", "kidney_left")])
+    assert not (hot_organs & (labels > 0)).any(), "a lesion covers spleen or kidney voxels"
+    # the liver lesions' ids hold no spleen or kidney voxel, and no lesion lies in the spleen or kidneys
+    assert not set(table.index[table["site"] == "other_organ"]) & set(np.unique(labels[hot_organs]))
