@@ -51,30 +51,45 @@ def spill_over(pet: np.ndarray, fractions: dict[str, np.ndarray], spacing_mm: tu
 
 
 def candidates(pet: np.ndarray, fractions: dict[str, np.ndarray], spacing_mm: tuple[float, float, float],
-               ref: LiverReference, settings: MeasureSettings) -> tuple[np.ndarray, float]:
-    """Boolean map of voxels that may belong to an SSTR-positive lesion, and the threshold (SUVbw)."""
+               ref: LiverReference, settings: MeasureSettings) -> tuple[np.ndarray, np.ndarray, float]:
+    """Seeds and support of SSTR-positive lesions, and the threshold (SUVbw).
+
+    Seeds: voxels whose smoothed uptake, less the organs' spill-over, exceeds the threshold.
+    Support: the seeds grown into unsmoothed voxels above the threshold, at most ``grow_mm`` away;
+    smoothing shrinks a faint lesion's above-threshold region to a small core, so a lesion
+    delineated on the seeds alone would lose its rim.
+    """
     threshold = max(ref.mean + settings.detect_sd * ref.sd, settings.detect_min_ratio * ref.mean)
+    spill = spill_over(pet, fractions, spacing_mm, fwhm_mm=settings.pet_fwhm_mm)
+    allowed = _outside_physiology(pet, fractions, spacing_mm, ref, settings)
+    seeds = (smoothed(pet, spacing_mm, settings.detect_smooth_mm) - spill > threshold) & allowed
+    near = _within(seeds, spacing_mm, settings.grow_mm)
+    support = seeds | (near & allowed & (pet - spill > threshold))
+    return seeds, support, threshold
+
+
+def _outside_physiology(pet: np.ndarray, fractions: dict[str, np.ndarray], spacing_mm: tuple[float, float, float],
+                        ref: LiverReference, settings: MeasureSettings) -> np.ndarray:
+    """Voxels that may hold a lesion: not within ``organ_margin_mm`` of physiological uptake outside the liver."""
     liver = fractions["liver"] >= 0.5
-    excess = smoothed(pet, spacing_mm, settings.detect_smooth_mm)
-    excess -= spill_over(pet, fractions, spacing_mm, fwhm_mm=settings.pet_fwhm_mm)
-    found = excess > threshold
+    allowed = np.ones(pet.shape, dtype=bool)
     for name in PHYSIOLOGICAL_UPTAKE:
         frac = fractions.get(name)
         if frac is None:
             continue
         zone = _within(frac >= 0.5, spacing_mm, settings.organ_margin_mm) & ~liver
         if name == "pancreas":  # a pancreatic primary is far hotter than the uncinate process
-            found &= ~zone | (pet > settings.pancreas_min_ratio * ref.mean)
+            allowed &= ~zone | (pet > settings.pancreas_min_ratio * ref.mean)
         else:
-            found &= ~zone
-    return found, threshold
+            allowed &= ~zone
+    return allowed
 
 
-def _split(pet: np.ndarray, found: np.ndarray, depth: float) -> np.ndarray:
-    """Watershed regions of ``found``, one per uptake maximum deeper than ``depth`` (SUVbw)."""
-    masked = np.where(found, pet, 0.0).astype(np.float32)
-    markers, _ = ndimage.label(h_maxima(masked, depth) & found)
-    return watershed(-masked, markers=markers, mask=found)
+def _split(pet: np.ndarray, seeds: np.ndarray, support: np.ndarray, depth: float) -> np.ndarray:
+    """Watershed regions of ``support``, one per uptake maximum of ``seeds`` deeper than ``depth`` (SUVbw)."""
+    masked = np.where(support, pet, 0.0).astype(np.float32)
+    markers, _ = ndimage.label(h_maxima(np.where(seeds, masked, 0.0).astype(np.float32), depth) & seeds)
+    return watershed(-masked, markers=markers, mask=support)
 
 
 def _delineate(region: np.ndarray, pet: np.ndarray, background: float, *, threshold: float,
@@ -88,10 +103,11 @@ def _delineate(region: np.ndarray, pet: np.ndarray, background: float, *, thresh
     return ndimage.binary_fill_holes(keep)
 
 
-def _lesions_in(found: np.ndarray, pet: np.ndarray, liver: np.ndarray, *, liver_suv: float, threshold: float,
-                depth: float, iso_fraction: float, min_voxels: float) -> list[tuple[float, tuple[slice, ...], np.ndarray]]:
-    """(SUVmax, box, mask) of each delineated lesion among the ``found`` voxels."""
-    regions = _split(pet, found, depth)
+def _lesions_in(seeds: np.ndarray, support: np.ndarray, pet: np.ndarray, liver: np.ndarray, *, liver_suv: float,
+                threshold: float, depth: float, iso_fraction: float,
+                min_voxels: float) -> list[tuple[float, tuple[slice, ...], np.ndarray]]:
+    """(SUVmax, box, mask) of each delineated lesion grown from ``seeds`` within ``support``."""
+    regions = _split(pet, seeds, support, depth)
     kept = []
     for index, box in enumerate(ndimage.find_objects(regions), start=1):
         if box is None:
@@ -101,7 +117,7 @@ def _lesions_in(found: np.ndarray, pet: np.ndarray, liver: np.ndarray, *, liver_
         peak_at = np.unravel_index(np.argmax(np.where(region, pet[box], -np.inf)), region.shape)
         background = liver_suv if liver[box][peak_at] else 0.0
         lesion = _delineate(region, pet[box], background, threshold=threshold, iso_fraction=iso_fraction)
-        if lesion.sum() >= min_voxels:
+        if (lesion & seeds[box]).sum() >= min_voxels:  # detection on the seeds alone; growth only delineates
             kept.append((float(pet[box][lesion].max()), box, lesion))
     return kept
 
@@ -131,16 +147,17 @@ def sstr_positive(pet: np.ndarray, fractions: dict[str, np.ndarray], spacing_mm:
     PET voxel they cover (0..1); ``"liver"`` is required. Background-corrected isocontours use the
     liver reference inside the liver and zero elsewhere.
     """
-    found, threshold = candidates(pet, fractions, spacing_mm, ref, settings)
+    seeds, support, threshold = candidates(pet, fractions, spacing_mm, ref, settings)
     liver = fractions["liver"] >= 0.5
     rule = {"liver_suv": ref.mean, "threshold": threshold, "depth": settings.split_depth_ratio * ref.mean,
             "iso_fraction": settings.iso_fraction,
             "min_voxels": settings.min_volume_ml * 1000.0 / float(np.prod(spacing_mm))}
-    kept = _lesions_in(found, pet, liver, **rule)
+    kept = _lesions_in(seeds, support, pet, liver, **rule)
     taken = np.zeros(pet.shape, dtype=bool)
     for _, box, lesion in kept:
         taken[box] |= lesion
-    kept += _lesions_in(_left_over(found, pet, taken), pet, liver, **rule)
+    free = support & ~ndimage.binary_dilation(taken)
+    kept += _lesions_in(_left_over(seeds, pet, taken), free, pet, liver, **rule)
     labels = np.zeros(pet.shape, dtype=np.int32)
     for number, (_, box, lesion) in enumerate(sorted(kept, key=lambda k: -k[0]), start=1):
         view = labels[box]

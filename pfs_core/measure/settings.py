@@ -24,6 +24,7 @@ class MeasureSettings:
 
     detect_smooth_mm: float = 6.0  # FWHM of the smoothing before detection (PET noise)
     detect_sd: float = 3.0
+    grow_mm: float = 12.0  # seeds grow this far into unsmoothed voxels above the threshold (2 x smoothing FWHM)
     detect_min_ratio: float = 1.3
     iso_fraction: float = 0.45
     split_depth_ratio: float = 0.5  # a separate maximum must rise this × liver SUV above the saddle
