@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--lesions-out", type=Path, help="optional CSV of every true lesion with found or not")
+    parser.add_argument("--patients-out", type=Path, help="optional CSV of measured and true features per patient")
     args = parser.parse_args()
     cohort = pd.read_csv(args.cohort / "cohort.csv")
     gt = pd.read_csv(args.cohort / "ground_truth.csv").set_index("patient_id")
@@ -111,6 +112,8 @@ def main() -> None:
         feats.append({"patient_id": pid, **m.features})
     measured = pd.DataFrame(feats).set_index("patient_id")
     truth = gt.loc[measured.index]
+    if args.patients_out:
+        measured.join(truth[list(PAIRS.values())], rsuffix="_true").to_csv(args.patients_out)
     spearman = {f: round(float(spearmanr(measured[f], truth[t])[0]), 3) for f, t in PAIRS.items()}
     per_lesion = pd.concat(matched)
     per_lesion["diameter_mm"] = 2.0 * (per_lesion["volume_ml"] * 750.0 / math.pi) ** (1.0 / 3.0)

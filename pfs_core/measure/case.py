@@ -17,7 +17,14 @@ from pfs_core.errors import InputError
 from pfs_core.io import Volume, check_overlap
 from pfs_core.io.organ_files import read_organ_masks
 from pfs_core.io.organs import ORGAN_CODE, OrganMasks
-from pfs_core.measure.ct_lesions import LiverDensity, liver_ct_lesions
+from pfs_core.measure.ct_lesions import (
+    LiverCT,
+    LiverDensity,
+    hypodense,
+    liver_ct,
+    liver_ct_lesions,
+    liver_density,
+)
 from pfs_core.measure.pet_lesions import smoothed, sstr_positive
 from pfs_core.measure.reference import LiverReference, liver_reference
 from pfs_core.measure.settings import MeasureSettings
@@ -90,6 +97,23 @@ def organ_fractions(organs: OrganMasks, pet: Volume) -> dict[str, np.ndarray]:
         out[name] = resample_array(mask[box].astype(np.float32), organs.affine @ shift,
                                    to_affine=pet.affine, to_shape=pet.shape)
     return out
+
+
+def _cold_on_pet(lct: LiverCT | None, ct: Volume, pet: Volume, settings: MeasureSettings) -> np.ndarray | None:
+    """PET voxels mostly covered by CT-hypodense liver (lesions, necrosis): not parenchyma."""
+    if lct is None:
+        return None
+    cold = hypodense(lct, liver_density(lct), settings)
+    if not cold.any():
+        return None
+    shift = np.eye(4)
+    shift[:3, 3] = [s.start for s in lct.box]
+    return resample_array(cold.astype(np.float32), ct.affine @ shift, to_affine=pet.affine, to_shape=pet.shape) >= 0.5
+
+
+def _onto_pet(labels: np.ndarray, ct: Volume, pet: Volume) -> np.ndarray:
+    """CT-grid label map on the PET grid (nearest)."""
+    return resample_array(labels, ct.affine, to_affine=pet.affine, to_shape=pet.shape, mode="nearest").astype(np.int32)
 
 
 def _onto_ct(labels: np.ndarray, pet: Volume, ct: Volume) -> np.ndarray:
@@ -179,12 +203,17 @@ def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,
         raise InputError(f"organ masks ({organs.source}): no liver; the liver is the reference of every "
                          "lesion measure: give masks that include the liver")
     fractions = organ_fractions(organs, pet)
+    lct = liver_ct(ct.data, organs.mask("liver"), ct.affine, settings)
     ref = liver_reference(pet.data, fractions["liver"] >= 0.5, pet.spacing_mm, erosion_mm=settings.liver_erosion_mm,
-                          smoothed_pet=smoothed(pet.data, pet.spacing_mm, settings.detect_smooth_mm))
+                          smoothed_pet=smoothed(pet.data, pet.spacing_mm, settings.detect_smooth_mm),
+                          exclude=_cold_on_pet(lct, ct, pet, settings))
     positive = sstr_positive(pet.data, fractions, pet.spacing_mm, ref, settings)
     labels = _onto_ct(positive, pet, ct)
-    negative, faint, density = liver_ct_lesions(ct.data, organs.mask("liver"), ct.affine, pet=pet.data,
-                                                pet_affine=pet.affine, positive=labels, ref=ref, settings=settings)
+    negative, faint, cores, density = liver_ct_lesions(lct, ct.affine, pet=pet.data, pet_affine=pet.affine,
+                                                       positive=labels, ref=ref, settings=settings)
+    if cores.any():  # necrotic cores belong to their lesions' volumes
+        positive = np.where(positive > 0, positive, _onto_pet(cores, ct, pet))
+        labels = _onto_ct(positive, pet, ct)
     rows = _positive_rows(positive, pet, ct, organs, ref)
     rows += _ct_rows(faint, len(rows) + 1, "SSTR-positive", pet, ct, ref)
     rows += _ct_rows(negative, len(rows) + 1, "SSTR-negative", pet, ct, ref)

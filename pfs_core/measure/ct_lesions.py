@@ -10,16 +10,27 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pfs_core.measure.reference import LiverReference
+from pfs_core.measure.reference import LiverReference, half_sample_mode
 from pfs_core.measure.settings import MeasureSettings
 
 
 @dataclass(frozen=True)
 class LiverDensity:
-    """Robust CT attenuation of the liver parenchyma after smoothing (HU)."""
+    """Robust CT attenuation of the liver parenchyma after smoothing (HU): the half-sample mode, and
+    the SD of the values above it (most liver metastases are hypodense, so they lie below)."""
 
     median_hu: float
     sd_hu: float
+
+
+@dataclass(frozen=True)
+class LiverCT:
+    """The liver's CT inside its bounding box: the eroded liver and the CT smoothed within it."""
+
+    box: tuple[slice, ...]
+    inner: np.ndarray
+    smooth: np.ndarray
+    spacing_mm: np.ndarray
 
 
 def _box(mask: np.ndarray) -> tuple[slice, ...]:
@@ -45,41 +56,79 @@ def _pet_at(pet: np.ndarray, pet_affine: np.ndarray, ct_affine: np.ndarray, inde
     return ndimage.map_coordinates(pet, at.T, order=1, mode="constant", cval=0.0)
 
 
-def liver_ct_lesions(ct: np.ndarray, liver: np.ndarray, ct_affine: np.ndarray, *, pet: np.ndarray,
-                     pet_affine: np.ndarray, positive: np.ndarray, ref: LiverReference,
-                     settings: MeasureSettings) -> tuple[np.ndarray, np.ndarray, LiverDensity]:
-    """Focal hypodense liver lesions not already found on the PET, split by their PET uptake.
-
-    Returns int32 CT-grid label maps of the SSTR-negative lesions (mean uptake at most
-    ``cold_max_ratio`` × liver) and of the faintly SSTR-positive ones (above it, yet below the PET
-    detection threshold), and the liver's density. ``liver`` is the CT-grid liver mask;
-    ``positive`` the PET-found lesions on the CT grid (their hypodense parts, such as necrotic
-    cores, are theirs).
-    """
-    negative = np.zeros(ct.shape, dtype=np.int32)
-    faint = np.zeros(ct.shape, dtype=np.int32)
+def liver_ct(ct: np.ndarray, liver: np.ndarray, ct_affine: np.ndarray, settings: MeasureSettings) -> LiverCT | None:
+    """The liver's CT smoothed within the liver (``None`` when the mask is empty)."""
     if not liver.any():
-        return negative, faint, LiverDensity(float("nan"), float("nan"))
+        return None
     box = _box(liver)
     spacing = np.sqrt((np.asarray(ct_affine)[:3, :3] ** 2).sum(axis=0))
     inner = ndimage.binary_erosion(liver[box])  # the liver's rim mixes with fat
     if not inner.any():
         inner = liver[box]
-    smooth = masked_smooth(ct[box], inner, settings.ct_smooth_mm / spacing)
-    values = smooth[inner]
-    median = float(np.median(values))
-    sd = 1.4826 * float(np.median(np.abs(values - median)))
-    cold = ndimage.binary_fill_holes(inner & (smooth < median - max(settings.cold_min_hu, settings.cold_sd * sd)))
-    parts, _ = ndimage.label(cold)
-    near_positive = ndimage.binary_dilation(positive[box] > 0, iterations=2)
-    min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(spacing))
-    origin = np.array([s.start for s in box])
+    return LiverCT(box, inner, masked_smooth(ct[box], inner, settings.ct_smooth_mm / spacing), spacing)
+
+
+def liver_density(lct: LiverCT, exclude: np.ndarray | None = None) -> LiverDensity:
+    """Parenchymal attenuation, leaving out ``exclude`` (box grid) while a tenth of the liver remains."""
+    keep = lct.inner if exclude is None else lct.inner & ~exclude
+    values = lct.smooth[keep if keep.sum() >= 0.1 * lct.inner.sum() else lct.inner]
+    mode = half_sample_mode(values)
+    above = values[values >= mode] - mode
+    return LiverDensity(mode, 1.4826 * float(np.median(above)) if above.size else 0.0)
+
+
+def hypodense(lct: LiverCT, density: LiverDensity, settings: MeasureSettings) -> np.ndarray:
+    """Focal hypodensity of the liver (box grid, holes filled)."""
+    level = density.median_hu - max(settings.cold_min_hu, settings.cold_sd * density.sd_hu)
+    return ndimage.binary_fill_holes(lct.inner & (lct.smooth < level))
+
+
+def liver_ct_lesions(lct: LiverCT | None, ct_affine: np.ndarray, *, pet: np.ndarray, pet_affine: np.ndarray,
+                     positive: np.ndarray, ref: LiverReference,
+                     settings: MeasureSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, LiverDensity]:
+    """Focal hypodense liver lesions not already found on the PET, split by their PET uptake.
+
+    Returns int32 CT-grid label maps of the SSTR-negative lesions (75th percentile of uptake at most
+    ``cold_max_ratio`` × liver, give or take ``cold_noise_sd`` SDs of the liver's noise), of the faintly SSTR-positive ones (above it, yet below the PET
+    detection threshold) and of the necrotic cores of PET-found lesions (hypodense regions whose
+    surface lies at least ``core_min_contact`` on a PET-found lesion; the ids of ``positive``),
+    and the liver's density. ``lct`` comes from :func:`liver_ct`; ``positive`` holds the
+    PET-found lesions on the CT grid.
+    """
+    negative = np.zeros(positive.shape, dtype=np.int32)
+    faint = np.zeros(positive.shape, dtype=np.int32)
+    cores = np.zeros(positive.shape, dtype=np.int32)
+    if lct is None:
+        return negative, faint, cores, LiverDensity(float("nan"), float("nan"))
+    hot = positive[lct.box]
+    near_positive = ndimage.binary_dilation(hot > 0, iterations=2)
+    density = liver_density(lct, exclude=near_positive)  # with a heavy burden the tumour would set it
+    # a cold lesion next to a hot one is its own lesion; the hot lesion's rim is not
+    parts, _ = ndimage.label(hypodense(lct, density, settings) & ~near_positive)
+    min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(lct.spacing_mm))
+    origin = np.array([s.start for s in lct.box])
     for index, part_box in enumerate(ndimage.find_objects(parts), start=1):
         part = parts[part_box] == index
-        if part.sum() < min_voxels or (near_positive[part_box] & part).any():
-            continue
         where = np.argwhere(part) + origin + np.array([s.start for s in part_box])
-        uptake = float(_pet_at(pet, pet_affine, ct_affine, where).mean())
-        target = negative if uptake <= settings.cold_max_ratio * ref.mean else faint
+        grown = tuple(slice(max(b.start - 4, 0), b.stop + 4) for b in part_box)
+        owner = _enclosing_lesion(parts[grown] == index, hot[grown], contact=settings.core_min_contact)
+        if owner:
+            cores[tuple(where.T)] = owner
+            continue
+        if part.sum() < min_voxels:
+            continue
+        uptake = float(np.percentile(_pet_at(pet, pet_affine, ct_affine, where), 75))
+        target = negative if uptake <= settings.cold_max_ratio * ref.mean + settings.cold_noise_sd * ref.sd else faint
         target[tuple(where.T)] = int(target.max()) + 1
-    return negative, faint, LiverDensity(median, sd)
+    return negative, faint, cores, density
+
+
+def _enclosing_lesion(part: np.ndarray, hot: np.ndarray, *, contact: float) -> int:
+    """Id of the lesion of ``hot`` that covers at least ``contact`` of ``part``'s outer shell, else 0.
+
+    The shell lies 3 voxels out: the 2-voxel band left between a lesion and its cold core, and one more.
+    """
+    shell = ndimage.binary_dilation(part, iterations=3) & ~ndimage.binary_dilation(part, iterations=2)
+    ids, counts = np.unique(hot[shell], return_counts=True)
+    best = int(np.argmax(np.where(ids > 0, counts, -1)))
+    return int(ids[best]) if ids[best] > 0 and counts[best] >= contact * shell.sum() else 0

@@ -10,6 +10,10 @@ from scipy import ndimage
 from pfs_core.errors import InputError
 
 MIN_REFERENCE_VOXELS = 20
+#: A population this much cooler than the densest one, holding at least LOWER_SHARE of the liver, is the
+#: parenchyma: the densest one is then tumour replacing most of the liver (a CT-isodense burden).
+LOWER_RATIO = 1.5
+LOWER_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,15 @@ class LiverReference:
 
 
 def liver_reference(pet: np.ndarray, liver: np.ndarray, spacing_mm: tuple[float, float, float], *,
-                    erosion_mm: float, smoothed_pet: np.ndarray | None = None) -> LiverReference:
+                    erosion_mm: float, smoothed_pet: np.ndarray | None = None,
+                    exclude: np.ndarray | None = None) -> LiverReference:
     """Liver reference of ``pet`` (SUVbw, PET grid) inside the boolean ``liver`` mask (same grid).
 
     Voxels within ``erosion_mm`` of the liver's edge are left out (spill-over from the spleen and
-    kidneys, partial volume with fat); the erosion halves until enough voxels remain.
+    kidneys, partial volume with fat); the erosion halves until enough voxels remain. ``exclude``
+    (same grid) marks voxels known not to be parenchyma, such as CT-hypodense lesions: left out
+    while a fifth of the eroded liver remains, so that a liver mostly replaced by tumour still
+    yields its parenchyma's uptake.
     """
     if liver.sum() < MIN_REFERENCE_VOXELS:
         raise InputError("the liver mask covers fewer than 20 PET voxels, so no liver reference can be "
@@ -39,9 +47,11 @@ def liver_reference(pet: np.ndarray, liver: np.ndarray, spacing_mm: tuple[float,
     while radius > 0 and (depth > radius).sum() < MIN_REFERENCE_VOXELS:
         radius /= 2.0
     inside = depth > radius if radius > 0 else liver
+    if exclude is not None and (inside & ~exclude).sum() >= max(MIN_REFERENCE_VOXELS, 0.2 * inside.sum()):
+        inside &= ~exclude
     values = pet[inside]
     spread = values if smoothed_pet is None else smoothed_pet[inside]
-    rough = half_sample_mode(values)
+    rough = parenchyma_mode(values)
     below = rough - values[values <= rough]
     width = 1.4826 * float(np.median(below)) if below.size else 0.0
     # the median within ±2 SD of the mode is less noisy than the mode itself and still ignores the lesions
@@ -49,6 +59,16 @@ def liver_reference(pet: np.ndarray, liver: np.ndarray, spacing_mm: tuple[float,
     smooth_below = mode - spread[spread <= mode]
     sd = 1.4826 * float(np.median(smooth_below)) if smooth_below.size else 0.0
     return LiverReference(mean=mode, sd=sd, n_voxels=int(values.size), erosion_mm=float(radius))
+
+
+def parenchyma_mode(values: np.ndarray) -> float:
+    """Uptake of the liver parenchyma: the half-sample mode, or that of a large, clearly cooler population."""
+    mode = half_sample_mode(values)
+    while True:
+        lower = values[values < mode / LOWER_RATIO]
+        if lower.size < max(LOWER_SHARE * values.size, 3):
+            return mode
+        mode = half_sample_mode(lower)
 
 
 def half_sample_mode(values: np.ndarray) -> float:

@@ -19,7 +19,7 @@ class MeasureSettings:
     separate uptake maxima, each bounded by a background-corrected ``iso_fraction`` isocontour of
     its own SUVmax (45 % of SUVmax: Filizoglu et al., Nucl Med Commun 2024; Siegmund et al. 2025).
     SSTR-negative lesions (CT grid, liver only): focal hypodensity at least ``cold_min_hu`` and
-    ``cold_sd`` SDs below the liver parenchyma with PET uptake not above the liver.
+    ``cold_sd`` SDs below the liver parenchyma with PET uptake at or below the liver.
     """
 
     detect_smooth_mm: float = 6.0  # FWHM of the smoothing before detection (PET noise)
@@ -37,7 +37,11 @@ class MeasureSettings:
     cold_min_hu: float = 15.0
     cold_sd: float = 2.5
     cold_min_volume_ml: float = 0.5
-    cold_max_ratio: float = 1.0  # SSTR-negative: mean PET uptake at most this × liver
+    # SSTR-negative: three quarters of the lesion's voxels at most this × liver (Krenning ≤ 2); the mean
+    # would call a necrotic, faintly positive lesion negative
+    cold_max_ratio: float = 1.0
+    cold_noise_sd: float = 2.0  # ... plus this many liver-noise SDs: uptake equal to the liver is not positive
+    core_min_contact: float = 0.25  # a cold region this much enclosed by a PET lesion is its necrotic core
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
