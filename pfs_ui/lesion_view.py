@@ -91,6 +91,10 @@ def render_lesions(result: Any) -> None:
         if m is None:
             return
         st.caption(f"Organ masks: {m.organs.source}.")
+        if m.organs.source.startswith("organ network"):
+            st.warning("The organ network is trained on simulated CTs only and is not yet reliable on real CT "
+                       "(docs/organ_seg.md): check the organ outlines, or upload organ masks (e.g. TotalSegmentator "
+                       "output) below.", icon=":material/warning:")
         _key_features(m.features)
         table = lesion_display_table(m.lesions)
         if len(table):

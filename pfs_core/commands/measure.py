@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_images(parser)
     parser.add_argument("--organs", type=Path,
                         help="organ masks: TotalSegmentator output folder, multi-label NIfTI (names in a sidecar "
-                             "JSON or the header), DICOM SEG or RTSTRUCT (default: the organ network)")
+                             "JSON or the header), DICOM SEG or RTSTRUCT (default: the organ network, trained on simulated CTs "
+                             "only and not yet reliable on real CT: docs/organ_seg.md)")
     parser.add_argument("--organ-labels", type=Path, help="JSON {code: name} for a multi-label NIfTI in --organs")
     options.add_out_folder(parser)
     options.add_device(parser)
@@ -49,5 +50,8 @@ def run(args: argparse.Namespace) -> int:
           f"{int(f['sstr_negative_count'])} SSTR-negative); SSTR-positive volume {f['sstr_positive_volume_ml']:.1f} mL, "
           f"liver tumour fraction {100 * f['liver_tumour_fraction']:.1f} %; organs from {organs.source}; "
           f"written to {args.out}")
+    if args.organs is None:
+        print("note: organs from the organ network, trained on simulated CTs only; on real CT it is not yet "
+              "reliable (docs/organ_seg.md): check organs.nii.gz, or give masks with --organs (e.g. TotalSegmentator)")
     print(DISCLAIMER)
     return 0
