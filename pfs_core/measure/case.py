@@ -14,9 +14,9 @@ import pandas as pd
 from scipy import ndimage
 
 from pfs_core.errors import InputError
-from pfs_core.io import Volume, check_overlap
+from pfs_core.io import Volume, check_overlap, voxel_spacing
 from pfs_core.io.organ_files import read_organ_masks
-from pfs_core.io.organs import ORGAN_CODE, OrganMasks
+from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
 from pfs_core.measure.ct_lesions import (
     LiverCT,
     LiverDensity,
@@ -25,6 +25,7 @@ from pfs_core.measure.ct_lesions import (
     liver_ct_lesions,
     liver_density,
 )
+from pfs_core.measure.grids import Box, grow, intersect, relative, resample_box, resample_full
 from pfs_core.measure.pet_lesions import smoothed, sstr_positive
 from pfs_core.measure.reference import LiverReference, liver_reference
 from pfs_core.measure.settings import MeasureSettings
@@ -36,7 +37,6 @@ from pfs_core.measure.table import (
     sphere_kernel,
     suv_peak,
 )
-from pfs_core.preprocessing.resample import resample_array
 
 MEASURE_VERSION = "1.0"
 
@@ -83,88 +83,109 @@ def _sample(data: np.ndarray, affine: np.ndarray, world: np.ndarray, *, order: i
     return ndimage.map_coordinates(data, at.T, order=order, mode="constant", cval=0.0)
 
 
-def organ_fractions(organs: OrganMasks, pet: Volume) -> dict[str, np.ndarray]:
-    """Fraction (0..1) of each PET voxel that each delineated organ covers, on the PET grid."""
-    out = {}
-    for name in organs.present:
-        mask = organs.mask(name)
-        box = ndimage.find_objects(mask.astype(np.uint8))
-        if not box or box[0] is None:
-            continue
-        box = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in box[0])
-        shift = np.eye(4)
-        shift[:3, 3] = [s.start for s in box]
-        out[name] = resample_array(mask[box].astype(np.float32), organs.affine @ shift,
-                                   to_affine=pet.affine, to_shape=pet.shape)
-    return out
+def organ_boxes(organs: OrganMasks) -> dict[str, Box]:
+    """Bounding box (CT voxels, grown by 2) of each present, non-empty organ: one pass over the label map."""
+    found = ndimage.find_objects(organs.labels, max_label=max(ORGANS))
+    shape = organs.labels.shape
+    return {name: grow(found[ORGAN_CODE[name] - 1], 2, shape) for name in organs.present
+            if found[ORGAN_CODE[name] - 1] is not None}
 
 
-def _cold_on_pet(lct: LiverCT | None, ct: Volume, pet: Volume, settings: MeasureSettings) -> np.ndarray | None:
+def organ_fractions(organs: OrganMasks, pet: Volume, boxes: dict[str, Box] | None = None) -> dict[str, np.ndarray]:
+    """Fraction (0..1) of each PET voxel that each delineated organ covers, on the PET grid.
+
+    ``boxes`` from :func:`organ_boxes`; each organ is resampled only onto the PET voxels near its box.
+    """
+    boxes = organ_boxes(organs) if boxes is None else boxes
+    return {name: resample_full((organs.labels[box] == ORGAN_CODE[name]).astype(np.float32), box, organs.affine,
+                                to_affine=pet.affine, to_shape=pet.shape) for name, box in boxes.items()}
+
+
+def _cold_on_pet(lct: LiverCT, ct: Volume, pet: Volume, settings: MeasureSettings) -> np.ndarray | None:
     """PET voxels mostly covered by CT-hypodense liver (lesions, necrosis): not parenchyma."""
-    if lct is None:
-        return None
     cold = hypodense(lct, liver_density(lct), settings)
     if not cold.any():
         return None
-    shift = np.eye(4)
-    shift[:3, 3] = [s.start for s in lct.box]
-    return resample_array(cold.astype(np.float32), ct.affine @ shift, to_affine=pet.affine, to_shape=pet.shape) >= 0.5
+    return resample_full(cold.astype(np.float32), lct.box, ct.affine, to_affine=pet.affine, to_shape=pet.shape) >= 0.5
 
 
-def _onto_pet(labels: np.ndarray, ct: Volume, pet: Volume) -> np.ndarray:
-    """CT-grid label map on the PET grid (nearest)."""
-    return resample_array(labels, ct.affine, to_affine=pet.affine, to_shape=pet.shape, mode="nearest").astype(np.int32)
+def _onto_pet(labels: np.ndarray, box: Box, ct: Volume, pet: Volume) -> np.ndarray:
+    """Label map on the box ``box`` of the CT grid (zero outside it) on the PET grid (nearest)."""
+    return resample_full(labels, box, ct.affine, to_affine=pet.affine, to_shape=pet.shape,
+                         mode="nearest").astype(np.int32)
 
 
-def _onto_ct(labels: np.ndarray, pet: Volume, ct: Volume) -> np.ndarray:
-    """PET-grid label map on the CT grid (nearest), computed only over the lesions' box."""
-    out = np.zeros(ct.shape, dtype=np.int32)
-    if not labels.any():
-        return out
-    found = np.argwhere(labels > 0)
-    corners = _world(np.array([[a, b, c] for a in (found[:, 0].min() - 1, found[:, 0].max() + 1)
-                               for b in (found[:, 1].min() - 1, found[:, 1].max() + 1)
-                               for c in (found[:, 2].min() - 1, found[:, 2].max() + 1)], float), pet.affine)
-    at = (np.c_[corners, np.ones(8)] @ np.linalg.inv(ct.affine).T)[:, :3]
-    lo = np.clip(np.floor(at.min(axis=0)).astype(int), 0, ct.shape)
-    hi = np.clip(np.ceil(at.max(axis=0)).astype(int) + 1, 0, ct.shape)
-    if np.any(hi <= lo):
-        return out
-    shift = np.eye(4)
-    shift[:3, 3] = lo
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    out[box] = resample_array(labels, pet.affine, to_affine=ct.affine @ shift, to_shape=tuple(hi - lo), mode="nearest")
+def _lesions_on_ct(labels: np.ndarray, pet: Volume, ct: Volume) -> dict[int, tuple[Box, np.ndarray]]:
+    """Each lesion of the PET-grid label map on the CT grid (nearest): its CT box and its mask there.
+
+    Lesion by lesion, over each one's own box (a clinical CT holds ~80 M voxels).
+    """
+    pieces = {}
+    for number, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is None:
+            continue
+        grown = grow(found, 1, labels.shape)  # the neighbours decide where the lesion's nearest voxels end
+        done = resample_box(labels[grown], grown, pet.affine, to_affine=ct.affine, to_shape=ct.shape, mode="nearest",
+                            reach=found)
+        if done is not None:
+            pieces[number] = (done[0], done[1] == number)
+    return pieces
+
+
+def _merge(pieces: dict[int, tuple[Box, np.ndarray]], more: dict[int, tuple[Box, np.ndarray]]) -> None:
+    """Add ``more``'s CT voxels to the lesions of ``pieces`` (both from :func:`_lesions_on_ct`; in place)."""
+    for number, (box, mask) in more.items():
+        old_box, old_mask = pieces.get(number, (box, np.zeros(mask.shape, dtype=bool)))
+        union = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(old_box, box, strict=True))
+        merged = np.zeros(tuple(u.stop - u.start for u in union), dtype=bool)
+        merged[relative(old_box, union)] |= old_mask
+        merged[relative(box, union)] |= mask
+        pieces[number] = (union, merged)
+
+
+def _paint(pieces: dict[int, tuple[Box, np.ndarray]], shape: tuple[int, ...], box: Box | None = None) -> np.ndarray:
+    """int32 label map from :func:`_lesions_on_ct`'s pieces, in the order of their ids, on the box ``box`` of
+    the grid of ``shape`` (all of it by default)."""
+    box = box if box is not None else tuple(slice(0, n) for n in shape)
+    out = np.zeros(tuple(b.stop - b.start for b in box), dtype=np.int32)
+    for number in sorted(pieces):
+        where, mask = pieces[number]
+        both = intersect(where, box)
+        if both is not None:
+            out[relative(both, box)][mask[relative(both, where)]] = number
     return out
 
 
 def _positive_rows(labels: np.ndarray, pet: Volume, ct: Volume, organs: OrganMasks,
                    ref: LiverReference) -> list[dict[str, object]]:
     kernel = sphere_kernel(pet.spacing_mm)
+    reach = [k // 2 for k in kernel.shape]  # SUVpeak spheres centred in the lesion reach this far out
     voxel_ml = float(np.prod(pet.spacing_mm)) / 1000.0
     rows = []
     for number, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        lesion = np.zeros(labels.shape, dtype=bool)
-        lesion[box] = labels[box] == number
-        index = np.argwhere(lesion)
+        near = grow(box, reach, labels.shape)
+        lesion = labels[near] == number
+        index = np.argwhere(lesion) + [s.start for s in near]
         world = _world(index, pet.affine)
-        voxels = LesionVoxels(suv=pet.data[lesion], hu=_sample(ct.data, ct.affine, world, order=1),
+        voxels = LesionVoxels(suv=pet.data[near][lesion], hu=_sample(ct.data, ct.affine, world, order=1),
                               organ=_sample(organs.labels, organs.affine, world, order=0).astype(np.int64),
-                              world=world, voxel_ml=voxel_ml, suv_peak=suv_peak(pet.data, lesion, kernel))
+                              world=world, voxel_ml=voxel_ml, suv_peak=suv_peak(pet.data[near], lesion, kernel))
         rows.append(lesion_row(number, "SSTR-positive", voxels, ref.mean))
     return rows
 
 
-def _ct_rows(labels: np.ndarray, first_id: int, status: str, pet: Volume, ct: Volume,
+def _ct_rows(labels: np.ndarray, origin: Box, first_id: int, status: str, pet: Volume, ct: Volume,
              ref: LiverReference) -> list[dict[str, object]]:
-    """Rows of liver lesions delineated on the CT grid (uptake sampled from the PET)."""
+    """Rows of liver lesions delineated on the CT grid (uptake sampled from the PET); ``labels`` holds
+    them on the box ``origin`` of the CT grid."""
     voxel_ml = float(np.prod(ct.spacing_mm)) / 1000.0
     rows = []
     for number, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        index = np.argwhere(labels[box] == number) + [s.start for s in box]
+        index = np.argwhere(labels[box] == number) + [s.start + o.start for s, o in zip(box, origin, strict=True)]
         world = _world(index, ct.affine)
         suv = _sample(pet.data, pet.affine, world, order=1)
         voxels = LesionVoxels(suv=suv, hu=ct.data[tuple(index.T)], organ=np.full(len(index), ORGAN_CODE["liver"]),
@@ -199,28 +220,37 @@ def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,
     settings = settings or MeasureSettings()
     check_overlap(pet, ct)
     organs = organs if organs is not None else find_organs(ct, device=device)
-    if "liver" not in organs.present or not organs.mask("liver").any():
+    boxes = organ_boxes(organs)
+    if "liver" not in boxes:
         raise InputError(f"organ masks ({organs.source}): no liver; the liver is the reference of every "
                          "lesion measure: give masks that include the liver")
-    fractions = organ_fractions(organs, pet)
-    lct = liver_ct(ct.data, organs.mask("liver"), ct.affine, settings)
+    liver = organs.labels[boxes["liver"]] == ORGAN_CODE["liver"]  # on the liver's box only
+    fractions = organ_fractions(organs, pet, boxes)
+    lct = liver_ct(ct.data, liver, boxes["liver"], ct.affine, settings)
     ref = liver_reference(pet.data, fractions["liver"] >= 0.5, pet.spacing_mm, erosion_mm=settings.liver_erosion_mm,
                           smoothed_pet=smoothed(pet.data, pet.spacing_mm, settings.detect_smooth_mm),
                           exclude=_cold_on_pet(lct, ct, pet, settings))
     positive = sstr_positive(pet.data, fractions, pet.spacing_mm, ref, settings)
-    labels = _onto_ct(positive, pet, ct)
+    pieces = _lesions_on_ct(positive, pet, ct)
     negative, faint, cores, density = liver_ct_lesions(lct, ct.affine, pet=pet.data, pet_affine=pet.affine,
-                                                       positive=labels, ref=ref, settings=settings)
+                                                       positive=_paint(pieces, ct.shape, lct.box), ref=ref,
+                                                       settings=settings)
     if cores.any():  # necrotic cores belong to their lesions' volumes
-        positive = np.where(positive > 0, positive, _onto_pet(cores, ct, pet))
-        labels = _onto_ct(positive, pet, ct)
+        added = np.where(positive > 0, 0, _onto_pet(cores, lct.box, ct, pet))
+        positive = np.where(positive > 0, positive, added)
+        # a CT voxel whose nearest PET voxel joined a lesion joins it too: only the added voxels are resampled
+        _merge(pieces, _lesions_on_ct(added, pet, ct))
+    labels = _paint(pieces, ct.shape)
     rows = _positive_rows(positive, pet, ct, organs, ref)
-    rows += _ct_rows(faint, len(rows) + 1, "SSTR-positive", pet, ct, ref)
-    rows += _ct_rows(negative, len(rows) + 1, "SSTR-negative", pet, ct, ref)
+    rows += _ct_rows(faint, lct.box, len(rows) + 1, "SSTR-positive", pet, ct, ref)
+    rows += _ct_rows(negative, lct.box, len(rows) + 1, "SSTR-negative", pet, ct, ref)
     table = pd.DataFrame(rows, columns=list(LESION_COLUMNS))
     n_pet = int(positive.max())
-    _add(labels, faint, n_pet)
-    _add(labels, negative, n_pet + int(faint.max()))
-    features = patient_features(table, liver_suv=ref.mean, liver_volume_ml=organs.volume_ml("liver"))
+    in_liver = labels[lct.box]  # a view: the CT-found lesions lie in the liver's box
+    _add(in_liver, faint, n_pet)
+    _add(in_liver, negative, n_pet + int(faint.max()))
+    # organs.volume_ml("liver"), counted on the liver's box instead of the whole CT
+    liver_ml = float(np.count_nonzero(liver) * np.prod(voxel_spacing(organs.affine)) / 1000.0)
+    features = patient_features(table, liver_suv=ref.mean, liver_volume_ml=liver_ml)
     return Measurement(lesions=table, features=features, lesion_labels=labels, organs=organs, liver=ref,
                        density=density, settings=settings)

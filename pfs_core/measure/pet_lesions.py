@@ -11,6 +11,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
 from pfs_core.io.organs import PHYSIOLOGICAL_UPTAKE
+from pfs_core.measure.grids import bounding_box, grow
 from pfs_core.measure.reference import LiverReference
 from pfs_core.measure.settings import MeasureSettings
 
@@ -19,9 +20,14 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 def _within(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float) -> np.ndarray:
     """Voxels at most ``margin_mm`` from ``mask`` (an exact Euclidean dilation)."""
-    if not mask.any():
+    found = bounding_box(mask)
+    if found is None:
         return mask
-    return ndimage.distance_transform_edt(~mask, sampling=spacing_mm) <= margin_mm
+    # every voxel that close lies in the mask's box grown by the margin: the distances need only that box
+    near = grow(found, [int(np.ceil(margin_mm / s)) + 1 for s in spacing_mm], mask.shape)
+    out = np.zeros(mask.shape, dtype=bool)
+    out[near] = ndimage.distance_transform_edt(~mask[near], sampling=spacing_mm) <= margin_mm
+    return out
 
 
 def smoothed(pet: np.ndarray, spacing_mm: tuple[float, float, float], fwhm_mm: float) -> np.ndarray:
@@ -43,10 +49,14 @@ def spill_over(pet: np.ndarray, fractions: dict[str, np.ndarray], spacing_mm: tu
     spill = np.zeros(pet.shape, dtype=np.float32)
     for name in PHYSIOLOGICAL_UPTAKE:
         frac = fractions.get(name)
-        if frac is None or not (frac >= 0.5).any():
+        found = bounding_box(frac != 0) if frac is not None else None
+        if frac is None or found is None or not (frac >= 0.5).any():
             continue
         level = float(np.median(pet[frac >= 0.5]))
-        spill += level * ndimage.gaussian_filter(frac.astype(np.float32), sigma, truncate=3.0)
+        # blurred in the organ's box grown by twice the kernel's radius: the box's reflecting edges then
+        # read only zeros, as the whole grid does there, and beyond it the blur is zero
+        near = grow(found, [2 * int(3.0 * s + 0.5) + 1 for s in sigma], frac.shape)
+        spill[near] += level * ndimage.gaussian_filter(frac[near].astype(np.float32), sigma, truncate=3.0)
     return spill
 
 
@@ -87,9 +97,18 @@ def _outside_physiology(pet: np.ndarray, fractions: dict[str, np.ndarray], spaci
 
 def _split(pet: np.ndarray, seeds: np.ndarray, support: np.ndarray, depth: float) -> np.ndarray:
     """Watershed regions of ``support``, one per uptake maximum of ``seeds`` deeper than ``depth`` (SUVbw)."""
-    masked = np.where(support, pet, 0.0).astype(np.float32)
+    regions = np.zeros(pet.shape, dtype=np.int32)
+    found = bounding_box(support | seeds)
+    if found is None:
+        return regions
+    # the support's box with a rim of zeros: the maxima, markers (numbered in the same raster order) and
+    # basins are those of the whole grid, where everything outside the support is zero
+    near = grow(found, 1, pet.shape)
+    seeds, support = seeds[near], support[near]
+    masked = np.where(support, pet[near], 0.0).astype(np.float32)
     markers, _ = ndimage.label(h_maxima(np.where(seeds, masked, 0.0).astype(np.float32), depth) & seeds)
-    return watershed(-masked, markers=markers, mask=support)
+    regions[near] = watershed(-masked, markers=markers, mask=support)
+    return regions
 
 
 def _delineate(region: np.ndarray, pet: np.ndarray, background: float, *, threshold: float,
@@ -122,13 +141,13 @@ def _lesions_in(seeds: np.ndarray, support: np.ndarray, pet: np.ndarray, liver: 
     return kept
 
 
-def _left_over(found: np.ndarray, pet: np.ndarray, taken: np.ndarray) -> np.ndarray:
-    """Parts of ``found`` outside the lesions ``taken`` that peak inside themselves.
+def _left_over(found: np.ndarray, pet: np.ndarray, around: np.ndarray) -> np.ndarray:
+    """Parts of ``found`` outside ``around`` (the lesions taken, grown by one voxel) that peak inside themselves.
 
     A fainter lesion next to a hot one shares its watershed region and falls below the hot one's
     isocontour; the hot lesion's own rim is left over too, but a rim peaks at its inner edge.
     """
-    rest = found & ~ndimage.binary_dilation(taken)
+    rest = found & ~around
     parts, _ = ndimage.label(rest)
     keep = np.zeros(found.shape, dtype=bool)
     for index, box in enumerate(ndimage.find_objects(parts), start=1):
@@ -156,8 +175,8 @@ def sstr_positive(pet: np.ndarray, fractions: dict[str, np.ndarray], spacing_mm:
     taken = np.zeros(pet.shape, dtype=bool)
     for _, box, lesion in kept:
         taken[box] |= lesion
-    free = support & ~ndimage.binary_dilation(taken)
-    kept += _lesions_in(_left_over(seeds, pet, taken), free, pet, liver, **rule)
+    around = ndimage.binary_dilation(taken)
+    kept += _lesions_in(_left_over(seeds, pet, around), support & ~around, pet, liver, **rule)
     labels = np.zeros(pet.shape, dtype=np.int32)
     for number, (_, box, lesion) in enumerate(sorted(kept, key=lambda k: -k[0]), start=1):
         view = labels[box]

@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from pfs_core.errors import InputError
+from pfs_core.measure.grids import bounding_box, grow
 
 MIN_REFERENCE_VOXELS = 20
 #: A population this much cooler than the densest one, holding at least LOWER_SHARE of the liver, is the
@@ -42,7 +43,7 @@ def liver_reference(pet: np.ndarray, liver: np.ndarray, spacing_mm: tuple[float,
     if liver.sum() < MIN_REFERENCE_VOXELS:
         raise InputError("the liver mask covers fewer than 20 PET voxels, so no liver reference can be "
                          "measured: check that the organ masks belong to this CT and that the PET covers the liver")
-    depth = ndimage.distance_transform_edt(liver, sampling=spacing_mm)
+    depth = _depth(liver, spacing_mm)
     radius = erosion_mm
     while radius > 0 and (depth > radius).sum() < MIN_REFERENCE_VOXELS:
         radius /= 2.0
@@ -59,6 +60,20 @@ def liver_reference(pet: np.ndarray, liver: np.ndarray, spacing_mm: tuple[float,
     smooth_below = mode - spread[spread <= mode]
     sd = 1.4826 * float(np.median(smooth_below)) if smooth_below.size else 0.0
     return LiverReference(mean=mode, sd=sd, n_voxels=int(values.size), erosion_mm=float(radius))
+
+
+def _depth(mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """Distance (mm) of each voxel of ``mask`` from the nearest voxel outside it (0 outside).
+
+    Computed in the mask's box grown by one voxel: that rim lies outside the mask and is at least as
+    near as anything beyond it.
+    """
+    depth = np.zeros(mask.shape, dtype=np.float64)
+    found = bounding_box(mask)
+    if found is not None:
+        near = grow(found, 1, mask.shape)
+        depth[near] = ndimage.distance_transform_edt(mask[near], sampling=spacing_mm)
+    return depth
 
 
 def parenchyma_mode(values: np.ndarray) -> float:
