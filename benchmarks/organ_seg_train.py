@@ -1,7 +1,7 @@
 """Train the CT organ network on simulated CTs and write its bundle (default ``models/organ_seg/``).
 
     python benchmarks/organ_seg_train.py --sim-root /tmp/organseg --generate \
-        --iterations 1100 --seed 0 --out models/organ_seg
+        --iterations 1400 --seed 0 --out models/organ_seg
 
 With ``--generate`` the simulator writes ``<sim-root>/s<seed>`` for every training and validation seed
 (development seeds 101-110 only; seeds in ``--unenhanced-seeds`` with ``--contrast none``); otherwise
@@ -57,8 +57,9 @@ def model_card(manifest: dict) -> str:
         f"{manifest['config']['spacing_mm']} mm; results are returned on the CT's own grid.", "",
         "## Training data",
         f"**Simulated CTs only** (pfs_core synth, seeds {t['train_seeds']}, {t['n_train_cases']} cases; "
-        f"unenhanced seeds {t['unenhanced_seeds']}); strong domain randomisation (per-tissue HU shifts, both "
-        "contrast phases, affine + elastic deformation, low resolution, blur, noise, bias field, gamma). "
+        f"unenhanced seeds {t['unenhanced_seeds']}); strong domain randomisation (random field-of-view cropping "
+        "along z, SynthSeg-style per-tissue contrast resynthesis, per-tissue HU shifts, both contrast phases, "
+        "affine + elastic deformation, low resolution, blur, noise, bias field, gamma). "
         "No patient data.", "",
         "## Metrics",
         "Dice on real CTs: see docs/organ_seg.md and results/organ_seg_eval.json (benchmarks/organ_seg_eval.py).",
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-seeds", default="101-109")
     p.add_argument("--unenhanced-seeds", default="107-109")
     p.add_argument("--val-seeds", default="110")
-    p.add_argument("--iterations", type=int, default=1100)
+    p.add_argument("--iterations", type=int, default=1400)
+    p.add_argument("--val-every", type=int, default=200)
+    p.add_argument("--version", default="1.1.0", help="bundle version written to config.json and the manifest")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--checkpoints", type=Path, default=None)
@@ -96,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in train_seeds + val_seeds:
             _generate(args.sim_root, s, args.n_per_seed if s in train_seeds else 6,
                       "none" if s in unenhanced else "portal_venous")
-    config = OrganSegConfig()
-    train = OrganTrainConfig(iterations=args.iterations, seed=args.seed)
+    config = OrganSegConfig(version=args.version)
+    train = OrganTrainConfig(iterations=args.iterations, seed=args.seed, val_every=args.val_every)
     t0 = time.time()
     cases = load_folders([args.sim_root / f"s{s}" for s in train_seeds], config)
     val = load_folders([args.sim_root / f"s{s}" for s in val_seeds], config) if val_seeds else []

@@ -9,9 +9,15 @@ The simulator's anatomy is geometric and its HU are per-tissue constants with sm
 transfer to real CT rests on domain randomisation (SynthSeg idea, docs/IMAGING.md §5), MONAI dictionary
 transforms on HU:
 
-* per-tissue random HU shifts (:class:`RandTissueShiftd`), both contrast phases of the simulator
-  (portal-venous and unenhanced, drawn half/half), global HU scale/shift;
-* random affine (rotation, anisotropic scale ±15 %, translation) with elastic deformation, in one resampling;
+* random field of view: the case is cut to a random z range (MONAI ``RandSpatialCropd`` in ``OneOf``),
+  because the network otherwise finds the organs by their position in the simulator's fixed field of
+  view (lung bases to bladder) and fails on real CTs that start mid-liver or reach the pelvis;
+* SynthSeg-style contrast resynthesis (:class:`RandTissueResynthd`: each tissue's mean HU redrawn from a
+  wide range, within-tissue structure kept), per-tissue random HU shifts (:class:`RandTissueShiftd`),
+  both contrast phases of the simulator (portal-venous and unenhanced, drawn half/half), global HU
+  scale/shift;
+* random affine (rotation, anisotropic scale ±15 %, translation) with an elastic deformation of up to
+  5 voxels (20 mm) SD on a coarse grid (organ-scale relative displacement), in one resampling;
 * low resolution (``RandSimulateLowResolutiond``), Gaussian smoothing, Gaussian noise (up to 40 HU),
   bias field, then windowing and gamma.
 
@@ -38,8 +44,10 @@ from monai.config import KeysCollection
 from monai.losses import DiceCELoss
 from monai.transforms import (
     Compose,
+    Identityd,
     Lambdad,
     MapTransform,
+    OneOf,
     RandAdjustContrastd,
     RandBiasFieldd,
     RandGaussianNoised,
@@ -48,6 +56,7 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     RandSimulateLowResolutiond,
+    RandSpatialCropd,
 )
 from safetensors.torch import save_file
 
@@ -160,6 +169,51 @@ class RandTissueShiftd(MapTransform, RandomizableTransform):
         return d
 
 
+# SynthSeg-style resynthesis ranges (HU) of each tissue's mean: RandTissueResynthd draws a new mean per
+# tissue uniformly in its range and moves all of that tissue's voxels by (new mean - current mean), so the
+# simulator's within-tissue structure (cortex/medulla, vessels, lesions, noise) is kept but the contrast
+# between organs is random. Air and lung keep their values.
+TISSUE_RESYNTH_HU: dict[str, tuple[float, float]] = {
+    "soft_tissue": (-10.0, 120.0), "liver": (-10.0, 180.0), "spleen": (-10.0, 180.0), "kidney": (-10.0, 220.0),
+    "bone": (150.0, 900.0), "bladder": (-20.0, 80.0), "adrenal": (-10.0, 150.0), "pancreas": (-10.0, 160.0),
+    "bowel": (-30.0, 150.0), "fat": (-160.0, -40.0), "heart_vessels": (0.0, 250.0),
+}
+
+
+class RandTissueResynthd(MapTransform, RandomizableTransform):
+    """SynthSeg-style contrast resynthesis from the tissue map (with probability ``prob``).
+
+    For every simulator code of ``ranges`` present in ``tissue_key``, the voxels of ``keys`` with that code
+    are shifted so that their mean becomes a uniform draw from the code's ``(low, high)`` HU range.
+    """
+
+    def __init__(self, keys: KeysCollection, tissue_key: str, ranges: Mapping[int, tuple[float, float]],
+                 prob: float = 0.2) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.tissue_key = tissue_key
+        self.ranges = dict(ranges)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        targets = {code: float(self.R.uniform(lo, hi)) for code, (lo, hi) in self.ranges.items()}
+        if not self._do_transform:
+            return d
+        tissue = torch.as_tensor(d[self.tissue_key]).long().reshape(-1)
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            flat = image.reshape(-1).float()
+            counts = torch.bincount(tissue, minlength=256).float()
+            sums = torch.bincount(tissue, weights=flat, minlength=256)
+            lut = torch.zeros(256, dtype=torch.float32)
+            for code, target in targets.items():
+                if counts[code] > 0:
+                    lut[code] = target - float(sums[code] / counts[code])
+            d[key] = image + lut[tissue].reshape(image.shape).to(image.dtype)
+        return d
+
+
 class RandAffineElasticd(MapTransform, RandomizableTransform):
     """Random affine + smooth elastic deformation + crop to ``spatial_size``, in one resampling.
 
@@ -236,9 +290,15 @@ class OrganTrainConfig:
     rotate_rad: tuple[float, float, float] = (0.12, 0.12, 0.26)
     scale: float = 0.15
     translate_vox: tuple[float, float, float] = (10.0, 10.0, 12.0)
-    elastic_magnitude: tuple[float, float] = (0.0, 3.0)
+    elastic_magnitude: tuple[float, float] = (0.0, 5.0)
     noise_hu: float = 40.0
     val_every: int = 250
+    # field of view: with probability fov_crop_prob the case (network grid) is cut to a random z range of
+    # at least fov_min_z_vox voxels (MONAI RandSpatialCropd), so that organs are not found by their position
+    # in the field of view (real CTs start/stop anywhere: mid-liver, pelvis, thorax)
+    fov_crop_prob: float = 0.7
+    fov_min_z_vox: int = 40
+    resynth_prob: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,7 +308,14 @@ def augmentation(config: OrganSegConfig, train: OrganTrainConfig) -> Compose:
     """The domain-randomisation pipeline: ``{"image": HU (1, X, Y, Z), "tissue", "label"}`` →
     ``{"image": windowed (C, *patch_size), "label": (1, *patch_size)}``."""
     shifts = {SIM_CODE[name]: s for name, s in TISSUE_SHIFT_HU.items()}
+    ranges = {SIM_CODE[name]: r for name, r in TISSUE_RESYNTH_HU.items()}
+    fov_keys = ["image", "tissue", "label"]
+    fov = OneOf([RandSpatialCropd(fov_keys, roi_size=(-1, -1, train.fov_min_z_vox), max_roi_size=(-1, -1, -1),
+                                  random_center=True, random_size=True),
+                 Identityd(fov_keys)], weights=(train.fov_crop_prob, 1.0 - train.fov_crop_prob))
     return Compose([
+        fov,
+        RandTissueResynthd("image", "tissue", ranges, prob=train.resynth_prob),
         RandTissueShiftd("image", "tissue", shifts, prob=train.tissue_shift_prob),
         RandScaleIntensityd("image", factors=0.1, prob=0.5),
         RandShiftIntensityd("image", offsets=20.0, prob=0.5),
