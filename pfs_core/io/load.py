@@ -6,15 +6,13 @@ DICOM series. Every problem raises :class:`pfs_core.errors.InputError` naming th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from pfs_core.errors import InputError
+from pfs_core.errors import InputError, reading
 from pfs_core.io.dicom import DicomSeries, read_dicom_series, unzipped
 from pfs_core.io.nifti import read_nifti_data
 from pfs_core.io.suv import dicom_suv_factors, user_suv_factor
@@ -46,17 +44,6 @@ def _kind(path: Path) -> str:
     raise InputError(f"{where}: unknown image format; give {ACCEPTED}")
 
 
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn any unexpected error while reading ``path`` into an InputError naming the file."""
-    try:
-        yield
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read this image ({type(exc).__name__}: {exc}); give {ACCEPTED}") from exc
-
-
 def _read_series(path: Path, modality: str) -> DicomSeries:
     if _kind(path) == "zip":
         with unzipped(path) as folder:
@@ -67,7 +54,7 @@ def _read_series(path: Path, modality: str) -> DicomSeries:
 def load_ct(path: str | Path) -> Volume:
     """Load a CT (HU) as a :class:`Volume` with ``data`` float32 ``(I, J, K)`` in HU."""
     path = Path(path)
-    with _reading(path):
+    with reading(path, what="this image", accepted=ACCEPTED):
         if _kind(path) == "nifti":
             read = read_nifti_data(path)
             data, affine, finite, known = read.data, read.affine, read.finite, read.value_range
@@ -99,7 +86,7 @@ def load_pet(path: str | Path, *, weight_kg: float | None = None, dose_mbq: floa
     path = Path(path)
     if pet_units not in PET_UNITS:
         raise InputError(f"pet_units={pet_units!r} is not one of {', '.join(PET_UNITS)}")
-    with _reading(path):
+    with reading(path, what="this image", accepted=ACCEPTED):
         data, affine, note, checked = _read_pet(path, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units,
                                                 uptake_min=uptake_min, radionuclide=radionuclide)
     check_pet_values(data, str(path), minimum=checked.minimum, not_ct_checked=checked.not_ct)

@@ -15,8 +15,7 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 import highdicom as hd
@@ -30,7 +29,7 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 from skimage.draw import polygon
 
-from pfs_core.errors import InputError
+from pfs_core.errors import InputError, reading
 from pfs_core.io.nifti import read_nifti_data
 from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
 from pfs_core.io.volume import LPS_TO_RAS, Volume, world_bounds
@@ -96,7 +95,7 @@ def read_organ_masks(path: str | Path, *, ct: Volume, label_names: str | Path | 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: organ masks not found; give {ACCEPTED}")
-    with _reading(path):
+    with reading(path, what="these organ masks", accepted=ACCEPTED):
         kind, file = _detect(path)
         if label_names is not None and kind != "nifti":
             what = {"totalseg": "TotalSegmentator folder", SEG_MODALITY: "DICOM SEG"}.get(kind, kind)
@@ -111,18 +110,6 @@ def read_organ_masks(path: str | Path, *, ct: Volume, label_names: str | Path | 
         else:
             labels, what = _read_rtstruct(file, ct), f"RTSTRUCT '{file.name}'"
     return _finish(labels, ct, what, where=str(path))
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn an unexpected error while reading ``path`` into an InputError naming it."""
-    try:
-        yield
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read these organ masks ({type(exc).__name__}: {exc}); "
-                         f"give {ACCEPTED}") from exc
 
 
 def _finish(labels: np.ndarray, ct: Volume, what: str, *, where: str) -> OrganMasks:

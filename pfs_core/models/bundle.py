@@ -177,27 +177,37 @@ def verify_bundle(path: Path) -> dict[str, Any]:
     retrain = f"retrain it with 'python -m pfs_core train --model <name> --out {path}' or restore the original copy"
     if not path.is_dir():
         raise BundleError(f"{path}: model bundle folder not found; pass the folder written by 'pfs_core train'")
-    if not (path / MANIFEST).is_file():
-        raise BundleError(f"{path / MANIFEST}: missing, so the bundle is incomplete; {retrain}")
+    return checked_manifest(path, format_name=FORMAT, what="a pfs_core bundle manifest",
+                            required=(CONFIG, TRAINING_OOF), fix=retrain)
+
+
+def checked_manifest(path: Path, *, format_name: str, what: str, required: tuple[str, ...],
+                     fix: str) -> dict[str, Any]:
+    """The manifest of the bundle folder ``path`` after checking it: its format, no pickle-like file, every
+    ``required`` file listed, and every listed file present with its sha256. Problems raise BundleError
+    naming the file and ending with ``fix``."""
     try:
         manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{path / MANIFEST}: missing, so the bundle is incomplete; {fix}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path / MANIFEST}: not valid JSON ({exc}); {retrain}") from None
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
-        raise BundleError(f"{path / MANIFEST}: not a pfs_core bundle manifest; {retrain}")
+        raise BundleError(f"{path / MANIFEST}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != format_name \
+            or not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{path / MANIFEST}: not {what}; {fix}")
     for bad in sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES):
-        raise BundleError(f"{path / bad}: pickle-like files are not allowed in a bundle; delete it ({retrain})")
+        raise BundleError(f"{path / bad}: pickle-like files are not allowed in a bundle; delete it ({fix})")
+    for required_name in required:
+        if required_name not in manifest["files"]:
+            raise BundleError(f"{path / MANIFEST}: does not list {required_name} (incomplete bundle); {fix}")
     for name, expected in manifest["files"].items():
         file = path / name
         if Path(name).name != name:
-            raise BundleError(f"{path / MANIFEST}: file entry {name!r} is not a plain file name; {retrain}")
+            raise BundleError(f"{path / MANIFEST}: file entry {name!r} is not a plain file name; {fix}")
         if not file.is_file():
-            raise BundleError(f"{file}: listed in the manifest but missing (incomplete bundle); {retrain}")
+            raise BundleError(f"{file}: listed in the manifest but missing (incomplete bundle); {fix}")
         if sha256_file(file) != expected:
-            raise BundleError(f"{file}: sha256 does not match the manifest (file changed or corrupted); {retrain}")
-    for required in (CONFIG, TRAINING_OOF):
-        if required not in manifest["files"]:
-            raise BundleError(f"{path / MANIFEST}: does not list {required} (incomplete bundle); {retrain}")
+            raise BundleError(f"{file}: sha256 does not match the manifest (file changed or corrupted); {fix}")
     return manifest
 
 

@@ -42,7 +42,7 @@ from scipy import ndimage
 from pfs_core.errors import BundleError
 from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
 from pfs_core.io.volume import Volume
-from pfs_core.models.bundle import MANIFEST, PICKLE_SUFFIXES, sha256_file
+from pfs_core.models.bundle import MANIFEST, checked_manifest, sha256_file
 from pfs_core.models.device import resolve_device
 
 FORMAT = "pfs_core-organ-seg-bundle"
@@ -165,28 +165,8 @@ def verify_organ_bundle(path: Path) -> dict[str, Any]:
     fix = "restore the shipped models/organ_seg/ or retrain it with benchmarks/organ_seg_train.py"
     if not path.is_dir():
         raise BundleError(f"{path}: organ network bundle folder not found; {fix}")
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{path / MANIFEST}: missing, so the bundle is incomplete; {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path / MANIFEST}: not valid JSON ({exc}); {fix}") from None
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
-        raise BundleError(f"{path / MANIFEST}: not an organ network bundle manifest; {fix}")
-    for bad in sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES):
-        raise BundleError(f"{path / bad}: pickle-like files are not allowed in a bundle; delete it ({fix})")
-    for required in (CONFIG, WEIGHTS):
-        if required not in manifest["files"]:
-            raise BundleError(f"{path / MANIFEST}: does not list {required} (incomplete bundle); {fix}")
-    for name, expected in manifest["files"].items():
-        file = path / name
-        if Path(name).name != name:
-            raise BundleError(f"{path / MANIFEST}: file entry {name!r} is not a plain file name; {fix}")
-        if not file.is_file():
-            raise BundleError(f"{file}: listed in the manifest but missing (incomplete bundle); {fix}")
-        if sha256_file(file) != expected:
-            raise BundleError(f"{file}: sha256 does not match the manifest (file changed or corrupted); {fix}")
-    return manifest
+    return checked_manifest(path, format_name=FORMAT, what="an organ network bundle manifest",
+                            required=(CONFIG, WEIGHTS), fix=fix)
 
 
 def load_organ_bundle(path: Path | None = None, *, device: str | None = None) \

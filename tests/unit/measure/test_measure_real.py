@@ -19,8 +19,8 @@ from scipy import ndimage
 
 from pfs_core.io import Volume, load_ct
 from pfs_core.io.organ_files import read_organ_masks
-from pfs_core.io.organs import ORGAN_CODE
-from pfs_core.measure import measure_case
+from pfs_core.io.organs import ORGAN_CODE, OrganMasks
+from pfs_core.measure import find_organs, measure_case
 from pfs_core.preprocessing.resample import resample_array
 
 REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
@@ -88,7 +88,8 @@ def simulate_pet(ct: Volume, activity: np.ndarray, *, seed: int) -> Volume:
                   modality="PET", units="SUVbw")
 
 
-def test_real_anatomy_liver_lesions_found_and_organs_never_labelled():
+def placed_case() -> tuple[Volume, Volume, OrganMasks, list[np.ndarray]]:
+    """The real CT with the placed lesions, its simulated PET, the TotalSegmentator masks, the lesion spheres."""
     ct = load_ct(TOTALSEG / "example_ct.nii.gz")
     organs = read_organ_masks(TOTALSEG / "organs", ct=ct)
     activity = np.where(ct.data > -300.0, 1.0, 0.0).astype(np.float32)
@@ -107,7 +108,11 @@ def test_real_anatomy_liver_lesions_found_and_organs_never_labelled():
         spheres.append(sphere)
     pet = simulate_pet(ct, activity, seed=11)
     ct = Volume(data=ct_data, affine=ct.affine, source=ct.source, modality="CT", units="HU")
+    return pet, ct, organs, spheres
 
+
+def test_real_anatomy_liver_lesions_found_and_organs_never_labelled():
+    pet, ct, organs, spheres = placed_case()
     m = measure_case(pet, ct, organs=organs)
 
     table, labels = m.lesions.set_index("lesion_id"), m.lesion_labels
@@ -126,3 +131,12 @@ def test_real_anatomy_liver_lesions_found_and_organs_never_labelled():
     assert not (hot_organs & (labels > 0)).any(), "a lesion covers spleen or kidney voxels"
     # the liver lesions' ids hold no spleen or kidney voxel, and no lesion lies in the spleen or kidneys
     assert not set(table.index[table["site"] == "other_organ"]) & set(np.unique(labels[hot_organs]))
+
+
+@pytest.mark.xfail(strict=True, reason="organ network 1.1.0 misplaces the kidneys of this real CT (Dice 0.29/0.00, "
+                                       "docs/organ_seg.md), so kidney uptake is counted as lesions")
+def test_real_anatomy_with_the_organ_network_counts_no_kidney_or_spleen():
+    pet, ct, organs, _ = placed_case()
+    m = measure_case(pet, ct, organs=find_organs(ct))
+    hot_organs = np.isin(organs.labels, [ORGAN_CODE[n] for n in ("spleen", "kidney_right", "kidney_left")])
+    assert not (hot_organs & (m.lesion_labels > 0)).any()
