@@ -233,7 +233,7 @@ def _resample(data: torch.Tensor, src_affine: np.ndarray, dst_affine: np.ndarray
               mode: str = "bilinear") -> torch.Tensor:
     """MONAI ``SpatialResample`` of ``data`` ``(C, ...)`` from ``src_affine`` onto ``(dst_affine, shape)``."""
     image = MetaTensor(data, affine=torch.as_tensor(src_affine, dtype=torch.float64))
-    out = SpatialResample(mode=mode, padding_mode="border", dtype=torch.float32)(
+    out = SpatialResample(mode=mode, padding_mode="border", dtype=np.float32)(
         image, dst_affine=torch.as_tensor(dst_affine, dtype=torch.float64), spatial_size=shape)
     return out.as_tensor() if isinstance(out, MetaTensor) else out
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -136,7 +136,9 @@ class RandTissueShift(RandomizableTransform):
         super().randomize(None)
         self._offsets = {code: float(self.R.uniform(-s, s)) for code, s in self.shifts.items()}
 
-    def __call__(self, image: torch.Tensor, tissue: torch.Tensor, randomize: bool = True) -> torch.Tensor:
+    # MONAI's Transform.__call__ takes one argument; this one needs the tissue map beside the image
+    def __call__(self, image: torch.Tensor, tissue: torch.Tensor,  # type: ignore[override]
+                 randomize: bool = True) -> torch.Tensor:
         if randomize:
             self.randomize()
         if not self._do_transform:
@@ -359,14 +361,14 @@ def folder_phase(folder: Path) -> str:
 def load_case(ct_path: Path, organs_path: Path, config: OrganSegConfig) -> dict[str, Any]:
     """One simulated case on the network grid: ``image`` HU float32, ``tissue`` and ``label`` uint8, each
     ``(1, X, Y, Z)`` tensors, and ``affine`` (the grid's)."""
-    img = nib.load(str(ct_path))
+    img = cast(nib.Nifti1Image, nib.load(str(ct_path)))
     data = np.asarray(img.dataobj, dtype=np.float32)
     ct = Volume(data=data, affine=img.affine, source=ct_path.name, modality="CT", units="HU")
     grid, shape = network_grid(ct, config)
     image = _resample(torch.from_numpy(data)[None], img.affine, grid, shape)
-    tissue_img = nib.load(str(organs_path))
-    tissue = np.asarray(tissue_img.dataobj).astype(np.float32)
-    tissue = _resample(torch.from_numpy(tissue)[None], tissue_img.affine, grid, shape, mode="nearest")
+    tissue_img = cast(nib.Nifti1Image, nib.load(str(organs_path)))
+    tissue_codes = np.asarray(tissue_img.dataobj).astype(np.float32)
+    tissue = _resample(torch.from_numpy(tissue_codes)[None], tissue_img.affine, grid, shape, mode="nearest")
     tissue_np = tissue[0].round().numpy().astype(np.uint8)
     label = map_sim_labels(tissue_np, grid)
     return {"image": image, "tissue": torch.from_numpy(tissue_np)[None],
