@@ -77,8 +77,17 @@ def lesion_matching(truth_labels: np.ndarray, truth: pd.DataFrame, measured: np.
     truth = truth.assign(found=found)
     near = ndimage.binary_dilation(truth_labels > 0)
     touched = set(np.unique(measured[near]).tolist())
-    false_pos = sum(1 for i in table["lesion_id"] if int(i) not in touched)
-    return truth, false_pos
+    return truth, [int(i) for i in table["lesion_id"] if int(i) not in touched]
+
+
+def false_positive_rows(pid: str, ids: list[int], measured: np.ndarray, table: pd.DataFrame,
+                        tissue_path: Path) -> list[dict[str, object]]:
+    """Each false-positive lesion with its SSTR status and the simulator tissue most of it lies in."""
+    names = {code: name for name, code in LABEL.items()}
+    tissue = np.asarray(nib.load(str(tissue_path)).dataobj).astype(np.int64)
+    status = table.set_index("lesion_id")["sstr_status"]
+    return [{"patient_id": pid, "lesion_id": i, "sstr_status": status[i],
+             "true_tissue": names.get(int(np.bincount(tissue[measured == i]).argmax()), "unknown")} for i in ids]
 
 
 def main() -> None:
@@ -90,12 +99,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--lesions-out", type=Path, help="optional CSV of every true lesion with found or not")
     parser.add_argument("--patients-out", type=Path, help="optional CSV of measured and true features per patient")
+    parser.add_argument("--false-positives-out", type=Path,
+                        help="optional CSV of every false-positive lesion with the simulator tissue it lies in")
     args = parser.parse_args()
     cohort = pd.read_csv(args.cohort / "cohort.csv")
     gt = pd.read_csv(args.cohort / "ground_truth.csv").set_index("patient_id")
     lesions = pd.read_csv(args.cohort / "lesions.csv")
     ids = cohort["patient_id"].tolist()[: args.limit]
     feats, matched, fps, seconds = [], [], [], []
+    fp_rows: list[dict[str, object]] = []
     for pid in ids:
         images = args.cohort / "images"
         pet, ct = load_pet(images / f"{pid}_pet.nii.gz"), load_ct(images / f"{pid}_ct.nii.gz")
@@ -110,10 +122,16 @@ def main() -> None:
         truth_labels = np.asarray(nib.load(str(images / f"{pid}_lesions.nii.gz")).dataobj)
         rows, fp = lesion_matching(truth_labels, lesions[lesions["patient_id"] == pid], m.lesion_labels, m.lesions)
         matched.append(rows)
-        fps.append(fp)
+        fps.append(len(fp))
+        if args.false_positives_out:
+            fp_rows += false_positive_rows(pid, fp, m.lesion_labels, m.lesions, images / f"{pid}_organs.nii.gz")
         feats.append({"patient_id": pid, **m.features})
     measured = pd.DataFrame(feats).set_index("patient_id")
     truth = gt.loc[measured.index]
+    if args.false_positives_out:
+        fp_table = pd.DataFrame(fp_rows, columns=["patient_id", "lesion_id", "sstr_status", "true_tissue"])
+        fp_table.to_csv(args.false_positives_out, index=False)
+        print(fp_table.groupby(["true_tissue", "sstr_status"]).size().to_string())
     if args.patients_out:
         measured.join(truth[list(PAIRS.values())], rsuffix="_true").to_csv(args.patients_out)
     spearman = {f: round(float(spearmanr(measured[f], truth[t])[0]), 3) for f, t in PAIRS.items()}
