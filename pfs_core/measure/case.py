@@ -207,7 +207,28 @@ def find_organs(ct: Volume, *, organs: str | Path | None = None, label_names: st
         return read_organ_masks(organs, ct=ct, label_names=label_names)
     from pfs_core.models.organ_seg import segment_organs  # torch network: loaded only when needed
 
-    return segment_organs(ct, device=device)
+    return plausible_abdomen(segment_organs(ct, device=device))
+
+
+#: The network's organs are used only when at least two of these hold this many mL: an upper abdomen
+#: shows the liver with the spleen and kidneys (a splenectomy or a nephrectomy still leaves two).
+ABDOMEN_ORGANS = ("spleen", "kidney_right", "kidney_left")
+ABDOMEN_MIN_ML = 30.0
+
+
+def plausible_abdomen(organs: OrganMasks) -> OrganMasks:
+    """``organs`` from the network, or an InputError when they do not look like an upper abdomen.
+
+    The network was trained on simulated abdomens only; on a CT of another region it still labels a
+    "liver", and every lesion figure would be measured against it.
+    """
+    found = {n: organs.volume_ml(n) for n in ABDOMEN_ORGANS if n in organs.present}
+    if organs.volume_ml("liver") > 0 and sum(v >= ABDOMEN_MIN_ML for v in found.values()) >= 2:
+        return organs
+    sizes = ", ".join(f"{n} {v:.0f} mL" for n, v in found.items()) or "none"
+    raise InputError(f"the organ network found no plausible upper abdomen on this CT (liver "
+                     f"{organs.volume_ml('liver'):.0f} mL; {sizes}): the CT may not show the liver, or the network "
+                     "(trained on simulated CTs) failed on it; give organ masks (--organs, e.g. TotalSegmentator output)")
 
 
 def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,

@@ -121,3 +121,28 @@ def test_organ_labels_without_organs_is_a_usage_error(case, tmp_path, capsys):
     assert main(["measure", "--pet", str(case["pet"]), "--ct", str(case["ct"]), "--organ-labels", str(names),
                  "--out", str(tmp_path / "out")]) == 2
     one_error_line(capsys, "--organs")
+
+
+def test_network_organs_without_an_upper_abdomen_are_refused(case, tmp_path, capsys, monkeypatch):
+    """A CT of another region: the network still labels a 'liver'; without spleen or kidneys it is refused."""
+    import pfs_core.models.organ_seg as organ_seg
+    from pfs_core.io.organs import OrganMasks
+
+    def liver_only(ct, device=None):
+        labels = np.where(case["labels"] == ORGAN_CODE["liver"], ORGAN_CODE["liver"], 0).astype(np.uint8)
+        return OrganMasks(labels=labels, affine=case["affine"], source="organ network (stub)", present=("liver",))
+
+    monkeypatch.setattr(organ_seg, "segment_organs", liver_only)
+    assert main(["measure", "--pet", str(case["pet"]), "--ct", str(case["ct"]), "--out", str(tmp_path / "out")]) == 2
+    one_error_line(capsys, "--organs")
+
+
+def test_network_organs_of_an_abdomen_are_kept(case):
+    from pfs_core.io.organs import OrganMasks
+    from pfs_core.measure.case import plausible_abdomen
+
+    # the phantom's kidneys (about 20 mL) are child-sized; voxels of twice the size make them adult-sized
+    adult = np.asarray(case["affine"], dtype=float) @ np.diag([2.0, 2.0, 2.0, 1.0])
+    organs = OrganMasks(labels=case["labels"], affine=adult, source="organ network (stub)",
+                        present=tuple(n for n, c in ORGAN_CODE.items() if (case["labels"] == c).any()))
+    assert plausible_abdomen(organs) is organs
