@@ -98,7 +98,7 @@ def timing_ct(sim_ct: Path | None) -> Volume:
         src = np.asarray(img.dataobj, dtype=np.float32)
         centre = img.affine @ np.append((np.array(src.shape) - 1) / 2.0, 1.0)
         affine[:3, 3] += centre[:3]
-        data = organ_seg._resample(torch.from_numpy(src)[None], img.affine, affine, shape)[0].numpy()
+        data = organ_seg.resample_channels(torch.from_numpy(src)[None], img.affine, affine, shape)[0].numpy()
     else:
         i, j = np.mgrid[:512, :512]
         body = ((i - 256) / 200.0) ** 2 + ((j - 256) / 140.0) ** 2 < 1

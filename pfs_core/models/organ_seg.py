@@ -28,14 +28,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
 from monai.networks.nets import UNet
-from monai.transforms import SpatialResample
 from safetensors.torch import load_file, save_file
 from scipy import ndimage
 
@@ -44,6 +42,7 @@ from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
 from pfs_core.io.volume import Volume
 from pfs_core.models.bundle import MANIFEST, checked_manifest, sha256_file
 from pfs_core.models.device import resolve_device
+from pfs_core.preprocessing.resample import resample_array
 
 FORMAT = "pfs_core-organ-seg-bundle"
 FORMAT_VERSION = 1
@@ -229,13 +228,13 @@ def network_grid(ct: Volume, config: OrganSegConfig) -> tuple[np.ndarray, tuple[
     return grid, shape  # type: ignore[return-value]
 
 
-def _resample(data: torch.Tensor, src_affine: np.ndarray, dst_affine: np.ndarray, shape: tuple[int, ...],
-              mode: str = "bilinear") -> torch.Tensor:
-    """MONAI ``SpatialResample`` of ``data`` ``(C, ...)`` from ``src_affine`` onto ``(dst_affine, shape)``."""
-    image = MetaTensor(data, affine=torch.as_tensor(src_affine, dtype=torch.float64))
-    out = SpatialResample(mode=mode, padding_mode="border", dtype=np.float32)(
-        image, dst_affine=torch.as_tensor(dst_affine, dtype=torch.float64), spatial_size=shape)
-    return out.as_tensor() if isinstance(out, MetaTensor) else out
+def resample_channels(data: torch.Tensor, src_affine: np.ndarray, dst_affine: np.ndarray, shape: tuple[int, int, int],
+                      mode: Literal["bilinear", "nearest"] = "bilinear") -> torch.Tensor:
+    """Each channel of ``data`` ``(C, ...)`` resampled from ``src_affine`` onto ``(dst_affine, shape)``, the edge
+    values continued outside (a CT padded with air would show the network a body edge that is not there)."""
+    return torch.stack([torch.from_numpy(resample_array(channel.numpy(), src_affine, to_affine=dst_affine,
+                                                        to_shape=shape, mode=mode, padding_mode="border"))
+                        for channel in data])
 
 
 # ----------------------------------------------------------------------------- post-processing
@@ -324,8 +323,8 @@ def _to_ct_grid(logits: torch.Tensor, organs: Mapping[str, np.ndarray], grid: np
             continue
         dst = ct_affine.copy()
         dst[:3, 3] = (ct_affine @ np.append(c_lo, 1.0))[:3]
-        size = tuple(int(v) for v in c_hi - c_lo)
-        p_ct = _resample(p[None].float(), sub_grid, dst, size)[0].numpy()
+        size = (int(c_hi[0] - c_lo[0]), int(c_hi[1] - c_lo[1]), int(c_hi[2] - c_lo[2]))
+        p_ct = resample_array(p.float().numpy(), sub_grid, to_affine=dst, to_shape=size, padding_mode="border")
         region = labels[c_lo[0]:c_hi[0], c_lo[1]:c_hi[1], c_lo[2]:c_hi[2]]
         region[p_ct > 0.5] = ORGAN_CODE[name]
     return labels
@@ -337,7 +336,7 @@ def predict_logits(ct: Volume, net: torch.nn.Module, config: OrganSegConfig, *,
     """Logits ``(len(labels), X, Y, Z)`` on the network grid of ``ct`` (:func:`network_grid`) and its affine."""
     device = device or next(net.parameters()).device
     grid, shape = network_grid(ct, config)
-    hu = _resample(torch.from_numpy(np.ascontiguousarray(ct.data, dtype=np.float32))[None],
+    hu = resample_channels(torch.from_numpy(np.ascontiguousarray(ct.data, dtype=np.float32))[None],
                    np.asarray(ct.affine, dtype=float), grid, shape)
     x = window_hu(hu, config)[None].to(device)
     logits = sliding_window_inference(x, roi_size=config.patch_size, sw_batch_size=1, predictor=net,

@@ -63,7 +63,7 @@ from safetensors.torch import save_file
 from pfs_core.io.organs import ORGAN_CODE
 from pfs_core.io.volume import Volume
 from pfs_core.models.device import seed_everything
-from pfs_core.models.organ_seg import OrganSegConfig, _resample, build_net, network_grid, window_hu
+from pfs_core.models.organ_seg import OrganSegConfig, build_net, network_grid, resample_channels, window_hu
 
 # The simulator's organ label codes (pfs_core.synth.constants.ORGAN_LABELS, simulator 2.0.0), copied
 # because the training code may not import the simulator; tests/unit/models/test_organ_seg.py checks it.
@@ -365,10 +365,10 @@ def load_case(ct_path: Path, organs_path: Path, config: OrganSegConfig) -> dict[
     data = np.asarray(img.dataobj, dtype=np.float32)
     ct = Volume(data=data, affine=img.affine, source=ct_path.name, modality="CT", units="HU")
     grid, shape = network_grid(ct, config)
-    image = _resample(torch.from_numpy(data)[None], img.affine, grid, shape)
+    image = resample_channels(torch.from_numpy(data)[None], img.affine, grid, shape)
     tissue_img = cast(nib.Nifti1Image, nib.load(str(organs_path)))
     tissue_codes = np.asarray(tissue_img.dataobj).astype(np.float32)
-    tissue = _resample(torch.from_numpy(tissue_codes)[None], tissue_img.affine, grid, shape, mode="nearest")
+    tissue = resample_channels(torch.from_numpy(tissue_codes)[None], tissue_img.affine, grid, shape, mode="nearest")
     tissue_np = tissue[0].round().numpy().astype(np.uint8)
     label = map_sim_labels(tissue_np, grid)
     return {"image": image, "tissue": torch.from_numpy(tissue_np)[None],
