@@ -25,7 +25,16 @@ from pfs_core.measure.ct_lesions import (
     liver_ct_lesions,
     liver_density,
 )
-from pfs_core.measure.grids import Box, grow, intersect, relative, resample_box, resample_full
+from pfs_core.measure.grids import (
+    Box,
+    grow,
+    intersect,
+    relative,
+    resample_box,
+    resample_full,
+    sample_at,
+    world_of,
+)
 from pfs_core.measure.pet_lesions import smoothed, sstr_positive
 from pfs_core.measure.reference import LiverReference, liver_reference
 from pfs_core.measure.settings import MeasureSettings
@@ -71,16 +80,6 @@ class Measurement:
                        "volume_ml": {n: round(self.organs.volume_ml(n), 1) for n in self.organs.present}},
             "settings": self.settings.to_dict(),
         }
-
-
-def _world(index: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return (np.c_[index, np.ones(len(index))] @ np.asarray(affine).T)[:, :3]
-
-
-def _sample(data: np.ndarray, affine: np.ndarray, world: np.ndarray, *, order: int) -> np.ndarray:
-    """Values of ``data`` (grid ``affine``) at world points ``(N, 3)``; 0 outside."""
-    at = (np.c_[world, np.ones(len(world))] @ np.linalg.inv(affine).T)[:, :3]
-    return ndimage.map_coordinates(data, at.T, order=order, mode="constant", cval=0.0)
 
 
 def organ_boxes(organs: OrganMasks) -> dict[str, Box]:
@@ -168,9 +167,9 @@ def _positive_rows(labels: np.ndarray, pet: Volume, ct: Volume, organs: OrganMas
         near = grow(box, reach, labels.shape)
         lesion = labels[near] == number
         index = np.argwhere(lesion) + [s.start for s in near]
-        world = _world(index, pet.affine)
-        voxels = LesionVoxels(suv=pet.data[near][lesion], hu=_sample(ct.data, ct.affine, world, order=1),
-                              organ=_sample(organs.labels, organs.affine, world, order=0).astype(np.int64),
+        world = world_of(index, pet.affine)
+        voxels = LesionVoxels(suv=pet.data[near][lesion], hu=sample_at(ct.data, ct.affine, world, order=1),
+                              organ=sample_at(organs.labels, organs.affine, world, order=0).astype(np.int64),
                               world=world, voxel_ml=voxel_ml, suv_peak=suv_peak(pet.data[near], lesion, kernel))
         rows.append(lesion_row(number, "SSTR-positive", voxels, ref.mean))
     return rows
@@ -186,8 +185,8 @@ def _ct_rows(labels: np.ndarray, origin: Box, first_id: int, status: str, pet: V
         if box is None:
             continue
         index = np.argwhere(labels[box] == number) + [s.start + o.start for s, o in zip(box, origin, strict=True)]
-        world = _world(index, ct.affine)
-        suv = _sample(pet.data, pet.affine, world, order=1)
+        world = world_of(index, ct.affine)
+        suv = sample_at(pet.data, pet.affine, world, order=1)
         voxels = LesionVoxels(suv=suv, hu=ct.data[tuple(index.T)], organ=np.full(len(index), ORGAN_CODE["liver"]),
                               world=world, voxel_ml=voxel_ml, suv_peak=float("nan"))
         rows.append(lesion_row(first_id + number - 1, status, voxels, ref.mean))

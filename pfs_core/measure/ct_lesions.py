@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pfs_core.measure.grids import Box, bounding_box, grow
+from pfs_core.measure.grids import Box, bounding_box, grow, sample_at, world_of
 from pfs_core.measure.reference import LiverReference, half_sample_mode
 from pfs_core.measure.settings import MeasureSettings
 
@@ -42,13 +42,6 @@ def masked_smooth(data: np.ndarray, mask: np.ndarray, sigma_voxels: np.ndarray) 
     weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma_voxels, truncate=2.0)
     total = ndimage.gaussian_filter(np.where(mask, data, 0.0).astype(np.float32), sigma_voxels, truncate=2.0)
     return np.where(mask, total / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
-
-
-def _pet_at(pet: np.ndarray, pet_affine: np.ndarray, ct_affine: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """PET values (trilinear) at CT voxel indices ``index`` ``(N, 3)``; 0 outside the PET."""
-    world = np.c_[index, np.ones(len(index))] @ ct_affine.T
-    at = (world @ np.linalg.inv(pet_affine).T)[:, :3]
-    return ndimage.map_coordinates(pet, at.T, order=1, mode="constant", cval=0.0)
 
 
 def liver_ct(ct: np.ndarray, liver: np.ndarray, box: Box, ct_affine: np.ndarray, settings: MeasureSettings) -> LiverCT:
@@ -119,7 +112,7 @@ def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pe
             continue
         if len(where) < min_voxels:
             continue
-        uptake = float(np.percentile(_pet_at(pet, pet_affine, ct_affine, where + origin), 75))
+        uptake = float(np.percentile(sample_at(pet, pet_affine, world_of(where + origin, ct_affine), order=1), 75))
         kind = "negative" if uptake <= settings.cold_max_ratio * ref.mean + settings.cold_noise_sd * ref.sd else "faint"
         counts[kind] += 1  # ids 1..n in the order found
         (negative if kind == "negative" else faint)[tuple(where.T)] = counts[kind]

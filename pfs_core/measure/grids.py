@@ -91,3 +91,15 @@ def resample_full(values: np.ndarray, box: Box, affine: np.ndarray, *, to_affine
     if found is not None:
         out[found[0]] = found[1]
     return out
+
+
+def world_of(index: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """World coordinates (mm) ``(N, 3)`` of voxel indices ``index`` ``(N, 3)`` on grid ``affine``."""
+    return (np.c_[index, np.ones(len(index))] @ np.asarray(affine).T)[:, :3]
+
+
+def sample_at(data: np.ndarray, affine: np.ndarray, world: np.ndarray, *, order: int) -> np.ndarray:
+    """Values of ``data`` (grid ``affine``) at world points ``(N, 3)`` (spline ``order``: 0 nearest, 1
+    trilinear); 0 outside."""
+    at = (np.c_[world, np.ones(len(world))] @ np.linalg.inv(affine).T)[:, :3]
+    return ndimage.map_coordinates(data, at.T, order=order, mode="constant", cval=0.0)
