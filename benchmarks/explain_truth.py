@@ -104,6 +104,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     from pfs_core.explain.gradcam import gradcam_layer_names, gradcam_model_space
     from pfs_core.inference import case_data
     from pfs_core.io.labs import validate_labs
+    from pfs_core.io.organ_files import read_organ_masks
     from pfs_core.models.bundle import load_bundle
     from pfs_core.preprocessing.model_grid import load_case
     from pfs_core.synth.constants import LABEL
@@ -122,7 +123,8 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     for pid in list(cohort.index)[:max_cases]:
         row = cohort.loc[pid]
         pet, ct = load_case(root / row["pet"], root / row["ct"])
-        result = explain_case(bundle, pet=pet, ct=ct, labs=_labs(row))
+        organs = read_organ_masks(root / row["organs"], ct=ct) if isinstance(row.get("organs"), str) else None
+        result = explain_case(bundle, pet=pet, ct=ct, labs=_labs(row), organs=organs)
         if result.lab_shap is not None:
             shap_rows.append(dict(zip(result.lab_shap.names, np.abs(result.lab_shap.shap_values), strict=True)))
         data = case_data(bundle, validate_labs(_labs(row)), result.prepared)

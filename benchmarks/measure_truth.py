@@ -30,9 +30,11 @@ from scipy import ndimage
 from scipy.stats import bootstrap, spearmanr
 
 from pfs_core.io import load_ct, load_pet
-from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
+from pfs_core.io.organs import ORGANS, OrganMasks
 from pfs_core.measure.case import measure_case
+from pfs_core.measure.settings import MeasureSettings
 from pfs_core.synth.constants import LABEL
+from pfs_core.synth.organ_masks import organ_codes
 
 # measured feature -> true quantity of ground_truth.csv
 PAIRS = {
@@ -48,19 +50,7 @@ FOUND_FRACTION = 0.10
 def truth_organs(path: Path) -> OrganMasks:
     """The simulator's organ map as :class:`OrganMasks` (kidneys and adrenals split at the midline)."""
     img = nib.load(str(path))
-    sim = np.asarray(img.dataobj)
-    labels = np.zeros(sim.shape, dtype=np.uint8)
-    simple = {"liver": "liver", "spleen": "spleen", "bladder": "urinary_bladder", "pancreas": "pancreas"}
-    for sim_name, name in simple.items():
-        labels[sim == LABEL[sim_name]] = ORGAN_CODE[name]
-    x_world = img.affine[0, 0] * np.arange(sim.shape[0]) + img.affine[0, 3]
-    bone_x = np.median(x_world[np.nonzero(sim == LABEL["bone"])[0]])
-    right = (x_world > bone_x)[:, None, None]  # RAS: +x is the patient's right... see docstring of Volume
-    for sim_name, side_names in (("kidney", ("kidney_right", "kidney_left")), ("adrenal", ("adrenal_gland_right",
-                                                                                           "adrenal_gland_left"))):
-        organ = sim == LABEL[sim_name]
-        labels[organ & right] = ORGAN_CODE[side_names[0]]
-        labels[organ & ~right] = ORGAN_CODE[side_names[1]]
+    labels = organ_codes(np.asarray(img.dataobj), img.affine)
     present = tuple(n for c, n in ORGANS.items() if (labels == c).any())
     return OrganMasks(labels=labels, affine=img.affine, source=f"simulator truth {path.name}", present=present)
 
@@ -96,6 +86,8 @@ def main() -> None:
     parser.add_argument("--organs", choices=("truth", "network"), default="truth")
     parser.add_argument("--before", action="store_true")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help='MeasureSettings fields to override, as JSON, e.g. \'{"photopenic_ratio": 0}\'')
     parser.add_argument("--out", type=Path)
     parser.add_argument("--lesions-out", type=Path, help="optional CSV of every true lesion with found or not")
     parser.add_argument("--patients-out", type=Path, help="optional CSV of measured and true features per patient")
@@ -117,7 +109,7 @@ def main() -> None:
         else:
             from pfs_core.models.organ_seg import segment_organs
             organs = segment_organs(ct)
-        m = measure_case(pet, ct, organs=organs)
+        m = measure_case(pet, ct, organs=organs, settings=MeasureSettings(**args.settings))
         seconds.append(time.perf_counter() - start)
         truth_labels = np.asarray(nib.load(str(images / f"{pid}_lesions.nii.gz")).dataobj)
         rows, fp = lesion_matching(truth_labels, lesions[lesions["patient_id"] == pid], m.lesion_labels, m.lesions)

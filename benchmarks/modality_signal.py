@@ -34,13 +34,13 @@ def _run(*args: str) -> None:
 
 
 def mean_abs_contributions(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict[str, float]:
-    from pfs_core.dataset import load_cohort_data
     from pfs_core.explain.shapley import modality_shapley
+    from pfs_core.inference import load_cohort_for_bundle
     from pfs_core.models.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
-    data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=True, cache_dir=None,
-                            progress=False, require_outcome=False)
+    # with its lesion measurements (organs from the cohort's organs column), cached like the training's
+    data = load_cohort_for_bundle(bundle, cohort_csv, cache_dir=Path("cache"))
     rows = [modality_shapley(bundle, data.subset([i])).contributions for i in range(min(max_cases, len(data)))]
     return {k: round(float(v), 5) for k, v in pd.DataFrame(rows).abs().mean().items()}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,9 +22,6 @@ from pfs_core.io.cohort import read_cohort
 from pfs_core.metrics import short_pfs_label
 from pfs_core.preprocessing.model_grid import preprocess_cohort
 
-if TYPE_CHECKING:
-    pass
-
 
 @dataclass
 class CohortData:
@@ -34,7 +30,10 @@ class CohortData:
     ``pet``/``ct``: (N, D, H, W) float32 on the model grid in [0, 1] (PET = SUVbw /
     ``preprocess.pet_suv_max``; CT windowed), zeros where ``*_present`` is False;
     None when no model needs images. ``pet_suv_max_original`` (N,): SUVmax of the
-    original PET before clipping (NaN without PET).
+    original PET before clipping (NaN without PET). ``lesion_features`` (N, F): the lesion
+    measurements of :data:`pfs_core.measure.features.LESION_FEATURES` on the model scale (NaN where
+    not measured), attached by :func:`pfs_core.measure.features.attach_lesion_features`; None when no
+    model needs them.
     """
 
     patient_ids: np.ndarray
@@ -47,6 +46,7 @@ class CohortData:
     pet_present: np.ndarray | None = None
     ct_present: np.ndarray | None = None
     pet_suv_max_original: np.ndarray | None = None
+    lesion_features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.patient_ids)
@@ -66,7 +66,7 @@ class CohortData:
             patient_ids=self.patient_ids[idx], labs=self.labs.iloc[idx].reset_index(drop=True),
             time_months=self.time_months[idx], event=self.event[idx], preprocess=self.preprocess,
             pet=take(self.pet), ct=take(self.ct), pet_present=take(self.pet_present), ct_present=take(self.ct_present),
-            pet_suv_max_original=take(self.pet_suv_max_original),
+            pet_suv_max_original=take(self.pet_suv_max_original), lesion_features=take(self.lesion_features),
         )
 
     def pet_features(self) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import torch
 from pfs_core import DISCLAIMER, schema
 from pfs_core.dataset import CohortData, load_cohort_data
 from pfs_core.errors import InputError
+from pfs_core.features.lesions import LESION_FEATURES, raw_features
 from pfs_core.features.readouts import measurements
 from pfs_core.io.cohort import (
     PAIR_COLUMN,
@@ -38,6 +39,9 @@ from pfs_core.io.cohort import (
     validate_cohort,
 )
 from pfs_core.io.labs import validate_labs
+from pfs_core.io.organs import OrganMasks
+from pfs_core.measure.case import Measurement, measure_case
+from pfs_core.measure.features import attach_lesion_features, measurement_vector
 from pfs_core.models.bundle import Bundle
 from pfs_core.models.device import resolve_device
 from pfs_core.preprocessing.model_grid import preprocess_case
@@ -210,10 +214,15 @@ def predict_case(
     device: str | None = None,
     prepared: PreparedCase | None = None,
     threads: int | None = None,
+    organs: OrganMasks | None = None,
+    measurement: Measurement | None = None,
 ) -> Prediction:
     """Predict short PFS for one patient; PET (SUVbw) and CT (HU) volumes may be None.
 
     ``prepared``: the images already on the model grid (:func:`prepare_images`), to skip preprocessing.
+    ``measurement``: the case's lesion measurement (:func:`pfs_core.measure.case.measure_case`), to skip
+    measuring; otherwise a model that reads lesion measurements measures the case, with ``organs``
+    when given, else with the organ network's.
     ``threads``: torch CPU threads (default :func:`pfs_core.models.device.cpu_threads`; see :func:`case_device`).
     """
     started = time.perf_counter()
@@ -226,6 +235,9 @@ def predict_case(
     imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if spec.use_lab else ([], [], [])
     torch_device = case_device(device, threads=threads)
     data = case_data(bundle, clean, prepared)
+    if reads_lesions(bundle) and measurement is None and pet is not None and ct is not None:
+        measurement = measure_case(pet, ct, organs=organs)
+    data.lesion_features = case_lesion_features(bundle, pet, ct, measurement=measurement)
     t_prepared = time.perf_counter()
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
     done = time.perf_counter()
@@ -239,13 +251,36 @@ def predict_case(
         timings_s={"preprocess": round(t_prepared - started, 4), "inference": round(done - t_prepared, 4),
                    "total": round(done - started, 4)},
         model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,
-        trained_on_simulated_data=simulated, image_measurements=_measurements(bundle, prepared),
+        trained_on_simulated_data=simulated, image_measurements=_measurements(bundle, prepared, measurement),
     )
 
 
-def _measurements(bundle: Bundle, prepared: PreparedCase | None) -> dict[str, float]:
-    """Liver references and hepatic read-outs of the case's PET and CT that the model reads (may be empty)."""
+def reads_lesions(bundle: Bundle) -> bool:
+    """True when the bundle's image branches read lesion measurements (:mod:`pfs_core.features.lesions`)."""
+    return bundle.spec.uses_images and bundle.config.lesion_features
 
+
+def case_lesion_features(bundle: Bundle, pet: Volume | None, ct: Volume | None, *, organs: OrganMasks | None = None,
+                         measurement: Measurement | None = None) -> np.ndarray | None:
+    """(1, F) model-scale lesion measurements of one case (NaN without PET or CT); None when the model reads none."""
+    if not reads_lesions(bundle):
+        return None
+    if measurement is None and pet is not None and ct is not None:
+        measurement = measure_case(pet, ct, organs=organs)
+    if measurement is None:
+        return np.full((1, len(LESION_FEATURES)), np.nan, np.float32)
+    return measurement_vector(measurement)[None]
+
+
+def _measurements(bundle: Bundle, prepared: PreparedCase | None,
+                  measurement: Measurement | None = None) -> dict[str, float]:
+    """What the model read of the images: the lesion measurements (in their units), or for bundles before
+    issue 23 the liver references and hepatic grid read-outs of the case's PET and CT (may be empty)."""
+    if reads_lesions(bundle):
+        if measurement is None:
+            return {}
+        raw = raw_features(measurement.features, measurement.lesions)
+        return {name: round(float(raw[name]), 4) for name in LESION_FEATURES}
     if prepared is None or not (bundle.spec.use_pet or bundle.spec.use_ct):
         return {}
     config = bundle.preprocess
@@ -271,6 +306,8 @@ def predict_cohort(
     """
     data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
                             cache_dir=cache_dir, progress=progress, require_outcome=False)
+    if reads_lesions(bundle):
+        attach_lesion_features(data, cohort_csv, cache_dir=cache_dir, progress=progress)
     records = []
     for i, pid in enumerate(data.patient_ids):
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.labs.iloc[i].items()}
@@ -357,5 +394,6 @@ def load_cohort_for_bundle(bundle: Bundle, cohort_csv: str | Path, *, cache_dir:
     report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
                              image_root=image_root)
     with good_cohort_csv(report) as path:
-        return load_cohort_data(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
+        data = load_cohort_data(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
                                 cache_dir=cache_dir, require_outcome=False)
+        return attach_lesion_features(data, path, cache_dir=cache_dir) if reads_lesions(bundle) else data

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 ID_COLUMN = "patient_id"
 PET_COLUMN = "pet"
 CT_COLUMN = "ct"
+#: Optional: organ masks of the CT (a TotalSegmentator folder, multi-label NIfTI, DICOM SEG or RTSTRUCT;
+#: docs/organ_input.md). Empty: the organ network delineates the organs.
+ORGANS_COLUMN = "organs"
 TIME_COLUMN = "pfs_months"
 EVENT_COLUMN = "progressed"
 SHORT_PFS_MONTHS = 12.0
@@ -84,6 +87,8 @@ LAB_COLUMNS: tuple[str, ...] = tuple(f.name for f in NUMERIC_FEATURES) + tuple(
     f.name for f in CATEGORICAL_FEATURES
 )
 COHORT_COLUMNS: tuple[str, ...] = (ID_COLUMN, PET_COLUMN, CT_COLUMN, *LAB_COLUMNS, TIME_COLUMN, EVENT_COLUMN)
+#: Optional columns: read when present, never required.
+OPTIONAL_COLUMNS: tuple[str, ...] = (ORGANS_COLUMN,)
 
 
 def to_model_unit(name: str, value: float, unit: str) -> float:

@@ -50,8 +50,10 @@ class CaseInputs:
     ct_upload: Any = None
     weight_kg: float | None = None
     dose_mbq: float | None = None
-    #: A sample case's simulated organ label map (``<id>_organs.nii.gz``), used to measure its lesions.
+    #: A sample case's simulated organ masks (``<id>_organ_masks.nii.gz``), used to measure its lesions.
     organs_path: Path | None = None
+    #: Uploaded organ masks (one file, or a .zip of a TotalSegmentator folder, and a JSON of label names).
+    organ_uploads: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class CaseResult:
     seconds: float
     #: Simulated organ masks shipped with a sample case (None for an upload: the organ network or the user's masks).
     sample_organs: Path | None = None
+    organ_uploads: list[Any] = field(default_factory=list)
     meshes: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     #: Parts that every rerun (a slider, a tab's radio) would otherwise rebuild: figures, the PET on the CT grid.
     memo: dict[str, Any] = field(default_factory=dict)
@@ -94,7 +97,14 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
     weight = left.number_input("Weight (kg), only for PET in Bq/mL", value=None, min_value=1.0, key="weight")
     dose = right.number_input("Injected activity (MBq), only for PET in Bq/mL", value=None, min_value=1.0,
                               key="dose")
-    return CaseInputs(key="upload", lab_defaults={}, pet_upload=pet, ct_upload=ct, weight_kg=weight, dose_mbq=dose)
+    organs = st.container().file_uploader(
+        "Organ masks (optional): a TotalSegmentator output folder as .zip, a multi-label NIfTI (with a JSON of "
+        "label names), or a DICOM SEG / RTSTRUCT", type=lesion_view.ORGAN_TYPES, accept_multiple_files=True,
+        key=lesion_view.UPLOAD_KEY,
+        help="The lesions the model reads are measured against these organs; without them the organ network "
+             "(trained on simulated CTs only) delineates them. Kept in memory for this session only.")
+    return CaseInputs(key="upload", lab_defaults={}, pet_upload=pet, ct_upload=ct, weight_kg=weight, dose_mbq=dose,
+                      organ_uploads=list(organs or []))
 
 
 def _load_volumes(inputs: CaseInputs) -> tuple[Any, Any, dict[str, str]]:
@@ -133,15 +143,17 @@ def run_prediction(bundle: Any, inputs: CaseInputs, labs: dict[str, Any]) -> Non
             pet, ct, described = _load_volumes(inputs) if bundle.spec.uses_images else (None, None, {})
             if pet is not None:
                 described["PET units"] = pet.suv_note
-            status.update(label="Predicting and explaining (SHAP, modality Shapley values, Grad-CAM)...")
-            explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, threads=case_threads())
+            organs = lesion_view.case_organs(inputs, ct) if ct is not None else None
+            status.update(label="Measuring lesions, predicting and explaining (SHAP, lesion contributions, "
+                                "modality Shapley values)...")
+            explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, threads=case_threads(), organs=organs)
             status.update(label="Done", state="complete")
     except PfsError as exc:
         show_error(exc)
         return
     set_session_value(RESULT_KEY, CaseResult(explanation=explanation, pet=pet, ct=ct, labs=labs, inputs=described,
                                              bundle_sha256=bundle.sha256, seconds=time.perf_counter() - started,
-                                             sample_organs=inputs.organs_path))
+                                             sample_organs=inputs.organs_path, organ_uploads=inputs.organ_uploads))
 
 
 def render_result(bundle: Any) -> None:
@@ -187,8 +199,11 @@ def _why_figures(result: CaseResult) -> dict[str, Any]:
         shap_figure = None if s is None else shap_bar_figure(
             s.names, s.shap_values, s.values, s.units, base_value=s.base_value, output_space=s.output_space,
             imputed=s.imputed)
-        return {"shap": shap_figure,
-                "modality": modality_bar_figure(e.modalities.contributions, output_space="probability")}
+        figures = {"shap": shap_figure,
+                   "modality": modality_bar_figure(e.modalities.contributions, output_space="probability")}
+        if e.lesions is not None:
+            figures.update(lesion_figures(e.lesions))
+        return figures
 
     return result.remember("why_figures", build)
 
@@ -206,7 +221,14 @@ def _why(result: CaseResult) -> None:
     right.plotly_chart(figures["modality"], key="modality_chart")
     right.caption("Exact Shapley values over the modalities; an absent modality is replaced by the model's "
                   "'missing' input (images) or the training medians (labs).")
-    _measurements(right, e.prediction.image_measurements)
+    if e.lesions is not None:
+        left.plotly_chart(figures["lesion_features"], key="lesion_feature_chart")
+        right.plotly_chart(figures["lesions"], key="lesion_chart")
+        right.caption(f"Each lesion's share of the risk: {e.lesions.method}. 'Not a lesion' is the part of "
+                      "measurements no lesion makes up (e.g. no SSTR-negative disease lowers the risk). Drawn on "
+                      "the slices and the 3D view as 'Lesion contributions'.")
+    else:
+        _measurements(right, e.prediction.image_measurements)
 
 
 def _measurements(where: Any, values: dict[str, float]) -> None:
@@ -220,17 +242,57 @@ def _measurements(where: Any, values: dict[str, float]) -> None:
                   "segmentation; lesions outside the liver are not in these numbers).")
 
 
+def lesion_figures(contributions: Any) -> dict[str, Any]:
+    """SHAP bars of the lesion measurements and each lesion's share of the risk (the 12 largest)."""
+    from pfs_core.viz.explain import modality_bar_figure, shap_bar_figure
+
+    f = contributions.features
+    features = shap_bar_figure(f["label"].tolist(), f["shap"].to_numpy(), f["value"].round(3).tolist(),
+                               ["(model scale)"] * len(f), base_value=contributions.base_value,
+                               output_space="probability", title="Why: lesion measurements")
+    table = contributions.lesions.reindex(contributions.lesions["contribution"].abs().sort_values(
+        ascending=False).index)
+    shares = {f"lesion {int(r.lesion_id)} ({r.sstr_status}, {r.site}, {r.volume_ml:.1f} mL)": float(r.contribution)
+              for r in table.head(12).itertuples()}
+    if len(table) > 12:
+        shares[f"{len(table) - 12} other lesions"] = float(table["contribution"].iloc[12:].sum())
+    shares["not a lesion"] = contributions.unattributed
+    return {"lesion_features": features,
+            "lesions": modality_bar_figure(shares, output_space="probability",
+                                           title="Each lesion's share of the risk")}
+
+
 def _maps(e: Any) -> dict[str, Any]:
-    """Overlay maps on the CT grid by label: Grad-CAM per branch, then the read-out maps."""
-    maps = {f"Grad-CAM {m.upper()}": image for m, image in sorted(e.gradcam.items())}
+    """Overlay maps on the CT grid by label: lesion contributions, Grad-CAM per branch, then the read-out maps."""
+    maps = {}
+    if e.lesions is not None and e.measurement is not None:
+        maps["Lesion contributions"] = _positive_contributions(e)
+    maps.update({f"Grad-CAM {m.upper()}": image for m, image in sorted(e.gradcam.items())})
     maps.update({f"Read-outs {m.upper()}": image for m, image in sorted(e.readout_maps.items())})
     return maps
+
+
+def _positive_contributions(e: Any) -> Any:
+    """The lesions that raise the risk, each filled with its share scaled to the largest (0-1, CT grid)."""
+    import nibabel as nib
+
+    from pfs_core.explain.lesions import contribution_map
+
+    image = contribution_map(e.measurement, e.lesions)
+    values = np.clip(np.asarray(image.dataobj, dtype=np.float32), 0.0, None)
+    top = float(values.max())
+    return nib.Nifti1Image(values / top if top > 0 else values, image.affine)
 
 
 def _map_note(e: Any, label: str) -> None:
     from pfs_core.explain.gradcam import GRADCAM_NOTE
     from pfs_core.explain.readout_map import READOUT_MAP_NOTE
 
+    if label == "Lesion contributions":
+        st.caption("Lesion contribution map: each lesion that raises the risk, filled with its share of the risk "
+                   "relative to the largest (1 = the lesion that raises it most); lesions that lower it are not "
+                   "filled. The shares are listed in the Why and Lesions tabs.")
+        return
     modality = label.split()[-1].lower()
     note = e.gradcam_note(modality)
     if label.startswith("Grad-CAM") and note:
@@ -247,8 +309,8 @@ def _scene(result: CaseResult) -> None:
 
     maps = _maps(result.explanation)
     if result.ct is None or not maps:
-        st.info("No Grad-CAM or read-out map for this model or case (they need a model that reads an image, "
-                "and a CT).")
+        st.info("No lesion contribution, Grad-CAM or read-out map for this model or case (they need a model that "
+                "reads an image, and a CT).")
         return
     c1, c2, c3 = st.columns(3)
     label = c1.radio("Map", list(maps), horizontal=True, key="cam_branch")
@@ -352,6 +414,8 @@ def _report(bundle: Any, result: CaseResult) -> None:
     why = _why_figures(result)
     figures = [] if why["shap"] is None else [("Lab SHAP values", why["shap"])]
     figures.append(("Modality contributions", why["modality"]))
+    if "lesions" in why:
+        figures += [("Lesion measurements (SHAP)", why["lesion_features"]), ("Each lesion's share", why["lesions"])]
     state = lesion_view.current_state(result)
     measurement = None if state is None else state.measurement
     if state is not None and measurement is not None and result.pet is not None:

@@ -1,17 +1,16 @@
-"""Case Explorer, lesions: measure the loaded PET/CT, show the lesion table and features, take organ masks.
+"""Case Explorer, lesions: the case's organ masks, its lesion measurement, the lesion table and each lesion's share.
 
-One :func:`pfs_core.measure.measure_case` call per case and organ source does the work. Organ masks come
-from an upload (when given), else from the simulated masks shipped beside a sample case, else from the
-organ network. The measurement lives in the case's result in this browser session's memory only; an
-uploaded mask file is written to a private temporary folder that is deleted as soon as it is read, and no
-patient value is logged.
+Organ masks come from an upload beside the PET/CT (when given), else from the simulated masks shipped
+beside a sample case, else from the organ network. A model that reads lesion measurements measures the
+case in :func:`pfs_core.explain.explain_case` with them, and this tab shows that measurement; for other
+models one :func:`pfs_core.measure.measure_case` call here does it. The measurement lives in the case's
+result in this browser session's memory only; an uploaded mask file is written to a private temporary
+folder that is deleted as soon as it is read, and no patient value is logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +47,24 @@ class LesionState:
 
 
 def sample_organs(pet_path: Path | None, case_id: str) -> Path | None:
-    """The simulated organ label map shipped beside a sample case's images (``<id>_organs.nii.gz``), if any."""
+    """The simulated organ masks shipped beside a sample case's images (``<id>_organ_masks.nii.gz``), if any."""
     if pet_path is None:
         return None
-    path = Path(pet_path).parent / f"{case_id}_organs.nii.gz"
+    path = Path(pet_path).parent / f"{case_id}_organ_masks.nii.gz"
     return path if path.is_file() else None
+
+
+def case_organs(inputs: Any, ct: Any) -> Any:
+    """Organ masks of the case's inputs (upload, then shipped sample masks), or None for the organ network."""
+    return _given_organs(ct, list(getattr(inputs, "organ_uploads", []) or []), getattr(inputs, "organs_path", None))
+
+
+def _given_organs(ct: Any, uploads: list[Any], shipped: Path | None) -> Any:
+    if uploads:
+        return _uploaded_organs(ct, uploads)
+    if shipped is not None:
+        return _shipped_organs(ct, shipped)
+    return None
 
 
 def current(result: Any) -> Any:
@@ -66,46 +78,41 @@ def current_state(result: Any) -> LesionState | None:
 
 
 def render_lesions(result: Any) -> None:
-    """The Lesions tab: organ source, key features, lesion table, and the organ-mask upload."""
+    """The Lesions tab: organ source, key features, the lesion table with each lesion's share of the risk."""
     from pfs_core.results.report import DELINEATION_CAVEAT, feature_rows, lesion_display_table
 
     if result.pet is None or result.ct is None:
         st.info("Lesion measurement needs both a PET and a CT (and a model that reads images, so that they are "
                 "loaded).")
         return
-    top = st.container()
-    before = current_state(result)
-    box = st.expander("Organ masks (optional upload)", expanded=before is not None and before.measurement is None)
-    uploads = box.file_uploader(
-        "A TotalSegmentator output folder as .zip, a multi-label NIfTI (with a JSON of label names), or a DICOM "
-        "SEG / RTSTRUCT", type=ORGAN_TYPES, accept_multiple_files=True, key=UPLOAD_KEY,
-        help="Replaces the organ masks used for this case. Read from a temporary folder that is deleted at once; "
-             "the masks stay in memory for this session only.")
-    state = _measure(result, list(uploads or []))
-    with top:
-        if state.no_network:
-            st.info(state.no_network, icon=":material/info:")
-        if state.error:
-            show_error(InputError(state.error))
-        m = state.measurement
-        if m is None:
-            return
-        st.caption(f"Organ masks: {m.organs.source}.")
-        if m.organs.source.startswith("organ network"):
-            st.warning("The organ network is trained on simulated CTs only and is not yet reliable on real CT "
-                       "(docs/organ_seg.md): check the organ outlines, or upload organ masks (e.g. TotalSegmentator "
-                       "output) below.", icon=":material/warning:")
-        _key_features(m.features)
-        table = lesion_display_table(m.lesions)
-        if len(table):
-            st.dataframe(table, hide_index=True, key="lesion_table")
-        else:
-            st.info("No lesion was found.")
-        with st.expander("All per-patient features"):
-            st.dataframe({"feature": [r[0] for r in feature_rows(m.features)],
-                          "value": [r[1] for r in feature_rows(m.features)],
-                          "unit": [r[2] for r in feature_rows(m.features)]}, hide_index=True, key="feature_table")
-        st.caption(DELINEATION_CAVEAT)
+    state = _measure(result, list(result.organ_uploads or []))
+    if state.no_network:
+        st.info(state.no_network, icon=":material/info:")
+    if state.error:
+        show_error(InputError(state.error))
+    m = state.measurement
+    if m is None:
+        return
+    st.caption(f"Organ masks: {m.organs.source}.")
+    if m.organs.source.startswith("organ network"):
+        st.warning("The organ network is trained on simulated CTs only and is not yet reliable on real CT "
+                   "(docs/organ_seg.md): check the organ outlines, or upload organ masks (e.g. TotalSegmentator "
+                   "output) with the PET/CT and predict again.", icon=":material/warning:")
+    _key_features(m.features)
+    lesions = result.explanation.lesions
+    table = lesion_display_table(m.lesions if lesions is None else lesions.lesions)
+    if lesions is not None:
+        st.caption("'share of the risk': each lesion's part of the predicted probability, in percentage points "
+                   "(Why tab; the 'Lesion contributions' map on the slices and in the 3D view).")
+    if len(table):
+        st.dataframe(table, hide_index=True, key="lesion_table")
+    else:
+        st.info("No lesion was found.")
+    with st.expander("All per-patient features"):
+        st.dataframe({"feature": [r[0] for r in feature_rows(m.features)],
+                      "value": [r[1] for r in feature_rows(m.features)],
+                      "unit": [r[2] for r in feature_rows(m.features)]}, hide_index=True, key="feature_table")
+    st.caption(DELINEATION_CAVEAT)
 
 
 def _key_features(f: dict[str, float]) -> None:
@@ -140,6 +147,10 @@ def _measure(result: Any, uploads: list[Any]) -> LesionState:
     if state is not None and state.signature == signature:
         return state
     state = LesionState(signature=signature)
+    if result.explanation.measurement is not None:  # the model's own measurement: the one it read
+        state.measurement = result.explanation.measurement
+        result.memo[STATE_KEY] = state
+        return state
     with st.spinner("Delineating organs and lesions..."):
         try:
             state.measurement = _measure_case(result, _organs(result, uploads))
@@ -172,10 +183,9 @@ def _organs(result: Any, uploads: list[Any]) -> Any:
     from pfs_core.errors import BundleError
     from pfs_core.measure import find_organs
 
-    if uploads:
-        return _uploaded_organs(result.ct, uploads)
-    if result.sample_organs is not None:
-        return _shipped_organs(result.ct, result.sample_organs)
+    given = _given_organs(result.ct, uploads, result.sample_organs)
+    if given is not None:
+        return given
     try:
         return find_organs(result.ct)
     except ImportError:
@@ -185,14 +195,10 @@ def _organs(result: Any, uploads: list[Any]) -> Any:
 
 
 def _shipped_organs(ct: Any, path: Path) -> Any:
-    """The simulator's organ label map of a sample case, read with the simulator's label names."""
+    """The simulated organ masks of a sample case (label names in the header, as TotalSegmentator writes them)."""
     from pfs_core.measure import find_organs
-    from pfs_core.synth.constants import ORGAN_LABELS
 
-    with tempfile.TemporaryDirectory(prefix="pfs_names_") as folder:
-        names = Path(folder) / "organ_names.json"
-        names.write_text(json.dumps({str(code): name for code, name in ORGAN_LABELS.items()}))
-        organs = find_organs(ct, organs=path, label_names=names)
+    organs = find_organs(ct, organs=path)
     present = len(organs.present)
     return dataclasses.replace(organs, source=f"simulated organ masks shipped with sample case "
                                               f"'{path.name}' ({present} organ{'s' if present != 1 else ''})")

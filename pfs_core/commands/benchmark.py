@@ -37,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from pfs_core.dataset import load_cohort_data
     from pfs_core.models.device import resolve_device
     from pfs_core.models.provenance import is_simulated
     from pfs_core.models.registry import resolve_models
@@ -48,8 +47,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     preprocess, config = options.configs_from_args(args)
     device = str(resolve_device(args.device))
     cache_dir = options.cache_dir(args)
-    data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=any(s.uses_images for s in specs),
-                            cache_dir=cache_dir, progress=not args.no_progress)
+    data = options.load_training_data(args, uses_images=any(s.uses_images for s in specs), preprocess=preprocess,
+                                      config=config, cache_dir=cache_dir)
     meta = benchmark_meta(command=options.command_line(args), cohort_csv=str(args.cohort), config=config,
                           preprocess=preprocess, device=device, simulated=is_simulated(args.cohort))
     result = run_benchmark(data, specs, folds=args.folds, repeats=args.repeats, seed=args.seed, config=config,

@@ -10,13 +10,15 @@ from pfs_core.commands import options
 # The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
 # inside the functions that need them, so --help and usage errors stay fast.
 
-HELP = "Explain one prediction: SHAP, modality contributions, Grad-CAM."
+HELP = "Explain one prediction: lab SHAP, lesion contributions, modality contributions, Grad-CAM."
 DESCRIPTION = (
     "Predict the probability of PFS <= 12 months for one patient and explain it: SHAP values of every lab "
-    "and clinical input, exact Shapley contributions of the modalities (labs, PET, CT) and Grad-CAM maps of "
-    "the PET and CT branches written on the patient's original CT grid, with maps of the voxels the liver-"
-    "referenced read-outs counted. Writes OUT/explanation.json, OUT/gradcam_pet.nii.gz, OUT/gradcam_ct.nii.gz, "
-    "OUT/readout_pet.nii.gz and OUT/readout_ct.nii.gz. Research use; not a medical device."
+    "and clinical input, SHAP values of the lesion measurements handed on to the lesions that produced them, "
+    "and exact Shapley contributions of the modalities (labs, PET, CT). Writes OUT/explanation.json and, for "
+    "models that read lesion measurements, OUT/lesion_contributions.csv (the lesion table with each lesion's "
+    "contribution) and OUT/lesion_contributions.nii.gz (each lesion's voxels hold its contribution, on the CT "
+    "grid); Grad-CAM maps OUT/gradcam_<pet|ct>.nii.gz only where a convolutional part of the model is active; "
+    "OUT/readout_<pet|ct>.nii.gz for models that read grid read-outs. Research use; not a medical device."
 )
 
 
@@ -30,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import nibabel as nib
 
     from pfs_core.explain import explain_case
+    from pfs_core.explain.lesions import contribution_map
     from pfs_core.models.bundle import load_bundle
     from pfs_core.preprocessing.model_grid import load_case
 
@@ -39,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
     pet, ct = (None, None)
     if args.pet is not None or args.ct is not None:
         pet, ct = load_case(args.pet, args.ct, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)
-    explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, device=args.device, gradcam=not args.no_gradcam)
+    explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, device=args.device, gradcam=not args.no_gradcam,
+                               organs=options.case_organs(args, ct))
+    if explanation.lesions is not None and explanation.measurement is not None:
+        explanation.lesions.lesions.to_csv(args.out / "lesion_contributions.csv", index=False)
+        nib.save(contribution_map(explanation.measurement, explanation.lesions), args.out / "lesion_contributions.nii.gz")
     for modality, image in explanation.gradcam.items():
         nib.save(image, args.out / f"gradcam_{modality}.nii.gz")
     for modality, image in explanation.readout_maps.items():

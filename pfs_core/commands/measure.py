@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from pfs_core.commands import options
 
@@ -19,11 +18,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_images(parser)
-    parser.add_argument("--organs", type=Path,
-                        help="organ masks: TotalSegmentator output folder, multi-label NIfTI (names in a sidecar "
-                             "JSON or the header), DICOM SEG or RTSTRUCT (default: the organ network, trained on simulated CTs "
-                             "only and not yet reliable on real CT: docs/organ_seg.md)")
-    parser.add_argument("--organ-labels", type=Path, help="JSON {code: name} for a multi-label NIfTI in --organs")
+    options.add_organs(parser)
     options.add_out_folder(parser)
     options.add_device(parser)
 

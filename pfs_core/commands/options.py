@@ -53,11 +53,34 @@ def add_images(parser: argparse.ArgumentParser) -> None:
 
 
 def add_case(parser: argparse.ArgumentParser) -> None:
-    """One case: bundle, images, labs and device (``predict``, ``explain``)."""
+    """One case: bundle, images, organ masks, labs and device (``predict``, ``explain``)."""
     add_bundle(parser)
     add_images(parser)
+    add_organs(parser)
     parser.add_argument("--labs", type=Path, help="JSON object of lab values, e.g. {\"chromogranin_a\": 250}")
     add_device(parser)
+
+
+def add_organs(parser: argparse.ArgumentParser) -> None:
+    """``--organs`` and ``--organ-labels``: organ masks of the CT for the lesion measurement."""
+    parser.add_argument("--organs", type=Path,
+                        help="organ masks: TotalSegmentator output folder, multi-label NIfTI (names in a sidecar "
+                             "JSON or the header), DICOM SEG or RTSTRUCT (default: the organ network, trained on "
+                             "simulated CTs only and not yet reliable on real CT: docs/organ_seg.md)")
+    parser.add_argument("--organ-labels", type=Path, help="JSON {code: name} for a multi-label NIfTI in --organs")
+
+
+def case_organs(args: argparse.Namespace, ct: Any) -> Any:
+    """The organ masks of ``--organs`` on the CT grid, or None (the measurement then runs the organ network)."""
+    if args.organ_labels is not None and args.organs is None:
+        raise UsageError("--organ-labels names the labels of a multi-label NIfTI given with --organs; add --organs")
+    if args.organs is None:
+        return None
+    if ct is None:
+        raise UsageError("--organs are masks of the CT: add --ct")
+    from pfs_core.io.organ_files import read_organ_masks
+
+    return read_organ_masks(args.organs, ct=ct, label_names=args.organ_labels)
 
 
 def cache_dir(args: argparse.Namespace) -> Path | None:
@@ -166,3 +189,18 @@ def progress_sink(args: argparse.Namespace) -> AbstractContextManager[None]:
         except OSError as exc:
             raise UsageError(f"{path}: cannot write the progress file ({exc})") from None
     return writing_to(path)
+
+
+def load_training_data(args: argparse.Namespace, *, uses_images: bool, preprocess: PreprocessConfig,
+                       config: TrainConfig, cache_dir: Path | None) -> Any:
+    """The cohort's :class:`~pfs_core.dataset.CohortData`, with its lesion measurements when image models
+    read them (``config.lesion_features``); both cached under ``cache_dir``."""
+    from pfs_core.dataset import load_cohort_data
+    from pfs_core.measure.features import attach_lesion_features
+
+    data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=uses_images, cache_dir=cache_dir,
+                            progress=not args.no_progress)
+    if uses_images and config.lesion_features:
+        workers = max(1, min(int(os.environ.get("PFS_CORE_THREADS", "2")), os.cpu_count() or 1))
+        attach_lesion_features(data, args.cohort, cache_dir=cache_dir, progress=not args.no_progress, workers=workers)
+    return data

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     pet, ct = (None, None)
     if args.pet is not None or args.ct is not None:
         pet, ct = load_case(args.pet, args.ct, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)
-    prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=args.device)
+    prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=args.device, organs=options.case_organs(args, ct))
     text = json.dumps(prediction.to_dict(), indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n")

@@ -38,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pfs_core.dataset import load_cohort_data
     from pfs_core.models.device import resolve_device
     from pfs_core.models.provenance import is_simulated, runtime_info
     from pfs_core.models.registry import get_spec
@@ -50,8 +49,8 @@ def _train(args: argparse.Namespace) -> int:
     preprocess, config = options.configs_from_args(args)
     cache_dir = options.cache_dir(args)
     device = resolve_device(args.device)
-    data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=spec.uses_images, cache_dir=cache_dir,
-                            progress=not args.no_progress)
+    data = options.load_training_data(args, uses_images=spec.uses_images, preprocess=preprocess, config=config,
+                                      cache_dir=cache_dir)
     simulated = is_simulated(args.cohort)
     provenance = {"command": options.command_line(args), "source": str(args.cohort), "simulated": simulated,
                   "note": args.data_note, "created": datetime.now(UTC).isoformat(timespec="seconds"),

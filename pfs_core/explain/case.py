@@ -17,10 +17,13 @@ import numpy as np
 import pandas as pd
 
 from pfs_core.explain.gradcam import GRADCAM_NOTE, gradcam_on_ct_grid
+from pfs_core.explain.lesions import LesionContributions, lesion_contributions, reads_lesion_features
 from pfs_core.explain.readout_map import READOUT_MAP_NOTE, readout_maps_on_ct_grid
 from pfs_core.explain.shapley import LabShap, ModalityShapley, lab_columns, lab_shap, modality_shapley
-from pfs_core.inference import case_data, case_device, predict_case, prepare_images
+from pfs_core.inference import case_data, case_device, case_lesion_features, predict_case, prepare_images
 from pfs_core.io.labs import validate_labs
+from pfs_core.io.organs import OrganMasks
+from pfs_core.measure.case import Measurement, measure_case
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -62,8 +65,12 @@ class Explanation:
     gradcam_empty: list[str] = field(default_factory=list)
     #: False when every fold network kept epoch 0 (its logistic start): the conv trunk then adds nothing.
     convolution_used: bool = True
-    #: Where the liver-referenced read-outs were measured (:mod:`pfs_core.explain.readout_map`), on the CT grid.
+    #: Where the liver-referenced read-outs were measured (:mod:`pfs_core.explain.readout_map`), on the CT grid;
+    #: only for bundles that read them (before issue 23).
     readout_maps: dict[str, nib.Nifti1Image] = field(default_factory=dict)
+    #: The case's lesion measurement and each lesion's share of the risk (models that read lesions).
+    measurement: Measurement | None = None
+    lesions: LesionContributions | None = None
 
     def gradcam_note(self, modality: str) -> str | None:
         """Why the Grad-CAM of ``modality`` is empty (None when it is not)."""
@@ -82,6 +89,7 @@ class Explanation:
             "gradcam": {m: f"on the original CT grid, scaled 0-1: {GRADCAM_NOTE}" for m in self.gradcam},
             "gradcam_notes": {m: self.gradcam_note(m) for m in self.gradcam_empty},
             "readout_maps": {m: READOUT_MAP_NOTE for m in self.readout_maps},
+            "lesion_contributions": self.lesions.to_dict() if self.lesions is not None else None,
             "timings_s": self.timings_s,
             "disclaimer": self.prediction.disclaimer,
         }
@@ -112,8 +120,13 @@ def explain_case(
     gradcam_depth: int | None = None,
     shap_samples: int = 2048,
     threads: int | None = None,
+    organs: OrganMasks | None = None,
+    measurement: Measurement | None = None,
 ) -> Explanation:
     """Predict and explain one case (see the module docstrings of the parts for the methods).
+
+    ``measurement``: the case's lesion measurement when already made (else made here, with ``organs``
+    when given, for a model that reads lesion measurements).
 
     ``threads``: torch CPU threads (default :func:`pfs_core.models.device.cpu_threads`; the dashboard uses 1,
     see :func:`pfs_core.inference.case_device`).
@@ -131,22 +144,32 @@ def explain_case(
     torch_device = case_device(device, threads=threads)
     prepared = prepare_images(bundle, pet, ct)
     lap("preprocess")
+    if measurement is None and reads_lesion_features(bundle) and pet is not None and ct is not None:
+        measurement = measure_case(pet, ct, organs=organs)
+    lap("measure")
     prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=str(torch_device), prepared=prepared,
-                              threads=threads)
+                              threads=threads, measurement=measurement)
     data = case_data(bundle, validate_labs(labs), prepared)
+    data.lesion_features = case_lesion_features(bundle, pet, ct, measurement=measurement)
     lap("predict")
     shap_part = lab_shap(bundle, data, background=lab_background(bundle), device=torch_device,
                          n_samples=shap_samples)
     lap("lab_shap")
     modalities = modality_shapley(bundle, data, device=torch_device)
     lap("modality_shapley")
+    lesion_part = lesion_contributions(bundle, data, measurement.lesions, device=torch_device) \
+        if measurement is not None else None
+    lap("lesion_shap")
     maps = {}
+    convolution_used = any(m.info.get("best_epoch", 1) > 0 for m in bundle.members)
     body = ct.data > bundle.preprocess.body_threshold_hu if ct is not None and gradcam else None
-    if gradcam and prepared is not None and bundle.spec.kind == "torch":
+    # Grad-CAM only of a convolutional part that is active: at epoch 0 everywhere it shows nothing the model uses.
+    active = convolution_used or not reads_lesion_features(bundle)
+    if gradcam and active and prepared is not None and bundle.spec.kind == "torch":
         maps = gradcam_on_ct_grid(bundle, data, prepared, depth=gradcam_depth, device=torch_device, body_mask=body)
     lap("gradcam")
     readouts = {}
-    if gradcam and prepared is not None:
+    if gradcam and prepared is not None and not reads_lesion_features(bundle):
         readouts = readout_maps_on_ct_grid(prepared, tuple(m for m in ("pet", "ct") if m in bundle.spec.modalities),
                                            body_mask=body)
     lap("readout_maps")
@@ -154,4 +177,4 @@ def explain_case(
     empty = [m for m, image in maps.items() if not np.asarray(image.dataobj).any()]
     return Explanation(prediction=prediction, lab_shap=shap_part, modalities=modalities, gradcam=maps,
                        prepared=prepared, timings_s=timings, gradcam_empty=empty, readout_maps=readouts,
-                       convolution_used=any(m.info.get("best_epoch", 1) > 0 for m in bundle.members))
+                       convolution_used=convolution_used, measurement=measurement, lesions=lesion_part)

@@ -44,7 +44,7 @@ from pfs_core.dataset import CohortData
 from pfs_core.inference import ensemble_probabilities
 from pfs_core.io.labs import is_missing
 from pfs_core.models.device import resolve_device
-from pfs_core.models.fitted import FittedModel, torch_inputs
+from pfs_core.models.fitted import FittedModel, image_features, torch_inputs
 
 if TYPE_CHECKING:
     from pfs_core.models.bundle import Bundle
@@ -233,8 +233,7 @@ def lab_value_function(bundle: Bundle, data: CohortData, *, device: Any = None) 
 
 
 def _sklearn_lab_function(members: Sequence[FittedModel], data: CohortData) -> Callable[[pd.DataFrame], np.ndarray]:
-    pet_block = np.log1p(data.pet_features().to_numpy(dtype=np.float64)).astype(np.float32) \
-        if members[0].spec.pet_features else None
+    pet_block = image_features(members[0].spec, data, members[0].config)
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
         probs = []

@@ -146,7 +146,7 @@ def _check_header(path: Path, header: list[str], *, check_images: bool, require_
     absent = [c for c in schema.LAB_COLUMNS if c not in header]
     if absent:
         warnings.append(f"column(s) {', '.join(absent)} absent: the models impute these values for every patient")
-    unknown = [c for c in header if c and c not in schema.COHORT_COLUMNS]
+    unknown = [c for c in header if c and c not in schema.COHORT_COLUMNS + schema.OPTIONAL_COLUMNS]
     if unknown:
         warnings.append(f"column(s) {', '.join(unknown)} are not used (names of pfs_core.schema expected)")
     return warnings
@@ -224,9 +224,14 @@ def _check_row(cells: dict[str, str], *, image_root: Path, require_outcome: bool
         values[name], reason = check_outcome(name, cells.get(name, ""), required=require_outcome)
         if reason:
             problems.append((name, reason))
-    for name in (schema.PET_COLUMN, schema.CT_COLUMN):
+    for name in (schema.PET_COLUMN, schema.CT_COLUMN, schema.ORGANS_COLUMN):
         path = resolve_image(cells.get(name, ""), image_root)
         values[name] = "" if path is None else str(path)
+    organs = values[schema.ORGANS_COLUMN]
+    if images and organs and not Path(organs).exists():
+        problems.append((schema.ORGANS_COLUMN, f"{organs}: file or folder not found (relative paths are read from "
+                                               f"{image_root}); leave the cell empty to let the organ network "
+                                               "delineate the organs"))
     if images and not values[schema.PET_COLUMN] and not values[schema.CT_COLUMN]:
         problems.append((PAIR_COLUMN, f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; "
                                       "give at least one image"))
@@ -319,7 +324,7 @@ def _report(path: Path, root: Path, parsed: dict[int, _RowResult], warnings: lis
     problems = [RowProblem(row=row, patient_id=r.values[schema.ID_COLUMN], column=column, reason=reason)
                 for row, r in parsed.items() for column, reason in r.problems]
     good_rows = {row: r.values for row, r in parsed.items() if not r.problems}
-    columns = list(schema.COHORT_COLUMNS)
+    columns = list(schema.COHORT_COLUMNS + schema.OPTIONAL_COLUMNS)
     good = pd.DataFrame.from_dict(good_rows, orient="index", columns=columns) if good_rows \
         else pd.DataFrame(columns=columns)
     good.index.name = "row"
@@ -361,8 +366,8 @@ def good_cohort_csv(report: CohortReport) -> Iterator[Path]:
 def read_cohort(cohort_csv: str | Path, *, require_outcome: bool = True, need_images: bool = False) -> pd.DataFrame:
     """The cohort table as one row per patient, every row checked (:func:`validate_cohort`, images not opened).
 
-    Columns: those of :data:`pfs_core.schema.COHORT_COLUMNS`; ``pet``/``ct`` absolute
-    paths ("" when empty), labs as float/str (NaN = missing). Without
+    Columns: those of :data:`pfs_core.schema.COHORT_COLUMNS` and ``OPTIONAL_COLUMNS``;
+    ``pet``/``ct``/``organs`` absolute paths ("" when empty), labs as float/str (NaN = missing). Without
     ``require_outcome`` (scoring new patients) a missing ``progressed`` counts as 0
     (censored) and ``pfs_months`` may be NaN. With ``need_images`` the pet/ct columns
     are required and every row must name an image. InputError on the first bad row;

@@ -27,6 +27,7 @@ from pfs_core.measure.ct_lesions import (
 )
 from pfs_core.measure.grids import (
     Box,
+    bounding_box,
     grow,
     intersect,
     relative,
@@ -47,7 +48,7 @@ from pfs_core.measure.table import (
     suv_peak,
 )
 
-MEASURE_VERSION = "1.0"
+MEASURE_VERSION = "1.1"  # 1.1: photopenic SSTR-negative liver lesions (MeasureSettings.photopenic_*)
 
 
 @dataclass
@@ -106,6 +107,40 @@ def _cold_on_pet(lct: LiverCT, ct: Volume, pet: Volume, settings: MeasureSetting
     if not cold.any():
         return None
     return resample_full(cold.astype(np.float32), lct.box, ct.affine, to_affine=pet.affine, to_shape=pet.shape) >= 0.5
+
+
+def _eroded(mask: np.ndarray, depth_mm: float, spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """``mask`` eroded by a box of ``depth_mm`` (at least one voxel) on each side."""
+    depth = [max(int(round(depth_mm / s)), 1) for s in spacing_mm]
+    return ndimage.binary_erosion(mask, structure=np.ones([2 * d + 1 for d in depth], bool))
+
+
+def _photopenic_on_ct(smooth_pet: np.ndarray, liver_fraction: np.ndarray, ref: LiverReference, pet: Volume,
+                      ct: Volume, box: Box, settings: MeasureSettings) -> np.ndarray | None:
+    """Photopenic liver defects of the PET (``settings.photopenic_*``) on the CT box ``box``, or None."""
+    liver = liver_fraction >= 0.5
+    cold = _eroded(liver, settings.liver_erosion_mm, pet.spacing_mm) & (smooth_pet < settings.photopenic_ratio * ref.mean)
+    parts, n = ndimage.label(cold)
+    if n == 0:
+        return None
+    sizes = ndimage.sum_labels(cold, parts, index=np.arange(1, n + 1)) * float(np.prod(pet.spacing_mm)) / 1000.0
+    seeds = np.isin(parts, 1 + np.flatnonzero(sizes >= settings.photopenic_min_ml))
+    # each defect grows to the midpoint between its floor and the liver (half the erosion from the edge)
+    reach = _eroded(liver, settings.liver_erosion_mm / 2, pet.spacing_mm) & (
+        smooth_pet < (1 + settings.photopenic_ratio) / 2 * ref.mean)
+    grown, _ = ndimage.label(reach)
+    reached = np.unique(grown[seeds])
+    keep = np.isin(grown, reached[reached > 0]) | seeds
+    found = bounding_box(keep)
+    if found is None:
+        return None
+    done = resample_box(keep[found].astype(np.float32), found, pet.affine, to_affine=ct.affine, to_shape=ct.shape)
+    out = np.zeros(tuple(s.stop - s.start for s in box), dtype=bool)
+    both = intersect(done[0], box) if done is not None else None
+    if done is None or both is None:
+        return None
+    out[relative(both, box)] = done[1][relative(both, done[0])] >= 0.5
+    return out
 
 
 def _onto_pet(labels: np.ndarray, box: Box, ct: Volume, pet: Volume) -> np.ndarray:
@@ -247,14 +282,15 @@ def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,
     liver = organs.labels[boxes["liver"]] == ORGAN_CODE["liver"]  # on the liver's box only
     fractions = organ_fractions(organs, pet, boxes)
     lct = liver_ct(ct.data, liver, boxes["liver"], ct.affine, settings)
+    smooth_pet = smoothed(pet.data, pet.spacing_mm, settings.detect_smooth_mm)
     ref = liver_reference(pet.data, fractions["liver"] >= 0.5, pet.spacing_mm, erosion_mm=settings.liver_erosion_mm,
-                          smoothed_pet=smoothed(pet.data, pet.spacing_mm, settings.detect_smooth_mm),
-                          exclude=_cold_on_pet(lct, ct, pet, settings))
+                          smoothed_pet=smooth_pet, exclude=_cold_on_pet(lct, ct, pet, settings))
     positive = sstr_positive(pet.data, fractions, pet.spacing_mm, ref, settings)
     pieces = _lesions_on_ct(positive, pet, ct)
-    negative, faint, cores, density = liver_ct_lesions(lct, ct.affine, pet=pet.data, pet_affine=pet.affine,
-                                                       positive=_paint(pieces, ct.shape, lct.box), ref=ref,
-                                                       settings=settings)
+    negative, faint, cores, density = liver_ct_lesions(
+        lct, ct.affine, pet=pet.data, pet_affine=pet.affine, positive=_paint(pieces, ct.shape, lct.box), ref=ref,
+        settings=settings, photopenic=_photopenic_on_ct(smooth_pet, fractions["liver"], ref, pet, ct, lct.box,
+                                                        settings))
     if cores.any():  # necrotic cores belong to their lesions' volumes
         added = np.where(positive > 0, 0, _onto_pet(cores, lct.box, ct, pet))
         positive = np.where(positive > 0, positive, added)

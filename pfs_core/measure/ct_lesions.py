@@ -80,9 +80,11 @@ def hypodense(lct: LiverCT, density: LiverDensity, settings: MeasureSettings) ->
 
 
 def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pet_affine: np.ndarray,
-                     positive: np.ndarray, ref: LiverReference,
-                     settings: MeasureSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, LiverDensity]:
-    """Focal hypodense liver lesions not already found on the PET, split by their PET uptake.
+                     positive: np.ndarray, ref: LiverReference, settings: MeasureSettings,
+                     photopenic: np.ndarray | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LiverDensity]:
+    """Focal hypodense (or, with ``photopenic`` on ``lct.box``, PET-photopenic) liver lesions not already
+    found on the PET, split by their PET uptake.
 
     Returns int32 label maps on the liver's box ``lct.box`` of the SSTR-negative lesions (75th percentile
     of uptake at most ``cold_max_ratio`` × liver, give or take ``cold_noise_sd`` SDs of the liver's noise),
@@ -97,7 +99,10 @@ def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pe
     near_positive = ndimage.binary_dilation(positive > 0, iterations=2)
     density = liver_density(lct, exclude=near_positive)  # with a heavy burden the tumour would set it
     # a cold lesion next to a hot one is its own lesion; the hot lesion's rim is not
-    parts, _ = ndimage.label(hypodense(lct, density, settings) & ~near_positive)
+    candidates = hypodense(lct, density, settings)
+    if photopenic is not None:  # not where the CT is brighter than the liver: contrast-filled vessels
+        candidates |= photopenic & lct.inner & (lct.smooth <= density.median_hu + settings.photopenic_max_hu_above)
+    parts, _ = ndimage.label(candidates & ~near_positive)
     min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(lct.spacing_mm))
     origin = np.array([s.start for s in lct.box])
     counts = {"negative": 0, "faint": 0}

@@ -19,7 +19,8 @@ class MeasureSettings:
     separate uptake maxima, each bounded by a background-corrected ``iso_fraction`` isocontour of
     its own SUVmax (45 % of SUVmax: Filizoglu et al., Nucl Med Commun 2024; Siegmund et al. 2025).
     SSTR-negative lesions (CT grid, liver only): focal hypodensity at least ``cold_min_hu`` and
-    ``cold_sd`` SDs below the liver parenchyma with PET uptake at or below the liver.
+    ``cold_sd`` SDs below the liver parenchyma, or a photopenic defect of the liver on the PET
+    (``photopenic_*``), with PET uptake at or below the liver.
     """
 
     detect_smooth_mm: float = 6.0  # FWHM of the smoothing before detection (PET noise)
@@ -42,6 +43,14 @@ class MeasureSettings:
     cold_max_ratio: float = 1.0
     cold_noise_sd: float = 2.0  # ... plus this many liver-noise SDs: uptake equal to the liver is not positive
     core_min_contact: float = 0.25  # a cold region this much enclosed by a PET lesion is its necrotic core
+    # SSTR-negative liver lesions that the CT does not show as hypodense (iso- or hyperenhancing on a
+    # portal-venous CT) are photopenic on the PET: smoothed uptake below this × the liver reference, at least
+    # ``liver_erosion_mm`` inside the liver, over at least ``photopenic_min_ml`` (a lesion of ~1.6 cm: smaller
+    # ones are filled in by the PET's blur), and not brighter on the CT than the liver by more than
+    # ``photopenic_max_hu_above`` (contrast-filled hepatic vessels are cold on the PET too).
+    photopenic_ratio: float = 0.5
+    photopenic_min_ml: float = 2.0
+    photopenic_max_hu_above: float = 30.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""

@@ -152,6 +152,46 @@ def save_bundle(
     return path
 
 
+def _imaging_limits(manifest: Mapping[str, Any]) -> list[str]:
+    """Model-card limitation lines about what the model reads of the images."""
+    if manifest.get("lesion_measurements"):
+        return ["- The images enter as lesion measurements (docs/measure.md): lesions are delineated automatically "
+                "against organ masks; the training cohort had organ masks, and a case measured with the organ "
+                "network's organs instead (no masks given) may show more disease than there is. Lesions below "
+                "~1 cm lose uptake to partial volume; SSTR-negative disease is searched in the liver only.",
+                f"- Kept epoch per fold: {manifest.get('best_epochs')} (0 = the logistic start: no convolutional "
+                "part is used, so no Grad-CAM is shown)."]
+    return ["- Imaging is resampled to a coarse grid (see config.json); small lesions are blurred."]
+
+
+def _evaluation_lines(evaluations: Any) -> list[str]:
+    """Model-card section of the held-out evaluations recorded by :func:`record_evaluation` (none: empty)."""
+    if not evaluations:
+        return []
+    lines = ["## Evaluation on held-out simulated cohorts (evaluation seeds, never tuned on)",
+             "| cohort | patients (labelled) | AUROC [95 % CI] | C-index | Brier | Bayes AUROC of the cohort |",
+             "|---|---|---|---|---|---|"]
+    for e in evaluations:
+        ci = e["auroc_ci95"]
+        lines.append(f"| `{e['cohort']}` | {e['n']} ({e['n_labelled']}) | {e['auroc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
+                     f"{e['c_index']:.3f} | {e['brier']:.3f} | {e.get('bayes_auroc') or 'n/a'} |")
+    lines += ["", f"Command: `{evaluations[-1].get('command', '')}`", ""]
+    return lines
+
+
+def record_evaluation(path: Path, evaluation: Mapping[str, Any]) -> None:
+    """Add a held-out evaluation to the bundle's manifest and model card (one per cohort; the file hashes are
+    renewed, the model version and weights are unchanged)."""
+    path = Path(path)
+    manifest = verify_bundle(path)
+    kept = [e for e in manifest.get("evaluation", []) if e.get("cohort") != evaluation.get("cohort")]
+    manifest["evaluation"] = [*kept, dict(evaluation)]
+    if MODEL_CARD in manifest["files"]:
+        (path / MODEL_CARD).write_text(model_card(manifest))
+        manifest["files"][MODEL_CARD] = sha256_file(path / MODEL_CARD)
+    (path / MANIFEST).write_text(json.dumps(_json_safe(manifest), indent=1))
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -306,11 +346,12 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "| AUROC | AUPRC | Brier | C-index |", "|---|---|---|---|",
         f"| {fmt('auroc')} | {fmt('auprc')} | {fmt('brier')} | {fmt('c_index')} |", "",
         f"{cv.get('note', '')}", "",
+        *_evaluation_lines(manifest.get("evaluation")),
         "## Limitations",
         "- Trained and evaluated on a simulated cohort that mimics published relationships; performance on real "
         "patients is unknown. External validation is required before any research conclusion.",
         "- Small training set; the fold spread (interval) is a rough uncertainty, not a calibrated one.",
         "- Inputs outside the training range (listed in manifest.json) are flagged, and predictions there are "
         "extrapolations.",
-        "- Imaging is resampled to a coarse grid (see config.json); small lesions are blurred.", "",
+        *_imaging_limits(manifest), "",
     ])

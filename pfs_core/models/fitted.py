@@ -15,6 +15,7 @@ import torch
 from pfs_core.config import TrainConfig
 from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError
+from pfs_core.features.lesions import FEATURE_BLOCKS, LESION_FEATURES
 from pfs_core.features.tabular import TabularParams
 from pfs_core.models.device import resolve_device
 from pfs_core.models.registry import SKLEARN, ModelSpec
@@ -45,16 +46,26 @@ class FittedModel:
                       batch_size: int = 16) -> np.ndarray:
         """(N,) probability of short PFS for every row of ``data``."""
         if self.spec.kind == SKLEARN:
-            return self.estimator.predict_proba(sklearn_features(self.spec, data, self.tabular))[:, 1]
+            return self.estimator.predict_proba(sklearn_features(self.spec, data, self.tabular, self.config))[:, 1]
         return _predict_torch(self, data, device=device or resolve_device(), batch_size=batch_size)
 
 
-def sklearn_features(spec: ModelSpec, data: CohortData, tabular: TabularParams | None) -> np.ndarray:
-    """(N, F) input of the scikit-learn models: prepared labs (+ log1p PET features for ``classic``)."""
+def sklearn_features(spec: ModelSpec, data: CohortData, tabular: TabularParams | None,
+                     config: TrainConfig) -> np.ndarray:
+    """(N, F) input of the scikit-learn models: prepared labs, then :func:`image_features` for ``classic``."""
     parts = [tabular.transform(data.labs)] if tabular is not None else []
-    if spec.pet_features:
-        parts.append(np.log1p(data.pet_features().to_numpy(dtype=np.float64)).astype(np.float32))
-    return np.hstack(parts)
+    image = image_features(spec, data, config)
+    return np.hstack(parts + ([image] if image is not None else []))
+
+
+def image_features(spec: ModelSpec, data: CohortData, config: TrainConfig) -> np.ndarray | None:
+    """(N, k) image input of ``classic`` (None for other scikit-learn models): the PET lesion measurements,
+    or with ``config.lesion_features`` off the log1p grid PET features; NaN = not measured (imputed later)."""
+    if not spec.pet_features:
+        return None
+    if config.lesion_features:
+        return lesion_block(data, "pet", spec.name)
+    return np.log1p(data.pet_features().to_numpy(dtype=np.float64)).astype(np.float32)
 
 
 def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
@@ -70,9 +81,28 @@ def torch_inputs(model: FittedModel, data: CohortData, idx: np.ndarray,
             volumes, present = getattr(data, name), getattr(data, f"{name}_present")
             if volumes is None or present is None:
                 raise InputError(f"model {spec.name} needs {name.upper()} volumes; the cohort data has none")
+            present = present[idx].astype(bool)
             out[name] = torch.from_numpy(np.ascontiguousarray(volumes[idx][:, None])).to(device)
-            out[f"{name}_present"] = torch.from_numpy(present[idx].astype(bool)).to(device)
+            branch = getattr(model.net, f"{name}_branch", None) if model.net is not None else None
+            if branch is not None and branch.n_given:
+                given = lesion_block(data, name, spec.name)[idx]
+                present = present & np.isfinite(given).all(axis=1)  # not measured: the branch's "missing" input
+                out[f"{name}_given"] = torch.from_numpy(np.nan_to_num(given).astype(np.float32)).to(device)
+            out[f"{name}_present"] = torch.from_numpy(present).to(device)
     return out
+
+
+def lesion_block(data: CohortData, modality: str, model_name: str) -> np.ndarray:
+    """(N, n) columns of ``data.lesion_features`` that the ``modality`` branch reads (NaN: not measured)."""
+    if data.lesion_features is None:
+        raise InputError(f"model {model_name} reads lesion measurements; the cohort data has none "
+                         "(pfs_core.measure.features.attach_lesion_features)")
+    columns = [LESION_FEATURES.index(n) for n in FEATURE_BLOCKS[modality]]
+    block = np.asarray(data.lesion_features, dtype=np.float32)[:, columns]
+    present = getattr(data, f"{modality}_present")
+    if present is not None:  # a modality made absent (explanations) takes its measurements with it
+        block = np.where(np.asarray(present, bool)[:, None], block, np.float32(np.nan))
+    return block
 
 
 def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> np.ndarray:

@@ -147,12 +147,16 @@ class ImageBranch(nn.Module):
         embed_dim: int = 16,
         dropout: float = 0.2,
         quant: PetQuant | CtQuant | None = None,
+        n_given: int = 0,
     ) -> None:
         super().__init__()
         if len(channels) != len(strides):
             raise ValueError("channels and strides must have the same length")
+        if quant is not None and n_given:
+            raise ValueError("an image branch reads either grid read-outs (quant) or given measurements, not both")
         self.quant = quant
-        n_readout = quant.n_readout if quant is not None else 0
+        self.n_given = int(n_given)
+        n_readout = quant.n_readout if quant is not None else self.n_given
         if embed_dim <= n_readout:
             raise ValueError(f"embed_dim must exceed the {n_readout} read-outs")
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
@@ -179,13 +183,27 @@ class ImageBranch(nn.Module):
         self.last_layer = f"features.layer{len(channels) - 1}"
         self.readout_layer = "quant.maps" if quant is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, D, H, W) → (B, embed_dim)."""
+    @property
+    def n_readout(self) -> int:
+        """Number of read-outs (grid read-outs or given measurements) at the end of the embedding."""
+        return self.quant.n_readout if self.quant is not None else self.n_given
+
+    def raw_readout(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_readout) read-outs before standardisation: the given measurements, or the grid read-outs."""
+        if self.quant is not None:
+            return self.quant.readout(x)
+        if given is None or given.shape[-1] != self.n_given:
+            raise ValueError(f"this image branch reads {self.n_given} lesion measurements: pass them as (B, "
+                             f"{self.n_given})")
+        return given
+
+    def forward(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, D, H, W) [and (B, n_given) measurements] → (B, embed_dim)."""
         maps = self.features(x if self.quant is None else self.quant.channels(x))
         pooled = torch.cat([self.avg_pool(maps).flatten(1), self.max_pool(maps).flatten(1)], dim=1)
         embedding = self.project(pooled)
-        if self.quant is not None:
-            embedding = torch.cat([embedding, self.standardise(self.quant.readout(x))], dim=1)
+        if self.n_readout:
+            embedding = torch.cat([embedding, self.standardise(self.raw_readout(x, given))], dim=1)
         return embedding
 
     def standardise(self, readout: torch.Tensor) -> torch.Tensor:
@@ -255,6 +273,8 @@ class FusionNet(nn.Module):
         pet_quant: Sequence[float] | None = None,
         ct_quant: Sequence[float] | None = None,
         wide: bool = False,
+        pet_given: int = 0,
+        ct_given: int = 0,
     ) -> None:
         super().__init__()
         if not (use_lab or use_pet or use_ct):
@@ -266,14 +286,15 @@ class FusionNet(nn.Module):
             n_lab_features=n_lab_features, channels=list(channels), strides=list(strides),
             embed_dim=embed_dim, hidden=hidden, dropout=dropout, modality_dropout=modality_dropout,
             pet_quant=list(pet_quant) if pet_quant is not None else None,
-            ct_quant=list(ct_quant) if ct_quant is not None else None, wide=wide,
+            ct_quant=list(ct_quant) if ct_quant is not None else None, wide=wide, pet_given=pet_given,
+            ct_given=ct_given,
         )
         self.modality_dropout = modality_dropout
         image: dict[str, Any] = dict(channels=channels, strides=strides, embed_dim=embed_dim, dropout=dropout)
         quant = PetQuant(*pet_quant) if pet_quant is not None else None
-        self.pet_branch = ImageBranch(spatial_dims, 1, **image, quant=quant) if use_pet else None
+        self.pet_branch = ImageBranch(spatial_dims, 1, **image, quant=quant, n_given=pet_given) if use_pet else None
         ct_reader = CtQuant(*ct_quant) if ct_quant is not None else None
-        self.ct_branch = ImageBranch(spatial_dims, 1, **image, quant=ct_reader) if use_ct else None
+        self.ct_branch = ImageBranch(spatial_dims, 1, **image, quant=ct_reader, n_given=ct_given) if use_ct else None
         self.lab_branch = LabBranch(n_lab_features, hidden, embed_dim=embed_dim, dropout=dropout) if use_lab else None
         self.missing_pet = nn.Parameter(torch.zeros(embed_dim)) if use_pet else None
         self.missing_ct = nn.Parameter(torch.zeros(embed_dim)) if use_ct else None
@@ -307,8 +328,12 @@ class FusionNet(nn.Module):
         *,
         pet_present: torch.Tensor | None = None,
         ct_present: torch.Tensor | None = None,
+        pet_given: torch.Tensor | None = None,
+        ct_given: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Branch embeddings, each (B, embed_dim), keyed "lab"/"pet"/"ct" (missing ones replaced)."""
+        """Branch embeddings, each (B, embed_dim), keyed "lab"/"pet"/"ct" (missing ones replaced).
+
+        ``pet_given``/``ct_given`` (B, n): the lesion measurements a branch with given read-outs reads."""
         batch = _batch_size(pet, ct, lab)
         out: dict[str, torch.Tensor] = {}
         if self.lab_branch is not None:
@@ -316,7 +341,7 @@ class FusionNet(nn.Module):
                 raise ValueError("this FusionNet uses labs: pass lab (B, n_lab_features)")
             out["lab"] = self.lab_branch(lab)
         present = self._presence(batch, pet=pet, ct=ct, pet_present=pet_present, ct_present=ct_present)
-        for name, image in (("pet", pet), ("ct", ct)):
+        for name, image, given in (("pet", pet, pet_given), ("ct", ct, ct_given)):
             branch = getattr(self, f"{name}_branch")
             if branch is None:
                 continue
@@ -325,7 +350,7 @@ class FusionNet(nn.Module):
                 out[name] = missing
                 continue
             mask = present[name].to(image.dtype)[:, None]
-            out[name] = mask * branch(image) + (1.0 - mask) * missing
+            out[name] = mask * branch(image, given) + (1.0 - mask) * missing
         return out
 
     def forward(
@@ -336,9 +361,13 @@ class FusionNet(nn.Module):
         *,
         pet_present: torch.Tensor | None = None,
         ct_present: torch.Tensor | None = None,
+        pet_given: torch.Tensor | None = None,
+        ct_given: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """pet/ct (B, 1, D, H, W) in [0, 1] or None; lab (B, F); presence masks (B,) bool → (B, 1) logits."""
-        parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
+        """pet/ct (B, 1, D, H, W) in [0, 1] or None; lab (B, F); presence masks (B,) bool; given lesion
+        measurements (B, n) → (B, 1) logits."""
+        parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present, pet_given=pet_given,
+                           ct_given=ct_given)
         return self.fuse(parts, lab)
 
     def forward_with_branches(
@@ -349,9 +378,12 @@ class FusionNet(nn.Module):
         *,
         pet_present: torch.Tensor | None = None,
         ct_present: torch.Tensor | None = None,
+        pet_given: torch.Tensor | None = None,
+        ct_given: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Fused logits (B, 1) and one auxiliary logit (B, 1) per branch (deep supervision in training)."""
-        parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present)
+        parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present, pet_given=pet_given,
+                           ct_given=ct_given)
         return self.fuse(parts, lab), {k: self.aux_heads[k](v) for k, v in parts.items()}
 
     def fuse(self, parts: dict[str, torch.Tensor], lab: torch.Tensor | None) -> torch.Tensor:
@@ -375,6 +407,8 @@ class FusionNet(nn.Module):
         *,
         pet_present: torch.Tensor | None = None,
         ct_present: torch.Tensor | None = None,
+        pet_given: torch.Tensor | None = None,
+        ct_given: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Standardise each branch's read-outs with the mean and sd over these (training) rows.
 
@@ -383,15 +417,15 @@ class FusionNet(nn.Module):
         read-outs, in the order of the wide path, 0 (the mean) where the image is absent.
         """
         out: dict[str, torch.Tensor] = {}
-        images = {"pet": (pet, pet_present), "ct": (ct, ct_present)}
+        images = {"pet": (pet, pet_present, pet_given), "ct": (ct, ct_present, ct_given)}
         with torch.no_grad():
             for name in self._readout_sizes():
-                image, present = images[name]
+                image, present, given = images[name]
                 if image is None:
                     raise ValueError(f"fit_readout_scaling needs the {name.upper()} volumes")
                 branch = getattr(self, f"{name}_branch")
                 mask = present.to(torch.bool) if present is not None else torch.ones(len(image), dtype=torch.bool)
-                raw = branch.quant.readout(image)
+                raw = branch.raw_readout(image, given)
                 if int(mask.sum()) > 1:
                     branch.readout_mean.copy_(raw[mask].mean(dim=0))
                     branch.readout_std.copy_(raw[mask].std(dim=0).clamp(min=1e-3))
@@ -401,7 +435,7 @@ class FusionNet(nn.Module):
     def _readout_sizes(self) -> dict[str, int]:
         """Number of read-outs at the end of each image branch's embedding (branches without read-outs left out)."""
         branches = {m: getattr(self, f"{m}_branch") for m in self.image_modalities}
-        return {m: b.quant.n_readout for m, b in branches.items() if b.quant is not None}
+        return {m: b.n_readout for m, b in branches.items() if b.n_readout}
 
     def _presence(self, batch: int, **inputs: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Per-sample presence (B,) bool for each imaging modality, with random modality dropout in training."""

@@ -30,6 +30,7 @@ LESION_COLUMN_LABELS: dict[str, str] = {
     "tumour_to_liver": "tumour-to-liver (SUVmax / liver SUV)", "heterogeneity": "heterogeneity (SUV SD / mean)",
     "mean_hu": "mean CT (HU)", "centre_x_mm": "centre x (mm)", "centre_y_mm": "centre y (mm)",
     "centre_z_mm": "centre z (mm)",
+    "contribution": "share of the risk (percentage points)",
 }
 #: Per-patient features (``Measurement.features``): label and unit ("%" shows a fraction as a percentage).
 FEATURE_LABELS: dict[str, tuple[str, str]] = {
@@ -77,6 +78,8 @@ def lesion_display_table(lesions: pd.DataFrame) -> pd.DataFrame:
     order = {"SSTR-positive": 0, "SSTR-negative": 1}
     table = lesions.assign(_status=lesions["sstr_status"].map(order).fillna(2))
     table = table.sort_values(["_status", "suv_max", "lesion_id"], ascending=[True, False, True], kind="stable")
+    if "contribution" in table:  # probability → percentage points, as the risk is shown
+        table["contribution"] = (100.0 * table["contribution"]).round(2)
     columns = [c for c in LESION_COLUMN_LABELS if c in table.columns]
     return table[columns].rename(columns=LESION_COLUMN_LABELS).reset_index(drop=True)
 
@@ -100,8 +103,9 @@ def feature_rows(features: Mapping[str, float]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _measurement_section(measurement: Measurement) -> str:
-    table = lesion_display_table(measurement.lesions)
+def _measurement_section(measurement: Measurement, lesions: pd.DataFrame | None = None) -> str:
+    """``lesions``: the lesion table with each lesion's share of the risk, when the model explained it."""
+    table = lesion_display_table(measurement.lesions if lesions is None else lesions)
     body = "".join(_row(["—" if pd.isna(v) else v for v in row]) for row in table.itertuples(index=False))
     return "".join([
         "<h2>Lesion measurements (automatic delineation)</h2>",
@@ -146,7 +150,12 @@ def case_report_html(
         _labs_table(labs, p.imputed_fields),
     ]
     if measurement is not None:
-        parts.append(_measurement_section(measurement))
+        contributions = explanation.lesions
+        parts.append(_measurement_section(measurement, None if contributions is None else contributions.lesions))
+        if contributions is not None:
+            parts.append(f"<p class='muted'>Share of the risk: {html.escape(contributions.method)}; "
+                         f"not attributable to a lesion: {100 * contributions.unattributed:+.2f} percentage "
+                         "points.</p>")
     for i, (title, figure) in enumerate(figures):
         plotly_js: bool | str = "inline" if i == 0 else False
         parts.append(f"<h2>{html.escape(title)}</h2>")

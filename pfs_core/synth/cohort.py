@@ -22,11 +22,20 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pfs_core.errors import UsageError
-from pfs_core.schema import COHORT_COLUMNS, CT_COLUMN, EVENT_COLUMN, ID_COLUMN, PET_COLUMN, TIME_COLUMN
+from pfs_core.schema import (
+    COHORT_COLUMNS,
+    CT_COLUMN,
+    EVENT_COLUMN,
+    ID_COLUMN,
+    ORGANS_COLUMN,
+    PET_COLUMN,
+    TIME_COLUMN,
+)
 from pfs_core.synth.constants import ORGAN_LABELS, SIMULATOR_VERSION
 from pfs_core.synth.imaging import write_images
 from pfs_core.synth.labs import DECIMALS, MISSING_RATE
 from pfs_core.synth.options import SimOptions
+from pfs_core.synth.organ_masks import ORGAN_MASKS_SUFFIX
 from pfs_core.synth.parallel import ordered_map
 from pfs_core.synth.patient import PatientAttributes, draw_attributes, patient_streams
 from pfs_core.synth.reference import contributions, reference_summary
@@ -68,6 +77,10 @@ def _fmt(value: float | int | None, decimals: int) -> str:
         return str(int(round(value)))
     text = f"{value:.{decimals}f}"
     return "0." + "0" * decimals if text == "-0." + "0" * decimals else text
+
+
+#: Columns of the simulated cohort.csv: the required ones and the organ masks a research group would bring.
+SYNTH_COHORT_COLUMNS = (*COHORT_COLUMNS, ORGANS_COLUMN)
 
 
 def _csv_text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
@@ -143,6 +156,7 @@ def _rows(
             ID_COLUMN: pid,
             PET_COLUMN: f"images/{pid}_pet.nii.gz",
             CT_COLUMN: f"images/{pid}_ct.nii.gz",
+            ORGANS_COLUMN: f"images/{pid}{ORGAN_MASKS_SUFFIX}",
             "sex": a.sex,
             "primary_site": a.primary_site,
             "prrt_cycles": str(o.prrt_cycles),
@@ -151,7 +165,7 @@ def _rows(
         }
         for name, value in a.labs.items():
             values[name] = "" if name in o.missing else _fmt(value, DECIMALS[name])
-        cohort_rows.append([values[c] for c in COHORT_COLUMNS])
+        cohort_rows.append([values[c] for c in SYNTH_COHORT_COLUMNS])
         b = a.burden
         truth_rows.append([
             pid, _fmt(float(p_true[i]), 6), _fmt(float(eta[i]), 6), _fmt(float(parts[i, 0]), 6),
@@ -225,7 +239,7 @@ def simulate_cohort(
         p_true = np.asarray(p_short_pfs(eta), dtype=float)
         outcomes = [draw_outcome(np.random.default_rng(s[1]), float(e), MISSING_RATE) for s, e in zip(streams, eta, strict=True)]
         cohort_rows, truth_rows, lesion_rows = _rows(n, attrs, outcomes, parts, eta, p_true)
-        (staging / "cohort.csv").write_text(_csv_text(COHORT_COLUMNS, cohort_rows), encoding="utf-8")
+        (staging / "cohort.csv").write_text(_csv_text(SYNTH_COHORT_COLUMNS, cohort_rows), encoding="utf-8")
         (staging / "ground_truth.csv").write_text(_csv_text(GROUND_TRUTH_COLUMNS, truth_rows), encoding="utf-8")
         (staging / "lesions.csv").write_text(_csv_text(LESION_COLUMNS, lesion_rows), encoding="utf-8")
         summary = _summary(n, seed, signal, float(strength), ref, attrs, outcomes, p_true, images, options)

@@ -6,7 +6,7 @@ CT attenuation is in Hounsfield units (HU), PET uptake in body-weight SUV (SUVbw
 
 from __future__ import annotations
 
-SIMULATOR_VERSION = "2.0.0"
+SIMULATOR_VERSION = "2.1.0"  # 2.1.0: organ masks in the organ codes of measurement, cohort.csv column "organs"
 
 # Organ label map codes (uint8). 0 is air outside the body.
 ORGAN_LABELS: dict[int, str] = {

@@ -35,6 +35,7 @@ from pfs_core.synth.anatomy import (
 from pfs_core.synth.constants import CONTRAST_PHASES, LABEL, TISSUE_HU, TISSUE_HU_PV
 from pfs_core.synth.geometry import Array, Ellipsoid, Grid
 from pfs_core.synth.lesions import Lesion
+from pfs_core.synth.organ_masks import ORGAN_MASKS_SUFFIX, organ_mask_image
 from pfs_core.synth.patient import PatientAttributes
 
 CT_NOISE_HU = (15.0, 25.0)  # Gaussian noise SD inside the body (HU)
@@ -446,7 +447,8 @@ def _save(data: Array, affine: Array, path: Path, description: str) -> None:
 
 def write_images(attrs: PatientAttributes, image_seed: np.random.SeedSequence, out_dir: Path, patient_id: str,
                  *, contrast: str = "portal_venous") -> None:
-    """Write ``<id>_ct/_pet/_lesions/_organs.nii.gz`` under ``out_dir`` (CT in the ``contrast`` phase)."""
+    """Write ``<id>_ct/_pet/_lesions/_organs/_organ_masks.nii.gz`` under ``out_dir`` (CT in the ``contrast``
+    phase; ``_organ_masks`` in the organ codes measurement reads, :mod:`pfs_core.synth.organ_masks`)."""
     im = render(attrs, image_seed, contrast=contrast)
     out_dir.mkdir(parents=True, exist_ok=True)
     phase = "portal venous" if contrast == "portal_venous" else "unenhanced"
@@ -454,3 +456,4 @@ def write_images(attrs: PatientAttributes, image_seed: np.random.SeedSequence, o
     _save(im.pet, im.pet_affine, out_dir / f"{patient_id}_pet.nii.gz", "pfs_core synth SSTR PET (SUVbw)")
     _save(im.lesions, im.ct_affine, out_dir / f"{patient_id}_lesions.nii.gz", "pfs_core synth lesion labels")
     _save(im.organs, im.ct_affine, out_dir / f"{patient_id}_organs.nii.gz", "pfs_core synth organ labels")
+    nib.save(organ_mask_image(im.organs, im.ct_affine), str(out_dir / f"{patient_id}{ORGAN_MASKS_SUFFIX}"))

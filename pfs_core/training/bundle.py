@@ -21,12 +21,13 @@ from pfs_core import DISCLAIMER
 from pfs_core.config import TrainConfig
 from pfs_core.dataset import CohortData
 from pfs_core.explain.shapley import summarise_background
+from pfs_core.features.lesions import FEATURE_BLOCKS
 from pfs_core.metrics import all_metrics
 from pfs_core.models.bundle import feature_manifest, model_card, save_bundle
 from pfs_core.models.device import resolve_device
 from pfs_core.models.fitted import FittedModel
 from pfs_core.models.provenance import runtime_info
-from pfs_core.models.registry import ModelSpec
+from pfs_core.models.registry import SKLEARN, ModelSpec
 from pfs_core.training.benchmark import cohort_summary
 from pfs_core.training.cv import cross_validate, make_splits, training_oof_table
 from pfs_core.training.pretrain import describe
@@ -76,6 +77,8 @@ def train_bundle(
         "features": feature_manifest(data.labs, include_post_baseline=config.include_post_baseline)
         if spec.use_lab else [],
         "image_inputs": {"pet": spec.use_pet, "ct": spec.use_ct},
+        "lesion_measurements": _lesion_inputs(spec, config),
+        "best_epochs": [m.best_epoch for m in members],
         "training_cohort": {**cohort_summary(data), "source": provenance.get("source"),
                             "simulated": provenance.get("simulated"), "note": provenance.get("note")},
         "cv_metrics": {**metrics, "folds": folds, "seed": seed,
@@ -93,6 +96,15 @@ def train_bundle(
     }
     return save_bundle(out, members, preprocess=data.preprocess, training_oof=table, risk_threshold=threshold,
                        manifest=manifest, model_card=model_card(manifest), background_labs=_background(members, data))
+
+
+def _lesion_inputs(spec: ModelSpec, config: TrainConfig) -> dict[str, list[str]]:
+    """Lesion measurements each image branch reads (:mod:`pfs_core.features.lesions`); empty without."""
+    if not (config.lesion_features and spec.uses_images):
+        return {}
+    if spec.kind == SKLEARN:
+        return {"pet": list(FEATURE_BLOCKS["pet"])}
+    return {m: list(FEATURE_BLOCKS[m]) for m in ("pet", "ct") if getattr(spec, f"use_{m}")}
 
 
 def _background(members: Sequence[FittedModel], data: CohortData) -> pd.DataFrame | None:

@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from pfs_core.config import PreprocessConfig, TrainConfig, digest
 from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError
+from pfs_core.features.lesions import FEATURE_BLOCKS
 from pfs_core.features.tabular import TabularParams, fit_lab_transform
 from pfs_core.models.block_logistic import fit_block_logistic
 from pfs_core.models.device import resolve_device, seed_everything
@@ -71,7 +72,7 @@ def fit_model(
 
 def _fit_sklearn(spec: ModelSpec, data: CohortData, tabular: TabularParams | None, *, config: TrainConfig,
                  seed: int) -> FittedModel:
-    x = sklearn_features(spec, data, tabular)
+    x = sklearn_features(spec, data, tabular, config)
     y = data.label.astype(int)
     info: dict[str, Any] = {"n_features": int(x.shape[1])}
     if spec.pet_features:
@@ -121,6 +122,8 @@ def build_fusion_net(spec: ModelSpec, config: TrainConfig, tabular: TabularParam
         pet_quant=(preprocess.pet_suv_max, voxel_ml) if config.pet_quant and spec.use_pet else None,
         ct_quant=(*preprocess.ct_window_hu, voxel_ml) if config.ct_quant and spec.use_ct else None,
         wide=config.wide,
+        pet_given=len(FEATURE_BLOCKS["pet"]) if config.lesion_features and spec.use_pet else 0,
+        ct_given=len(FEATURE_BLOCKS["ct"]) if config.lesion_features and spec.use_ct else 0,
     )
 
 
@@ -140,7 +143,9 @@ def _fit_torch(
     net = build_fusion_net(spec, config, tabular, data.preprocess)
     info: dict[str, Any] = {}
     groups: list[dict[str, Any]] = [{"params": list(net.parameters()), "lr": config.lr}]
-    if spec.pretrained_ct:
+    if spec.pretrained_ct and config.epochs == 0:
+        info["pretrain"] = {"skipped": "no CNN residual is trained (epochs 0): a pretrained CT trunk would be unused"}
+    elif spec.pretrained_ct:
         info["pretrain"] = _pretrain_ct(net, data, config=config, seed=seed, device=device, progress=progress,
                                         cache_dir=cache_dir)
         assert net.ct_branch is not None
@@ -149,12 +154,16 @@ def _fit_torch(
                   {"params": list(net.ct_branch.features.parameters()), "lr": config.lr * config.pretrained_lr_factor}]
     model = FittedModel(spec=spec, config=config, tabular=tabular, net=net.to(device), info=info)
     train = data.subset(labelled)
+    # Rows are held out only to choose an epoch; with no epoch to train there is nothing to choose.
+    fraction = config.validation_fraction if config.epochs > 0 else 0.0
+    fit_rows, check_rows = _validation_split(train.label, fraction, seed=seed)
+    fitting = train.subset(fit_rows)
     if net.wide is not None and config.wide_logistic:
-        info["wide"] = _fit_wide(model, train, seed=seed, device=device)
+        # Fitted without the rows that choose the epoch: otherwise epoch 0's held-out loss is in-sample.
+        info["wide"] = _fit_wide(model, fitting, seed=seed, device=device)
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
-    fit_rows, check_rows = _validation_split(train.label, config.validation_fraction, seed=seed)
     validation = train.subset(check_rows) if len(check_rows) else None
-    info.update(train_loop(model, train.subset(fit_rows), groups, seed=seed, device=device, progress=progress,
+    info.update(train_loop(model, fitting, groups, seed=seed, device=device, progress=progress,
                             validation=validation))
     net.eval()
     return model
@@ -189,7 +198,8 @@ def _fit_wide(model: FittedModel, train: CohortData, *, seed: int, device: torch
     assert net is not None and net.wide is not None
     inputs = torch_inputs(model, train, np.arange(len(train)), device)
     readouts = net.fit_readout_scaling(inputs["pet"], inputs["ct"], pet_present=inputs.get("pet_present"),
-                                       ct_present=inputs.get("ct_present"))
+                                       ct_present=inputs.get("ct_present"), pet_given=inputs.get("pet_given"),
+                                       ct_given=inputs.get("ct_given"))
     blocks = ({"labs": inputs["lab"]} if net.lab_branch is not None and inputs["lab"] is not None else {}) | readouts
     design = torch.cat(list(blocks.values()), dim=1).cpu().numpy().astype(np.float64)
     coef, intercept, info = _wide_logistic(design, train.label, tuple(b.shape[1] for b in blocks.values()),

@@ -35,12 +35,12 @@ def test_sample_case_gives_probability_shap_3d_and_report(app_path):
 
 
 def test_missing_lab_is_imputed_and_said_so(app_path):
-    # SIM0002 of sample_data has no alkaline phosphatase (AppTest cannot empty a number_input).
+    # SIM0004 of sample_data has no AST (AppTest cannot empty a number_input).
     at = _page(app_path)
-    at.selectbox(key="sample_id").set_value("SIM0002").run()
-    assert at.number_input(key="lab_SIM0002_alkaline_phosphatase").value is None
+    at.selectbox(key="sample_id").set_value("SIM0004").run()
+    assert at.number_input(key="lab_SIM0004_ast").value is None
     at = _predict(at)
-    assert any("imputed" in w.value and "alkaline_phosphatase" in w.value for w in at.warning)
+    assert any("imputed" in w.value and "ast" in w.value for w in at.warning)
     assert "P(PFS ≤ 12 months)" in [m.label for m in at.metric]
 
 

@@ -27,9 +27,11 @@ def uploads(monkeypatch) -> dict[str, object]:
     return given
 
 
-def _predict(app_path: str) -> AppTest:
+def _predict(app_path: str, case: str = "SIM0003") -> AppTest:
+    """Predict a sample case (SIM0003 has SSTR-positive and SSTR-negative lesions)."""
     at = AppTest.from_file(app_path, default_timeout=180)
     at.switch_page(PAGE).run()
+    at.selectbox(key="sample_id").set_value(case).run()
     at.button(key="FormSubmitter:labs-Predict").click().run()
     assert not at.exception, at.exception
     return at
@@ -77,35 +79,26 @@ def _trace_names(at: AppTest, title: str) -> set[str]:
     raise AssertionError(f"no chart titled {title!r}")
 
 
-def test_organ_mask_upload_bad_then_none_then_good(app_path, uploads, monkeypatch):
-    import pfs_core.measure
-    from pfs_core.synth.constants import ORGAN_LABELS
-    from pfs_ui import lesion_view
-
-    def no_network(ct, *, organs=None, label_names=None, device=None):
-        if organs is None:
-            raise ImportError("No module named 'pfs_core.models.organ_seg'")
-        return real(ct, organs=organs, label_names=label_names, device=device)
-
-    real = pfs_core.measure.find_organs
-    monkeypatch.setattr(pfs_core.measure, "find_organs", no_network)
-    monkeypatch.setattr(lesion_view, "sample_organs", lambda pet_path, case_id: None)  # as for an uploaded case
+def test_organ_masks_uploaded_with_the_pet_ct_bad_then_good(app_path, uploads):
+    """Organ masks are given with the PET/CT, before Predict: the model measures its lesions against them."""
+    images = ROOT / "sample_data" / "images"
+    uploads["pet_up"] = FakeUpload("pet.nii.gz", (images / "SIM0003_pet.nii.gz").read_bytes())
+    uploads["ct_up"] = FakeUpload("ct.nii.gz", (images / "SIM0003_ct.nii.gz").read_bytes())
     uploads["organ_up"] = [FakeUpload("my_organs.nii.gz", b"not a NIfTI")]
-    at = _predict(app_path)
+    at = AppTest.from_file(app_path, default_timeout=180)
+    at.switch_page(PAGE).run()
+    at.radio(key="source").set_value("Upload PET/CT").run()
+    at.button(key="FormSubmitter:labs-Predict").click().run()
+    assert not at.exception, at.exception
     assert len(at.error) == 1 and "my_organs.nii.gz" in at.error[0].value
     assert "pfs_upload" not in at.error[0].value and "/tmp" not in at.error[0].value
-    assert _lesion_table(at) is None
-    assert "P(PFS ≤ 12 months)" in [m.label for m in at.metric]
+    assert _lesion_table(at) is None and "P(PFS ≤ 12 months)" not in [m.label for m in at.metric]
 
-    uploads["organ_up"] = []
-    at.run()
-    assert not at.exception and not at.error
-    assert any("Organ network not installed; upload organ masks" in i.value for i in at.info)
-
-    organs = ROOT / "sample_data" / "images" / f"{at.selectbox(key='sample_id').value}_organs.nii.gz"
-    names = json.dumps({str(code): name for code, name in ORGAN_LABELS.items()}).encode()
-    uploads["organ_up"] = [FakeUpload(organs.name, organs.read_bytes()), FakeUpload("names.json", names)]
-    at.run()
+    organs = images / "SIM0003_organ_masks.nii.gz"
+    uploads["organ_up"] = [FakeUpload(organs.name, organs.read_bytes())]
+    at.button(key="FormSubmitter:labs-Predict").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert _lesion_table(at) is not None
-    assert any(f"multi-label NIfTI '{organs.name}', names from 'names.json'" in c.value for c in at.caption)
+    table = _lesion_table(at)
+    assert table is not None and "share of the risk (percentage points)" in table.columns
+    assert any(f"multi-label NIfTI '{organs.name}'" in c.value for c in at.caption)
+    assert "Lesion contributions" in at.radio(key="slice_branch").options

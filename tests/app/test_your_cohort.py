@@ -102,7 +102,8 @@ def test_background_run_progress_reload_and_results_on_comparison_page(setup, mo
     assert seen and any(t.startswith(("starting", "preprocessing", "cross-validation")) for t in seen), seen
     run = list_runs(root / "runs")[0]  # the command's own progress lines: 10 usable patients, 3 folds x 2 models
     stages = [(step["stage"], step["done"], step["total"]) for step in read_steps(run.progress_file)]
-    assert stages == [("preprocessing", i, 10) for i in range(11)] + [("cross-validation", i, 6) for i in range(7)]
+    assert stages == ([("preprocessing", i, 10) for i in range(11)] + [("measuring lesions", i, 10) for i in range(11)]
+                      + [("cross-validation", i, 6) for i in range(7)])
     assert progress(run).text == "cross-validation 6/6"
     reloaded = _page(app_path, monkeypatch, root)  # a new session: state comes from disk
     assert "finished" in _run_lines(reloaded)[0]

@@ -33,7 +33,7 @@ def _case() -> tuple[CohortData, np.ndarray, np.ndarray]:
 
 def _trunk_silent_model(weights: dict[str, float]) -> FittedModel:
     """A ``pet_cnn`` network at its logistic start: head zeroed, wide weights on the named read-outs only."""
-    config = dataclasses.replace(FAST, pet_quant=True, wide=True)
+    config = dataclasses.replace(FAST, pet_quant=True, lesion_features=False, wide=True)
     net = build_fusion_net(get_spec("pet_cnn"), config, None, GRID)
     with torch.no_grad():
         for p in net.head.parameters():

@@ -110,6 +110,34 @@ def test_cold_hypodense_liver_lesion_is_sstr_negative():
                                                        abs=1e-4)
 
 
+@pytest.mark.parametrize("hu_delta", [0.0, 10.0], ids=["isodense", "hyperenhancing"])
+def test_photopenic_liver_lesion_invisible_on_ct_is_sstr_negative(hu_delta):
+    """A hypervascular SSTR-negative metastasis: no hypodensity on the CT, a defect in the liver's uptake."""
+    phantom = Phantom()
+    centre, radius = (48.0, 68.0, 48.0), 14.0  # 28 mm across, deep in the liver, uptake 1 (liver 6)
+    sphere = phantom.paint(phantom.sphere(centre, radius), suv=1.0, hu_delta=hu_delta)
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0)
+    m = measure_case(pet, ct, organs=organs)
+    assert len(m.lesions) == 1, m.lesions
+    row = m.lesions.iloc[0]
+    assert row["sstr_status"] == "SSTR-negative" and row["site"] == "liver"
+    true_ml = 4.0 / 3.0 * math.pi * radius**3 / 1000.0  # 11.5 mL
+    assert 0.6 * true_ml <= row["volume_ml"] <= 1.4 * true_ml, row["volume_ml"]
+    assert ((m.lesion_labels == row["lesion_id"]) & sphere).sum() >= 0.6 * sphere.sum()
+    off = measure_case(pet, ct, organs=organs, settings=MeasureSettings(photopenic_ratio=0.0))
+    assert len(off.lesions) == 0  # the CT alone does not show it
+
+
+def test_photopenic_rule_skips_small_defects_the_liver_edge_and_bright_vessels():
+    phantom = Phantom(liver_hu=110.0)  # portal-venous
+    phantom.paint(phantom.sphere((48.0, 68.0, 48.0), 5.0), suv=1.0)  # 10 mm: below 2 mL, blurred away
+    phantom.paint(phantom.box(((8, 16), (28, 104), (8, 88))), suv=1.0)  # an 8-mm cold slab along the edge
+    phantom.paint(phantom.sphere((56.0, 72.0, 60.0), 12.0), suv=1.5, hu=200.0)  # a contrast-filled vessel
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0)
+    m = measure_case(pet, ct, organs=organs)
+    assert (m.lesions["sstr_status"] == "SSTR-negative").sum() == 0, m.lesions
+
+
 @pytest.mark.parametrize("pancreas_suv", [3.0, 1.0])
 def test_uncinate_uptake_is_not_a_lesion_but_a_pancreatic_tumour_is(pancreas_suv):
     phantom = Phantom(suv=dict(Phantom().suv, pancreas=pancreas_suv))

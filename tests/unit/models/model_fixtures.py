@@ -8,6 +8,7 @@ import pandas as pd
 from pfs_core import schema
 from pfs_core.config import PreprocessConfig, PretrainConfig, TrainConfig
 from pfs_core.dataset import CohortData
+from pfs_core.features.lesions import LESION_FEATURES
 
 SMALL = PreprocessConfig(shape=(16, 16, 16), spacing_mm=(24.0, 24.0, 24.0))
 #: The one fast training configuration of the test suite (docs/testing.md): one epoch of tiny networks,
@@ -54,11 +55,32 @@ def make_cohort(n: int = 18, *, seed: int = 0, config: PreprocessConfig = SMALL)
     c = [s // 2 for s in shape]
     pet[:, c[0] - 2:c[0] + 2, c[1] - 2:c[1] + 2, c[2] - 2:c[2] + 2] += (0.8 - 0.3 * short)[:, None, None, None]
     ct[:, 2:5, 2:5, 2:5] -= (0.15 * short)[:, None, None, None]
+    # lesion measurements on the model scale: SSTR-positive volume and the liver tumour fraction rise with risk
+    lesions = rng.normal(0.0, 0.3, (n, len(LESION_FEATURES))).astype(np.float32) + 1.0
+    lesions[:, LESION_FEATURES.index("sstr_positive_volume_ml")] += risk
+    lesions[:, LESION_FEATURES.index("liver_tumour_fraction")] = np.clip(0.1 + 0.05 * risk, 0, 1)
     return CohortData(
         patient_ids=np.array([f"P{i:03d}" for i in range(n)]), labs=fake_labs(n, rng, risk),
         time_months=time, event=event, preprocess=config, pet=pet, ct=ct,
-        pet_present=np.ones(n, bool), ct_present=np.ones(n, bool),
+        pet_present=np.ones(n, bool), ct_present=np.ones(n, bool), lesion_features=lesions,
     )
+
+
+def fake_organs(shape, affine):
+    """Organ label map (liver around the hot spot, spleen, two kidneys) with TotalSegmentator-style names."""
+    import nibabel as nib
+
+    from pfs_core.io.organ_files import label_names_extension
+    from pfs_core.io.organs import ORGANS
+
+    index = np.indices(shape)
+    labels = np.zeros(shape, np.uint8)
+    for code, centre, radius in ((1, (20, 16, 20), 7), (2, (20, 16, 8), 3), (3, (10, 20, 28), 3),
+                                 (4, (30, 20, 28), 3)):
+        labels[sum((index[k] - centre[k]) ** 2 for k in range(3)) <= radius**2] = code
+    img = nib.Nifti1Image(labels, affine)
+    img.header.extensions.append(label_names_extension(dict(ORGANS)))
+    return img
 
 
 def write_disk_cohort(folder, n: int = 18, *, seed: int = 0, shape=(40, 32, 40), spacing: float = 9.0):
@@ -74,19 +96,25 @@ def write_disk_cohort(folder, n: int = 18, *, seed: int = 0, shape=(40, 32, 40),
     affine = np.diag([spacing, spacing, spacing, 1.0])
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
     body = (grid**2).sum(axis=0) < 0.8
+    organs = fake_organs(shape, affine)
+    nib.save(organs, folder / "images" / "organs.nii.gz")
+    liver = np.asarray(organs.dataobj) == 1
     rows = []
     for i, pid in enumerate(data.patient_ids):
         short = data.label[i] == 1
         ct = np.where(body, 40.0, -1000.0) + rng.normal(0, 10, shape)
+        ct[liver] += 20.0
         pet = np.where(body, 1.0, 0.05) + rng.uniform(0, 0.2, shape)
+        pet[liver] += 4.0
         pet[18:22, 14:18, 18:22] += 12.0 - 6.0 * short
         nib.save(nib.Nifti1Image(ct.astype(np.float32), affine), folder / "images" / f"{pid}_ct.nii.gz")
         nib.save(nib.Nifti1Image(pet.astype(np.float32), affine), folder / "images" / f"{pid}_pet.nii.gz")
-        rows.append({"patient_id": pid, "pet": f"images/{pid}_pet.nii.gz", "ct": f"images/{pid}_ct.nii.gz"})
+        rows.append({"patient_id": pid, "pet": f"images/{pid}_pet.nii.gz", "ct": f"images/{pid}_ct.nii.gz",
+                     "organs": "images/organs.nii.gz"})
     frame = pd.DataFrame(rows)
     frame = pd.concat([frame, data.labs], axis=1)
     frame["pfs_months"], frame["progressed"] = data.time_months, data.event
-    frame = frame[list(schema.COHORT_COLUMNS)]
+    frame = frame[[*schema.COHORT_COLUMNS, schema.ORGANS_COLUMN]]
     frame.to_csv(folder / "cohort.csv", index=False)
     return folder / "cohort.csv"
 

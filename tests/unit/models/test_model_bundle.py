@@ -6,6 +6,7 @@ import pytest
 from model_fixtures import make_cohort
 
 from pfs_core.errors import BundleError
+from pfs_core.features.lesions import FEATURE_BLOCKS
 from pfs_core.inference import ensemble_probabilities
 from pfs_core.models.bundle import MANIFEST, load_bundle, verify_bundle
 
@@ -55,7 +56,9 @@ def test_manifest_contents(bundles):
         assert key in manifest
     assert manifest["training_cohort"]["simulated"] is True
     assert manifest["gradcam_layers"]["pet"] == "pet_branch.features.layer1"
-    assert manifest["gradcam_readout_layers"] == {"pet": "pet_branch.quant.maps", "ct": "ct_branch.quant.maps"}
+    assert manifest["gradcam_readout_layers"] == {}  # the branches read lesion measurements, not grid read-outs
+    assert manifest["lesion_measurements"]["ct"] == list(FEATURE_BLOCKS["ct"])
+    assert len(manifest["best_epochs"]) == len(load_bundle(paths["lab_pet_ct"]).members)
     chromogranin = next(f for f in manifest["features"] if f["name"] == "chromogranin_a")
     assert {"unit", "min", "max", "p01", "p99"} <= set(chromogranin)
     assert all(len(h) == 64 for h in manifest["files"].values())
@@ -114,3 +117,23 @@ def test_training_oof_table_is_per_patient(bundles):
     cohort, paths = bundles
     table = pd.read_csv(paths["lab_rf"] / "training_oof.csv", dtype={"patient_id": str})
     assert sorted(table["patient_id"]) == sorted(cohort.patient_ids)
+
+
+def test_a_held_out_evaluation_is_recorded_in_manifest_and_model_card(bundles, tmp_path):
+    import shutil
+
+    from pfs_core.models.bundle import MODEL_CARD, record_evaluation
+
+    _, paths = bundles
+    copy = tmp_path / "bundle"
+    shutil.copytree(paths["classic"], copy)
+    version = load_bundle(copy).version
+    result = {"cohort": "synth --n 400 --seed 9004", "n": 400, "n_labelled": 380, "auroc": 0.75,
+              "auroc_ci95": [0.70, 0.80], "c_index": 0.7, "brier": 0.2, "bayes_auroc": 0.8, "command": "python x"}
+    record_evaluation(copy, result)
+    record_evaluation(copy, {**result, "auroc": 0.76})  # the same cohort again replaces the first
+    manifest = verify_bundle(copy)  # hashes renewed: the bundle still verifies
+    assert [e["auroc"] for e in manifest["evaluation"]] == [0.76]
+    card = (copy / MODEL_CARD).read_text()
+    assert "Evaluation on held-out simulated cohorts" in card and "0.760 [0.700, 0.800]" in card
+    assert load_bundle(copy).version == version

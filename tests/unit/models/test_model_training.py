@@ -6,9 +6,10 @@ from model_fixtures import FAST, make_cohort
 
 from pfs_core.config import TrainConfig, from_dict, to_dict
 from pfs_core.errors import InputError, UsageError
+from pfs_core.features.lesions import FEATURE_BLOCKS
 from pfs_core.metrics import all_metrics, short_pfs_label
 from pfs_core.models.block_logistic import fit_block_logistic
-from pfs_core.models.fitted import sklearn_features
+from pfs_core.models.fitted import lesion_block, sklearn_features
 from pfs_core.models.registry import MODELS, get_spec
 from pfs_core.training.augment import Augmenter
 from pfs_core.training.cv import cross_validate, make_splits, repeat_metrics, strata, summarise
@@ -112,36 +113,57 @@ def test_train_config_round_trip():
     assert from_dict(TrainConfig, to_dict(config)) == config
 
 
-def test_fusion_net_starts_as_a_logistic_model_of_labs_and_read_outs(cohort):
+def _wide_design(model, cohort, rows):
+    """Prepared labs + the PET lesion measurements standardised on ``rows`` (the wide path's design)."""
+    block = lesion_block(cohort, "pet", "lab_pet")
+    mean, sd = block[rows].mean(axis=0), np.maximum(block[rows].std(axis=0, ddof=1), 1e-3)
+    return np.hstack([model.tabular.transform(cohort.labs), (block - mean) / sd])
+
+
+def test_fusion_net_starts_as_a_logistic_model_of_labs_and_lesion_measurements(cohort):
     """Before any epoch, the network's output is an L2 logistic regression fitted independently here,
     with one penalty or with modality penalty weights chosen by inner cross-validation."""
-    import torch
     from sklearn.linear_model import LogisticRegression
 
-    from pfs_core.features.readouts import hepatic_readout
-
-    rng = np.random.default_rng(5)
-    suv = cohort.pet * cohort.preprocess.pet_suv_max
-    suv[:, :, :, 11:] = rng.uniform(6.5, 7.5, suv[:, :, :, 11:].shape)  # a liver with one small lesion
-    suv[:, 6:8, 6:8, 12:14] *= rng.uniform(1.5, 4.0, len(suv))[:, None, None, None]
-    cohort = dataclasses.replace(cohort, pet=(suv / cohort.preprocess.pet_suv_max).astype(np.float32))
-    config = dataclasses.replace(FAST, epochs=0, wide_search=False)
+    config = dataclasses.replace(FAST, epochs=0, wide_search=False, validation_fraction=0.0)
     model = fit_model(get_spec("lab_pet"), cohort, config=config, seed=0)
     assert not any(p.requires_grad for p in model.net.wide.parameters())
     labelled = np.flatnonzero(~np.isnan(cohort.label))
-    suv = torch.from_numpy(cohort.pet[:, None]) * cohort.preprocess.pet_suv_max
-    readout = torch.log1p(hepatic_readout(suv, cohort.preprocess.voxel_ml)).numpy()
-    assert readout[labelled, 0].std() > 0.1  # the tumour-to-liver ratio varies
-    mean, sd = readout[labelled].mean(axis=0), np.maximum(readout[labelled].std(axis=0, ddof=1), 1e-3)
-    design = np.hstack([model.tabular.transform(cohort.labs), (readout - mean) / sd])
+    design = _wide_design(model, cohort, labelled)
     reference = LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000)
     reference.fit(design[labelled], cohort.label[labelled])
     np.testing.assert_allclose(model.predict_proba(cohort), reference.predict_proba(design)[:, 1], atol=1e-4)
     searched = fit_model(get_spec("lab_pet"), cohort, config=dataclasses.replace(config, wide_search=True), seed=0)
-    block = fit_block_logistic(design[labelled], cohort.label[labelled], (design.shape[1] - 4, 4), seed=0)
+    n_pet = len(FEATURE_BLOCKS["pet"])
+    block = fit_block_logistic(design[labelled], cohort.label[labelled], (design.shape[1] - n_pet, n_pet), seed=0)
     assert searched.info["wide"]["block_weights"] == list(block.weights)
     np.testing.assert_allclose(searched.predict_proba(cohort), 1 / (1 + np.exp(-block.decision_function(design))),
                                atol=1e-4)
+
+
+def test_the_wide_path_never_sees_the_rows_that_choose_the_epoch():
+    """Selection without optimism: the logistic start is fitted on the fit rows only, so epoch 0's held-out
+    loss is out of sample like every later epoch's."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = make_cohort(40, seed=4)
+    # one epoch to choose against, and a margin no epoch can beat: the logistic start is kept
+    config = dataclasses.replace(FAST, epochs=1, wide_search=False, validation_fraction=0.3, min_improvement=10.0)
+    model = fit_model(get_spec("lab_pet"), data, config=config, seed=0)
+    assert model.best_epoch == 0
+    labelled = np.flatnonzero(~np.isnan(data.label))
+    fit_rows, check_rows = _validation_split(data.label[labelled], 0.3, seed=0)
+    assert len(check_rows) > 0
+    rows = labelled[fit_rows]
+    design = _wide_design(model, data, rows)
+    reference = LogisticRegression(C=config.logistic_c, class_weight="balanced", max_iter=5000)
+    reference.fit(design[rows], data.label[rows])
+    np.testing.assert_allclose(model.predict_proba(data), reference.predict_proba(design)[:, 1], atol=1e-4)
+    # without epochs to choose, no row is held out
+    plain = fit_model(get_spec("lab_pet"), data, config=dataclasses.replace(config, epochs=0), seed=0)
+    everyone = _wide_design(plain, data, labelled)
+    reference.fit(everyone[labelled], data.label[labelled])
+    np.testing.assert_allclose(plain.predict_proba(data), reference.predict_proba(everyone)[:, 1], atol=1e-4)
 
 
 def test_classic_has_a_penalty_weight_per_block_and_stays_a_plain_scikit_learn_pipeline(cohort):
@@ -150,7 +172,7 @@ def test_classic_has_a_penalty_weight_per_block_and_stays_a_plain_scikit_learn_p
     model = fit_model(get_spec("classic"), cohort, config=dataclasses.replace(FAST, wide_search=True), seed=0)
     assert all(type(step).__module__.startswith("sklearn.") for step in model.estimator.named_steps.values())
     labelled = np.flatnonzero(~np.isnan(cohort.label))
-    x = sklearn_features(get_spec("classic"), cohort, model.tabular)
+    x = sklearn_features(get_spec("classic"), cohort, model.tabular, model.config)
     impute = SimpleImputer(strategy="median", keep_empty_features=True).fit(x[labelled])
     n_lab = model.tabular.n_features
     block = fit_block_logistic(impute.transform(x[labelled]), cohort.label[labelled], (n_lab, x.shape[1] - n_lab),
@@ -195,8 +217,8 @@ def _kept_validation_loss(model, data, fraction):
 
 
 def test_training_keeps_the_lowest_validation_loss_only_when_it_clearly_beats_epoch_0():
-    data = make_cohort(40, seed=4)
-    config = dataclasses.replace(FAST, epochs=4, validation_fraction=0.3, lr=0.01, min_improvement=0.0)
+    data = make_cohort(40, seed=6)
+    config = dataclasses.replace(FAST, epochs=4, validation_fraction=0.3, lr=0.03, min_improvement=0.0)
     model = fit_model(get_spec("lab_pet"), data, config=config, seed=0)
     checks = model.info["validation_loss"]
     assert len(checks) == 5 and model.info["best_epoch"] > 0  # epochs that differ, a later one lower

@@ -19,7 +19,7 @@ def test_same_seed_identical_bytes_across_workers(
     for name in (*TABLES, "summary.json"):
         assert _read(image_cohort, name) == _read(image_cohort_w2, name), name
     images = sorted(p.name for p in (image_cohort / "images").iterdir())
-    assert len(images) == 4 * image_spec[0]
+    assert len(images) == 5 * image_spec[0]  # ct, pet, lesions, organs, organ_masks
     assert images == sorted(p.name for p in (image_cohort_w2 / "images").iterdir())
     for name in images:
         assert _read(image_cohort / "images", name) == _read(image_cohort_w2 / "images", name), name

@@ -333,3 +333,24 @@ def test_uncinate_hot_spot_at_the_pancreatic_head(case: _Case) -> None:
     hot, body = float(_pet_at(im, case.attrs, head)[0]), float(_pet_at(im, case.attrs, middle)[0])
     assert hot > 4.0 and hot > 1.8 * body, (hot, body)
     assert hot > anat.suv_of("pancreas") + 1.5
+
+
+def test_organ_masks_read_as_a_user_would_give_them(image_cohort: Path) -> None:
+    """``<id>_organ_masks.nii.gz`` carries its label names and splits kidneys by side (RAS+: +x = right)."""
+    import nibabel as nib
+    import numpy as np
+
+    from pfs_core.io import load_ct
+    from pfs_core.io.organ_files import read_organ_masks
+    from pfs_core.io.organs import ORGAN_CODE
+
+    first = sorted((image_cohort / "images").glob("*_organ_masks.nii.gz"))[0]
+    pid = first.name.split("_")[0]
+    organs = read_organ_masks(first, ct=load_ct(image_cohort / "images" / f"{pid}_ct.nii.gz"))
+    assert {"liver", "spleen", "kidney_right", "kidney_left"} <= set(organs.present)
+    x = lambda name: (organs.affine @ np.r_[np.argwhere(organs.mask(name)).mean(axis=0), 1.0])[0]  # noqa: E731
+    assert x("kidney_right") > x("kidney_left") and x("liver") > x("spleen")  # liver on the right, spleen left
+    tissue = np.asarray(nib.load(str(image_cohort / "images" / f"{pid}_organs.nii.gz")).dataobj)
+    assert organs.mask("liver").sum() == (tissue == 3).sum() and ORGAN_CODE["liver"] == 1
+    row = next(r for r in (image_cohort / "cohort.csv").read_text().splitlines()[1:] if r.startswith(pid))
+    assert row.endswith(f"images/{first.name}")

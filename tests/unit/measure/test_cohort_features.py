@@ -1,0 +1,63 @@
+"""Lesion measurements of a cohort: organs from the ``organs`` column, cached per case, one row per patient."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from model_fixtures import SMALL, write_disk_cohort  # noqa: E402
+
+from pfs_core.dataset import load_cohort_data  # noqa: E402
+from pfs_core.errors import InputError  # noqa: E402
+from pfs_core.features.lesions import LESION_FEATURES  # noqa: E402
+from pfs_core.io.cache import ArrayCache  # noqa: E402
+from pfs_core.measure.features import attach_lesion_features, cohort_features  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cohort_csv(tmp_path_factory):
+    return write_disk_cohort(tmp_path_factory.mktemp("lesion_cohort"), n=6)
+
+
+def test_cohort_features_are_cached_and_follow_the_table(cohort_csv, tmp_path):
+    table = cohort_features(cohort_csv, cache_dir=tmp_path)
+    assert list(table.columns) == list(LESION_FEATURES) and len(table) == 6
+    assert list(table.index) == pd.read_csv(cohort_csv)["patient_id"].tolist()
+    assert np.isfinite(table.to_numpy()).all()
+    hot = table["sstr_positive_volume_ml"]  # every case has a hot spot in its liver
+    assert (hot > 0).all()
+    assert len(list(tmp_path.glob("lesionfeat_*.npz"))) == 6
+    again = cohort_features(cohort_csv, cache_dir=tmp_path, workers=2)  # all from the cache
+    pd.testing.assert_frame_equal(table, again)
+    data = attach_lesion_features(load_cohort_data(cohort_csv, preprocess=SMALL, need_images=False), cohort_csv,
+                                  cache_dir=tmp_path)
+    assert data.lesion_features.shape == (6, len(LESION_FEATURES))
+    np.testing.assert_allclose(data.subset([2]).lesion_features[0], table.iloc[2].to_numpy(), rtol=1e-6)
+
+
+def test_a_case_without_ct_or_with_unreadable_organs_has_no_measurements(cohort_csv, tmp_path):
+    frame = pd.read_csv(cohort_csv, dtype=str, keep_default_na=False)
+    frame.loc[0, "ct"] = ""
+    bad = tmp_path / "bad_organs.nii.gz"
+    bad.write_bytes(b"not a NIfTI")
+    frame.loc[1, "organs"] = str(bad)
+    for column in ("pet", "ct", "organs"):
+        frame[column] = [str((cohort_csv.parent / p).resolve()) if p and not Path(p).is_absolute() else p
+                         for p in frame[column]]
+    edited = tmp_path / "cohort.csv"
+    frame.to_csv(edited, index=False)
+    table = cohort_features(edited, cache_dir=None)
+    assert table.iloc[0].isna().all() and table.iloc[1].isna().all() and np.isfinite(table.iloc[2]).all()
+
+
+def test_a_missing_organs_file_is_a_row_problem_of_the_table(cohort_csv, tmp_path):
+    frame = pd.read_csv(cohort_csv, dtype=str, keep_default_na=False)
+    frame.loc[3, "organs"] = "images/nowhere.nii.gz"
+    edited = cohort_csv.parent / "missing_organs.csv"
+    frame.to_csv(edited, index=False)
+    with pytest.raises(InputError, match="row 5 \\(organs\\).*nowhere.nii.gz"):
+        cohort_features(edited, cache_dir=None)
+    assert ArrayCache(tmp_path).misses == 0
