@@ -247,8 +247,8 @@ def lesion_figures(contributions: Any) -> dict[str, Any]:
     from pfs_core.viz.explain import modality_bar_figure, shap_bar_figure
 
     f = contributions.features
-    features = shap_bar_figure(f["label"].tolist(), f["shap"].to_numpy(), f["value"].round(3).tolist(),
-                               ["(model scale)"] * len(f), base_value=contributions.base_value,
+    features = shap_bar_figure(f["label"].tolist(), f["shap"].to_numpy(), f["measured"].round(2).tolist(),
+                               f["unit"].tolist(), base_value=contributions.base_value,
                                output_space="probability", title="Why: lesion measurements")
     table = contributions.lesions.reindex(contributions.lesions["contribution"].abs().sort_values(
         ascending=False).index)

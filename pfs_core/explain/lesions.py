@@ -26,7 +26,14 @@ import shap
 import torch
 
 from pfs_core.dataset import CohortData
-from pfs_core.features.lesions import FEATURE_BLOCKS, FEATURE_LABELS, LESION_FEATURES, lesion_shares
+from pfs_core.features.lesions import (
+    FEATURE_BLOCKS,
+    FEATURE_LABELS,
+    FEATURE_UNITS,
+    LESION_FEATURES,
+    from_model_scale,
+    lesion_shares,
+)
 from pfs_core.measure.case import Measurement
 from pfs_core.models.device import resolve_device
 from pfs_core.models.fitted import FittedModel, sklearn_features, torch_inputs
@@ -43,7 +50,7 @@ METHOD = ("shap.KernelExplainer over the lesion measurements (exact: all coaliti
 class LesionContributions:
     """SHAP values of the measurements and each lesion's contribution (probability units)."""
 
-    features: pd.DataFrame  # name, label, value (model scale), shap
+    features: pd.DataFrame  # name, label, value (model scale), measured (own units), unit, shap
     lesions: pd.DataFrame  # lesion_id, contribution (+ the measurement table's columns when given)
     base_value: float
     output: float
@@ -89,13 +96,14 @@ def lesion_contributions(bundle: Bundle, data: CohortData, lesions: pd.DataFrame
                                                silent=True)).reshape(-1)
     finally:
         np.random.set_state(state)
-    shares = lesion_shares(lesions) if len(lesions) else pd.DataFrame(columns=list(LESION_FEATURES))
-    attributed = shares.sum(axis=0).reindex(list(LESION_FEATURES)).fillna(0.0).to_numpy() > 0
+    shares = lesion_shares(lesions) if len(lesions) else pd.DataFrame(columns=list(LESION_FEATURES), dtype=float)
+    attributed = shares.sum(axis=0).reindex(list(LESION_FEATURES)).to_numpy(float) > 0
     per_lesion = shares.to_numpy(float) @ phi if len(shares) else np.zeros(0)
     table = lesions.copy()
     table["contribution"] = per_lesion
     features = pd.DataFrame({"name": list(LESION_FEATURES), "label": [FEATURE_LABELS[n] for n in LESION_FEATURES],
-                             "value": x[0], "shap": phi})
+                             "value": x[0], "measured": from_model_scale(x[0]),
+                             "unit": [FEATURE_UNITS[n] for n in LESION_FEATURES], "shap": phi})
     return LesionContributions(features=features, lesions=table, base_value=float(np.ravel(explainer.expected_value)[0]),
                                output=float(value(x)[0]), unattributed=float(phi[~attributed].sum()))
 

@@ -42,6 +42,12 @@ FEATURE_LABELS: dict[str, str] = {
     "sstr_negative_volume_ml": "SSTR-negative tumour volume",
     "sstr_negative_count": "Number of SSTR-negative lesions",
 }
+#: Units of the measurements in their own scale (:func:`raw_features`).
+FEATURE_UNITS: dict[str, str] = {
+    "sstr_positive_volume_ml": "mL", "tumour_to_liver_mean": "× liver", "tumour_to_liver_max": "× liver",
+    "heterogeneity": "SD / mean", "sstr_positive_count": "lesions", "liver_tumour_fraction": "of the liver",
+    "sstr_negative_volume_ml": "mL", "sstr_negative_count": "lesions",
+}
 _AS_IS = ("liver_tumour_fraction", "heterogeneity")
 FEATURE_VERSION = "1"
 
@@ -59,6 +65,12 @@ def model_scale(raw: dict[str, float]) -> np.ndarray:
     """(len(LESION_FEATURES),) float32: log(1 + x), fractions as they are."""
     values = [raw[n] if n in _AS_IS else np.log1p(max(raw[n], 0.0)) for n in LESION_FEATURES]
     return np.asarray(values, dtype=np.float32)
+
+
+def from_model_scale(values: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`model_scale`: (len(LESION_FEATURES),) measurements in their own units."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.array([v if n in _AS_IS else np.expm1(v) for n, v in zip(LESION_FEATURES, values, strict=True)])
 
 
 def lesion_shares(lesions: pd.DataFrame) -> pd.DataFrame:

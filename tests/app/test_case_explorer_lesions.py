@@ -102,3 +102,38 @@ def test_organ_masks_uploaded_with_the_pet_ct_bad_then_good(app_path, uploads):
     assert table is not None and "share of the risk (percentage points)" in table.columns
     assert any(f"multi-label NIfTI '{organs.name}'" in c.value for c in at.caption)
     assert "Lesion contributions" in at.radio(key="slice_branch").options
+
+
+REAL_CT = ROOT.parent / "shared" / "data" / "real" / "totalseg_ct"
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not (REAL_CT / "organs").is_dir(), reason=f"real CT with TotalSegmentator masks not at {REAL_CT}")
+def test_real_ct_upload_with_totalsegmentator_masks_shows_the_lesion_contribution_map(app_path, uploads, tmp_path):
+    """The real TotalSegmentator example CT with placed liver lesions and a PET simulated on it
+    (tests/unit/measure/test_measure_real.py), uploaded as NIfTI with its TotalSegmentator folder as .zip."""
+    import shutil
+    import sys
+
+    import nibabel as nib
+
+    sys.path.insert(0, str(ROOT / "tests" / "unit" / "measure"))
+    from test_measure_real import placed_case
+
+    pet, ct, _, _ = placed_case()
+    for name, volume in (("pet", pet), ("ct", ct)):
+        nib.save(nib.Nifti1Image(volume.data, volume.affine), tmp_path / f"{name}.nii.gz")
+    archive = shutil.make_archive(str(tmp_path / "segmentations"), "zip", REAL_CT, "organs")
+    uploads["pet_up"] = FakeUpload("pet.nii.gz", (tmp_path / "pet.nii.gz").read_bytes())
+    uploads["ct_up"] = FakeUpload("ct.nii.gz", (tmp_path / "ct.nii.gz").read_bytes())
+    uploads["organ_up"] = [FakeUpload("segmentations.zip", Path(archive).read_bytes())]
+    at = AppTest.from_file(app_path, default_timeout=300)
+    at.switch_page(PAGE).run()
+    at.radio(key="source").set_value("Upload PET/CT").run()
+    at.button(key="FormSubmitter:labs-Predict").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = _lesion_table(at)
+    assert table is not None and len(table) >= 3 and "share of the risk (percentage points)" in table.columns
+    assert any("TotalSegmentator" in c.value for c in at.caption)
+    at.radio(key="slice_branch").set_value("Lesion contributions").run()
+    assert not at.exception and not at.error
