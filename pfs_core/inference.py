@@ -118,14 +118,25 @@ def _lab_report(bundle: Bundle, clean: Mapping[str, Any], *,
 
 
 def _check_modalities(bundle: Bundle, *, has_pet: bool, has_ct: bool) -> tuple[list[str], list[str]]:
-    """(missing imaging modalities, warnings); InputError when the model has nothing left to use."""
+    """(missing imaging modalities, warnings); InputError when the model has nothing left to use.
+
+    ``has_pet``/``has_ct``: the case has that image. A model that reads lesion measurements needs both: the
+    measurement reads the CT for organs and lesions and the PET for uptake.
+    """
     spec = bundle.spec
-    missing = [m for m, used, has in (("pet", spec.use_pet, has_pet), ("ct", spec.use_ct, has_ct)) if used and not has]
+    images = [m for m in ("pet", "ct") if getattr(spec, f"use_{m}")]
+    lesions = reads_lesions(bundle) and not (has_pet and has_ct)
+    missing = images if lesions else [m for m, has in (("pet", has_pet), ("ct", has_ct)) if m in images and not has]
     left = [m for m in spec.modalities if m not in missing]
     if not left:
-        need = " and ".join(m.upper() for m in spec.modalities)
+        need = "PET and CT (its lesion measurements need both)" if lesions else \
+            " and ".join(m.upper() for m in spec.modalities)
         raise InputError(f"model {spec.name} needs {need}, which was not given; give it or use a model "
                          "that includes lab values")
+    if lesions:
+        return missing, [f"{' and '.join(m.upper() for m in missing)} not used: the lesion measurements need both "
+                         "the PET and the CT; the model predicts without them (learned 'missing' input); expect a "
+                         "less reliable estimate"]
     warnings = [f"{m.upper()} missing: the model predicts without it (learned 'missing' input); "
                 "expect a less reliable estimate" for m in missing]
     return missing, warnings
@@ -230,8 +241,11 @@ def predict_case(
     spec = bundle.spec
     if prepared is None:
         prepared = prepare_images(bundle, pet, ct)
-    missing, warnings = _check_modalities(bundle, has_pet=prepared is not None and prepared.pet is not None,
-                                          has_ct=prepared is not None and prepared.ct is not None)
+    if reads_lesions(bundle):  # the measurement reads both images, whichever the model's branches use
+        missing, warnings = _check_modalities(bundle, has_pet=pet is not None, has_ct=ct is not None)
+    else:
+        missing, warnings = _check_modalities(bundle, has_pet=prepared is not None and prepared.pet is not None,
+                                              has_ct=prepared is not None and prepared.ct is not None)
     imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if spec.use_lab else ([], [], [])
     torch_device = case_device(device, threads=threads)
     data = case_data(bundle, clean, prepared)
@@ -313,9 +327,14 @@ def predict_cohort(
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.labs.iloc[i].items()}
         try:
             clean = validate_labs(row)
-            missing, warnings = _check_modalities(
-                bundle, has_pet=bool(data.pet_present[i]) if data.pet_present is not None else False,
-                has_ct=bool(data.ct_present[i]) if data.ct_present is not None else False)
+            has_pet = bool(data.pet_present[i]) if data.pet_present is not None else False
+            has_ct = bool(data.ct_present[i]) if data.ct_present is not None else False
+            unmeasured = data.lesion_features is not None and has_pet and has_ct \
+                and not np.isfinite(data.lesion_features[i]).all()
+            missing, warnings = _check_modalities(bundle, has_pet=has_pet and not unmeasured, has_ct=has_ct)
+            if unmeasured:
+                warnings = ["lesions not measured (the measurement refused this case; 'python -m pfs_core "
+                            "measure' says why): the PET and CT were not used"]
         except InputError as exc:
             raise InputError(f"{cohort_csv}, patient {pid}: {exc}") from None
         imputed, out_of_range, lab_warnings = _lab_report(bundle, clean, warn_post_baseline=False) \

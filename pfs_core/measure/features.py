@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -92,7 +93,11 @@ def cohort_features(cohort_csv: str | Path, *, cache_dir: Path | None, settings:
         if stored is not None and stored["features"].shape == (len(LESION_FEATURES),):
             vectors[i] = stored["features"]
     todo = [i for i in range(len(cases)) if i not in vectors]
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(todo) > 1 else _Serial() as pool:
+    # spawn, not fork: the caller has usually started torch's and OpenMP's threads, and a forked child can
+    # hang on a lock one of them held
+    pool_context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context) if workers > 1 and len(todo) > 1 \
+            else _Serial() as pool:
         for done, (i, vector) in enumerate(zip(todo, pool.map(case_features, [cases[i] for i in todo],
                                                                   [settings] * len(todo)), strict=True)):
             if progress:

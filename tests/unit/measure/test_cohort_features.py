@@ -61,3 +61,14 @@ def test_a_missing_organs_file_is_a_row_problem_of_the_table(cohort_csv, tmp_pat
     with pytest.raises(InputError, match="row 5 \\(organs\\).*nowhere.nii.gz"):
         cohort_features(edited, cache_dir=None)
     assert ArrayCache(tmp_path).misses == 0
+
+
+def test_two_measuring_processes_start_cleanly_after_torch_and_agree_with_one(cohort_csv):
+    """The pool spawns its workers: forked after torch's threads started, a worker could hang on their lock."""
+    import torch
+
+    torch.set_num_threads(2)
+    torch.ones(64, 64) @ torch.ones(64, 64)  # the thread pool is up
+    serial = cohort_features(cohort_csv, cache_dir=None)
+    parallel = cohort_features(cohort_csv, cache_dir=None, workers=2)
+    pd.testing.assert_frame_equal(serial, parallel)

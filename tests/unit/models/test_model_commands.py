@@ -100,7 +100,7 @@ def test_train_predict_score(disk_cohort, small_json, tmp_path, capsys):
     assert main(["predict", "--model", str(bundle), "--pet", str(images / "P003_pet.nii.gz"),
                  "--labs", str(labs), "--json", str(tmp_path / "p.json")]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["missing_modalities"] == ["ct"]
+    assert printed["missing_modalities"] == ["pet", "ct"]  # the lesion measurements need both images
     assert json.loads((tmp_path / "p.json").read_text())["probability"] == printed["probability"]
     scores = tmp_path / "scores.csv"
     assert main(["score", "--cohort", str(disk_cohort), "--model", str(bundle), "--out", str(scores),

@@ -3,7 +3,7 @@ import pytest
 
 from pfs_core import DISCLAIMER
 from pfs_core.errors import InputError
-from pfs_core.features.readouts import MEASUREMENT_UNITS
+from pfs_core.features.lesions import LESION_FEATURES
 from pfs_core.inference import predict_case
 from pfs_core.io import Volume
 from pfs_core.io.labs import validate_labs
@@ -48,7 +48,7 @@ def test_full_prediction(bundle_paths):
     assert set(pred.timings_s) == {"preprocess", "inference", "total"}
     assert 0 <= pred.percentile_in_training <= 100
     assert pred.to_dict()["interval"] == list(pred.interval)
-    assert set(pred.image_measurements) == set(MEASUREMENT_UNITS)
+    assert set(pred.image_measurements) == set(LESION_FEATURES)  # what the model read: the lesion measurements
     assert all(np.isfinite(v) for v in pred.image_measurements.values())
 
 
@@ -57,12 +57,10 @@ def test_fusion_predicts_with_a_missing_modality_and_says_so(bundle_paths, missi
     bundle = load_bundle(bundle_paths["lab_pet_ct_pretrained"])
     pet, ct = volumes()
     pred = predict_case(bundle, pet=None if missing == "pet" else pet, ct=None if missing == "ct" else ct, labs=LABS)
-    assert pred.missing_modalities == [missing]
-    assert missing not in pred.inputs_used
-    assert any(f"{missing.upper()} missing" in w for w in pred.warnings)
-    assert 0 <= pred.probability <= 1
-    assert ("liver_suv" in pred.image_measurements) == (missing != "pet")
-    assert ("liver_hu" in pred.image_measurements) == (missing != "ct")
+    # the lesion measurements need both images: without one, neither image is used, and the prediction says so
+    assert pred.missing_modalities == ["pet", "ct"] and pred.inputs_used == ["lab"]
+    assert any("lesion measurements need both the PET and the CT" in w for w in pred.warnings)
+    assert 0 <= pred.probability <= 1 and pred.image_measurements == {}
 
 
 def test_single_image_model_without_its_image_is_an_input_error(bundle_paths):
