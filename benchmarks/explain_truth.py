@@ -102,7 +102,7 @@ def _randomised(bundle):
 def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
     from pfs_core.explain import explain_case
     from pfs_core.explain.gradcam import gradcam_layer_names, gradcam_model_space
-    from pfs_core.inference import case_data
+    from pfs_core.inference import case_data, case_lesion_features
     from pfs_core.io.labs import validate_labs
     from pfs_core.io.organ_files import read_organ_masks
     from pfs_core.models.bundle import load_bundle
@@ -128,7 +128,9 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
         if result.lab_shap is not None:
             shap_rows.append(dict(zip(result.lab_shap.names, np.abs(result.lab_shap.shap_values), strict=True)))
         data = case_data(bundle, validate_labs(_labs(row)), result.prepared)
-        for modality, layer in gradcam_layer_names(bundle).items():
+        data.lesion_features = case_lesion_features(bundle, pet, ct, measurement=result.measurement)
+        layers = gradcam_layer_names(bundle) if result.convolution_used else {}  # no CNN in use: no Grad-CAM
+        for modality, layer in layers.items():
             trained = gradcam_model_space(bundle, data, modality=modality, layer=layer)
             shuffled = gradcam_model_space(random_bundle, data, modality=modality, layer=layer)
             if trained is None or shuffled is None:
