@@ -4,7 +4,7 @@ import pytest
 from pfs_core import DISCLAIMER
 from pfs_core.errors import InputError
 from pfs_core.features.lesions import LESION_FEATURES
-from pfs_core.inference import predict_case
+from pfs_core.inference import NETWORK_ORGANS_NOTE, predict_case
 from pfs_core.io import Volume
 from pfs_core.io.labs import validate_labs
 from pfs_core.models.bundle import load_bundle
@@ -49,6 +49,7 @@ def test_full_prediction(bundle_paths):
     assert 0 <= pred.percentile_in_training <= 100
     assert pred.to_dict()["interval"] == list(pred.interval)
     assert set(pred.image_measurements) == set(LESION_FEATURES)  # what the model read: the lesion measurements
+    assert NETWORK_ORGANS_NOTE in pred.warnings  # no organ masks given: the organ network's, and it says so
     assert all(np.isfinite(v) for v in pred.image_measurements.values())
 
 
