@@ -222,9 +222,10 @@ def _why(result: CaseResult) -> None:
     right.caption("Exact Shapley values over the modalities; an absent modality is replaced by the model's "
                   "'missing' input (images) or the training medians (labs).")
     if e.lesions is not None:
-        left.plotly_chart(figures["lesion_features"], key="lesion_feature_chart")
-        right.plotly_chart(figures["lesions"], key="lesion_chart")
-        right.caption(f"Each lesion's share of the risk: {e.lesions.method}. 'Not a lesion' is the part of "
+        first, second = st.columns(2)  # a row of its own: the lesion labels are long
+        first.plotly_chart(figures["lesion_features"], key="lesion_feature_chart")
+        second.plotly_chart(figures["lesions"], key="lesion_chart")
+        second.caption(f"Each lesion's share of the risk: {e.lesions.method}. 'Not a lesion' is the part of "
                       "measurements no lesion makes up (e.g. no SSTR-negative disease lowers the risk). Drawn on "
                       "the slices and the 3D view as 'Lesion contributions'.")
     else:

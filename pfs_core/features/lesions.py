@@ -45,8 +45,8 @@ FEATURE_LABELS: dict[str, str] = {
 #: Units of the measurements in their own scale (:func:`raw_features`).
 FEATURE_UNITS: dict[str, str] = {
     "sstr_positive_volume_ml": "mL", "tumour_to_liver_mean": "× liver", "tumour_to_liver_max": "× liver",
-    "heterogeneity": "SD / mean", "sstr_positive_count": "lesions", "liver_tumour_fraction": "of the liver",
-    "sstr_negative_volume_ml": "mL", "sstr_negative_count": "lesions",
+    "heterogeneity": "SD / mean", "sstr_positive_count": "", "liver_tumour_fraction": "of the liver",
+    "sstr_negative_volume_ml": "mL", "sstr_negative_count": "",
 }
 _AS_IS = ("liver_tumour_fraction", "heterogeneity")
 FEATURE_VERSION = "1"
