@@ -280,7 +280,8 @@ def load_bundle(path: str | Path) -> Bundle:
         config_doc = json.loads((path / CONFIG).read_text())
         spec = get_spec(config_doc["model"])
         preprocess = from_dict(PreprocessConfig, config_doc["preprocess"])
-        config = from_dict(TrainConfig, config_doc["train_config"])
+        # bundles written before issue 23 have no lesion_features field: they read the grid read-outs
+        config = from_dict(TrainConfig, {"lesion_features": False, **config_doc["train_config"]})
         listed = set(manifest["files"])
         missing = [f["file"] for f in config_doc["folds"] if f["file"] not in listed]
     except (KeyError, TypeError, ValueError) as exc:

@@ -137,3 +137,24 @@ def test_a_held_out_evaluation_is_recorded_in_manifest_and_model_card(bundles, t
     card = (copy / MODEL_CARD).read_text()
     assert "Evaluation on held-out simulated cohorts" in card and "0.760 [0.700, 0.800]" in card
     assert load_bundle(copy).version == version
+
+
+def test_a_bundle_from_before_the_lesion_measurements_reads_its_grid_read_outs(bundles, tmp_path):
+    """Its config.json has no ``lesion_features``: it loads as a grid read-out bundle, not a lesion one."""
+    import shutil
+
+    from pfs_core.inference import reads_lesions
+    from pfs_core.models.bundle import sha256_file
+
+    _, paths = bundles
+    copy = tmp_path / "old"
+    shutil.copytree(paths["classic"], copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["train_config"]["lesion_features"]
+    (copy / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["config.json"] = sha256_file(copy / "config.json")
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    old = load_bundle(copy)
+    assert old.config.lesion_features is False and not reads_lesions(old)
+    assert reads_lesions(load_bundle(paths["classic"]))
