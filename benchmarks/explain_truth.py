@@ -128,7 +128,7 @@ def evaluate(bundle_path: Path, cohort_csv: Path, *, max_cases: int) -> dict:
         if result.lab_shap is not None:
             shap_rows.append(dict(zip(result.lab_shap.names, np.abs(result.lab_shap.shap_values), strict=True)))
         data = case_data(bundle, validate_labs(_labs(row)), result.prepared)
-        data.lesion_features = case_lesion_features(bundle, pet, ct, measurement=result.measurement)
+        data.lesion_features = case_lesion_features(bundle, result.measurement)
         layers = gradcam_layer_names(bundle) if result.convolution_used else {}  # no CNN in use: no Grad-CAM
         for modality, layer in layers.items():
             trained = gradcam_model_space(bundle, data, modality=modality, layer=layer)

@@ -91,7 +91,7 @@ def _hottest_in_liver(pet, organs, truth: np.ndarray, truth_affine: np.ndarray,
 
 def _explain(bundle, labs, pet, ct, measurement):
     data = case_data(bundle, labs, prepare_images(bundle, pet, ct))
-    data.lesion_features = case_lesion_features(bundle, pet, ct, measurement=measurement)
+    data.lesion_features = case_lesion_features(bundle, measurement)
     return lesion_contributions(bundle, data, measurement.lesions)
 
 

@@ -249,9 +249,8 @@ def predict_case(
     imputed, out_of_range, lab_warnings = _lab_report(bundle, clean) if spec.use_lab else ([], [], [])
     torch_device = case_device(device, threads=threads)
     data = case_data(bundle, clean, prepared)
-    if reads_lesions(bundle) and measurement is None and pet is not None and ct is not None:
-        measurement = measure_case(pet, ct, organs=organs)
-    data.lesion_features = case_lesion_features(bundle, pet, ct, measurement=measurement)
+    measurement = case_measurement(bundle, pet, ct, organs=organs, measurement=measurement)
+    data.lesion_features = case_lesion_features(bundle, measurement)
     if measurement is not None and measurement.organs.source.startswith("organ network"):
         warnings = [*warnings, NETWORK_ORGANS_NOTE]
     t_prepared = time.perf_counter()
@@ -283,13 +282,20 @@ def reads_lesions(bundle: Bundle) -> bool:
     return bundle.spec.uses_images and bundle.config.lesion_features
 
 
-def case_lesion_features(bundle: Bundle, pet: Volume | None, ct: Volume | None, *, organs: OrganMasks | None = None,
-                         measurement: Measurement | None = None) -> np.ndarray | None:
-    """(1, F) model-scale lesion measurements of one case (NaN without PET or CT); None when the model reads none."""
+def case_measurement(bundle: Bundle, pet: Volume | None, ct: Volume | None, *, organs: OrganMasks | None = None,
+                     measurement: Measurement | None = None) -> Measurement | None:
+    """The case's lesion measurement when the model reads one: ``measurement`` when given, else measured
+    (with ``organs``, or the organ network's); None without PET or CT, or for a model that reads none."""
+    if measurement is not None or not reads_lesions(bundle) or pet is None or ct is None:
+        return measurement
+    return measure_case(pet, ct, organs=organs)
+
+
+def case_lesion_features(bundle: Bundle, measurement: Measurement | None) -> np.ndarray | None:
+    """(1, F) model-scale lesion measurements of one case (NaN without a measurement); None when the model
+    reads none."""
     if not reads_lesions(bundle):
         return None
-    if measurement is None and pet is not None and ct is not None:
-        measurement = measure_case(pet, ct, organs=organs)
     if measurement is None:
         return np.full((1, len(LESION_FEATURES)), np.nan, np.float32)
     return measurement_vector(measurement)[None]

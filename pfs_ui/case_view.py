@@ -89,7 +89,7 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
         row = samples.set_index("patient_id").loc[pid]
         defaults = {c: row.get(c) for c in schema.LAB_COLUMNS}
         return CaseInputs(key=str(pid), lab_defaults=defaults, pet_path=Path(row["pet"]), ct_path=Path(row["ct"]),
-                          organs_path=lesion_view.sample_organs(Path(row["pet"]), str(pid)))
+                          organs_path=Path(row["organs"]) if row.get("organs") else None)
     st.caption("NIfTI (.nii, .nii.gz) or a DICOM series as .zip. Files stay in memory for this session only.")
     left, right = st.columns(2)
     pet = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", type=["nii", "gz", "zip"], key="pet_up")

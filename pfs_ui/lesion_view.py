@@ -46,14 +46,6 @@ class LesionState:
         return self.memo[key]
 
 
-def sample_organs(pet_path: Path | None, case_id: str) -> Path | None:
-    """The simulated organ masks shipped beside a sample case's images (``<id>_organ_masks.nii.gz``), if any."""
-    if pet_path is None:
-        return None
-    path = Path(pet_path).parent / f"{case_id}_organ_masks.nii.gz"
-    return path if path.is_file() else None
-
-
 def case_organs(inputs: Any, ct: Any) -> Any:
     """Organ masks of the case's inputs (upload, then shipped sample masks), or None for the organ network."""
     return _given_organs(ct, list(getattr(inputs, "organ_uploads", []) or []), getattr(inputs, "organs_path", None))

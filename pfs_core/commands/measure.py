@@ -31,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.pet is None or args.ct is None:
         raise UsageError("measure needs both --pet and --ct (the PET for uptake, the CT for organs and the liver)")
-    if args.organ_labels is not None and args.organs is None:
-        raise UsageError("--organ-labels names the labels of a multi-label NIfTI given with --organs; add --organs")
+    options.check_organ_options(args)
     options.prepare_out(args.out)
     pet = load_pet(args.pet, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)
     ct = load_ct(args.ct)

@@ -70,10 +70,15 @@ def add_organs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--organ-labels", type=Path, help="JSON {code: name} for a multi-label NIfTI in --organs")
 
 
-def case_organs(args: argparse.Namespace, ct: Any) -> Any:
-    """The organ masks of ``--organs`` on the CT grid, or None (the measurement then runs the organ network)."""
+def check_organ_options(args: argparse.Namespace) -> None:
+    """UsageError for ``--organ-labels`` without ``--organs``."""
     if args.organ_labels is not None and args.organs is None:
         raise UsageError("--organ-labels names the labels of a multi-label NIfTI given with --organs; add --organs")
+
+
+def case_organs(args: argparse.Namespace, ct: Any) -> Any:
+    """The organ masks of ``--organs`` on the CT grid, or None (the measurement then runs the organ network)."""
+    check_organ_options(args)
     if args.organs is None:
         return None
     if ct is None:

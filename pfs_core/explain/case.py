@@ -17,13 +17,21 @@ import numpy as np
 import pandas as pd
 
 from pfs_core.explain.gradcam import GRADCAM_NOTE, gradcam_on_ct_grid
-from pfs_core.explain.lesions import LesionContributions, lesion_contributions, reads_lesion_features
+from pfs_core.explain.lesions import LesionContributions, lesion_contributions
 from pfs_core.explain.readout_map import READOUT_MAP_NOTE, readout_maps_on_ct_grid
 from pfs_core.explain.shapley import LabShap, ModalityShapley, lab_columns, lab_shap, modality_shapley
-from pfs_core.inference import case_data, case_device, case_lesion_features, predict_case, prepare_images
+from pfs_core.inference import (
+    case_data,
+    case_device,
+    case_lesion_features,
+    case_measurement,
+    predict_case,
+    prepare_images,
+    reads_lesions,
+)
 from pfs_core.io.labs import validate_labs
 from pfs_core.io.organs import OrganMasks
-from pfs_core.measure.case import Measurement, measure_case
+from pfs_core.measure.case import Measurement
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -144,13 +152,12 @@ def explain_case(
     torch_device = case_device(device, threads=threads)
     prepared = prepare_images(bundle, pet, ct)
     lap("preprocess")
-    if measurement is None and reads_lesion_features(bundle) and pet is not None and ct is not None:
-        measurement = measure_case(pet, ct, organs=organs)
+    measurement = case_measurement(bundle, pet, ct, organs=organs, measurement=measurement)
     lap("measure")
     prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=str(torch_device), prepared=prepared,
                               threads=threads, measurement=measurement)
     data = case_data(bundle, validate_labs(labs), prepared)
-    data.lesion_features = case_lesion_features(bundle, pet, ct, measurement=measurement)
+    data.lesion_features = case_lesion_features(bundle, measurement)
     lap("predict")
     shap_part = lab_shap(bundle, data, background=lab_background(bundle), device=torch_device,
                          n_samples=shap_samples)
@@ -164,12 +171,12 @@ def explain_case(
     convolution_used = any(m.info.get("best_epoch", 1) > 0 for m in bundle.members)
     body = ct.data > bundle.preprocess.body_threshold_hu if ct is not None and gradcam else None
     # Grad-CAM only of a convolutional part that is active: at epoch 0 everywhere it shows nothing the model uses.
-    active = convolution_used or not reads_lesion_features(bundle)
+    active = convolution_used or not reads_lesions(bundle)
     if gradcam and active and prepared is not None and bundle.spec.kind == "torch":
         maps = gradcam_on_ct_grid(bundle, data, prepared, depth=gradcam_depth, device=torch_device, body_mask=body)
     lap("gradcam")
     readouts = {}
-    if gradcam and prepared is not None and not reads_lesion_features(bundle):
+    if gradcam and prepared is not None and not reads_lesions(bundle):
         readouts = readout_maps_on_ct_grid(prepared, tuple(m for m in ("pet", "ct") if m in bundle.spec.modalities),
                                            body_mask=body)
     lap("readout_maps")

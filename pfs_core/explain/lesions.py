@@ -34,6 +34,7 @@ from pfs_core.features.lesions import (
     from_model_scale,
     lesion_shares,
 )
+from pfs_core.inference import reads_lesions
 from pfs_core.measure.case import Measurement
 from pfs_core.models.device import resolve_device
 from pfs_core.models.fitted import FittedModel, sklearn_features, torch_inputs
@@ -70,18 +71,13 @@ class LesionContributions:
         return int(self.lesions.loc[self.lesions["contribution"].idxmax(), "lesion_id"])
 
 
-def reads_lesion_features(bundle: Bundle) -> bool:
-    """True when the bundle's models read the lesion measurements."""
-    return bundle.spec.uses_images and bundle.config.lesion_features
-
-
 def lesion_contributions(bundle: Bundle, data: CohortData, lesions: pd.DataFrame, *,
                          device: Any = None) -> LesionContributions | None:
     """Explain the one-row ``data`` (with ``lesion_features``) down to the rows of its lesion table ``lesions``.
 
     None when the model reads no lesion measurements or the case has none (no PET or no CT).
     """
-    if not reads_lesion_features(bundle) or data.lesion_features is None:
+    if not reads_lesions(bundle) or data.lesion_features is None:
         return None
     x = np.asarray(data.lesion_features, dtype=np.float64)[:1]
     if not np.isfinite(x).all():

@@ -9,7 +9,7 @@ import hashlib
 import json
 import multiprocessing
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,37 +93,29 @@ def cohort_features(cohort_csv: str | Path, *, cache_dir: Path | None, settings:
         if stored is not None and stored["features"].shape == (len(LESION_FEATURES),):
             vectors[i] = stored["features"]
     todo = [i for i in range(len(cases)) if i not in vectors]
-    # spawn, not fork: the caller has usually started torch's and OpenMP's threads, and a forked child can
-    # hang on a lock one of them held
-    pool_context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context) if workers > 1 and len(todo) > 1 \
-            else _Serial() as pool:
-        for done, (i, vector) in enumerate(zip(todo, pool.map(case_features, [cases[i] for i in todo],
-                                                                  [settings] * len(todo)), strict=True)):
-            if progress:
-                sys.stderr.write(f"measured lesions {done + 1}/{len(todo)}: {cases[i].patient_id}\n")
-            emit("measuring lesions", done, len(todo))
-            vectors[i] = vector
-            if cache is not None:
-                cache.put(case_key(cases[i], settings), {"features": vector})
+    for done, (i, vector) in enumerate(zip(todo, _measured([cases[i] for i in todo], settings, workers),
+                                           strict=True)):
+        if progress:
+            sys.stderr.write(f"measured lesions {done + 1}/{len(todo)}: {cases[i].patient_id}\n")
+        emit("measuring lesions", done, len(todo))
+        vectors[i] = vector
+        if cache is not None:
+            cache.put(case_key(cases[i], settings), {"features": vector})
     emit("measuring lesions", len(todo), len(todo))
     matrix = np.vstack([vectors[i] for i in range(len(cases))]) if cases else np.zeros((0, len(LESION_FEATURES)))
     return pd.DataFrame(matrix, index=pd.Index([c.patient_id for c in cases], name=schema.ID_COLUMN),
                         columns=list(LESION_FEATURES))
 
 
-class _Serial:
-    """Stands in for a process pool when one process is enough."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    @staticmethod
-    def map(function: Callable[..., np.ndarray], *iterables: Iterable[object]) -> Iterator[np.ndarray]:
-        return map(function, *iterables)
+def _measured(cases: list[CaseFiles], settings: MeasureSettings, workers: int) -> Iterator[np.ndarray]:
+    """:func:`case_features` of each case in order, by ``workers`` processes when there is more than one case."""
+    if workers < 2 or len(cases) < 2:
+        yield from (case_features(case, settings) for case in cases)
+        return
+    # spawn, not fork: the caller has usually started torch's and OpenMP's threads, and a forked child can
+    # hang on a lock one of them held
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(case_features, cases, [settings] * len(cases))
 
 
 def attach_lesion_features(data: CohortData, cohort_csv: str | Path, *, cache_dir: Path | None,
