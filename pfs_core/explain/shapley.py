@@ -18,6 +18,12 @@ Lab SHAP (one patient, the shap library):
 
 Either way ``base_value + sum(shap_values) == model output`` exactly (tested to 1e-4).
 
+Imputed labs (not measured for this patient) are no players: the game is played over the
+measured fields only, with the imputed ones held missing, i.e. at the model's imputation
+(the training median), in the background rows and in the case alike. They get no
+attribution of their own (0, flagged ``imputed``); what the imputation adds is in
+``base_value``. (Kernel SHAP had credited a never-measured ALT with -0.17.)
+
 Modality contributions: exact Shapley values of the players {labs, PET, CT}
 present in the model, with the value of a coalition = the ensemble probability
 when the other modalities are "absent": PET/CT replaced by the learned "missing"
@@ -156,33 +162,51 @@ def lab_columns(bundle: Bundle) -> list[str]:
 
 def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, device: Any = None,
              n_samples: int = 2048, seed: int = 0) -> LabShap | None:
-    """SHAP values of the lab fields for the one-row ``data`` (None when the model reads no labs)."""
+    """SHAP values of the measured lab fields for the one-row ``data`` (None when the model reads no labs).
+
+    Imputed fields get 0 and ``imputed=True``; their effect is part of ``base_value`` (module docstring).
+    """
     columns = lab_columns(bundle)
     if not columns:
         return None
-    if bundle.spec.kind == "sklearn" and not bundle.spec.pet_features:
-        shap_values, base, output = _tree_shap(bundle.members, data.labs, columns)
-        method = "shap.TreeExplainer per fold random forest, summed onto raw fields, averaged over folds"
-    else:
-        shap_values, base, output = _kernel_shap(bundle, data, columns, background=background,
-                                                 device=device, n_samples=n_samples, seed=seed)
-        method = (f"shap.KernelExplainer, images held fixed, background = {len(background)} "
-                  "k-means centroids of the training labs")
     row = data.labs.iloc[0]
     values = [None if is_missing(row.get(c)) else _plain(row.get(c)) for c in columns]
+    imputed = [v is None for v in values]
+    held = hold_imputed(background, columns, [c for c, gone in zip(columns, imputed, strict=True) if gone])
+    if bundle.spec.kind == "sklearn" and not bundle.spec.pet_features:
+        shap_values, base, output = _tree_shap(bundle.members, data.labs, columns, background=held)
+        method = (f"shap.TreeExplainer (interventional) per fold random forest, background = {len(held)} k-means "
+                  "centroids of the training labs, summed onto raw fields, averaged over folds")
+    else:
+        shap_values, base, output = _kernel_shap(bundle, data, columns, imputed, background=held,
+                                                 device=device, n_samples=n_samples, seed=seed)
+        method = (f"shap.KernelExplainer, images held fixed, background = {len(held)} "
+                  "k-means centroids of the training labs")
+    if any(imputed):
+        method += "; imputed labs held at the training median (in the base value), no attribution of their own"
     units = [schema.NUMERIC_BY_NAME[c].unit if c in schema.NUMERIC_BY_NAME else "" for c in columns]
     return LabShap(names=columns, values=values, units=units, shap_values=[float(v) for v in shap_values],
-                   base_value=float(base), output=float(output), imputed=[v is None for v in values],
-                   method=method)
+                   base_value=float(base), output=float(output), imputed=imputed, method=method)
 
 
-def _tree_shap(members: Sequence[FittedModel], labs: pd.DataFrame,
-               columns: Sequence[str]) -> tuple[np.ndarray, float, float]:
+def hold_imputed(background: pd.DataFrame, columns: Sequence[str], imputed: Sequence[str]) -> pd.DataFrame:
+    """The background rows (raw fields ``columns``) with the ``imputed`` fields set missing, as in the case."""
+    held = background.reindex(columns=list(columns)).copy()
+    for name in imputed:
+        held[name] = None if name in schema.CATEGORICAL_BY_NAME else np.nan
+    return held
+
+
+def _tree_shap(members: Sequence[FittedModel], labs: pd.DataFrame, columns: Sequence[str], *,
+               background: pd.DataFrame) -> tuple[np.ndarray, float, float]:
+    """Interventional Tree SHAP against ``background``: a field equal in every background row and the case
+    (an imputed one) is a null player and gets exactly 0."""
     per_fold, bases, outputs = [], [], []
     for member in members:
         assert member.tabular is not None
         x = member.tabular.transform(labs.iloc[[0]])
-        explainer = shap.TreeExplainer(member.estimator)
+        reference = member.tabular.transform(background)
+        explainer = shap.TreeExplainer(member.estimator, data=reference, feature_perturbation="interventional")
         values = np.asarray(explainer.shap_values(x))
         values = values[0, :, 1] if values.ndim == 3 else values[1][0]
         expected = np.atleast_1d(explainer.expected_value)
@@ -201,15 +225,23 @@ def _group_to_raw(values: np.ndarray, feature_names: Sequence[str], columns: Seq
     return out
 
 
-def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], *, background: pd.DataFrame,
-                 device: Any, n_samples: int, seed: int) -> tuple[np.ndarray, float, float]:
+def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], imputed: Sequence[bool], *,
+                 background: pd.DataFrame, device: Any, n_samples: int, seed: int) -> tuple[np.ndarray, float, float]:
+    """Kernel SHAP over the measured fields; the imputed ones stay as in the case (missing) in every row."""
     predict_labs = lab_value_function(bundle, data, device=device)
+    case = encode_labs(data.labs.iloc[[0]], columns)
+    output = float(predict_labs(decode_labs(case, columns))[0])
+    measured = np.flatnonzero(~np.asarray(imputed, dtype=bool))
+    values = np.zeros(len(columns))
+    if measured.size == 0:  # nothing measured: nothing to attribute, the base is the output
+        return values, output, output
 
     def model(matrix: np.ndarray) -> np.ndarray:
-        return predict_labs(decode_labs(matrix, columns))
+        full = np.repeat(case, len(matrix), axis=0)
+        full[:, measured] = matrix
+        return predict_labs(decode_labs(full, columns))
 
-    explainer = shap.KernelExplainer(model, encode_labs(background, columns))
-    x = encode_labs(data.labs.iloc[[0]], columns)
+    explainer = shap.KernelExplainer(model, encode_labs(background, columns)[:, measured])
     # KernelExplainer samples coalitions from numpy's global generator: seed it for reproducible
     # values and put the caller's state back.
     state = np.random.get_state()
@@ -217,12 +249,12 @@ def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], *, ba
     try:
         # l1_reg=False: shap's default keeps at most 10 features by LARS and, where it keeps none, returns
         # zeros, breaking additivity (base + sum = output) for the 15 lab fields.
-        values = np.asarray(explainer.shap_values(x, nsamples=n_samples + 2 * len(columns), l1_reg=False,
-                                                  silent=True))
+        found = np.asarray(explainer.shap_values(case[:, measured], nsamples=n_samples + 2 * measured.size,
+                                                 l1_reg=False, silent=True))
     finally:
         np.random.set_state(state)
-    output = float(predict_labs(data.labs.iloc[[0]])[0])
-    return values.reshape(-1), float(np.ravel(explainer.expected_value)[0]), output
+    values[measured] = found.reshape(-1)
+    return values, float(np.ravel(explainer.expected_value)[0]), output
 
 
 def lab_value_function(bundle: Bundle, data: CohortData, *, device: Any = None) -> Callable[[pd.DataFrame], np.ndarray]:
