@@ -22,6 +22,8 @@ image paths (what ``benchmark``/``train``/``score`` read).
 from __future__ import annotations
 
 import csv
+import io
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,6 +38,7 @@ from pfs_core import schema
 from pfs_core.errors import InputError
 from pfs_core.io import check_overlap, load_ct, load_pet
 from pfs_core.io.labs import as_number, is_missing, parse_lab
+from pfs_core.limits import read_capped
 
 #: Column name used for problems that concern the PET/CT pair rather than one file.
 PAIR_COLUMN = "pet+ct"
@@ -43,6 +46,14 @@ PAIR_COLUMN = "pet+ct"
 
 #: Spreadsheet row number of the first patient (the header is row 1).
 FIRST_DATA_ROW = 2
+
+#: Environment variable: further folders (os.pathsep-separated) that a cohort's image paths may lie in.
+DATA_ROOTS_VARIABLE = "PFS_CORE_DATA_ROOTS"
+
+#: Beside a cohort table written by :func:`write_good_cohort`: the folders its absolute paths were checked in.
+IMAGE_ROOTS_FILE = "image_roots.txt"
+
+MAX_NAME_CHARS = 255  # longest file or folder name most file systems take
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -108,12 +119,16 @@ class CohortReport:
 
 def _read_records(path: Path) -> tuple[list[str], list[list[str]]]:
     """(header, data records) of a CSV file as text; InputError when it cannot be read."""
-    if not path.is_file():
-        raise InputError(f"{path}: cohort file not found; give the path of your cohort.csv")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            records = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        exists = path.exists()
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        exists = False
+    if not exists:
+        raise InputError(f"{path}: cohort file not found; give the path of your cohort.csv")
+    raw = read_capped(path, "max_cohort_bytes", what="the cohort table")
+    try:
+        records = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read the cohort table ({exc}); save it as a UTF-8 CSV file") from None
     if not records or not any(cell.strip() for cell in records[0]):
         raise InputError(f"{path}: empty file; the first line must be the header ({', '.join(schema.COHORT_COLUMNS)})")
@@ -167,19 +182,60 @@ def check_outcome(name: str, text: str, *, required: bool) -> tuple[float, str |
     return float(number), None
 
 
+def allowed_roots(image_root: Path, cohort_csv: Path | None = None) -> list[Path]:
+    """Folders a cohort's image paths may resolve into: ``image_root`` (the cohort's folder unless given),
+    each folder of ``PFS_CORE_DATA_ROOTS``, and those :func:`write_good_cohort` recorded beside ``cohort_csv``."""
+    roots = [image_root]
+    for text in os.environ.get(DATA_ROOTS_VARIABLE, "").split(os.pathsep):
+        try:
+            roots += [Path(text.strip()).expanduser().resolve()] if text.strip() else []
+        except (OSError, RuntimeError, ValueError):
+            continue  # an unusable root allows nothing
+    return roots + (_recorded_roots(cohort_csv) if cohort_csv is not None else [])
+
+
+def not_allowed(column: str, image_root: Path) -> str:
+    """The one reason for an image path that is missing *or* outside the allowed folders: the message does
+    not tell which, so a cohort cannot probe the server's files."""
+    return (f"{column}: image not found in the cohort folder or not allowed; put the images inside {image_root} "
+            f"(relative paths are read from there) or set {DATA_ROOTS_VARIABLE} to the folder that holds them")
+
+
 def resolve_image(text: str, image_root: Path) -> Path | None:
-    """Absolute image path of a cell (relative paths are read from ``image_root``); None when empty."""
+    """Absolute image path of a cell (relative paths are read from ``image_root``); None when empty.
+
+    InputError for a path that no file system takes (a NUL byte, a name over 255 characters).
+    """
     if is_missing(text):
         return None
-    path = Path(text.strip()).expanduser()
-    return (path if path.is_absolute() else image_root / path).resolve()
+    text = text.strip()
+    if "\x00" in text:
+        raise InputError("the path holds a NUL byte; write the plain path of the image")
+    if any(len(part) > MAX_NAME_CHARS for part in Path(text).parts):
+        raise InputError(f"a folder or file name in the path is longer than {MAX_NAME_CHARS} characters; "
+                         "give the real path of the image")
+    path = Path(text).expanduser()
+    try:
+        return (path if path.is_absolute() else image_root / path).resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic-link loop
+        raise InputError("the path cannot be resolved (a loop of symbolic links?); give the real path") from exc
 
 
-def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path) -> list[tuple[str, str]]:
+def _allowed_path(path: Path, roots: list[Path]) -> bool:
+    """``path`` (resolved) lies in one of ``roots`` and exists (an error while checking counts as missing)."""
+    try:
+        return any(path.is_relative_to(root) for root in roots) and path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path,
+                   roots: list[Path] | None = None) -> list[tuple[str, str]]:
     """(column, reason) for every image problem of one row: missing file, unreadable image, no overlap.
 
     Each image is loaded fully with :func:`pfs_core.io.load_pet` / ``load_ct``; the
-    reason is the loader's :class:`InputError` message.
+    reason is the loader's :class:`InputError` message. A path must exist inside ``roots``
+    (default: :func:`allowed_roots` of ``image_root``).
     """
 
     if pet is None and ct is None:
@@ -189,9 +245,8 @@ def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path) -> li
     for column, path, loader in ((schema.PET_COLUMN, pet, load_pet), (schema.CT_COLUMN, ct, load_ct)):
         if path is None:
             continue
-        if not path.exists():
-            problems.append((column, f"{path}: file or folder not found (relative paths are read from "
-                                     f"{image_root})"))
+        if not _allowed_path(path, allowed_roots(image_root) if roots is None else roots):
+            problems.append((column, not_allowed(column, image_root)))
             continue
         try:
             volumes[column] = loader(path)
@@ -211,8 +266,13 @@ class _RowResult:
     problems: list[tuple[str, str]]
 
 
-def _check_row(cells: dict[str, str], *, image_root: Path, require_outcome: bool, images: bool) -> _RowResult:
-    """Parsed values and (column, reason) problems of one row, image files not yet opened."""
+def _check_row(cells: dict[str, str], *, image_root: Path, require_outcome: bool, images: bool,
+               roots: list[Path]) -> _RowResult:
+    """Parsed values and (column, reason) problems of one row, image files not yet opened.
+
+    Every image path must exist inside ``roots`` (:func:`allowed_roots`); without ``images`` a path outside
+    them is dropped (not read) instead.
+    """
     values: dict[str, Any] = {schema.ID_COLUMN: cells.get(schema.ID_COLUMN, "").strip()}
     problems: list[tuple[str, str]] = []
     for name in schema.LAB_COLUMNS:
@@ -225,17 +285,32 @@ def _check_row(cells: dict[str, str], *, image_root: Path, require_outcome: bool
         if reason:
             problems.append((name, reason))
     for name in (schema.PET_COLUMN, schema.CT_COLUMN, schema.ORGANS_COLUMN):
-        path = resolve_image(cells.get(name, ""), image_root)
-        values[name] = "" if path is None else str(path)
-    organs = values[schema.ORGANS_COLUMN]
-    if images and organs and not Path(organs).exists():
-        problems.append((schema.ORGANS_COLUMN, f"{organs}: file or folder not found (relative paths are read from "
-                                               f"{image_root}); leave the cell empty to let the organ network "
-                                               "delineate the organs"))
+        values[name], reason = _image_cell(name, cells.get(name, ""), image_root=image_root, roots=roots,
+                                           images=images)
+        if reason:
+            problems.append((name, reason))
     if images and not values[schema.PET_COLUMN] and not values[schema.CT_COLUMN]:
         problems.append((PAIR_COLUMN, f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; "
                                       "give at least one image"))
     return _RowResult(values, problems)
+
+
+def _image_cell(name: str, text: str, *, image_root: Path, roots: list[Path], images: bool) -> tuple[str, str | None]:
+    """(absolute path or "", reason or None) of one image cell; see :func:`_check_row`."""
+    try:
+        path = resolve_image(text, image_root)
+    except InputError as exc:
+        return "", str(exc)
+    if path is None:
+        return "", None
+    if _allowed_path(path, roots):
+        return str(path), None
+    if not images:
+        return "", None
+    reason = not_allowed(name, image_root)
+    if name == schema.ORGANS_COLUMN:
+        reason += "; or leave the cell empty to let the organ network delineate the organs"
+    return str(path), reason
 
 
 def _id_problems(ids: dict[int, str]) -> dict[int, str]:
@@ -285,6 +360,7 @@ def validate_cohort(
     path = Path(cohort_csv).expanduser()
     root = Path(image_root).expanduser().resolve() if image_root is not None else path.resolve().parent
     header, records = _read_records(path)
+    roots = allowed_roots(root, path)
     warnings = _check_header(path, header, check_images=check_images, require_outcome=require_outcome)
     parsed: dict[int, _RowResult] = {}
     shape_problems: dict[int, list[tuple[str, str]]] = {}
@@ -296,7 +372,8 @@ def validate_cohort(
             shape_problems[row] = [("row", f"has {len(record)} cells but the header has {len(header)}; "
                                            "check for a stray or missing comma")]
         cells = dict(zip(header, record, strict=False))
-        parsed[row] = _check_row(cells, image_root=root, require_outcome=require_outcome, images=check_images)
+        parsed[row] = _check_row(cells, image_root=root, require_outcome=require_outcome, images=check_images,
+                                 roots=roots)
     if not parsed:
         raise InputError(f"{path}: no patient rows below the header")
     ids = {row: result.values[schema.ID_COLUMN] for row, result in parsed.items()}
@@ -305,17 +382,20 @@ def validate_cohort(
     for row, problems in shape_problems.items():
         parsed[row].problems[:0] = problems
     if check_images and open_images:
-        _check_all_images(parsed, root, progress)
+        _check_all_images(parsed, root, roots, progress)
     return _report(path, root, parsed, warnings)
 
 
-def _check_all_images(parsed: dict[int, _RowResult], root: Path, progress: ProgressCallback | None) -> None:
+def _check_all_images(parsed: dict[int, _RowResult], root: Path, roots: list[Path],
+                      progress: ProgressCallback | None) -> None:
     """Open the images of every row (also of rows with other problems, so all reasons are reported)."""
     total = len(parsed)
     for done, result in enumerate(parsed.values(), start=1):
-        pet, ct = (Path(p) if p else None for p in (result.values[schema.PET_COLUMN], result.values[schema.CT_COLUMN]))
+        reported = {column for column, _reason in result.problems}  # missing or not allowed: not opened
+        pet, ct = (Path(result.values[c]) if result.values[c] and c not in reported else None
+                   for c in (schema.PET_COLUMN, schema.CT_COLUMN))
         if pet is not None or ct is not None:
-            result.problems.extend(image_problems(pet, ct, image_root=root))
+            result.problems.extend(image_problems(pet, ct, image_root=root, roots=roots))
         if progress is not None:
             progress(done, total)
 
@@ -348,12 +428,22 @@ def write_good_cohort(report: CohortReport, folder: str | Path) -> Path:
     frame = report.good.copy()
     frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].astype("Int64")
     frame.to_csv(out, index=False)
+    roots = [report.image_root, *_recorded_roots(report.source)]  # not the environment's: it applies anyway
+    (folder / IMAGE_ROOTS_FILE).write_text("".join(f"{root}\n" for root in roots), encoding="utf-8")
     truth = report.source.parent / "ground_truth.csv"
     if truth.is_file():
         table = pd.read_csv(truth, dtype={schema.ID_COLUMN: str})
         if schema.ID_COLUMN in table:
             table[table[schema.ID_COLUMN].isin(frame[schema.ID_COLUMN])].to_csv(folder / truth.name, index=False)
     return out
+
+
+def _recorded_roots(cohort_csv: Path) -> list[Path]:
+    """The roots recorded beside ``cohort_csv`` (a table written by :func:`write_good_cohort`)."""
+    recorded = cohort_csv.parent / IMAGE_ROOTS_FILE
+    if not recorded.is_file():
+        return []
+    return [Path(t.strip()) for t in recorded.read_text(encoding="utf-8").splitlines() if t.strip()]
 
 
 @contextmanager

@@ -24,8 +24,9 @@ from pydicom.dataset import Dataset
 from pfs_core.errors import InputError
 from pfs_core.io.validate import check_grid
 from pfs_core.io.volume import LPS_TO_RAS
+from pfs_core.limits import describe, limits, refuse
 
-MAX_UNZIPPED_BYTES = 8 * 1024**3
+CHUNK_BYTES = 1 << 20  # bytes of one zip member decompressed per step
 _IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.128"}  # CT / PET Image Storage
 _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
 
@@ -42,16 +43,60 @@ class DicomSeries:
 
 @contextmanager
 def unzipped(path: Path) -> Iterator[Path]:
-    """Extract a .zip into a temporary folder that is removed afterwards."""
+    """Extract a .zip into a temporary folder that is removed afterwards.
+
+    Bounded by :mod:`pfs_core.limits`: at most ``max_zip_members`` members, each at most
+    ``max_zip_member_bytes`` and all together at most ``max_zip_bytes`` uncompressed, counted while
+    writing (the sizes a zip declares are not trusted). Member names lose ``..``, empty and absolute parts
+    (``/`` and ``\\`` both separate folders), so nothing lands outside the folder; every member is written
+    as a plain file (no links are made, none followed).
+    """
     with tempfile.TemporaryDirectory(prefix="pfs_unzip_") as tmp:
         try:
             with zipfile.ZipFile(path) as archive:
-                if sum(info.file_size for info in archive.infolist()) > MAX_UNZIPPED_BYTES:
-                    raise InputError(f"{path}: the zip unpacks to more than 8 GiB; give one DICOM series only")
-                archive.extractall(tmp)  # member names with '..' or absolute paths are sanitised
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise InputError(f"{path}: not a readable .zip file ({exc}); zip the DICOM series folder again") from exc
+                _extract(archive, Path(tmp), str(path))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, ValueError,
+                RuntimeError) as exc:
+            raise InputError(f"{path}: not a readable .zip file ({type(exc).__name__}: {exc}); "
+                             "zip the DICOM series folder again") from exc
         yield Path(tmp)
+
+
+def member_target(folder: Path, name: str) -> Path | None:
+    """Where member ``name`` is written below ``folder``: ``..``, ``.``, empty and drive parts dropped; None
+    for a folder entry or a name with nothing left."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..") and not p.endswith(":")]
+    if not parts or name.endswith(("/", "\\")):
+        return None
+    return folder.joinpath(*parts)
+
+
+def _extract(archive: zipfile.ZipFile, folder: Path, where: str) -> None:
+    """Write every file member below ``folder`` within the zip limits (see :func:`unzipped`)."""
+    bounds = limits()
+    members = archive.infolist()
+    if len(members) > bounds.max_zip_members:
+        raise refuse(where, f"the zip holds {len(members)} members", "max_zip_members")
+    total = 0
+    for info in members:
+        target = member_target(folder, info.filename)
+        if target is None:
+            continue
+        if info.file_size > bounds.max_zip_member_bytes:
+            raise refuse(where, f"member {target.name} unpacks to {describe('max_zip_member_bytes', info.file_size)}",
+                         "max_zip_member_bytes")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as source, open(target, "wb") as sink:
+            written = 0
+            while chunk := source.read(CHUNK_BYTES):
+                written += len(chunk)
+                total += len(chunk)
+                if written > bounds.max_zip_member_bytes:
+                    raise refuse(where, f"member {target.name} unpacks to more than its limit",
+                                 "max_zip_member_bytes")
+                if total > bounds.max_zip_bytes:
+                    raise refuse(where, "the zip unpacks to more than its limit", "max_zip_bytes")
+                sink.write(chunk)
 
 
 def _sop_class(ds: Dataset) -> str:
@@ -64,27 +109,53 @@ def _has_dicom_magic(file: Path) -> bool:
         return handle.read(132)[128:] == b"DICM"
 
 
+def regular_files(folder: Path, where: str) -> Iterator[Path]:
+    """Every regular file below ``folder``, by name within each folder, folders after files.
+
+    Links, FIFOs, devices and sockets are skipped (a FIFO would block the reader; a link could lead
+    anywhere). More than ``max_dicom_files`` files or folders nested deeper than ``max_dicom_depth``
+    levels are refused with the limit's name: a folder like ``/`` is not walked to its end.
+    """
+    bounds = limits()
+    seen = 0
+    pending = [(folder, 0)]
+    while pending:
+        current, depth = pending.pop()
+        with os.scandir(current) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        folders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                seen += 1
+                if seen > bounds.max_dicom_files:
+                    raise refuse(where, "the folder holds more files than a DICOM series has", "max_dicom_files")
+                yield Path(entry.path)
+        if folders and depth + 1 > bounds.max_dicom_depth:
+            raise refuse(where, "the folder has sub-folders nested too deep for a DICOM export", "max_dicom_depth")
+        pending.extend((f, depth + 1) for f in reversed(folders))
+
+
 def _headers(folder: Path, where: str) -> list[tuple[Path, Dataset]]:
     """Headers of every DICOM *image* file below ``folder`` (other files are skipped)."""
     found: list[tuple[Path, Dataset]] = []
-    for root, _dirs, names in os.walk(folder):
-        for name in sorted(names):
-            file = Path(root) / name
-            try:
-                ds = pydicom.dcmread(file, stop_before_pixels=True)
-            except Exception as exc:
-                if _has_dicom_magic(file):
-                    raise InputError(f"{where}: {file.name} is a damaged DICOM file ({type(exc).__name__}); "
-                                     "copy or export the series again") from exc
-                continue  # not DICOM: README, DICOMDIR-less junk, thumbnails...
-            if int(ds.get("NumberOfFrames", 1) or 1) > 1 and str(ds.get("Modality", "")).upper() in ("CT", "PT"):
-                raise InputError(f"{where}: {file.name} is a multi-frame (enhanced) DICOM image, which is not "
-                                 "supported; export classic single-frame images or convert to NIfTI")
-            if all(tag in ds for tag in _GEOMETRY_TAGS):
-                found.append((file, ds))
-            elif _sop_class(ds) in _IMAGE_CLASSES:
-                raise InputError(f"{where}: {file.name} is a CT/PET image without its geometry tags (damaged or "
-                                 "truncated); copy or export the series again")
+    for file in regular_files(folder, where):
+        try:
+            ds = pydicom.dcmread(file, stop_before_pixels=True)
+        except Exception as exc:
+            if _has_dicom_magic(file):
+                raise InputError(f"{where}: {file.name} is a damaged DICOM file ({type(exc).__name__}); "
+                                 "copy or export the series again") from exc
+            continue  # not DICOM: README, DICOMDIR-less junk, thumbnails...
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1 and str(ds.get("Modality", "")).upper() in ("CT", "PT"):
+            raise InputError(f"{where}: {file.name} is a multi-frame (enhanced) DICOM image, which is not "
+                             "supported; export classic single-frame images or convert to NIfTI")
+        if all(tag in ds for tag in _GEOMETRY_TAGS):
+            found.append((file, ds))
+        elif _sop_class(ds) in _IMAGE_CLASSES:
+            raise InputError(f"{where}: {file.name} is a CT/PET image without its geometry tags (damaged or "
+                             "truncated); copy or export the series again")
     return found
 
 

@@ -34,7 +34,7 @@ def as_number(value: Any) -> float | None:
         return None
     try:
         number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
         return None
     return number if math.isfinite(number) else None
 
@@ -49,34 +49,58 @@ def parse_lab(name: str, value: Any) -> tuple[float | str | None, str | None]:
         return None, None
     if name in schema.CATEGORICAL_BY_NAME:
         levels = schema.CATEGORICAL_BY_NAME[name].levels
-        text = str(value).strip()
+        text = value.strip() if isinstance(value, str) else None
         if text not in levels:
             return None, f"not an allowed value; use one of {', '.join(levels)} or leave it empty"
         return text, None
     feature = schema.NUMERIC_BY_NAME[name]
     number = as_number(value)
-    if number is None:
-        return None, f"not a number; give it in {feature.unit} or leave it empty"
     low, high = feature.plausible
+    alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
+    outside = (f"outside the plausible range {low:g}-{high:g} {feature.unit}; check the value and "
+               f"its unit (expected {feature.unit}{alt})")
+    if number is None:
+        too_large = isinstance(value, int) and not isinstance(value, bool)  # beyond float: far outside any range
+        return None, outside if too_large else f"not a number; give it in {feature.unit} or leave it empty"
     if not low <= number <= high:
-        alt = "".join(f"; from {c.unit} multiply by {c.factor:g}" for c in feature.alt_units)
-        return None, (f"outside the plausible range {low:g}-{high:g} {feature.unit}; check the value and "
-                      f"its unit (expected {feature.unit}{alt})")
+        return None, outside
     return number, None
+
+
+def _shown(name: Any) -> str:
+    """A field name as quoted in messages, shortened: a name is not a patient's value, but may be long."""
+    text = repr(str(name))
+    return text if len(text) <= 42 else text[:40] + "...'"
+
+
+def lab_problems(labs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(field name, reason) of every unknown field and every bad value, in schema order after the unknown.
+
+    Reasons never quote a value; an empty list means :func:`validate_labs` accepts ``labs``.
+    """
+    known = set(schema.LAB_COLUMNS)
+    problems = [(str(name), f"unknown field; use the names {', '.join(schema.LAB_COLUMNS)}")
+                for name in sorted((n for n in labs if n not in known), key=str)]
+    for name in schema.LAB_COLUMNS:
+        _value, reason = parse_lab(name, labs.get(name))
+        if reason:
+            problems.append((name, reason))
+    return problems
 
 
 def validate_labs(labs: Mapping[str, Any]) -> dict[str, float | str | None]:
     """Check one patient's names, types and plausible ranges; every schema lab column (None = missing).
 
-    Unknown names or a bad value raise :class:`InputError` naming the field and the fix.
+    Unknown names and bad values raise one :class:`InputError` that lists every problem (field and fix,
+    never the value); :func:`lab_problems` gives the same list as pairs.
     """
-    unknown = sorted(set(labs) - set(schema.LAB_COLUMNS))
-    if unknown:
-        raise InputError(f"labs: unknown field(s) {', '.join(map(repr, unknown))}; "
-                         f"use the names {', '.join(schema.LAB_COLUMNS)}")
-    clean: dict[str, float | str | None] = {}
-    for name in schema.LAB_COLUMNS:
-        clean[name], reason = parse_lab(name, labs.get(name))
-        if reason:
-            raise InputError(f"labs: {name} = {labs.get(name)!r} is {reason}")
-    return clean
+    problems = lab_problems(labs)
+    if problems:
+        known = set(schema.LAB_COLUMNS)
+        unknown = [name for name, _reason in problems if name not in known]
+        parts = [f"{name} is {reason}" for name, reason in problems if name in known]
+        if unknown:
+            parts.insert(0, f"unknown field(s) {', '.join(map(_shown, unknown))}; use the names "
+                            f"{', '.join(schema.LAB_COLUMNS)}")
+        raise InputError(f"labs: {len(problems)} problem(s): " + "; ".join(parts))
+    return {name: parse_lab(name, labs.get(name))[0] for name in schema.LAB_COLUMNS}

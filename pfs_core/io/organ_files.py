@@ -30,6 +30,7 @@ from scipy import ndimage
 from skimage.draw import polygon
 
 from pfs_core.errors import InputError, reading
+from pfs_core.io.dicom import regular_files
 from pfs_core.io.nifti import read_nifti_data
 from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
 from pfs_core.io.volume import LPS_TO_RAS, Volume, world_bounds
@@ -133,7 +134,7 @@ def _detect(path: Path) -> tuple[str, Path]:
         return _dicom_kind(path), path
     if any(n.lower().endswith((".nii", ".nii.gz")) for n in os.listdir(path)):
         return "totalseg", path
-    found = [(f, kind) for f in sorted(p for p in path.rglob("*") if p.is_file())
+    found = [(f, kind) for f in sorted(regular_files(path, str(path)))  # no FIFO, link or device; bounded
              if (kind := _dicom_kind(f, strict=False))]
     if len(found) != 1:
         what = "no .nii.gz masks and no DICOM SEG or RTSTRUCT" if not found else \
@@ -241,7 +242,8 @@ def _label_array(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_totalseg(folder: Path, ct: Volume) -> np.ndarray:
     """Labels on the CT grid from one ``<structure>.nii.gz`` per class (other classes ignored)."""
     labels = np.zeros(ct.shape, dtype=np.uint8)
-    files = sorted(f for f in folder.iterdir() if f.name.lower().endswith((".nii", ".nii.gz")))
+    files = sorted(f for f in folder.iterdir()
+                   if f.name.lower().endswith((".nii", ".nii.gz")) and f.is_file())  # a FIFO would block
     used = [(f, name) for f in files if (name := organ_name(re.sub(r"\.nii(\.gz)?$", "", f.name, flags=re.I)))]
     if not used:
         shown = ", ".join(f.name for f in files[:5]) + (", ..." if len(files) > 5 else "")

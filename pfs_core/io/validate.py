@@ -9,10 +9,10 @@ import numpy as np
 
 from pfs_core.errors import InputError
 from pfs_core.io.volume import Volume, voxel_spacing, world_overlap
+from pfs_core.limits import limits
 
 SPACING_RANGE_MM = (0.3, 10.0)
 SIZE_RANGE = (8, 2048)
-MAX_VOXELS = 512 * 512 * 2048
 AIR_HU = -900.0  # a CT has some voxels at least this low (air is about -1000 HU)
 PET_MIN_SUV = -0.5  # PET below this (0.1th percentile) is not noise
 CT_LIKE_SUV = -100.0  # PET voxels this low look like HU
@@ -38,10 +38,12 @@ def squeeze_to_3d(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
 def check_grid(shape: tuple[int, int, int], affine: np.ndarray, where: str) -> None:
     """Voxel counts in ``SIZE_RANGE``, a finite invertible affine, spacing in ``SPACING_RANGE_MM`` (mm)."""
     lo, hi = SIZE_RANGE
-    if any(n < lo or n > hi for n in shape) or int(np.prod(shape)) > MAX_VOXELS:
+    most = limits().max_voxels
+    if any(n < lo or n > hi for n in shape) or int(np.prod(shape, dtype=np.int64)) > most:
         raise InputError(
             f"{where}: image size {'x'.join(map(str, shape))} voxels is outside {lo}..{hi} per axis "
-            f"(at most {MAX_VOXELS} in all); give the whole 3D scan, not a few slices or an upsampled volume"
+            f"(at most {most} in all: set PFS_CORE_MAX_VOXELS to raise it); give the whole 3D scan, not a few "
+            "slices or an upsampled volume"
         )
     affine = np.asarray(affine, dtype=float)
     if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:

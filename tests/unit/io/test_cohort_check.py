@@ -50,6 +50,13 @@ def cohort_dir(tmp_path_factory) -> Path:
     return write_light_cohort(tmp_path_factory.mktemp("cohort"), N).parent
 
 
+@pytest.fixture(autouse=True)
+def _images_allowed(cohort_dir, monkeypatch):
+    """The edited copies link ``images`` to the shared cohort's folder: allow that folder
+    (paths are checked after links are resolved)."""
+    monkeypatch.setenv("PFS_CORE_DATA_ROOTS", str(cohort_dir.resolve()))
+
+
 def _edited(cohort_dir: Path, tmp_path: Path, edit) -> Path:
     """A copy of cohort.csv (same image folder) with ``edit(frame)`` applied; cells as text."""
     frame = pd.read_csv(cohort_dir / "cohort.csv", dtype=str, keep_default_na=False)

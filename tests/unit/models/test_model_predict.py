@@ -84,11 +84,11 @@ def test_lab_model_ignores_images_and_flags_out_of_range(bundle_paths):
 def test_lab_validation_errors_name_the_field():
     with pytest.raises(InputError, match="unknown field.*'cga'"):
         validate_labs({"cga": 1.0})
-    with pytest.raises(InputError, match="albumin = 35 is outside the plausible range.*g/L multiply by 0.1"):
+    with pytest.raises(InputError, match="albumin is outside the plausible range.*g/L multiply by 0.1"):
         validate_labs({"albumin": 35})
-    with pytest.raises(InputError, match="ki67 = 'high' is not a number"):
+    with pytest.raises(InputError, match="ki67 is not a number"):
         validate_labs({"ki67": "high"})
-    with pytest.raises(InputError, match="sex = 'female' is not an allowed value"):
+    with pytest.raises(InputError, match="sex is not an allowed value"):
         validate_labs({"sex": "female"})
     assert validate_labs({"ki67": "12.5"})["ki67"] == 12.5
     assert validate_labs({})["age"] is None
