@@ -5,6 +5,11 @@ All work is done by :mod:`pfs_core.io.cohort` and :mod:`pfs_core.jobs.runs`; run
 read back from disk (``runs/``) on every rerun, so they survive a page reload. Only
 the last validation report and score table of this browser session are kept in
 session state (they are derived from the user's files, never written to a log).
+
+Nothing of a user's cohort is kept on disk by scoring or explaining it: the shared
+preprocessing cache (``cache/``) is used only for the simulated cohorts the
+project ships (:func:`shared_cache_for`), an uploaded table lives in a temporary
+folder removed after the call, and the CSV download has its formulas neutralised.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import pandas as pd
 import streamlit as st
 
 from pfs_core.errors import PfsError, UsageError
+from pfs_core.io.outputs import csv_safe
 from pfs_ui.common import (
     ROOT,
     RUNS_DIR,
+    SAMPLE_DIR,
     SHIPPED_RESULTS,
+    compute_slot,
     list_bundles,
     session_value,
     set_session_value,
@@ -57,6 +65,32 @@ def results_dir() -> Path:
 def cache_dir() -> Path:
     """Preprocessing cache shared with the command line (``<repo>/cache``)."""
     return Path(os.environ.get("PFS_CACHE_DIR") or ROOT / "cache")
+
+
+def shipped_cohorts() -> set[Path]:
+    """The simulated cohort tables the project ships or names: ``sample_data/cohort.csv`` and the ``cohort_csv`` of
+    every shipped benchmark result (resolved; relative names are read from the repository)."""
+    tables = {(SAMPLE_DIR / "cohort.csv").resolve()}
+    for doc in results_dir().glob("*/results.json"):
+        try:
+            name = json.loads(doc.read_text()).get("cohort_csv")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(name, str) and name:
+            tables.add((ROOT / name).resolve())
+    return tables
+
+
+def shared_cache_for(cohort_csv: Path | None) -> Path | None:
+    """:func:`cache_dir` for a shipped simulated cohort (:func:`shipped_cohorts`: reused across sessions for
+    speed), else None: a user's patients' model-grid PET/CT arrays are never written to the shared cache."""
+    if cohort_csv is None:
+        return None
+    try:
+        table = Path(cohort_csv).resolve()
+    except (OSError, RuntimeError):
+        return None
+    return cache_dir() if table in shipped_cohorts() else None
 
 
 def bundle_choices() -> list[Path]:
@@ -145,13 +179,15 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
 
 
 def validate_source(source: CohortSource, *, check_images: bool = True, require_outcome: bool = True) -> Any:
-    """Validate the chosen table (progress bar while images load); the report is kept in session state."""
+    """Validate the chosen table (progress bar while images load, in a slot of the server's fair queue); the report
+    is kept in session state."""
     from pfs_core.io.cohort import validate_cohort
 
     update = _progress_bar("Checking images")
-    report = _with_csv(source, lambda path: validate_cohort(
-        path, check_images=check_images, require_outcome=require_outcome, image_root=source.image_root,
-        progress=update))
+    with compute_slot():
+        report = _with_csv(source, lambda path: validate_cohort(
+            path, check_images=check_images, require_outcome=require_outcome, image_root=source.image_root,
+            progress=update))
     set_session_value(REPORT_KEY, (source.signature, report))
     return report
 
@@ -223,9 +259,11 @@ def run_option_widgets() -> RunOptions:
     return RunOptions(kind, models, folds, repeats, seed, epochs or None, post, pre.strip(), train.strip())
 
 
-def run_args(options: RunOptions) -> list[str]:
-    """Command-line options of ``python -m pfs_core <kind>`` (without --cohort/--out, set by the run)."""
-    args = ["--folds", str(options.folds), "--seed", str(options.seed), "--cache-dir", str(cache_dir())]
+def run_args(options: RunOptions, *, cache: Path | None = None) -> list[str]:
+    """Command-line options of ``python -m pfs_core <kind>`` (without --cohort/--out, set by the run);
+    ``cache``: the preprocessing cache (:func:`shared_cache_for`), None for ``--no-cache``."""
+    cached = ["--cache-dir", str(cache)] if cache is not None else ["--no-cache"]
+    args = ["--folds", str(options.folds), "--seed", str(options.seed), *cached]
     if options.kind == "benchmark":
         args += ["--models", ",".join(options.models), "--repeats", str(options.repeats)]
     else:
@@ -247,7 +285,8 @@ def start_background_run(report: Any, options: RunOptions) -> Any:
 
     if not options.models:
         raise UsageError("choose at least one model")
-    return start_run(options.kind, run_args(options), runs_dir=runs_dir(), cohort=report)  # type: ignore[arg-type]
+    args = run_args(options, cache=shared_cache_for(report.source))
+    return start_run(options.kind, args, runs_dir=runs_dir(), cohort=report)  # type: ignore[arg-type]
 
 
 STATUS_ICONS = {"running": ":material/progress_activity:", "finished": ":material/check_circle:",
@@ -301,13 +340,15 @@ def _run_box(run: Any) -> None:
 
 
 def score_source(bundle: Any, source: CohortSource) -> None:
-    """Validate + score the usable rows; keep (scores, report) in session state."""
+    """Validate + score the usable rows (in a slot of the server's fair queue); keep (scores, report) in session
+    state. Only a shipped simulated cohort reads and fills the shared cache (:func:`shared_cache_for`)."""
     from pfs_core.inference import score_cohort
 
     update = _progress_bar("Checking images")
-    with st.spinner("Scoring the usable rows..."):
+    cache = shared_cache_for(source.path) if source.upload is None else None
+    with compute_slot(), st.spinner("Scoring the usable rows..."):
         result = _with_csv(source, lambda path: score_cohort(bundle, path, image_root=source.image_root,
-                                                              cache_dir=cache_dir(), progress=update))
+                                                              cache_dir=cache, progress=update))
     set_session_value(SCORES_KEY, (source.signature, bundle.sha256, result))
 
 
@@ -323,9 +364,16 @@ def render_scores(bundle: Any, source: CohortSource) -> None:
     if bundle.manifest.get("training_cohort", {}).get("simulated"):
         st.info("This model was trained on a **simulated** cohort: the scores illustrate the method.")
     st.dataframe(scores, hide_index=True, key="scores_table")
-    st.download_button("Download scores (CSV)", scores.to_csv(index=False, float_format="%.6f").encode(),
+    st.download_button("Download scores (CSV)", scores_csv(scores),
                        file_name=f"scores_{bundle.name}.csv", mime="text/csv", key="download",
                        icon=":material/download:")
+
+
+def scores_csv(scores: pd.DataFrame) -> bytes:
+    """The score table as CSV bytes, its text cells escaped (a patient_id such as ``=HYPERLINK(...)`` is written
+    ``'=HYPERLINK(...)``, so a spreadsheet shows it as text instead of running it). Rows end in CRLF (RFC 4180),
+    so a cell holding a carriage return is quoted and stays one cell."""
+    return csv_safe(scores).to_csv(index=False, float_format="%.6f", lineterminator="\r\n").encode()
 
 
 def guarded(work: Callable[[], Any]) -> Any:

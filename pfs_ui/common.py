@@ -8,11 +8,14 @@ are loaded, and no patient value is ever logged.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from pfs_core import DISCLAIMER
-from pfs_core.errors import PfsError
+from pfs_core.errors import PfsError, UsageError
 from pfs_core.io.cohort import read_cohort
 
 # Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
@@ -136,6 +139,153 @@ def without_folders(message: str, paths: dict[str, Path]) -> str:
 def case_threads() -> int | None:
     """Torch CPU threads for one case: 1 (see :func:`pfs_core.inference.case_device`) unless $PFS_CORE_THREADS is set."""
     return None if os.environ.get("PFS_CORE_THREADS", "").strip() else 1
+
+
+#: Setting: how many heavy analyses (load, predict, explain) the dashboard runs at once, for all sessions together.
+SLOTS_SETTING = "PFS_CORE_UI_SLOTS"
+#: Default ceiling of :func:`compute_slots` whatever the core count: each analysis of a sample case peaks at
+#: ~250 MB above the server's baseline (docs/security.md, "Many users at once"), so 4 at a time stay within 3 GB.
+MAX_DEFAULT_SLOTS = 4
+
+
+class FairQueue:
+    """At most ``slots`` holders at a time; the others wait and enter first come, first served.
+
+    A ticket queue under one condition variable, not a bare lock or semaphore: a
+    lock lets whichever waiter the scheduler wakes go first, so a session could
+    wait for ever behind later arrivals. Streamlit runs every session's script in
+    its own thread of one server process, so one instance serves all sessions.
+    """
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"a queue needs at least one slot, got {slots}")
+        self.slots = slots
+        self._cond = threading.Condition()
+        self._tickets = itertools.count()
+        self._waiting: deque[int] = deque()
+        self._running = 0
+
+    @property
+    def running(self) -> int:
+        """Analyses holding a slot now."""
+        with self._cond:
+            return self._running
+
+    @property
+    def waiting(self) -> int:
+        """Analyses waiting for a slot now."""
+        with self._cond:
+            return len(self._waiting)
+
+    @contextmanager
+    def slot(self, *, on_wait: Callable[[int, float], None] | None = None, poll_s: float = 0.5) -> Iterator[float]:
+        """Hold one slot for the ``with`` block; yields the seconds waited for it.
+
+        ``on_wait(ahead, waited_s)`` is called about every ``poll_s`` seconds while
+        waiting, with the number of analyses ahead (running + queued before this
+        one). An exception it raises (Streamlit stopping the session's script)
+        leaves the queue, so a closed page never holds up the others.
+        """
+        waited = self._enter(on_wait, poll_s)
+        try:
+            yield waited
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    def _enter(self, on_wait: Callable[[int, float], None] | None, poll_s: float) -> float:
+        started = time.monotonic()
+        with self._cond:
+            ticket = next(self._tickets)
+            self._waiting.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    if self._may_start(ticket):
+                        self._waiting.popleft()
+                        self._running += 1
+                        self._cond.notify_all()  # the next in line may take another free slot
+                        return time.monotonic() - started
+                    ahead = self._running + self._waiting.index(ticket)
+                if on_wait is not None:  # outside the lock: a slow page must not stall the other sessions
+                    on_wait(ahead, time.monotonic() - started)
+                with self._cond:
+                    if not self._may_start(ticket):
+                        self._cond.wait(poll_s)
+        except BaseException:
+            with self._cond:
+                self._waiting.remove(ticket)
+                self._cond.notify_all()
+            raise
+
+    def _may_start(self, ticket: int) -> bool:
+        """First in line and a slot free (call with the lock held)."""
+        return self._waiting[0] == ticket and self._running < self.slots
+
+
+def compute_slots() -> int:
+    """Slots of the dashboard's queue: $PFS_CORE_UI_SLOTS, else the usable CPU cores (at most MAX_DEFAULT_SLOTS).
+
+    Each analysis runs on :func:`case_threads` torch threads (1), so one slot per
+    core keeps the cores busy without oversubscribing them.
+    """
+    text = os.environ.get(SLOTS_SETTING, "").strip()
+    if not text:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(cores, MAX_DEFAULT_SLOTS))
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{SLOTS_SETTING}={text!r} is not a whole number ≥ 1: set it to the number of analyses the "
+                         "dashboard may run at once (default: the CPU cores, at most "
+                         f"{MAX_DEFAULT_SLOTS}), or unset it")
+    return int(text)
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_queue(slots: int) -> FairQueue:
+    """One queue per process and slot count, shared by every session."""
+    return FairQueue(slots)
+
+
+def compute_queue() -> FairQueue:
+    """The process-wide queue of heavy analyses (:func:`compute_slot`)."""
+    return _shared_queue(compute_slots())
+
+
+@contextmanager
+def compute_slot(status: Any = None, *, label: str | None = None) -> Iterator[None]:
+    """Run the ``with`` block in a slot of the shared fair queue, telling the user while it waits.
+
+    While waiting, ``status`` (an ``st.status`` container; else an info box here)
+    reads "Waiting for a free slot: N analyses ahead of yours"; once the slot is
+    taken, the status label goes back to ``label`` and a caption says how long
+    the wait was. Heavy work (loading images, predict, explain) goes inside, page
+    drawing outside.
+    """
+    queue = compute_queue()
+    box = None if status is not None else st.empty()
+
+    def show(ahead: int, waited_s: float) -> None:
+        # Rewritten every poll: each write is also where Streamlit stops a closed session's script.
+        text = (f"Waiting for a free slot: {ahead} {'analysis' if ahead == 1 else 'analyses'} ahead of yours "
+                f"({queue.slots} at a time on this server; waiting {waited_s:.0f} s)")
+        if status is not None:
+            status.update(label=text, state="running")
+        else:
+            assert box is not None
+            box.info(text, icon=":material/hourglass_top:")
+        shown.append(ahead)
+
+    shown: list[int] = []
+    with queue.slot(on_wait=show) as waited:
+        if box is not None:
+            box.empty()
+        if shown:
+            if status is not None and label is not None:
+                status.update(label=label)
+            st.caption(f"Waited {waited:.0f} s for a free slot ({queue.slots} analyses at a time on this server).")
+        yield
 
 
 #: Set when a prediction starts: the warm-up then stops at its next step instead of competing with it.

@@ -15,7 +15,7 @@ import streamlit as st
 from pfs_core.errors import PfsError, UsageError
 from pfs_core.results.published import CITATION, COHORT, SHORT_CITATION
 from pfs_ui import cohort_view as cv
-from pfs_ui.common import load_bundle_ui, session_value, set_session_value, show_error
+from pfs_ui.common import compute_slot, load_bundle_ui, session_value, set_session_value, show_error
 
 # Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
 # page paints before they load (pfs_ui.common warms them up in the background).
@@ -169,13 +169,14 @@ def _explain(path: Path, cohort: Path, n_sample: int, method: str) -> dict[str, 
     from pfs_core.inference import load_cohort_for_bundle
 
     bundle = load_bundle_ui(path)
-    with st.spinner("Loading the cohort and computing exact modality Shapley values..."):
-        data = load_cohort_for_bundle(bundle, cohort, cache_dir=cv.cache_dir())
+    # Only a shipped simulated cohort reads and fills the shared cache: a user's patients leave nothing on disk.
+    with compute_slot(), st.spinner("Loading the cohort and computing exact modality Shapley values..."):
+        data = load_cohort_for_bundle(bundle, cohort, cache_dir=cv.shared_cache_for(cohort))
         contributions = modality_contributions(bundle, data, n_sample=n_sample, seed=0)
-    try:
-        embedding = fused_embedding(bundle, data, method=method, seed=0)
-    except UsageError as exc:
-        embedding = str(exc)
+        try:
+            embedding = fused_embedding(bundle, data, method=method, seed=0)
+        except UsageError as exc:
+            embedding = str(exc)
     return {"model": bundle.name, "n": len(data), "contributions": contributions,
             "mean_abs": mean_abs_contributions(contributions), "embedding": embedding}
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +16,9 @@ from streamlit.testing.v1 import AppTest
 
 PAGE = "pages/batch_scoring.py"
 N = 12
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # pfs_ui is not an installed package: streamlit run (and AppTest) add the app's folder
+    sys.path.insert(0, str(ROOT))
 
 
 def finished_train_run(runs_dir: Path, bundle: Path | None = None, *, model: str = "lab_pet") -> Path:
@@ -108,3 +115,82 @@ def test_no_bundle_says_how_to_get_one(monkeypatch, app_path, tmp_path):
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert any("No model bundle found" in e.value for e in at.error)
+
+
+class FakeUpload(io.BytesIO):
+    """What st.file_uploader hands back: bytes with a name (AppTest cannot upload files)."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        super().__init__(data)
+        self.name = name
+        self.size = len(data)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.slow
+def test_scoring_an_uploaded_cohort_leaves_nothing_on_disk(at, setup, monkeypatch, tmp_path):
+    """Neither the model-grid arrays (no shared cache for a user's cohort) nor the uploaded table stay behind."""
+    import streamlit as st
+
+    root, bundle, bad = setup
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the upload's temporary folder goes
+    upload = FakeUpload("my_cohort.csv", bad.read_bytes())
+    monkeypatch.setattr(st, "file_uploader", lambda *a, key=None, **k: upload if key == "cohort_upload" else None)
+    images_before = _files_under(bad.parent)
+    at.selectbox(key="bundle").set_value(bundle).run()
+    at.radio(key="cohort_mode").set_value("Upload CSV").run()
+    at.text_input(key="image_root").set_value(str(bad.parent)).run()
+    at.button(key="score_button").click().run()
+    assert not at.exception, at.exception
+    assert len(table_with(at, "probability")) == N - 2
+    assert _files_under(root / "cache") == [], "a user's cohort went into the shared cache"
+    assert _files_under(temp) == [] and not list(temp.iterdir()), "the uploaded table stayed on disk"
+    assert _files_under(bad.parent) == images_before
+
+
+@pytest.mark.slow
+def test_scoring_a_cohort_on_this_machine_writes_no_cache(at, setup):
+    root, bundle, bad = setup
+    at.selectbox(key="bundle").set_value(bundle).run()
+    at.text_input(key="cohort_path").set_value(str(bad)).run()
+    at.button(key="score_button").click().run()
+    assert not at.exception, at.exception
+    assert table_with(at, "probability") is not None
+    assert _files_under(root / "cache") == []
+
+
+def test_only_the_shipped_simulated_cohorts_use_the_shared_cache(monkeypatch, tmp_path):
+    from pfs_ui import cohort_view as cv
+
+    results = tmp_path / "results"
+    (results / "sim").mkdir(parents=True)
+    (results / "sim" / "results.json").write_text(json.dumps({"cohort_csv": "data/sim/cohort.csv"}))
+    monkeypatch.setenv("PFS_RESULTS_DIR", str(results))
+    monkeypatch.setenv("PFS_CACHE_DIR", str(tmp_path / "cache"))
+    assert cv.shared_cache_for(cv.SAMPLE_DIR / "cohort.csv") == tmp_path / "cache"
+    assert cv.shared_cache_for(cv.ROOT / "data" / "sim" / "cohort.csv") == tmp_path / "cache"
+    assert cv.shared_cache_for(tmp_path / "cohort.csv") is None
+    assert cv.shared_cache_for(None) is None
+    options = cv.RunOptions("benchmark", ["lab_rf"], 3, 1, 0, None, False, "", "")
+    assert "--no-cache" in cv.run_args(options) and "--cache-dir" not in cv.run_args(options)
+    assert cv.run_args(options, cache=tmp_path)[4:6] == ["--cache-dir", str(tmp_path)]
+
+
+def test_download_neutralises_spreadsheet_formulas():
+    from pfs_ui import cohort_view as cv
+
+    scores = pd.DataFrame({"patient_id": ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2", "@SUM(1)", "\tA", "\rB",
+                                          "P007"],
+                           "probability": [0.5, 0.25, 0.125, -0.5, 0.75, 1.0, 0.0],
+                           "warnings": ["=1+1", "", "", "", "", "", "ok"]})
+    written = pd.read_csv(io.BytesIO(cv.scores_csv(scores)), dtype=str, keep_default_na=False)
+    assert list(written["patient_id"]) == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1+1", "'-2", "'@SUM(1)", "'\tA",
+                                           "'\rB", "P007"]
+    assert written["warnings"][0] == "'=1+1"
+    assert list(written["probability"]) == ["0.500000", "0.250000", "0.125000", "-0.500000", "0.750000",
+                                            "1.000000", "0.000000"]  # numbers stay numbers
