@@ -5,7 +5,7 @@ import streamlit as st
 from pfs_core.errors import PfsError
 from pfs_ui import case_view
 from pfs_ui.common import list_bundles, load_bundle_ui, sample_cases, show_disclaimer, show_error
-from pfs_ui.labs_form import labs_form
+from pfs_ui.labs_form import labs_form, show_lab_problems
 
 st.title("Case Explorer")
 show_disclaimer()
@@ -31,14 +31,13 @@ source = st.radio("Case", ["Sample case", "Upload PET/CT"], horizontal=True, key
 samples = sample_cases()
 case_inputs = case_view.case_source_widgets(source, samples)
 
-with st.form("labs"):
-    st.subheader("Laboratory and clinical values")
-    st.caption("Empty fields are allowed: the model imputes the training median and says so.")
-    labs = labs_form(case_inputs.lab_defaults, key_prefix=f"lab_{case_inputs.key}_",
-                     show_post_baseline=bundle.post_baseline_used)
-    submitted = st.form_submit_button("Predict", type="primary")
-
-if submitted:
+st.subheader("Laboratory and clinical values")
+st.caption("Empty fields are allowed: the model imputes the training median and says so.")
+labs = labs_form(case_inputs.lab_defaults, key_prefix=f"lab_{case_inputs.key}_",
+                 show_post_baseline=bundle.post_baseline_used)
+show_lab_problems(labs)
+# A button, not a form: the page must see every change of a lab to mark an earlier result out of date.
+if st.button("Predict", type="primary", key="predict"):
     case_view.run_prediction(bundle, case_inputs, labs)
 
-case_view.render_result(bundle)
+case_view.render_result(bundle, case_inputs, labs)

@@ -4,11 +4,18 @@ One :func:`pfs_core.explain.explain_case` call does the work; this module only
 collects inputs and renders what comes back. The result (with the case's volumes
 and its lesion measurement, :mod:`pfs_ui.lesion_view`) lives in this browser
 session's memory only and is gone when the session ends.
+
+A result always belongs to its inputs: it keeps the signature of the case, files, labs
+and model it was computed from, and while the inputs on screen differ it is hidden
+behind an "inputs changed" note (its probability, explanations, lesion table and report
+alike). An upload that is not an image the loader can read is named with its reason as
+soon as it is given, and Predict does not answer while one is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +31,7 @@ from pfs_ui import lesion_view
 from pfs_ui.common import (
     PREDICTION_STARTED,
     case_threads,
+    compute_slot,
     device_label,
     session_value,
     set_session_value,
@@ -31,11 +39,19 @@ from pfs_ui.common import (
     uploaded_files,
     without_folders,
 )
+from pfs_ui.labs_form import LabEntry
+from pfs_ui.unexpected import guarded
 
 # Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
 # page paints before they load (pfs_ui.common warms them up in the background).
 
 RESULT_KEY = "case_result"
+#: What the PET and CT uploaders take; the browser is not given a type list, so that any other file reaches
+#: :func:`upload_problem` and is named with its reason instead of a silent red icon in the uploader.
+IMAGE_FORMATS = "a NIfTI file (.nii, .nii.gz) or a DICOM series as .zip"
+#: First bytes of files often uploaded by mistake, to say what a rejected file is.
+KNOWN_SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
+                    (b"GIF8", "a GIF image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"))
 
 
 @dataclass
@@ -54,6 +70,62 @@ class CaseInputs:
     organs_path: Path | None = None
     #: Uploaded organ masks (one file, or a .zip of a TotalSegmentator folder, and a JSON of label names).
     organ_uploads: list[Any] = field(default_factory=list)
+    #: The case in words, for the result header: the sample id or the uploaded file names.
+    title: str = ""
+    #: One line per given upload that cannot be read (role, file name, reason); Predict refuses while any.
+    problems: list[str] = field(default_factory=list)
+
+    def signature(self) -> tuple[Any, ...]:
+        """What the images are: the sample case, or each upload's name, size and content id; weight, dose."""
+        files = (self.pet_upload, self.ct_upload, *self.organ_uploads)
+        return (self.key, str(self.pet_path), str(self.ct_path), str(self.organs_path),
+                tuple(_file_signature(u) for u in files), self.weight_kg, self.dose_mbq)
+
+
+def _file_signature(upload: Any) -> tuple[Any, ...] | None:
+    """(name, size, content id) of an upload: Streamlit's file id (new for each upload), else a sha256."""
+    if upload is None:
+        return None
+    content = getattr(upload, "file_id", None) or hashlib.sha256(upload.getvalue()).hexdigest()
+    return upload.name, getattr(upload, "size", None), content
+
+
+def input_signature(bundle: Any, inputs: CaseInputs, labs: LabEntry) -> tuple[Any, ...]:
+    """Everything a result depends on: model, case and files, options and the labs as entered."""
+    return bundle.sha256, inputs.signature(), labs.signature()
+
+
+def upload_problem(role: str, upload: Any) -> str | None:
+    """Why an uploaded PET or CT cannot be an image the loader reads (from its name and first bytes), or None.
+
+    Only a first check, so that a wrong file is named at once; the loader's own checks run at Predict.
+    """
+    name = str(upload.name)
+    with upload.getbuffer() as view:  # no copy of a large upload
+        size, head = len(view), bytes(view[:352])
+    lower = name.lower()
+    if size == 0:
+        reason = "it is empty (0 bytes); export or copy it again"
+    elif lower.endswith(".nii.gz"):
+        reason = None if head.startswith(b"\x1f\x8b") else "it is named .nii.gz but is not gzip-compressed"
+    elif lower.endswith(".nii"):
+        reason = None if _nifti_header(head) else "it is named .nii but does not start with a NIfTI header"
+    elif lower.endswith(".zip"):
+        reason = None if head.startswith(b"PK") else "it is named .zip but is not a zip archive"
+    elif head[128:132] == b"DICM" or lower.endswith(".dcm"):
+        reason = "it is a single DICOM file; zip the folder that holds the whole series and upload the .zip"
+    else:
+        kind = next((what for magic, what in KNOWN_SIGNATURES if head.startswith(magic)), None)
+        reason = f"it is {kind}" if kind else f"its name ends in '{Path(lower).suffix or lower}'"
+    if reason is None:
+        return None
+    return (f"{role}: {name} is not {IMAGE_FORMATS}: {reason}. Upload the {role} again in one of these formats, "
+            f"or remove it to predict without a {role}.")
+
+
+def _nifti_header(head: bytes) -> bool:
+    """True when ``head`` starts like a NIfTI-1 (348) or NIfTI-2 (540) header, in either byte order."""
+    return len(head) >= 4 and {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")} & {348, 540} != set()
 
 
 @dataclass
@@ -67,6 +139,10 @@ class CaseResult:
     inputs: dict[str, str]
     bundle_sha256: str
     seconds: float
+    #: :func:`input_signature` of what it was computed from: shown only while the inputs on screen are the same.
+    signature: tuple[Any, ...] = ()
+    #: The case in words (:attr:`CaseInputs.title`).
+    title: str = ""
     #: Simulated organ masks shipped with a sample case (None for an upload: the organ network or the user's masks).
     sample_organs: Path | None = None
     organ_uploads: list[Any] = field(default_factory=list)
@@ -89,11 +165,14 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
         row = samples.set_index("patient_id").loc[pid]
         defaults = {c: row.get(c) for c in schema.LAB_COLUMNS}
         return CaseInputs(key=str(pid), lab_defaults=defaults, pet_path=Path(row["pet"]), ct_path=Path(row["ct"]),
-                          organs_path=Path(row["organs"]) if row.get("organs") else None)
+                          organs_path=Path(row["organs"]) if row.get("organs") else None,
+                          title=f"sample case {pid} (simulated)")
     st.caption("NIfTI (.nii, .nii.gz) or a DICOM series as .zip. Files stay in memory for this session only.")
     left, right = st.columns(2)
-    pet = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", type=["nii", "gz", "zip"], key="pet_up")
-    ct = right.file_uploader("CT (HU)", type=["nii", "gz", "zip"], key="ct_up")
+    # No type list: the browser would refuse another file with only a red icon, and Predict would then answer
+    # without it; every file reaches upload_problem instead, which names it and says why.
+    pet = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", key="pet_up")
+    ct = right.file_uploader("CT (HU)", key="ct_up")
     weight = left.number_input("Weight (kg), only for PET in Bq/mL", value=None, min_value=1.0, key="weight")
     dose = right.number_input("Injected activity (MBq), only for PET in Bq/mL", value=None, min_value=1.0,
                               key="dose")
@@ -103,8 +182,20 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
         key=lesion_view.UPLOAD_KEY,
         help="The lesions the model reads are measured against these organs; without them the organ network "
              "(trained on simulated CTs only) delineates them. Kept in memory for this session only.")
-    return CaseInputs(key="upload", lab_defaults={}, pet_upload=pet, ct_upload=ct, weight_kg=weight, dose_mbq=dose,
-                      organ_uploads=list(organs or []))
+    inputs = CaseInputs(key="upload", lab_defaults={}, pet_upload=pet, ct_upload=ct, weight_kg=weight,
+                        dose_mbq=dose, organ_uploads=list(organs or []), title=_upload_title(pet, ct))
+    inputs.problems = [p for role, upload in (("PET", pet), ("CT", ct)) if upload is not None
+                       for p in [upload_problem(role, upload)] if p]
+    if inputs.problems:
+        st.error("\n\n".join(inputs.problems), icon=":material/error:")
+    return inputs
+
+
+def _upload_title(pet: Any, ct: Any) -> str:
+    """The uploaded case in words: its file names ('no PET' / 'no CT' where one is not given)."""
+    parts = [f"{role} {upload.name}" if upload is not None else f"no {role}" for role, upload in (("PET", pet),
+                                                                                              ("CT", ct))]
+    return "uploaded " + ", ".join(parts)
 
 
 def _load_volumes(inputs: CaseInputs) -> tuple[Any, Any, dict[str, str]]:
@@ -131,15 +222,31 @@ class _NoImages(PfsError):
                          "or pick a sample case")
 
 
-def run_prediction(bundle: Any, inputs: CaseInputs, labs: dict[str, Any]) -> None:
-    """Load, predict and explain; store the result in the session or show an error box."""
+def run_prediction(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
+    """Load, predict and explain; store the result (with its inputs' signature) or show an error box.
+
+    Nothing runs while an upload or a lab value has a problem (each is already named on the page).
+    """
+    set_session_value(RESULT_KEY, None)
+    if inputs.problems or entry.problems:
+        st.error("Not predicted: fix the problems named above first (or remove the file, or empty the field).",
+                 icon=":material/error:")
+        return
+    with guarded("predicting and explaining this case") as outcome:
+        _predict(bundle, inputs, entry)
+    if outcome.failed:
+        set_session_value(RESULT_KEY, None)
+
+
+def _predict(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
     from pfs_core.explain import explain_case
 
     started = time.perf_counter()
+    labs = entry.values
     PREDICTION_STARTED.set()  # the background warm-up (pfs_ui.common.warm_up) has nothing left to win
-    set_session_value(RESULT_KEY, None)
     try:
-        with st.status("Loading images...", expanded=False) as status:
+        with (st.status("Loading images...", expanded=False) as status,
+              compute_slot(status, label="Loading images...")):  # heavy work waits its turn in the server's fair queue
             pet, ct, described = _load_volumes(inputs) if bundle.spec.uses_images else (None, None, {})
             if pet is not None:
                 described["PET units"] = pet.suv_note
@@ -153,30 +260,35 @@ def run_prediction(bundle: Any, inputs: CaseInputs, labs: dict[str, Any]) -> Non
         return
     set_session_value(RESULT_KEY, CaseResult(explanation=explanation, pet=pet, ct=ct, labs=labs, inputs=described,
                                              bundle_sha256=bundle.sha256, seconds=time.perf_counter() - started,
-                                             sample_organs=inputs.organs_path, organ_uploads=inputs.organ_uploads))
+                                             sample_organs=inputs.organs_path, organ_uploads=inputs.organ_uploads,
+                                             signature=input_signature(bundle, inputs, entry), title=inputs.title))
 
 
-def render_result(bundle: Any) -> None:
-    """Show the stored result if it belongs to the selected bundle."""
+def render_result(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
+    """Show the stored result when it was computed from the inputs now on screen, else say it is out of date."""
     result: CaseResult | None = session_value(RESULT_KEY)
-    if result is None or result.bundle_sha256 != bundle.sha256:
+    if result is None:
+        return
+    if result.signature != input_signature(bundle, inputs, entry):
+        st.warning(f"Inputs changed since this prediction (of {result.title}, model "
+                   f"{result.explanation.prediction.model_name}): press Predict again. Its result is hidden so that "
+                   "it is not read as the result of the inputs now on screen.", icon=":material/update:")
         return
     p = result.explanation.prediction
+    st.subheader(f"Result: {result.title}")
+    st.caption(f"Model {p.model_name} v{p.model_version} (bundle {bundle.name}, sha256 {p.bundle_sha256[:12]}…); "
+               "the labs and files as entered above.")
     _headline(p)
-    tabs = st.tabs(["Why", "Lesions", "3D view", "Slices", "Cohort", "Run and report"])
-    with tabs[0]:
-        _why(result)
-    with tabs[1]:  # measured first: the 3D view, the slices and the report draw its outlines and numbers
-        lesion_view.render_lesions(result)
-    with tabs[2]:
-        _scene(result)
-    with tabs[3]:
-        _slices(result)
-    with tabs[4]:
-        _cohort(bundle, result)
-    with tabs[5]:
-        _run_info(result)
-        _report(bundle, result)
+    parts = [("Why", "the Why tab", lambda: _why(result)),
+             # measured first: the 3D view, the slices and the report draw its outlines and numbers
+             ("Lesions", "the Lesions tab", lambda: lesion_view.render_lesions(result)),
+             ("3D view", "the 3D view", lambda: _scene(result)),
+             ("Slices", "the slices", lambda: _slices(result)),
+             ("Cohort", "the Cohort tab", lambda: _cohort(bundle, result)),
+             ("Run and report", "the report", lambda: (_run_info(result), _report(bundle, result)))]
+    for tab, (_title, doing, draw) in zip(st.tabs([t for t, _d, _f in parts]), parts, strict=True):
+        with tab, guarded(f"drawing {doing}"):  # one failing part leaves the others on screen
+            draw()
 
 
 def _headline(p: Any) -> None:

@@ -16,7 +16,7 @@ def _page(app_path: str) -> AppTest:
 
 
 def _predict(at: AppTest) -> AppTest:
-    at.button(key="FormSubmitter:labs-Predict").click().run()
+    at.button(key="predict").click().run()
     assert not at.exception, at.exception
     return at
 
@@ -87,4 +87,6 @@ def test_unit_choice_converts_for_the_model(app_path):
     assert "hemoglobin" not in result.explanation.prediction.imputed_fields
     at.selectbox(key=f"lab_{sample}_hemoglobin_unit").set_value("g/dL")
     at = _predict(at)
-    assert any("hemoglobin" in e.value for e in at.error), "130 g/dL accepted"
+    assert any("Hemoglobin (g/dL): outside the plausible range 2–25 g/dL" in e.value for e in at.error), \
+        "130 g/dL accepted"
+    assert not any(m.label == "P(PFS ≤ 12 months)" for m in at.metric)

@@ -32,7 +32,7 @@ def _predict(app_path: str, case: str = "SIM0003") -> AppTest:
     at = AppTest.from_file(app_path, default_timeout=180)
     at.switch_page(PAGE).run()
     at.selectbox(key="sample_id").set_value(case).run()
-    at.button(key="FormSubmitter:labs-Predict").click().run()
+    at.button(key="predict").click().run()
     assert not at.exception, at.exception
     return at
 
@@ -88,7 +88,7 @@ def test_organ_masks_uploaded_with_the_pet_ct_bad_then_good(app_path, uploads):
     at = AppTest.from_file(app_path, default_timeout=180)
     at.switch_page(PAGE).run()
     at.radio(key="source").set_value("Upload PET/CT").run()
-    at.button(key="FormSubmitter:labs-Predict").click().run()
+    at.button(key="predict").click().run()
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "my_organs.nii.gz" in at.error[0].value
     assert "pfs_upload" not in at.error[0].value and "/tmp" not in at.error[0].value
@@ -96,7 +96,7 @@ def test_organ_masks_uploaded_with_the_pet_ct_bad_then_good(app_path, uploads):
 
     organs = images / "SIM0003_organ_masks.nii.gz"
     uploads["organ_up"] = [FakeUpload(organs.name, organs.read_bytes())]
-    at.button(key="FormSubmitter:labs-Predict").click().run()
+    at.button(key="predict").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     table = _lesion_table(at)
     assert table is not None and "share of the risk (percentage points)" in table.columns
@@ -130,7 +130,7 @@ def test_real_ct_upload_with_totalsegmentator_masks_shows_the_lesion_contributio
     at = AppTest.from_file(app_path, default_timeout=300)
     at.switch_page(PAGE).run()
     at.radio(key="source").set_value("Upload PET/CT").run()
-    at.button(key="FormSubmitter:labs-Predict").click().run()
+    at.button(key="predict").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     table = _lesion_table(at)
     assert table is not None and len(table) >= 3 and "share of the risk (percentage points)" in table.columns
