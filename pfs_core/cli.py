@@ -10,6 +10,7 @@ command does not break the others.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import sys
@@ -75,3 +76,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
+    except (OSError, MemoryError, ValueError, RuntimeError) as exc:
+        message = environment_message(exc)
+        if message is None:  # a genuine bug: keep its traceback
+            raise
+        sys.stderr.write(f"error: {message}\n")
+        return 2
+
+
+#: errno → (what went wrong, how to fix it) for the environment problems a user can fix.
+_OS_PROBLEMS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("disk full", "free some space or write to another disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or write to another disk"),
+    errno.EACCES: ("permission denied", "choose a path you may read or write, or change its permissions"),
+    errno.EPERM: ("operation not permitted", "choose a path you may read or write, or change its permissions"),
+    errno.EROFS: ("read-only file system", "write to a writable folder"),
+    errno.ENAMETOOLONG: ("path too long", "use a shorter path (at most 255 characters per name)"),
+    errno.ENOENT: ("not found", "check the path"),
+    errno.EISDIR: ("is a folder", "give a file path"),
+    errno.ENOTDIR: ("a part of the path is not a folder", "check the path"),
+    errno.EMFILE: ("too many open files", "close other programs or raise 'ulimit -n'"),
+}
+
+
+def environment_message(exc: BaseException) -> str | None:
+    """One line ``<what> (<file>): <strerror>; <fix>`` for a problem of the machine or of a path (disk full,
+    permission, path too long, NUL byte, out of memory, unusable device); None for anything else (a bug)."""
+    if isinstance(exc, MemoryError):
+        return "out of memory; close other programs, use a smaller input or a machine with more memory"
+    if isinstance(exc, ValueError):
+        if "null byte" in str(exc) or "null character" in str(exc):
+            return "a path contains a NUL byte; give the path without it"
+        return None
+    if isinstance(exc, RuntimeError):
+        text = str(exc)
+        if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+            return f"out of memory on the device ({text.splitlines()[0][:200]}); use --device cpu or a smaller input"
+        if text.startswith(("CUDA error", "CUDA driver", "Found no NVIDIA driver")):
+            return f"the device failed ({text.splitlines()[0][:200]}); use --device cpu"
+        return None
+    assert isinstance(exc, OSError)
+    what, fix = _OS_PROBLEMS.get(exc.errno or -1, ("cannot read or write a file", "check the path and the disk"))
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    where = f" ({files})" if files else ""
+    return f"{what}{where}: {exc.strerror or exc}; {fix}"

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="CV repeats (default: 3)")
     parser.add_argument("--models", default="all",
                         help=f"'all' or a comma-separated list of: {', '.join(MODEL_NAMES)} (default: all)")
-    parser.add_argument("--out", type=Path, required=True, help="results folder to write")
+    parser.add_argument("--out", type=Path, required=True, help="results folder to write (new or empty; see --force)")
+    options.add_force(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,15 +38,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from pfs_core.models.device import resolve_device
     from pfs_core.models.provenance import is_simulated
     from pfs_core.models.registry import resolve_models
     from pfs_core.training.benchmark import benchmark_meta, run_benchmark, write_results
     from pfs_core.training.references import read_ground_truth
 
     specs = resolve_models(args.models)
+    inputs = [args.cohort, args.preprocess, args.train_config]
+    options.check_out(args, inputs)
     preprocess, config = options.configs_from_args(args)
-    device = str(resolve_device(args.device))
+    device = str(options.device(args))
     cache_dir = options.cache_dir(args)
     data = options.load_training_data(args, uses_images=any(s.uses_images for s in specs), preprocess=preprocess,
                                       config=config, cache_dir=cache_dir)
@@ -55,7 +57,7 @@ def _benchmark(args: argparse.Namespace) -> int:
                            device=device, progress=not args.no_progress, cache_dir=cache_dir,
                            truth=read_ground_truth(args.cohort))
     result.meta = meta
-    doc = write_results(result, args.out)
+    doc = write_results(result, options.prepare_out(args, inputs))
     print(f"results written to {args.out} ({doc['wall_time_s'] / 60:.1f} min)")
     for name, metrics in doc["metrics"].items():
         auroc, cidx = metrics["auroc"], metrics["c_index"]

@@ -53,21 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pfs_core.explain.cohort import mean_abs_contributions, modality_contributions
     from pfs_core.inference import load_cohort_for_bundle
+    from pfs_core.io.outputs import atomic_write_text, write_csv
     from pfs_core.models.bundle import load_bundle
-    from pfs_core.models.device import resolve_device
 
     started = time.perf_counter()
     if args.n_sample < 1:
         raise UsageError(f"--n-sample {args.n_sample}: must be at least 1")
+    inputs = [args.cohort, args.model]
+    options.check_out(args, inputs)
+    cache_dir = options.cache_dir(args)
+    device = options.device(args)
     bundle = load_bundle(args.model)
-    options.prepare_out(args.out)
-    device = resolve_device(args.device)
-    data = load_cohort_for_bundle(bundle, args.cohort, cache_dir=options.cache_dir(args))
+    data = load_cohort_for_bundle(bundle, args.cohort, cache_dir=cache_dir)
     table = modality_contributions(bundle, data, n_sample=args.n_sample, seed=args.seed, device=device,
                                    with_values=True)
-    table.to_csv(args.out / CONTRIBUTIONS_CSV, index=False, float_format="%.8f")
+    out = options.prepare_out(args, inputs)
+    write_csv(table, out / CONTRIBUTIONS_CSV, float_format="%.8f")
     mean_abs = mean_abs_contributions(table)
-    embedding = _embedding(bundle, data, method=args.embedding, seed=args.seed, device=device, out=args.out)
+    embedding = _embedding(bundle, data, method=args.embedding, seed=args.seed, device=device, out=out)
 
     manifest = bundle.manifest
     simulated = (manifest.get("training_cohort") or {}).get("simulated")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if manifest.get("disclaimer"):
         summary["disclaimer"] = manifest["disclaimer"]
-    (args.out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
 
     print(f"{bundle.name} ({bundle.version}) over {len(table)} of {len(data)} patients of {args.cohort}: "
           "mean |modality contribution| (probability points)")
@@ -106,6 +109,7 @@ def _embedding(bundle: Any, data: Any, *, method: str, seed: int, device: Any, o
     import pandas as pd
 
     from pfs_core.explain.cohort import fused_embedding
+    from pfs_core.io.outputs import write_csv
 
     path = out / EMBEDDING_CSV
     try:
@@ -113,8 +117,8 @@ def _embedding(bundle: Any, data: Any, *, method: str, seed: int, device: Any, o
     except (UsageError, InputError) as exc:
         path.unlink(missing_ok=True)  # never leave an embedding of an earlier run beside this summary
         return {"method": method, "skipped": str(exc)}
-    pd.DataFrame({schema.ID_COLUMN: embedding.patient_ids, "x": embedding.points[:, 0],
-                  "y": embedding.points[:, 1], "outcome": embedding.labels}).to_csv(path, index=False,
-                                                                                   float_format="%.6f")
+    frame = pd.DataFrame({schema.ID_COLUMN: embedding.patient_ids, "x": embedding.points[:, 0],
+                          "y": embedding.points[:, 1], "outcome": embedding.labels})
+    write_csv(frame, path, float_format="%.6f")
     return {"method": method, "n_features": int(embedding.n_features), "n_patients": len(embedding.patient_ids),
             "file": EMBEDDING_CSV}

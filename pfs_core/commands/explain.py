@@ -33,26 +33,30 @@ def run(args: argparse.Namespace) -> int:
 
     from pfs_core.explain import explain_case
     from pfs_core.explain.lesions import contribution_map
+    from pfs_core.io.outputs import atomic_write, atomic_write_text, write_csv
     from pfs_core.models.bundle import load_bundle
     from pfs_core.preprocessing.model_grid import load_case
 
-    options.prepare_out(args.out)
+    inputs = options.case_inputs(args)
+    options.check_out(args, inputs)
+    device = str(options.device(args))
     bundle = load_bundle(args.model)
     labs = options.read_labs(args.labs)
     pet, ct = (None, None)
     if args.pet is not None or args.ct is not None:
         pet, ct = load_case(args.pet, args.ct, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)
-    explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, device=args.device, gradcam=not args.no_gradcam,
+    explanation = explain_case(bundle, pet=pet, ct=ct, labs=labs, device=device, gradcam=not args.no_gradcam,
                                organs=options.case_organs(args, ct))
+    out = options.prepare_out(args, inputs)
+    images = {f"gradcam_{m}.nii.gz": image for m, image in explanation.gradcam.items()}
+    images |= {f"readout_{m}.nii.gz": image for m, image in explanation.readout_maps.items()}
     if explanation.lesions is not None and explanation.measurement is not None:
-        explanation.lesions.lesions.to_csv(args.out / "lesion_contributions.csv", index=False)
-        nib.save(contribution_map(explanation.measurement, explanation.lesions), args.out / "lesion_contributions.nii.gz")
-    for modality, image in explanation.gradcam.items():
-        nib.save(image, args.out / f"gradcam_{modality}.nii.gz")
-    for modality, image in explanation.readout_maps.items():
-        nib.save(image, args.out / f"readout_{modality}.nii.gz")
+        write_csv(explanation.lesions.lesions, out / "lesion_contributions.csv")
+        images["lesion_contributions.nii.gz"] = contribution_map(explanation.measurement, explanation.lesions)
+    for name, image in images.items():
+        atomic_write(out / name, lambda tmp, image=image: nib.save(image, tmp))
     summary = explanation.to_dict()
-    (args.out / "explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "explanation.json", json.dumps(summary, indent=2) + "\n")
     p = explanation.prediction
     print(f"P(PFS <= 12 months) = {p.probability:.3f} [{p.interval[0]:.3f}-{p.interval[1]:.3f}], "
           f"risk group {p.risk_group}; written to {args.out}")

@@ -32,13 +32,15 @@ def run(args: argparse.Namespace) -> int:
     if args.pet is None or args.ct is None:
         raise UsageError("measure needs both --pet and --ct (the PET for uptake, the CT for organs and the liver)")
     options.check_organ_options(args)
-    options.prepare_out(args.out)
+    inputs = options.case_inputs(args)
+    options.check_out(args, inputs)
+    device = str(options.device(args))
     pet = load_pet(args.pet, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)
     ct = load_ct(args.ct)
-    organs = find_organs(ct, organs=args.organs, label_names=args.organ_labels, device=args.device)
+    organs = find_organs(ct, organs=args.organs, label_names=args.organ_labels, device=device)
     m = measure_case(pet, ct, organs=organs)
     ct_dicom = args.ct if (args.ct.is_dir() or args.ct.suffix.lower() == ".zip") else None
-    write_measurement(m, args.out, ct_dicom=ct_dicom)
+    write_measurement(m, options.prepare_out(args, inputs), ct_dicom=ct_dicom)
     f = m.features
     print(f"{len(m.lesions)} lesions ({int((m.lesions['sstr_status'] == 'SSTR-positive').sum())} SSTR-positive, "
           f"{int(f['sstr_negative_count'])} SSTR-negative); SSTR-positive volume {f['sstr_positive_volume_ml']:.1f} mL, "

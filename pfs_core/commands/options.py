@@ -31,7 +31,15 @@ def add_bundle(parser: argparse.ArgumentParser) -> None:
 
 
 def add_out_folder(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created; existing files replaced)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (new or empty; see --force)")
+    add_force(parser)
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing non-empty --out folder, only if it holds nothing but what this "
+                             "command wrote there (docs/outputs.md)")
 
 
 def add_cache(parser: argparse.ArgumentParser) -> None:
@@ -89,8 +97,25 @@ def case_organs(args: argparse.Namespace, ct: Any) -> Any:
 
 
 def cache_dir(args: argparse.Namespace) -> Path | None:
-    """The cache folder of ``add_cache``'s options (None with ``--no-cache``)."""
-    return None if args.no_cache else args.cache_dir
+    """The cache folder of ``add_cache``'s options (None with ``--no-cache``); UsageError when it is a file."""
+    from pfs_core.io.outputs import check_cache_dir
+
+    folder = None if args.no_cache else args.cache_dir
+    check_cache_dir(folder)
+    return folder
+
+
+def device(args: argparse.Namespace) -> Any:
+    """The torch device of ``--device``, checked before any work (UsageError for one this machine lacks)."""
+    from pfs_core.models.device import resolve_device
+
+    return resolve_device(args.device)
+
+
+def case_inputs(args: argparse.Namespace) -> list[Path | None]:
+    """The input paths of one case (``add_case``/``add_images``/``add_organs``): an output may be none of them."""
+    names = ("model", "pet", "ct", "labs", "organs", "organ_labels")
+    return [getattr(args, name, None) for name in names]
 
 
 def read_labs(path: Path | None) -> dict[str, Any]:
@@ -107,15 +132,18 @@ def read_labs(path: Path | None) -> dict[str, Any]:
     return labs
 
 
-def prepare_out(path: Path) -> None:
-    """Create the output folder; UsageError when it cannot be written."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"--out {path}: cannot write there ({exc.strerror}); choose a writable folder") from None
+def check_out(args: argparse.Namespace, inputs: list[Path | None]) -> None:
+    """Check the ``--out`` folder of ``args.command`` before any work (:func:`pfs_core.io.outputs.check_output_folder`)."""
+    from pfs_core.io.outputs import check_output_folder
+
+    check_output_folder(args.out, command=args.command, force=args.force, inputs=inputs)
+
+
+def prepare_out(args: argparse.Namespace, inputs: list[Path | None]) -> Path:
+    """Empty (with ``--force``), create and mark the ``--out`` folder of ``args.command``, just before writing."""
+    from pfs_core.io.outputs import prepare_output_folder
+
+    return prepare_output_folder(args.out, command=args.command, force=args.force, inputs=inputs)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -188,11 +216,16 @@ def progress_sink(args: argparse.Namespace) -> AbstractContextManager[None]:
     """The ``--progress-file`` for the ``with`` block of a command (UsageError when it cannot be written)."""
     path = args.progress_file
     if path is not None:
+        from pfs_core.io.outputs import check_output_file
+
+        check_output_file(path, option="--progress-file",
+                          inputs=[args.cohort, getattr(args, "preprocess", None), getattr(args, "train_config", None)])
         try:
             with open(path, "a", encoding="utf-8"):
                 pass
         except OSError as exc:
-            raise UsageError(f"{path}: cannot write the progress file ({exc})") from None
+            raise UsageError(f"--progress-file {path}: cannot write the progress file ({exc.strerror or exc}); "
+                             "choose a file you can write") from None
     return writing_to(path)
 
 

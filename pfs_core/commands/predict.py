@@ -27,17 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pfs_core.inference import predict_case
+    from pfs_core.io.outputs import atomic_write_text, check_output_file
     from pfs_core.models.bundle import load_bundle
     from pfs_core.preprocessing.model_grid import load_case
 
+    if args.json is not None:
+        check_output_file(args.json, option="--json", inputs=options.case_inputs(args))
+    device = options.device(args)
     bundle = load_bundle(args.model)
     labs = options.read_labs(args.labs)
     pet, ct = (None, None)
     if args.pet is not None or args.ct is not None:
         pet, ct = load_case(args.pet, args.ct, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)
-    prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=args.device, organs=options.case_organs(args, ct))
+    prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=str(device), organs=options.case_organs(args, ct))
     text = json.dumps(prediction.to_dict(), indent=2)
     if args.json is not None:
-        args.json.write_text(text + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.json, text + "\n")
     print(text)
     return 0

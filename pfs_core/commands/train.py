@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pfs_core.commands import options
-from pfs_core.errors import UsageError
 from pfs_core.models.registry import DEFAULT_MODEL, MODEL_NAMES
 
 # The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
@@ -29,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write, e.g. models/NAME")
     parser.add_argument("--data-note", help="free text on the training data for the manifest and model card "
                                             "(e.g. the synth command that made it)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing bundle folder")
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle folder (only one that 'train' wrote: docs/outputs.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,28 +37,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pfs_core.models.device import resolve_device
     from pfs_core.models.provenance import is_simulated, runtime_info
     from pfs_core.models.registry import get_spec
     from pfs_core.training.bundle import train_bundle
 
     spec = get_spec(args.model)
-    if args.out.exists() and any(args.out.iterdir()) and not args.force:
-        raise UsageError(f"{args.out}: folder exists and is not empty; choose another --out or add --force")
+    inputs = [args.cohort, args.preprocess, args.train_config]
+    options.check_out(args, inputs)
     preprocess, config = options.configs_from_args(args)
     cache_dir = options.cache_dir(args)
-    device = resolve_device(args.device)
+    device = options.device(args)
     data = options.load_training_data(args, uses_images=spec.uses_images, preprocess=preprocess, config=config,
                                       cache_dir=cache_dir)
     simulated = is_simulated(args.cohort)
     provenance = {"command": options.command_line(args), "source": str(args.cohort), "simulated": simulated,
                   "note": args.data_note, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                   **runtime_info(str(device))}
-    if args.force and args.out.exists():
-        for old in args.out.iterdir():
-            if old.is_file():
-                old.unlink()
-    path = train_bundle(data, spec, args.out, folds=args.folds, seed=args.seed, config=config, device=device,
+    out = options.prepare_out(args, inputs)
+    path = train_bundle(data, spec, out, folds=args.folds, seed=args.seed, config=config, device=device,
                         progress=not args.no_progress, cache_dir=cache_dir, provenance=provenance)
     manifest = json.loads((path / "manifest.json").read_text())
     cv = manifest["cv_metrics"]

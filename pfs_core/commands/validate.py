@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "column, reason)")
     parser.add_argument("--good-out", type=Path,
                         help="write the usable rows to FOLDER/cohort.csv (absolute image paths)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing non-empty --good-out folder that 'validate' wrote")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
 
 
@@ -43,7 +45,13 @@ def _progress(done: int, total: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pfs_core.io.cohort import validate_cohort, write_good_cohort
+    from pfs_core.io.outputs import check_output_file, check_output_folder, prepare_output_folder, write_csv
 
+    inputs = [args.cohort, args.image_root]
+    if args.problems_csv is not None:
+        check_output_file(args.problems_csv, option="--problems-csv", inputs=inputs)
+    if args.good_out is not None:
+        check_output_folder(args.good_out, command="validate", force=args.force, option="--good-out", inputs=inputs)
     report = validate_cohort(args.cohort, check_images=not args.no_images, require_outcome=not args.no_outcome,
                              image_root=args.image_root, progress=None if args.no_progress else _progress)
     print(report.summary())
@@ -53,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if args.problems_csv is not None:
         args.problems_csv.parent.mkdir(parents=True, exist_ok=True)
-        report.problems_frame().to_csv(args.problems_csv, index=False)
+        write_csv(report.problems_frame(), args.problems_csv)
     if args.good_out is not None and report.n_good:
-        print(f"usable rows written to {write_good_cohort(report, args.good_out)}")
+        folder = prepare_output_folder(args.good_out, command="validate", force=args.force, option="--good-out",
+                                       inputs=inputs)
+        print(f"usable rows written to {write_good_cohort(report, folder)}")
     return 0 if report.all_good else 1

@@ -11,6 +11,7 @@ import numpy as np
 from pfs_core.io.dicom_seg import write_dicom_seg
 from pfs_core.io.organ_files import label_names_extension
 from pfs_core.io.organs import ORGANS
+from pfs_core.io.outputs import atomic_write, atomic_write_text, write_csv
 from pfs_core.measure.case import Measurement
 
 DISCLAIMER = ("Research use only; not a medical device. Lesions are delineated automatically: check every "
@@ -35,17 +36,20 @@ def write_measurement(m: Measurement, out: Path, *, ct_dicom: Path | None = None
     """
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "lesions.csv", out / "measurements.json", out / "lesions.nii.gz", out / "organs.nii.gz"]
-    m.lesions.to_csv(written[0], index=False)
+    write_csv(m.lesions, written[0])
     summary = {"disclaimer": DISCLAIMER, **m.to_dict()}
-    written[1].write_text(json.dumps(summary, indent=2, allow_nan=False, default=_jsonable) + "\n")
-    nib.save(_label_image(m.lesion_labels.astype(np.uint16), m.organs.affine, "pfs_core measure lesions"), written[2])
+    atomic_write_text(written[1], json.dumps(summary, indent=2, allow_nan=False, default=_jsonable) + "\n")
+    lesions = _label_image(m.lesion_labels.astype(np.uint16), m.organs.affine, "pfs_core measure lesions")
     organs = _label_image(m.organs.labels.astype(np.uint8), m.organs.affine, "pfs_core measure organs")
     organs.header.extensions.append(label_names_extension(ORGANS))
-    nib.save(organs, written[3])
+    for image, path in ((lesions, written[2]), (organs, written[3])):
+        atomic_write(path, lambda tmp, image=image: nib.save(image, tmp))
     if ct_dicom is not None:
         status = dict(zip(m.lesions["lesion_id"].astype(int), m.lesions["sstr_status"], strict=True))
-        written.append(write_dicom_seg(ct_dicom, lesion_labels=m.lesion_labels, lesion_status=status,
-                                       organs=m.organs, out_path=out / "lesions_organs_seg.dcm"))
+        seg = out / "lesions_organs_seg.dcm"
+        atomic_write(seg, lambda tmp: write_dicom_seg(ct_dicom, lesion_labels=m.lesion_labels, lesion_status=status,
+                                                      organs=m.organs, out_path=tmp))
+        written.append(seg)
     return written
 
 

@@ -16,7 +16,12 @@ Nothing is unpickled: torch weights are safetensors loaded with ``strict=True``
 into networks rebuilt from config.json; scikit-learn parts are loaded with
 ``skops.io.load(trusted=TRUSTED_SKOPS_TYPES)``. :func:`load_bundle` checks the
 sha256 of every file listed in the manifest first and refuses a bundle with a
-changed, missing or pickle file (:class:`pfs_core.errors.BundleError`).
+changed, missing or pickle file (:class:`pfs_core.errors.BundleError`). The manifest's
+own fields are protected too: ``bundle_digest`` is the sha256 of the manifest's
+canonical JSON without that field (:func:`manifest_digest`), and it covers every
+file's sha256, so editing any descriptive field (``training_cohort.simulated``...)
+without renewing the digest is refused. A bundle whose content is malformed after
+a re-hash (weights, config.json, training_oof.csv) is one BundleError naming the file.
 
 Import order note: a bundle rebuilds :class:`pfs_core.models.fitted.FittedModel`
 members, so this module sits above :mod:`pfs_core.training`.
@@ -41,6 +46,7 @@ from pfs_core import schema
 from pfs_core.config import PreprocessConfig, TrainConfig, from_dict, to_dict
 from pfs_core.errors import BundleError
 from pfs_core.features.tabular import TabularParams, feature_ranges
+from pfs_core.io.outputs import atomic_write, atomic_write_text, write_csv
 from pfs_core.models.fitted import FittedModel
 from pfs_core.models.nets import build_net
 from pfs_core.models.registry import SKLEARN, ModelSpec, get_spec
@@ -52,6 +58,8 @@ CONFIG = "config.json"
 TRAINING_OOF = "training_oof.csv"
 MODEL_CARD = "MODEL_CARD.md"
 BACKGROUND_LABS = "background_labs.csv"
+#: Manifest field holding :func:`manifest_digest` of the rest of the manifest.
+DIGEST_FIELD = "bundle_digest"
 #: The only non-default types a bundle's .skops files may contain.
 TRUSTED_SKOPS_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree", "numpy.dtype")
 PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".ckpt", ".npy", ".npz")
@@ -77,8 +85,49 @@ class Bundle:
         return self.spec.name
 
     @property
+    def digest(self) -> str:
+        """The bundle digest (hex sha256 over the manifest, which lists every file's sha256): one value that
+        changes with any file or any manifest field; shown on the Model card."""
+        return str(self.manifest[DIGEST_FIELD])
+
+    @property
     def post_baseline_used(self) -> bool:
         return self.config.include_post_baseline
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """Hex sha256 of the canonical JSON (sorted keys, no spaces, ASCII) of ``manifest`` without
+    :data:`DIGEST_FIELD`."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def write_manifest(path: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``manifest`` (made JSON-safe) with its :data:`DIGEST_FIELD` as ``path/manifest.json``, atomically;
+    returns what was written."""
+    full = _json_safe({k: v for k, v in manifest.items() if k != DIGEST_FIELD})
+    full[DIGEST_FIELD] = manifest_digest(full)
+    atomic_write_text(Path(path) / MANIFEST, json.dumps(full, indent=1))
+    return dict(full)
+
+
+def add_digest(path: Path) -> str:
+    """Give the bundle at ``path`` (written before the digest existed) its :data:`DIGEST_FIELD`, after checking
+    every file's sha256 (a changed file is still refused); returns the digest. The manifest's fields are taken
+    as they are: run this only on a copy you trust."""
+    path = Path(path)
+    manifest = checked_manifest(path, format_name=_format_of(path), what="a pfs_core bundle manifest",
+                                required=(), fix="restore the original copy", need_digest=False)
+    return str(write_manifest(path, manifest)[DIGEST_FIELD])
+
+
+def _format_of(path: Path) -> str:
+    try:
+        doc = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return FORMAT
+    return str(doc.get("format", FORMAT)) if isinstance(doc, dict) else FORMAT
 
 
 def sha256_file(path: Path) -> str:
@@ -99,13 +148,15 @@ def _save_member(member: FittedModel, path: Path, fold: int) -> str:
 
 
         name = f"fold_{fold}.skops"
-        sio.dump(member.estimator, path / name, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        atomic_write(path / name, lambda tmp: sio.dump(member.estimator, tmp, compression=zipfile.ZIP_DEFLATED,
+                                                       compresslevel=9))
         return name
 
     assert member.net is not None
     name = f"fold_{fold}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in member.net.state_dict().items()}
-    save_file(state, str(path / name), metadata={"model": member.spec.name, "fold": str(fold)})
+    atomic_write(path / name, lambda tmp: save_file(state, str(tmp), metadata={"model": member.spec.name,
+                                                                                "fold": str(fold)}))
     return name
 
 
@@ -137,18 +188,17 @@ def save_bundle(
     config = {"model": members[0].spec.name, "preprocess": to_dict(preprocess),
               "train_config": to_dict(members[0].config), "risk_threshold": float(risk_threshold),
               "folds": folds}
-    (path / CONFIG).write_text(json.dumps(config, indent=1))
-    training_oof.to_csv(path / TRAINING_OOF, index=False)
+    atomic_write_text(path / CONFIG, json.dumps(config, indent=1))
+    write_csv(training_oof, path / TRAINING_OOF)
     names = [CONFIG, TRAINING_OOF, *(f["file"] for f in folds)]
     if model_card is not None:
-        (path / MODEL_CARD).write_text(model_card)
+        atomic_write_text(path / MODEL_CARD, model_card)
         names.append(MODEL_CARD)
     if background_labs is not None:
-        background_labs.to_csv(path / BACKGROUND_LABS, index=False)
+        write_csv(background_labs, path / BACKGROUND_LABS)
         names.append(BACKGROUND_LABS)
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
-            "files": {n: sha256_file(path / n) for n in names}}
-    (path / MANIFEST).write_text(json.dumps(_json_safe(full), indent=1))
+    write_manifest(path, {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
+                          "files": {n: sha256_file(path / n) for n in names}})
     return path
 
 
@@ -187,9 +237,9 @@ def record_evaluation(path: Path, evaluation: Mapping[str, Any]) -> None:
     kept = [e for e in manifest.get("evaluation", []) if e.get("cohort") != evaluation.get("cohort")]
     manifest["evaluation"] = [*kept, dict(evaluation)]
     if MODEL_CARD in manifest["files"]:
-        (path / MODEL_CARD).write_text(model_card(manifest))
+        atomic_write_text(path / MODEL_CARD, model_card(manifest))
         manifest["files"][MODEL_CARD] = sha256_file(path / MODEL_CARD)
-    (path / MANIFEST).write_text(json.dumps(_json_safe(manifest), indent=1))
+    write_manifest(path, manifest)
 
 
 def _json_safe(value: Any) -> Any:
@@ -221,20 +271,22 @@ def verify_bundle(path: Path) -> dict[str, Any]:
                             required=(CONFIG, TRAINING_OOF), fix=retrain)
 
 
+#: A manifest larger than this is not read (a real one is a few tens of kB).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
 def checked_manifest(path: Path, *, format_name: str, what: str, required: tuple[str, ...],
-                     fix: str) -> dict[str, Any]:
-    """The manifest of the bundle folder ``path`` after checking it: its format, no pickle-like file, every
-    ``required`` file listed, and every listed file present with its sha256. Problems raise BundleError
-    naming the file and ending with ``fix``."""
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{path / MANIFEST}: missing, so the bundle is incomplete; {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path / MANIFEST}: not valid JSON ({exc}); {fix}") from None
+                     fix: str, need_digest: bool = True) -> dict[str, Any]:
+    """The manifest of the bundle folder ``path`` after checking it: its format, its digest (unless
+    ``need_digest`` is False), no pickle-like file, every ``required`` file listed, and every listed file
+    present with its sha256. Problems raise BundleError naming the file and ending with ``fix``."""
+    manifest = _read_manifest(path / MANIFEST, fix=fix)
     if not isinstance(manifest, dict) or manifest.get("format") != format_name \
-            or not isinstance(manifest.get("files"), dict):
+            or not isinstance(manifest.get("files"), dict) \
+            or not all(isinstance(v, str) for v in manifest["files"].values()):
         raise BundleError(f"{path / MANIFEST}: not {what}; {fix}")
+    if need_digest:
+        _check_digest(path, manifest, fix=fix)
     for bad in sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES):
         raise BundleError(f"{path / bad}: pickle-like files are not allowed in a bundle; delete it ({fix})")
     for required_name in required:
@@ -251,8 +303,40 @@ def checked_manifest(path: Path, *, format_name: str, what: str, required: tuple
     return manifest
 
 
+def _read_manifest(file: Path, *, fix: str) -> Any:
+    """The parsed ``manifest.json``; BundleError when missing, too large or not JSON."""
+    try:
+        if file.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{file}: larger than {MAX_MANIFEST_BYTES // 2**20} MiB, not a bundle manifest; {fix}")
+        return json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{file}: missing, so the bundle is incomplete; {fix}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge numbers, deep nesting
+        raise BundleError(f"{file}: not valid JSON ({str(exc)[:200]}); {fix}") from None
+
+
+def _check_digest(path: Path, manifest: Mapping[str, Any], *, fix: str) -> None:
+    """BundleError when the manifest has no :data:`DIGEST_FIELD` or its fields no longer match it."""
+    recorded = manifest.get(DIGEST_FIELD)
+    if recorded is None:
+        raise BundleError(f"{path / MANIFEST}: has no {DIGEST_FIELD} (written before bundles carried one), so "
+                          "its fields cannot be checked; if this copy is trusted, add it with 'python "
+                          f"benchmarks/add_bundle_digest.py {path}', else {fix}")
+    try:
+        expected = manifest_digest(manifest)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{path / MANIFEST}: cannot be checked ({exc}); {fix}") from None
+    if recorded != expected:
+        raise BundleError(f"{path / MANIFEST}: manifest.json was edited after the bundle was written "
+                          f"({DIGEST_FIELD} does not match its fields); retrain or restore it")
+
+
 def _load_member(path: Path, fold: Mapping[str, Any], *, spec: ModelSpec, config: TrainConfig) -> FittedModel:
-    tabular = TabularParams.from_dict(fold["tabular"]) if fold.get("tabular") else None
+    try:
+        tabular = TabularParams.from_dict(fold["tabular"]) if fold.get("tabular") else None
+    except Exception as exc:  # a re-hashed config.json can hold any value
+        raise BundleError(f"{path / CONFIG}: the lab transform of {fold['file']} is malformed "
+                          f"({type(exc).__name__}: {str(exc)[:200]}); retrain the bundle") from None
     file = path / fold["file"]
     if spec.kind == SKLEARN:
 
@@ -263,36 +347,83 @@ def _load_member(path: Path, fold: Mapping[str, Any], *, spec: ModelSpec, config
         return FittedModel(spec=spec, config=config, tabular=tabular, estimator=estimator, info=fold.get("info", {}))
 
 
-    net = build_net(fold["net"])
+    try:
+        net = build_net(fold["net"])
+    except Exception as exc:  # a re-hashed config.json can hold any value: one message, not a traceback
+        raise BundleError(f"{path / CONFIG}: the network of {fold['file']} cannot be built ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); retrain the bundle") from None
     try:
         net.load_state_dict(load_file(str(file)), strict=True)
-    except (RuntimeError, ValueError) as exc:
-        raise BundleError(f"{file}: weights do not fit the network in config.json ({exc}); retrain the bundle") \
-            from None
+    except Exception as exc:  # SafetensorError (corrupt header or data), RuntimeError (shapes), ...
+        raise BundleError(f"{file}: weights cannot be read or do not fit the network in config.json "
+                          f"({type(exc).__name__}: {str(exc)[:200]}); retrain the bundle") from None
     return FittedModel(spec=spec, config=config, tabular=tabular, net=net.eval(), info=fold.get("info", {}))
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Verify every hash, then rebuild the fold ensemble of the bundle at ``path``."""
-    path = Path(path)
-    manifest = verify_bundle(path)
+@dataclass(frozen=True)
+class _BundleConfig:
+    """What config.json holds, checked."""
+
+    spec: ModelSpec
+    preprocess: PreprocessConfig
+    config: TrainConfig
+    folds: list[dict[str, Any]]
+    risk_threshold: float
+
+
+def _read_config(path: Path, listed: set[str]) -> _BundleConfig:
+    """config.json of the bundle at ``path``; one BundleError naming it for anything malformed."""
     try:
-        config_doc = json.loads((path / CONFIG).read_text())
-        spec = get_spec(config_doc["model"])
-        preprocess = from_dict(PreprocessConfig, config_doc["preprocess"])
+        doc = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        spec = get_spec(doc["model"])
+        preprocess = from_dict(PreprocessConfig, doc["preprocess"])
         # bundles written before issue 23 have no lesion_features field: they read the grid read-outs
-        config = from_dict(TrainConfig, {"lesion_features": False, **config_doc["train_config"]})
-        listed = set(manifest["files"])
-        missing = [f["file"] for f in config_doc["folds"] if f["file"] not in listed]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{path / CONFIG}: malformed ({exc}); retrain the bundle") from None
+        config = from_dict(TrainConfig, {"lesion_features": False, **doc["train_config"]})
+        folds = list(doc["folds"])
+        if not folds or not all(isinstance(f, dict) and isinstance(f.get("file"), str) for f in folds):
+            raise ValueError("'folds' must be a non-empty list of fold entries with a file name")
+        threshold = float(doc["risk_threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"risk_threshold {threshold} is not a probability")
+    except Exception as exc:  # a re-hashed config.json can hold any value: one message, not a traceback
+        raise BundleError(f"{path / CONFIG}: malformed ({type(exc).__name__}: {str(exc)[:200]}); "
+                          "retrain the bundle") from None
+    missing = [f["file"] for f in folds if f["file"] not in listed]
     if missing:
         raise BundleError(f"{path / missing[0]}: fold file not covered by the manifest's hashes; retrain the bundle")
-    members = [_load_member(path, fold, spec=spec, config=config) for fold in config_doc["folds"]]
-    oof = pd.read_csv(path / TRAINING_OOF, dtype={"patient_id": str})
-    return Bundle(path=path, spec=spec, version=str(manifest.get("model_version", "")), preprocess=preprocess,
-                  config=config, members=members, manifest=manifest, training_oof=oof,
-                  risk_threshold=float(config_doc["risk_threshold"]), sha256=sha256_file(path / MANIFEST))
+    return _BundleConfig(spec=spec, preprocess=preprocess, config=config, folds=folds, risk_threshold=threshold)
+
+
+def _read_training_oof(file: Path) -> pd.DataFrame:
+    """training_oof.csv, checked: the columns the app reads, probabilities in [0, 1], outcomes usable."""
+    try:
+        oof = pd.read_csv(file, dtype={"patient_id": str})
+        missing = [c for c in ("patient_id", "oof_probability", "pfs_months", "progressed") if c not in oof]
+        if missing:
+            raise ValueError(f"column(s) {', '.join(missing)} missing")
+        prob = pd.to_numeric(oof["oof_probability"], errors="raise").to_numpy(float)
+        if len(oof) == 0 or not np.all((prob >= 0) & (prob <= 1)):
+            raise ValueError("oof_probability must hold probabilities in [0, 1], one per patient")
+        months = pd.to_numeric(oof["pfs_months"], errors="raise").to_numpy(float)
+        progressed = pd.to_numeric(oof["progressed"], errors="raise").to_numpy(float)
+        if np.any(months < 0) or not np.all(np.isin(progressed[~np.isnan(progressed)], (0, 1))):
+            raise ValueError("pfs_months must be >= 0 and progressed 0 or 1")
+    except Exception as exc:  # pandas' parser errors, bad encodings, bad values
+        raise BundleError(f"{file}: malformed ({type(exc).__name__}: {str(exc)[:200]}); retrain the bundle") \
+            from None
+    return oof
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Verify the digest and every hash, then rebuild the fold ensemble of the bundle at ``path``."""
+    path = Path(path)
+    manifest = verify_bundle(path)
+    doc = _read_config(path, set(manifest["files"]))
+    members = [_load_member(path, fold, spec=doc.spec, config=doc.config) for fold in doc.folds]
+    oof = _read_training_oof(path / TRAINING_OOF)
+    return Bundle(path=path, spec=doc.spec, version=str(manifest.get("model_version", "")),
+                  preprocess=doc.preprocess, config=doc.config, members=members, manifest=manifest,
+                  training_oof=oof, risk_threshold=doc.risk_threshold, sha256=sha256_file(path / MANIFEST))
 
 
 # ----------------------------------------------------------------------------- manifest helpers

@@ -40,7 +40,7 @@ from scipy import ndimage
 from pfs_core.errors import BundleError
 from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
 from pfs_core.io.volume import Volume
-from pfs_core.models.bundle import MANIFEST, checked_manifest, sha256_file
+from pfs_core.models.bundle import checked_manifest, sha256_file, write_manifest
 from pfs_core.models.device import resolve_device
 from pfs_core.preprocessing.resample import resample_array
 
@@ -148,9 +148,8 @@ def save_organ_bundle(path: Path, net: torch.nn.Module, config: OrganSegConfig, 
     if model_card is not None:
         (path / MODEL_CARD).write_text(model_card)
         names.append(MODEL_CARD)
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": config.name,
-            "version": config.version, **manifest, "files": {n: sha256_file(path / n) for n in names}}
-    (path / MANIFEST).write_text(json.dumps(full, indent=1))
+    write_manifest(path, {"format": FORMAT, "format_version": FORMAT_VERSION, "name": config.name,
+                          "version": config.version, **manifest, "files": {n: sha256_file(path / n) for n in names}})
     return path
 
 

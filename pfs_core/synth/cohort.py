@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pfs_core.errors import UsageError
+from pfs_core.io.outputs import check_output_folder, write_marker
 from pfs_core.schema import (
     COHORT_COLUMNS,
     CT_COLUMN,
@@ -117,18 +118,7 @@ def _check_args(n: int, strength: float, workers: int) -> None:
 
 def _prepare_output(out: Path, force: bool) -> Path:
     """Validate ``out`` and create an empty staging folder beside it; return the staging path."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file, not a folder; choose a folder path")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UsageError(
-                f"--out {out}: folder exists and is not empty; choose a new folder or add --force to replace it"
-            )
-        resolved = out.resolve()
-        protected = {Path("/").resolve(), Path.home().resolve(), Path.cwd().resolve(), *Path.cwd().resolve().parents}
-        if resolved in protected:
-            raise UsageError(f"--out {out}: refusing to replace this folder (root, home or a parent of the working "
-                             "directory); choose a dedicated output folder")
+    check_output_folder(out, command="synth", force=force)  # the one guard of every command's --out
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,6 +239,7 @@ def simulate_cohort(
             img_dir.mkdir()
             tasks = [_Task(i, patient_id(i, n), s[0], s[2], str(img_dir), options) for i, s in enumerate(streams)]
             ordered_map(_render_task, tasks, workers)
+        write_marker(staging, command="synth")
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

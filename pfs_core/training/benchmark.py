@@ -28,6 +28,7 @@ import pandas as pd
 from pfs_core import DISCLAIMER, schema
 from pfs_core.config import TrainConfig, to_dict
 from pfs_core.dataset import CohortData
+from pfs_core.io.outputs import atomic_write, atomic_write_text, write_csv
 from pfs_core.metrics import ALL_METRICS, logrank_p, paired_auroc_bootstrap
 from pfs_core.models.device import resolve_device
 from pfs_core.models.provenance import runtime_info
@@ -189,7 +190,8 @@ def write_figures(result: BenchmarkResult, out_dir: Path) -> tuple[list[str], st
         figures[f"km_{name}.html"] = fig
     written = []
     for filename, fig in figures.items():
-        fig.write_html(fig_dir / filename, include_plotlyjs="directory", full_html=True)
+        atomic_write(fig_dir / filename,
+                     lambda tmp, fig=fig: fig.write_html(tmp, include_plotlyjs="directory", full_html=True))
         written.append(f"figures/{filename}")
     return written, "figures use the OOF probability averaged over repeats (labelled patients for ROC/PR/calibration)"
 
@@ -344,13 +346,13 @@ def write_results(result: BenchmarkResult, out_dir: Path) -> dict[str, Any]:
     oof["include_post_baseline"] = result.settings["include_post_baseline"]
     # Full precision: probabilities of weak models can differ only past the sixth decimal, and metrics
     # recomputed from this file must equal those of results.json.
-    oof.to_csv(out_dir / "oof_predictions.csv", index=False)
-    outcomes_table(result.data).to_csv(out_dir / OUTCOMES_FILE, index=False)
+    write_csv(oof, out_dir / "oof_predictions.csv")
+    write_csv(outcomes_table(result.data), out_dir / OUTCOMES_FILE)
     groups = risk_groups(result.data, result)
     figures, note = write_figures(result, out_dir)
     doc = results_json(result, groups=groups, figures=figures, note=note)
-    (out_dir / "results.json").write_text(json.dumps(clean_json(doc), indent=2, default=_json_default))
-    (out_dir / "results.md").write_text(results_markdown(doc))
+    atomic_write_text(out_dir / "results.json", json.dumps(clean_json(doc), indent=2, default=_json_default))
+    atomic_write_text(out_dir / "results.md", results_markdown(doc))
     return doc
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from pfs_core.cli import main
+from pfs_core.io.outputs import prepare_output_folder
 
 ROOT = Path(__file__).resolve().parents[3]
 COHORT = ROOT / "sample_data" / "cohort.csv"
@@ -74,10 +75,12 @@ def test_fusion_bundle_writes_contributions_embedding_and_summary(tmp_path, cach
 def test_lab_only_bundle_skips_the_embedding_with_a_note(tmp_path, cache, capsys):
     labs_only = tmp_path / "labs_only.csv"  # a lab-only model needs no image columns
     pd.read_csv(COHORT).drop(columns=["pet", "ct"]).to_csv(labs_only, index=False)
-    out = tmp_path / "out"
-    out.mkdir()
+    out = prepare_output_folder(tmp_path / "out", command="contributions", force=False)  # an earlier run's folder
     (out / "embedding.csv").write_text("left by an earlier run\n")
-    assert contributions("lab_rf", out, cache, "--n-sample", "2", cohort=labs_only) == 0, capsys.readouterr().err
+    assert contributions("lab_rf", out, cache, "--n-sample", "2", cohort=labs_only) == 2  # not without --force
+    assert "add --force" in capsys.readouterr().err
+    assert contributions("lab_rf", out, cache, "--n-sample", "2", "--force", cohort=labs_only) == 0, \
+        capsys.readouterr().err
     table = pd.read_csv(out / "modality_contributions.csv")
     assert len(table) == 2
     assert_efficiency(table, ["lab"])
@@ -100,7 +103,8 @@ def test_missing_cohort_is_one_error_line_and_exit_2(tmp_path, capsys):
 def test_bad_inputs_exit_2(case, tmp_path, capsys):
     labs_only = tmp_path / "labs_only.csv"
     pd.read_csv(COHORT).drop(columns=["pet", "ct"]).to_csv(labs_only, index=False)
-    argv = {"not_a_bundle": ["--cohort", str(COHORT), "--model", str(tmp_path)],
+    (tmp_path / "empty").mkdir()
+    argv = {"not_a_bundle": ["--cohort", str(COHORT), "--model", str(tmp_path / "empty")],
             "no_image_columns": ["--cohort", str(labs_only), "--model", str(MODELS / "lab_pet_ct")],
             "bad_n_sample": ["--cohort", str(COHORT), "--model", str(MODELS / "lab_rf"), "--n-sample", "0"]}[case]
     assert main(["contributions", *argv, "--out", str(tmp_path / "out")]) == 2

@@ -66,7 +66,7 @@ def test_measure_writes_four_files_on_the_ct_grid(case, tmp_path, capsys):
     assert measure(case, out) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "2 lesions (1 SSTR-positive, 1 SSTR-negative)" in printed and "Research use only" in printed
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, ".pfs_core-output.json"])  # + the marker
     table = pd.read_csv(out / "lesions.csv")
     assert list(table.columns) == list(LESION_COLUMNS)
     assert list(table["sstr_status"]) == ["SSTR-positive", "SSTR-negative"]

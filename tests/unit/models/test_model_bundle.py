@@ -144,7 +144,7 @@ def test_a_bundle_from_before_the_lesion_measurements_reads_its_grid_read_outs(b
     import shutil
 
     from pfs_core.inference import reads_lesions
-    from pfs_core.models.bundle import sha256_file
+    from pfs_core.models.bundle import sha256_file, write_manifest
 
     _, paths = bundles
     copy = tmp_path / "old"
@@ -154,7 +154,7 @@ def test_a_bundle_from_before_the_lesion_measurements_reads_its_grid_read_outs(b
     (copy / "config.json").write_text(json.dumps(config))
     manifest = json.loads((copy / MANIFEST).read_text())
     manifest["files"]["config.json"] = sha256_file(copy / "config.json")
-    (copy / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(copy, manifest)
     old = load_bundle(copy)
     assert old.config.lesion_features is False and not reads_lesions(old)
     assert reads_lesions(load_bundle(paths["classic"]))

@@ -60,9 +60,15 @@ def test_existing_folder_refused_then_forced(tmp_path: Path, capsys: pytest.Capt
     code, _, err = _run(["synth", "--n", "2", "--no-images", "--out", str(out)], capsys)
     assert code == 2 and err.startswith("error:") and "--force" in err
     assert (out / "keep.txt").read_text() == "precious"
+    # --force replaces only a folder that synth wrote (docs/outputs.md): a foreign file keeps it
+    code, _, err = _run(["synth", "--n", "2", "--no-images", "--out", str(out), "--force"], capsys)
+    assert code == 2 and err.startswith(f"error: --out {out}") and "not a folder that 'pfs_core synth' wrote" in err
+    assert (out / "keep.txt").read_text() == "precious"
+    (out / "keep.txt").unlink()
+    assert _run(["synth", "--n", "2", "--no-images", "--out", str(out)], capsys)[0] == 0
     code, stdout, _ = _run(["synth", "--n", "2", "--no-images", "--out", str(out), "--force"], capsys)
     assert code == 0 and "Bayes AUROC" in stdout and "wall time" in stdout
-    assert not (out / "keep.txt").exists() and (out / "cohort.csv").exists()
+    assert (out / "cohort.csv").exists() and (out / ".pfs_core-output.json").exists()
     assert not list(tmp_path.glob(".cohort.partial-*"))
 
 
