@@ -22,8 +22,12 @@ except PfsError as exc:
     st.stop()
 
 files = bundle.manifest.get("files", {})
-st.success(f"Hash check passed: all {len(files)} files match the sha256 in manifest.json "
-           f"(bundle sha256 `{bundle.sha256[:16]}…`).", icon=":material/verified:")
+st.success(f"Hash check passed: all {len(files)} files match the sha256 in manifest.json, and the manifest's own "
+           "fields match its bundle digest.", icon=":material/verified:")
+st.markdown(f"Bundle digest (sha256): `{bundle.digest}`")
+st.caption("One value over the manifest, which lists every file's sha256: it changes with any file or any field "
+           "(such as whether the training data were simulated). Compare it with the digest the bundle's authors "
+           "published to know this is their bundle.")
 card = path / "MODEL_CARD.md"
 if card.is_file():
     st.markdown(card.read_text())

@@ -143,8 +143,9 @@ def case_threads() -> int | None:
 
 #: Setting: how many heavy analyses (load, predict, explain) the dashboard runs at once, for all sessions together.
 SLOTS_SETTING = "PFS_CORE_UI_SLOTS"
-#: Default ceiling of :func:`compute_slots` whatever the core count: each analysis of a sample case peaks at
-#: ~250 MB above the server's baseline (docs/security.md, "Many users at once"), so 4 at a time stay within 3 GB.
+#: Default ceiling of :func:`compute_slots` whatever the core count, for memory: 10 sessions predicting sample cases
+#: peaked at 2.0 GB with 4 slots (1.9 GB with 2; docs/security.md, "Many users at once"). Large uploads need
+#: more per analysis: on a small server set PFS_CORE_UI_SLOTS lower.
 MAX_DEFAULT_SLOTS = 4
 
 
@@ -284,7 +285,7 @@ def compute_slot(status: Any = None, *, label: str | None = None) -> Iterator[No
         if shown:
             if status is not None and label is not None:
                 status.update(label=label)
-            st.caption(f"Waited {waited:.0f} s for a free slot ({queue.slots} analyses at a time on this server).")
+            st.caption(f"Waited {waited:.0f} s for a free slot ({queue.slots} at a time on this server).")
         yield
 
 
