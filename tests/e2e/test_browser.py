@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -240,3 +241,54 @@ def test_sample_case_prediction_in_a_real_browser(app_server, browser_page, tmp_
     _assert_no_error(page, "Case Explorer after Predict", log)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def _probability_shown(page: Any) -> bool:
+    """True when a probability metric is on screen (as the current result)."""
+    return page.get_by_test_id("stMetricLabel").filter(has_text="P(PFS ≤ 12 months)").count() > 0
+
+
+def test_changing_the_case_after_a_prediction_leaves_no_stale_result(app_server, browser_page):
+    """Issue 24, item 8: another sample case picked without Predict shows no probability of the previous one."""
+    from playwright.sync_api import expect
+
+    url, log = app_server
+    page = browser_page
+    page.goto(url)
+    page.get_by_role("button", name="Predict").click()
+    expect(page.get_by_text("P(PFS ≤ 12 months)").first).to_be_visible(timeout=90_000)
+    _settle(page)
+    header = page.get_by_role("heading", name=re.compile(r"Result: sample case \S+ \(simulated\)"))
+    expect(header).to_be_visible()  # the result names its case
+    first = header.inner_text().split("sample case ")[1].split(" ")[0]
+    page.get_by_test_id("stSelectbox").filter(has_text="Sample case (simulated patient)").click()
+    page.get_by_role("option").filter(has_not_text=first).first.click()
+    expect(page.get_by_text("Inputs changed since this prediction").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+    assert not _probability_shown(page), "the previous case's probability is still on screen"
+    assert page.get_by_text("Download tumour-board report").count() == 0
+    assert page.locator(".js-plotly-plot").count() == 0
+    _assert_no_error(page, "Case Explorer after changing the case", log)
+
+
+def test_a_png_uploaded_as_the_pet_is_named_and_not_predicted(app_server, browser_page, tmp_path):
+    """Issue 24, item 8: the browser does not drop the file with a red icon; the page names it and refuses."""
+    from playwright.sync_api import expect
+
+    url, _log = app_server
+    page = browser_page
+    png = tmp_path / "scan.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    page.goto(url)
+    expect(page.get_by_role("button", name="Predict")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_text("Upload PET/CT").click()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="PET (SUVbw")
+    uploader.locator('input[type="file"]').set_input_files(str(png))
+    rejection = page.get_by_test_id("stAlertContentError").filter(has_text="PET: scan.png is not")
+    expect(rejection.first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    assert "PNG image" in rejection.first.inner_text()
+    _settle(page)
+    page.get_by_role("button", name="Predict").click()
+    expect(page.get_by_text("Not predicted").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+    assert not _probability_shown(page), "answered without the rejected PET"
