@@ -262,7 +262,8 @@ def predict_case(
         missing_modalities=missing, inputs_used=[m for m in spec.modalities if m not in missing],
         imputed_fields=imputed, out_of_range_fields=out_of_range,
         post_baseline_used=bundle.post_baseline_used and clean.get("prrt_cycles") is not None,
-        warnings=warnings + lab_warnings + ([SIMULATED_NOTE] if simulated else []), device=str(torch_device),
+        warnings=warnings + [w for v in (pet, ct) if v is not None for w in v.warnings]  # the loader's notes
+        + lab_warnings + ([SIMULATED_NOTE] if simulated else []), device=str(torch_device),
         timings_s={"preprocess": round(t_prepared - started, 4), "inference": round(done - t_prepared, 4),
                    "total": round(done - started, 4)},
         model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,

@@ -194,10 +194,11 @@ def allowed_roots(image_root: Path, cohort_csv: Path | None = None) -> list[Path
     return roots + (_recorded_roots(cohort_csv) if cohort_csv is not None else [])
 
 
-def not_allowed(column: str, image_root: Path) -> str:
-    """The one reason for an image path that is missing *or* outside the allowed folders: the message does
-    not tell which, so a cohort cannot probe the server's files."""
-    return (f"{column}: image not found in the cohort folder or not allowed; put the images inside {image_root} "
+def not_allowed(text: str, image_root: Path) -> str:
+    """The one reason for an image path (cell ``text``) that is missing *or* outside the allowed folders: the
+    message does not tell which, so a cohort cannot probe the server's files."""
+    shown = text.strip() if len(text.strip()) <= 80 else text.strip()[:77] + "..."
+    return (f"{shown}: image not found in the cohort folder or not allowed; put the images inside {image_root} "
             f"(relative paths are read from there) or set {DATA_ROOTS_VARIABLE} to the folder that holds them")
 
 
@@ -246,7 +247,7 @@ def image_problems(pet: Path | None, ct: Path | None, *, image_root: Path,
         if path is None:
             continue
         if not _allowed_path(path, allowed_roots(image_root) if roots is None else roots):
-            problems.append((column, not_allowed(column, image_root)))
+            problems.append((column, not_allowed(str(path), image_root)))
             continue
         try:
             volumes[column] = loader(path)
@@ -300,14 +301,14 @@ def _image_cell(name: str, text: str, *, image_root: Path, roots: list[Path], im
     try:
         path = resolve_image(text, image_root)
     except InputError as exc:
-        return "", str(exc)
+        return text.strip(), str(exc)  # kept, so the row does not also read as "no image at all"
     if path is None:
         return "", None
     if _allowed_path(path, roots):
         return str(path), None
     if not images:
         return "", None
-    reason = not_allowed(name, image_root)
+    reason = not_allowed(text, image_root)
     if name == schema.ORGANS_COLUMN:
         reason += "; or leave the cell empty to let the organ network delineate the organs"
     return str(path), reason

@@ -16,7 +16,16 @@ from pfs_core.errors import InputError, reading
 from pfs_core.io.dicom import DicomSeries, read_dicom_series, unzipped
 from pfs_core.io.nifti import read_nifti_data
 from pfs_core.io.suv import dicom_suv_factors, user_suv_factor
-from pfs_core.io.validate import check_ct_values, check_finite, check_not_ct, check_pet_values, value_range
+from pfs_core.io.validate import (
+    check_ct_values,
+    check_finite,
+    check_not_constant,
+    check_not_ct,
+    check_pet_values,
+    ct_plausibility,
+    pet_plausibility,
+    value_range,
+)
 from pfs_core.io.volume import Volume
 
 PetUnits = Literal["auto", "suv", "bqml"]
@@ -61,14 +70,13 @@ def load_ct(path: str | Path) -> Volume:
         else:
             series = _read_series(path, "CT")
             data, affine, finite, known = series.data, series.affine, False, None
-    if finite and known is None:  # stored as integers with finite scaling: no NaN/inf, only the minimum needed
-        check_ct_values(data, str(path))
-    else:
-        known = known or value_range(data)  # (min, max): finite only if every voxel is
-        if not finite:
-            check_finite(data, str(path), known_range=known)
-        check_ct_values(data, str(path), minimum=known[0])
-    return Volume(data=data, affine=affine, source=path.name, modality="CT", units="HU")
+    known = known or value_range(data)  # (min, max): finite only if every voxel is
+    if not finite:
+        check_finite(data, str(path), known_range=known)
+    check_not_constant(str(path), known, "CT")
+    check_ct_values(data, str(path), minimum=known[0])
+    warnings = ct_plausibility(data, path.name, known)
+    return Volume(data=data, affine=affine, source=path.name, modality="CT", units="HU", warnings=warnings)
 
 
 def load_pet(path: str | Path, *, weight_kg: float | None = None, dose_mbq: float | None = None,
@@ -89,16 +97,19 @@ def load_pet(path: str | Path, *, weight_kg: float | None = None, dose_mbq: floa
     with reading(path, what="this image", accepted=ACCEPTED):
         data, affine, note, checked = _read_pet(path, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units,
                                                 uptake_min=uptake_min, radionuclide=radionuclide)
-    check_pet_values(data, str(path), minimum=checked.minimum, not_ct_checked=checked.not_ct)
-    return Volume(data=data, affine=affine, source=path.name, modality="PET", units="SUVbw", suv_note=note)
+    known = checked.value_range or value_range(data)
+    check_not_constant(str(path), known, "PET")
+    check_pet_values(data, str(path), minimum=known[0], not_ct_checked=checked.not_ct)
+    return Volume(data=data, affine=affine, source=path.name, modality="PET", units="SUVbw", suv_note=note,
+                  warnings=pet_plausibility(data, path.name, known))
 
 
 @dataclass(frozen=True)
 class _Checked:
-    """What is already known of the SUV array :func:`_read_pet` returns: its minimum (None: not computed) and
-    whether :func:`check_not_ct` already passed on it."""
+    """What is already known of the SUV array :func:`_read_pet` returns: its (min, max) (None: not computed)
+    and whether :func:`check_not_ct` already passed on it."""
 
-    minimum: float | None = None
+    value_range: tuple[float, float] | None = None
     not_ct: bool = False
 
 
@@ -118,7 +129,7 @@ def _read_pet(path: Path, *, weight_kg: float | None, dose_mbq: float | None, pe
                                   uptake_min=uptake_min, radionuclide=radionuclide, where=where)
         if factor != 1.0:
             return data * np.float32(factor), affine, note, _Checked()
-        return data, affine, note, _Checked(minimum=low, not_ct=not_ct)
+        return data, affine, note, _Checked(value_range=(low, high), not_ct=not_ct)
     series = _read_series(path, "PT")
     data, affine = series.data, series.affine
     check_finite(data, where, known_range=value_range(data))

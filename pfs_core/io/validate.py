@@ -18,6 +18,12 @@ PET_MIN_SUV = -0.5  # PET below this (0.1th percentile) is not noise
 CT_LIKE_SUV = -100.0  # PET voxels this low look like HU
 CT_LIKE_SHARE = 0.01
 MIN_OVERLAP = 0.05
+HU_RANGE = (-1100.0, 4000.0)  # CT values are clipped to this (air -1000, metal implants and dense bone above 3000)
+NOT_HU = 1e5  # a CT voxel beyond +-this is no Hounsfield unit at all: the image is refused
+SUV_MAX_PLAUSIBLE = 150.0  # SSTR PET in SUVbw: tumours rarely above 100, spleen about 30
+BODY_SUV = 0.5  # PET voxels above this (SUVbw) count as body for the median below
+BODY_MEDIAN_PLAUSIBLE = 10.0  # body median in SUVbw is about 1 (muscle, fat, blood pool)
+SAMPLE_VOXELS = 1_000_000  # a strided subsample of about this many voxels gives the body median
 
 
 def squeeze_to_3d(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
@@ -123,6 +129,58 @@ def check_pet_values(data: np.ndarray, where: str, *, minimum: float | None = No
             f"{where}: PET has clearly negative values (0.1th percentile {low:.3g} SUV); "
             "use a reconstruction without negative values (e.g. OSEM) or check the units"
         )
+
+
+def check_not_constant(where: str, value_range: tuple[float, float], modality: str) -> None:
+    """Refuse an image whose voxels all have one value (an empty or blank export): no answer means anything."""
+    low, high = value_range
+    if low == high:
+        raise InputError(f"{where}: every voxel of this {modality} has the same value ({low:.4g}); the image is empty "
+                         f"or blank: export the {modality} again")
+
+
+def ct_plausibility(data: np.ndarray, where: str, value_range: tuple[float, float]) -> tuple[str, ...]:
+    """Bring a CT (HU, ``value_range`` its (min, max)) into ``HU_RANGE`` in place; the warnings to keep.
+
+    Refused: any voxel beyond +-``NOT_HU`` (clearly not HU). Values below -1100 HU (padding outside the
+    scanned circle, often -2048 or -3024) are clipped silently: routine, and air stays air. Values above
+    4000 HU are clipped with a warning that counts them (metal, or a wrong rescale).
+    """
+    low, high = value_range
+    if max(abs(low), abs(high)) > NOT_HU:
+        raise InputError(f"{where}: CT values reach {low if abs(low) > abs(high) else high:.3g}, beyond "
+                         f"+-{NOT_HU:.0e}: these are not Hounsfield units (raw or damaged values?); export the CT in "
+                         "HU (RescaleSlope/Intercept applied)")
+    lo_hu, hi_hu = HU_RANGE
+    if low >= lo_hu and high <= hi_hu:
+        return ()
+    warnings: tuple[str, ...] = ()
+    if high > hi_hu:
+        count = int(np.count_nonzero(data > hi_hu))
+        warnings = (f"{where}: {count} CT voxel(s) above {hi_hu:.0f} HU (metal, or a wrong rescale) were clipped "
+                    f"to {hi_hu:.0f} HU",)
+    np.clip(data, lo_hu, hi_hu, out=data)
+    return warnings
+
+
+def pet_plausibility(data: np.ndarray, where: str, value_range: tuple[float, float]) -> tuple[str, ...]:
+    """Warnings for a PET whose SUVbw values are implausible for SSTR PET (``value_range`` its (min, max)).
+
+    Rule: SUVmax above ``SUV_MAX_PLAUSIBLE`` (150), or the median of the body voxels (above 0.5 SUV, on a
+    strided subsample of about a million voxels) above ``BODY_MEDIAN_PLAUSIBLE`` (10): the values are then
+    likely kBq/mL or Bq/mL taken as SUV.
+    """
+    high = value_range[1]
+    step = max(1, round((data.size / SAMPLE_VOXELS) ** (1 / 3)))
+    sample = data[::step, ::step, ::step]
+    body = sample[sample > BODY_SUV]
+    median = float(np.median(body)) if body.size else 0.0
+    if high <= SUV_MAX_PLAUSIBLE and median <= BODY_MEDIAN_PLAUSIBLE:
+        return ()
+    seen = f"SUVmax {high:.4g}" if high > SUV_MAX_PLAUSIBLE else f"body median {median:.3g} SUV"
+    return (f"{where}: PET values are implausible for SUVbw ({seen}; SSTR PET rarely exceeds SUVmax "
+            f"{SUV_MAX_PLAUSIBLE:.0f} or a body median of {BODY_MEDIAN_PLAUSIBLE:.0f}): the image may be in kBq/mL "
+            "or Bq/mL; give --weight-kg and --dose-mbq with --pet-units bqml",)
 
 
 def check_overlap(pet: Volume, ct: Volume, *, min_fraction: float = MIN_OVERLAP) -> float:

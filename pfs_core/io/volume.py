@@ -30,6 +30,8 @@ class Volume:
         modality: ``"PET"`` or ``"CT"``.
         units: ``"HU"`` or ``"SUVbw"``.
         suv_note: how the SUV values were obtained ("" for CT).
+        warnings: what the loader noticed but accepted (values clipped, units doubtful), one sentence each,
+            never a patient's value; a prediction from this volume repeats them.
     """
 
     data: np.ndarray
@@ -38,6 +40,7 @@ class Volume:
     modality: Modality
     units: str
     suv_note: str = ""
+    warnings: tuple[str, ...] = ()
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:

@@ -124,6 +124,7 @@ def test_bqml_none_decays_per_slice_acquisition_time_and_crosses_midnight(tmp_pa
 
 def test_gml_is_taken_as_suv_and_counts_are_refused(tmp_path):
     vol = np.full((16, 12, 10), 1.5)
+    vol[0, 0, 0] = 0.5  # a constant PET is refused as blank
     folder = write_series(tmp_path / "gml", vol, modality="PT", tags={"Units": "GML"})
     pet = load_pet(folder)
     assert pet.data.max() == pytest.approx(1.5, rel=1e-3) and "GML" in pet.suv_note

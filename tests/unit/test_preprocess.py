@@ -278,7 +278,8 @@ def test_cohort_is_cached_and_a_corrupt_entry_recomputed(tmp_path, monkeypatch):
 def test_cohort_errors_name_the_patient(tmp_path):
     csv_path = tmp_path / "cohort.csv"
     csv_path.write_text("patient_id,pet,ct\nx7,missing_pet.nii.gz,missing_ct.nii.gz\n")
-    with pytest.raises(InputError, match=r"cohort.csv, patient x7: .*missing_pet.nii.gz: file or folder not found"):
+    with pytest.raises(InputError, match=r"cohort.csv: row 2 \(pet\): missing_pet.nii.gz: image not found in the cohort folder "
+                                          r"or not allowed"):
         preprocess_cohort(csv_path, SMALL, cache_dir=None)
     csv_path.write_text("patient_id,image\nx7,a.nii.gz\n")
     with pytest.raises(InputError, match=r"cohort.csv: missing required column\(s\) pet, ct"):
