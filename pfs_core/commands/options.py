@@ -17,6 +17,7 @@ from typing import Any
 
 from pfs_core.config import MODEL_PREPROCESS, PreprocessConfig, TrainConfig, from_dict, to_dict
 from pfs_core.errors import InputError, UsageError
+from pfs_core.limits import read_capped
 from pfs_core.progress import writing_to
 
 DEVICE_HELP = "torch device, e.g. cpu or cuda (default: cuda if available, else cpu)"
@@ -119,17 +120,34 @@ def case_inputs(args: argparse.Namespace) -> list[Path | None]:
 
 
 def read_labs(path: Path | None) -> dict[str, Any]:
-    """The lab JSON object (empty without a file)."""
+    """The lab JSON object (empty without a file); InputError naming the file for anything unusable.
+
+    The file must be a regular file of at most ``PFS_CORE_MAX_LABS_KB`` (:mod:`pfs_core.limits`), read
+    before parsing; numbers of thousands of digits and deep nesting are refused, not raised.
+    """
     if path is None:
         return {}
-    try:
-        labs = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the lab JSON ({exc}); give an object like "
-                         "{\"chromogranin_a\": 250, \"sex\": \"F\"}") from None
+    example = "give an object like {\"chromogranin_a\": 250, \"sex\": \"F\"}"
+    labs = _parse_json(read_capped(Path(path), "max_labs_bytes", what="the lab JSON"), path, what="lab JSON",
+                       fix=example, error=InputError)
     if not isinstance(labs, dict):
         raise InputError(f"{path}: the lab JSON must be an object of field names and values")
     return labs
+
+
+def _parse_json(raw: bytes, path: Path, *, what: str, fix: str, error: type[Exception]) -> Any:
+    """``raw`` as JSON; ``error`` naming ``path`` and the ``fix`` for text that is not JSON we can use."""
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        reason = "a number has too many digits"
+    raise error(f"{path}: cannot read the {what} ({reason}); {fix}") from None
 
 
 def check_out(args: argparse.Namespace, inputs: list[Path | None]) -> None:
@@ -176,11 +194,13 @@ def add_training(parser: argparse.ArgumentParser) -> None:
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object of config fields; UsageError when unreadable or not an object."""
+    """A JSON object of config fields (a regular file of at most ``PFS_CORE_MAX_CONFIG_KB``); UsageError when
+    unreadable or not an object."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the {what} JSON ({exc}); give a JSON object of its fields") from None
+        raw = read_capped(Path(path), "max_config_bytes", what=f"the {what} JSON")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    data = _parse_json(raw, path, what=f"{what} JSON", fix="give a JSON object of its fields", error=UsageError)
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the {what} JSON must be an object of field names and values")
     return data

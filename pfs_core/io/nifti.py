@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
+from io import BufferedIOBase
 from pathlib import Path
-from typing import BinaryIO
 
 import nibabel as nib
 import numpy as np
@@ -55,16 +55,16 @@ def _integers_stay_finite(dtype: np.dtype, slope: float, inter: float) -> bool:
     return largest < 0.5 * FLOAT32_MAX
 
 
-def _open(path: Path, *, fast: bool = True) -> BinaryIO:
+def _open(path: Path, *, fast: bool = True) -> BufferedIOBase:
     """The decompressed byte stream of ``path``: for ``.gz`` ISA-L's gzip (1.3-1.5x faster than zlib), or
     without ``fast`` Python's, which decompresses in small steps (a damaged file fails only where it is
     damaged, as in nibabel)."""
     if path.suffix.lower() == ".gz":
-        return igzip.open(path, "rb") if fast else gzip.open(path, "rb")  # type: ignore[return-value]
+        return igzip.open(path, "rb") if fast else gzip.open(path, "rb")
     return open(path, "rb")
 
 
-def _skip(stream: BinaryIO, count: int) -> int:
+def _skip(stream: BufferedIOBase, count: int) -> int:
     """Read and drop up to ``count`` bytes in bounded chunks; the number of bytes there were."""
     seen = 0
     while seen < count:
@@ -75,7 +75,7 @@ def _skip(stream: BinaryIO, count: int) -> int:
     return seen
 
 
-def _check_extensions(stream: BinaryIO, header: nib.Nifti1Header, offset: int, where: str) -> None:
+def _check_extensions(stream: BufferedIOBase, header: nib.Nifti1Header, offset: int, where: str) -> None:
     """Each header extension must fit between the header and ``offset`` (nibabel reads each one whole,
     and a size field of 0 would make it read the rest of the file); ``stream`` is past the 4 flag bytes."""
     position = len(header.binaryblock) + 4
