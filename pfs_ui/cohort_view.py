@@ -26,6 +26,7 @@ import pandas as pd
 import streamlit as st
 
 from pfs_core.errors import PfsError, UsageError
+from pfs_core.io.cohort import DATA_ROOTS_VARIABLE
 from pfs_core.io.outputs import csv_safe
 from pfs_ui.common import (
     ROOT,
@@ -207,6 +208,7 @@ def render_report(report: Any) -> None:
     good.metric("Usable rows", report.n_good)
     bad.metric("Rows with problems", report.n_bad)
     if report.problems:
+        path_refusals(report)
         st.warning(f"{report.n_bad} row(s) cannot be used and are left out; the other {report.n_good} go on. "
                  "Row numbers are spreadsheet rows (the header is row 1).", icon=":material/rule:")
         st.dataframe(report.problems_frame(), hide_index=True, key="problems_table")
@@ -214,6 +216,19 @@ def render_report(report: Any) -> None:
         st.success(f"All {report.n_rows} rows are usable.", icon=":material/check_circle:")
     for warning in report.warnings:
         st.warning(warning)
+
+
+def path_refusals(report: Any, *, most: int = 10) -> None:
+    """An error box for image paths that are missing or outside the allowed folders: the user must move the images
+    or have the allowed folders widened, so it is said apart from the other row problems (the validator's one
+    message, which does not tell a missing file from a refused one)."""
+    refused = [p for p in report.problems if DATA_ROOTS_VARIABLE in p.reason]
+    if not refused:
+        return
+    rows = sorted({p.row for p in refused})
+    shown = ", ".join(map(str, rows[:most])) + (f" and {len(rows) - most} more" if len(rows) > most else "")
+    st.error(f"Left out for an image path, row(s) {shown}; the first: {refused[0].reason}.",
+             icon=":material/folder_off:")
 
 
 # ----------------------------------------------------------------------------- background runs

@@ -102,6 +102,26 @@ def test_modality_contributions_and_embedding_of_a_bundle(results, monkeypatch, 
     assert len(at.get("plotly_chart")) >= 7  # curves + modality importance + embedding
 
 
+@pytest.mark.slow
+def test_explaining_a_users_cohort_writes_nothing_to_the_cache(results, monkeypatch, app_path, tmp_path,
+                                                               tiny_bundle):
+    """Only the shipped simulated cohorts use the shared cache: a user's cohort leaves no model-grid arrays."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_batch_scoring import finished_train_run
+
+    finished_train_run(tmp_path / "runs", tiny_bundle("lab_pet"))
+    mine = shutil.copytree(results.parents[1] / "cohort", tmp_path / "mine")
+    at = _page(app_path, monkeypatch, results_dir=results.parent, runs_dir=tmp_path / "runs")
+    monkeypatch.setenv("PFS_CACHE_DIR", str(tmp_path / "cache"))
+    at.text_input(key="explain_cohort").set_value(str(mine / "cohort.csv"))
+    at.number_input(key="explain_n").set_value(5)
+    at.button(key="explain_button").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "Modality contributions** (lab_pet, 5 of 15 patients)" in " ".join(m.value for m in at.markdown)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*"))
+
+
 def test_reference_rows_and_paired_intervals_on_the_page(results, monkeypatch, app_path, tmp_path):
     """Reference rows marked in the table and paired ΔAUROC error bars; a results.json from before them
     (no references, no paired intervals) shows the table and curves as before."""

@@ -128,3 +128,30 @@ def test_cancel_button_stops_the_run(setup, monkeypatch, app_path):
     assert "cancelled" in _run_lines(at)[0]
     assert not is_alive(run.pid)
     assert not (run.output / "results.json").exists()
+
+
+def test_image_path_outside_the_cohort_folder_is_an_error_box(setup, monkeypatch, app_path, tmp_path):
+    """A cohort cannot make the server read a file elsewhere: one message for missing or not allowed, in an
+    error box with the row, and the other rows go on."""
+    import pandas as pd
+
+    from pfs_core.io.cohort import DATA_ROOTS_VARIABLE
+
+    root, bad, _, _ = setup
+    elsewhere = tmp_path / "elsewhere_pet.nii.gz"  # a real image outside the cohort folder
+    elsewhere.write_bytes((bad.parent / "images" / "P000_pet.nii.gz").read_bytes())
+    frame = pd.read_csv(bad, dtype=str, keep_default_na=False)
+    frame.loc[0, "pet"] = str(elsewhere)
+    frame.loc[2, "ct"] = "../../../../../../etc/hostname"
+    outside = bad.parent / "outside_paths.csv"
+    frame.to_csv(outside, index=False)
+    monkeypatch.delenv(DATA_ROOTS_VARIABLE, raising=False)
+    at = _checked(_page(app_path, monkeypatch, root), outside)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Left out for an image path, row(s) 2, 3, 4"), errors
+    assert DATA_ROOTS_VARIABLE in errors[0] and "not allowed" in errors[0]
+    problems = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    reasons = dict(zip(problems["row"], problems["reason"], strict=True))
+    assert "image not found in the cohort folder or not allowed" in reasons[2]
+    assert "not allowed" in reasons[4]
+    assert {m.label: m.value for m in at.metric}["Usable rows"] == "8"
