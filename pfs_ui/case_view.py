@@ -104,6 +104,7 @@ def upload_problem(role: str, upload: Any) -> str | None:
     with upload.getbuffer() as view:  # no copy of a large upload
         size, head = len(view), bytes(view[:352])
     lower = name.lower()
+    reason: str | None
     if size == 0:
         reason = "it is empty (0 bytes); export or copy it again"
     elif lower.endswith(".nii.gz"):
@@ -178,7 +179,7 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
                               key="dose")
     organs = st.container().file_uploader(
         "Organ masks (optional): a TotalSegmentator output folder as .zip, a multi-label NIfTI (with a JSON of "
-        "label names), or a DICOM SEG / RTSTRUCT", type=lesion_view.ORGAN_TYPES, accept_multiple_files=True,
+        "label names), or a DICOM SEG / RTSTRUCT", accept_multiple_files=True,
         key=lesion_view.UPLOAD_KEY,
         help="The lesions the model reads are measured against these organs; without them the organ network "
              "(trained on simulated CTs only) delineates them. Kept in memory for this session only.")
@@ -186,6 +187,7 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
                         dose_mbq=dose, organ_uploads=list(organs or []), title=_upload_title(pet, ct))
     inputs.problems = [p for role, upload in (("PET", pet), ("CT", ct)) if upload is not None
                        for p in [upload_problem(role, upload)] if p]
+    inputs.problems += [p for upload in inputs.organ_uploads for p in [lesion_view.organ_upload_problem(upload)] if p]
     if inputs.problems:
         st.error("\n\n".join(inputs.problems), icon=":material/error:")
     return inputs
@@ -285,10 +287,15 @@ def render_result(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
              ("3D view", "the 3D view", lambda: _scene(result)),
              ("Slices", "the slices", lambda: _slices(result)),
              ("Cohort", "the Cohort tab", lambda: _cohort(bundle, result)),
-             ("Run and report", "the report", lambda: (_run_info(result), _report(bundle, result)))]
+             ("Run and report", "the report", lambda: _run_and_report(bundle, result))]
     for tab, (_title, doing, draw) in zip(st.tabs([t for t, _d, _f in parts]), parts, strict=True):
         with tab, guarded(f"drawing {doing}"):  # one failing part leaves the others on screen
             draw()
+
+
+def _run_and_report(bundle: Any, result: CaseResult) -> None:
+    _run_info(result)
+    _report(bundle, result)
 
 
 def _headline(p: Any) -> None:
@@ -308,9 +315,11 @@ def _why_figures(result: CaseResult) -> dict[str, Any]:
 
     def build() -> dict[str, Any]:
         e, s = result.explanation, result.explanation.lab_shap
-        shap_figure = None if s is None else shap_bar_figure(
-            s.names, s.shap_values, s.values, s.units, base_value=s.base_value, output_space=s.output_space,
-            imputed=s.imputed)
+        # Measured labs only: an imputed one has no attribution of its own (its effect is in the base value).
+        shown = [] if s is None else [i for i, imputed in enumerate(s.imputed) if not imputed]
+        shap_figure = None if s is None or not shown else shap_bar_figure(
+            [s.names[i] for i in shown], [s.shap_values[i] for i in shown], [s.values[i] for i in shown],
+            [s.units[i] for i in shown], base_value=s.base_value, output_space=s.output_space)
         figures = {"shap": shap_figure,
                    "modality": modality_bar_figure(e.modalities.contributions, output_space="probability")}
         if e.lesions is not None:
@@ -326,8 +335,15 @@ def _why(result: CaseResult) -> None:
     left, right = st.columns([3, 2])
     if e.lab_shap is not None:
         s = e.lab_shap
-        left.plotly_chart(figures["shap"], key="shap_chart")
+        if figures["shap"] is not None:
+            left.plotly_chart(figures["shap"], key="shap_chart")
+        else:
+            left.info("No lab value was given: nothing to attribute; the model used the training medians.")
         left.caption(f"SHAP values ({s.method}); base {s.base_value:.3f} + sum = {s.output:.3f}.")
+        missing = [_label(n) for n, imputed in zip(s.names, s.imputed, strict=True) if imputed]
+        if missing:
+            left.caption(f"Not measured, imputed with the training median (no attribution of their own; their "
+                         f"effect is in the base value): {', '.join(missing)}.")
     else:
         left.info("This model uses no lab values.")
     right.plotly_chart(figures["modality"], key="modality_chart")
@@ -342,6 +358,12 @@ def _why(result: CaseResult) -> None:
                       "the slices and the 3D view as 'Lesion contributions'.")
     else:
         _measurements(right, e.prediction.image_measurements)
+
+
+def _label(name: str) -> str:
+    """The on-screen label of a lab column."""
+    feature = schema.NUMERIC_BY_NAME.get(name) or schema.CATEGORICAL_BY_NAME.get(name)
+    return feature.label if feature is not None else name
 
 
 def _measurements(where: Any, values: dict[str, float]) -> None:

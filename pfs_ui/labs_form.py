@@ -83,13 +83,13 @@ def labs_form(defaults: Mapping[str, Any], *, key_prefix: str = "lab_", show_pos
             entered[feature.name] = (float(value), unit)
     values: dict[str, float | str | None] = {f.name: None for f in numeric}
     values.update({name: schema.to_model_unit(name, value, unit) for name, (value, unit) in entered.items()})
-    for i, feature in enumerate(schema.CATEGORICAL_FEATURES):
-        options = [MISSING, *feature.levels]
-        default = _default(defaults, feature.name)
+    for i, category in enumerate(schema.CATEGORICAL_FEATURES):
+        options = [MISSING, *category.levels]
+        default = _default(defaults, category.name)
         with columns[i % 3]:
-            choice = st.selectbox(feature.label, options, index=options.index(default) if default in options else 0,
-                                  key=f"{key_prefix}{feature.name}")
-        values[feature.name] = None if choice == MISSING else choice
+            choice = st.selectbox(category.label, options, index=options.index(default) if default in options else 0,
+                                  key=f"{key_prefix}{category.name}")
+        values[category.name] = None if choice == MISSING else choice
     problems = []
     for name, reason in lab_problems(values):  # one check of all fields: every problem at once
         values[name] = None

@@ -24,7 +24,9 @@ from pfs_ui.common import show_error, uploaded_files
 
 STATE_KEY = "lesions"  # in CaseResult.memo
 UPLOAD_KEY = "organ_up"
-ORGAN_TYPES = ["nii", "gz", "json", "dcm", "zip"]
+#: Names the organ-mask uploader takes. Checked here, not by the browser (no type list), which would drop another
+#: file with only a red icon and leave the organ network to delineate the organs without a word.
+ORGAN_SUFFIXES = (".nii", ".nii.gz", ".json", ".dcm", ".zip")
 NO_NETWORK = ("Organ network not installed; upload organ masks (below) to measure the lesions of this case. "
               "Liver, spleen and kidneys are needed: a TotalSegmentator output folder as .zip, a multi-label "
               "NIfTI with a JSON of label names, or a DICOM SEG / RTSTRUCT.")
@@ -44,6 +46,15 @@ class LesionState:
         if key not in self.memo:
             self.memo[key] = build()
         return self.memo[key]
+
+
+def organ_upload_problem(upload: Any) -> str | None:
+    """Why an uploaded organ-mask file is not one the organ reader takes (from its name), or None."""
+    if str(upload.name).lower().endswith(ORGAN_SUFFIXES):
+        return None
+    return (f"Organ masks: {upload.name} is not a NIfTI (.nii, .nii.gz), a JSON of label names, a DICOM SEG / "
+            "RTSTRUCT (.dcm) or a TotalSegmentator folder as .zip; upload one of these, or remove it to let the "
+            "organ network delineate the organs.")
 
 
 def case_organs(inputs: Any, ct: Any) -> Any:

@@ -58,6 +58,10 @@ def test_result_names_its_case_and_model_and_hides_when_the_case_changes(app_pat
     assert any(first in h.value for h in at.subheader), [h.value for h in at.subheader]
     model = at.session_state["case_result"].explanation.prediction.model_name
     assert any(model in c.value for c in at.caption)
+    assert first == "SIM0001"  # no ALT in sample_data: shown as imputed, with no SHAP bar of its own
+    assert any(c.value.startswith("Not measured, imputed") and "ALT (GPT)" in c.value for c in at.caption)
+    shap_bars = next(c for c in at.get("plotly_chart") if "laboratory" in c.proto.spec)
+    assert "ALT" not in shap_bars.proto.spec
     other = next(o for o in at.selectbox(key="sample_id").options if o != first)
     at.selectbox(key="sample_id").set_value(other).run()
     assert not at.exception
@@ -174,3 +178,15 @@ def test_upload_problem(name, data, ok):
     assert (problem is None) == ok, problem
     if problem:
         assert problem.startswith(f"PET: {name} is not")
+
+
+def test_an_organ_mask_file_of_another_kind_is_named(app_path, monkeypatch):
+    from streamlit.delta_generator import DeltaGenerator
+
+    uploads = {"organ_up": [FakeUpload("organs.png", PNG)]}
+    monkeypatch.setattr(DeltaGenerator, "file_uploader", lambda self, *a, key=None, **k: uploads.get(key))
+    at = _page(app_path)
+    at.radio(key="source").set_value("Upload PET/CT").run()
+    assert any(e.value.startswith("Organ masks: organs.png is not") for e in at.error), [e.value for e in at.error]
+    at = _predict(at)
+    assert not _shows_probability(at)
