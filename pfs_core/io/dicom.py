@@ -77,6 +77,9 @@ def _extract(archive: zipfile.ZipFile, folder: Path, where: str) -> None:
     members = archive.infolist()
     if len(members) > bounds.max_zip_members:
         raise refuse(where, f"the zip holds {len(members)} members", "max_zip_members")
+    declared = sum(info.file_size for info in members)  # zipfile never gives more than declared: refuse early
+    if declared > bounds.max_zip_bytes:
+        raise refuse(where, f"the zip unpacks to {describe('max_zip_bytes', declared)}", "max_zip_bytes")
     total = 0
     for info in members:
         target = member_target(folder, info.filename)

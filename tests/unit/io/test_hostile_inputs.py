@@ -184,7 +184,7 @@ def test_zip_limits_name_the_limit_and_the_variable(tmp_path, monkeypatch, varia
             pass
 
 
-def test_a_zip_bomb_stops_at_the_total_limit_while_writing(tmp_path, monkeypatch):
+def test_a_zip_bomb_is_refused_from_its_declared_sizes_before_writing(tmp_path, monkeypatch):
     monkeypatch.setenv("PFS_CORE_MAX_ZIP_MB", "2")
     path = _zip(tmp_path / "bomb.zip", {f"{i}.dcm": bytes(MIB) for i in range(8)})  # 8 MiB, ~8 KiB zipped
     with pytest.raises(InputError, match="max_zip_bytes"):
