@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
     import nibabel as nib
 
     from pfs_core.explain import explain_case
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         write_csv(explanation.lesions.lesions, out / "lesion_contributions.csv")
         images["lesion_contributions.nii.gz"] = contribution_map(explanation.measurement, explanation.lesions)
     for name, image in images.items():
-        atomic_write(out / name, lambda tmp, image=image: nib.save(image, tmp))
+        atomic_write(out / name, partial(nib.save, image))
     summary = explanation.to_dict()
     atomic_write_text(out / "explanation.json", json.dumps(summary, indent=2) + "\n")
     p = explanation.prediction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -43,7 +44,7 @@ def write_measurement(m: Measurement, out: Path, *, ct_dicom: Path | None = None
     organs = _label_image(m.organs.labels.astype(np.uint8), m.organs.affine, "pfs_core measure organs")
     organs.header.extensions.append(label_names_extension(ORGANS))
     for image, path in ((lesions, written[2]), (organs, written[3])):
-        atomic_write(path, lambda tmp, image=image: nib.save(image, tmp))
+        atomic_write(path, partial(nib.save, image))
     if ct_dicom is not None:
         status = dict(zip(m.lesions["lesion_id"].astype(int), m.lesions["sstr_status"], strict=True))
         seg = out / "lesions_organs_seg.dcm"

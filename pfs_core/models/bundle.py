@@ -327,8 +327,8 @@ def _check_digest(path: Path, manifest: Mapping[str, Any], *, fix: str) -> None:
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{path / MANIFEST}: cannot be checked ({exc}); {fix}") from None
     if recorded != expected:
-        raise BundleError(f"{path / MANIFEST}: manifest.json was edited after the bundle was written "
-                          f"({DIGEST_FIELD} does not match its fields); retrain or restore it")
+        raise BundleError(f"{path / MANIFEST} was edited after the bundle was written ({DIGEST_FIELD} does not "
+                          "match its fields); retrain or restore it")
 
 
 def _load_member(path: Path, fold: Mapping[str, Any], *, spec: ModelSpec, config: TrainConfig) -> FittedModel:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,7 @@ def write_figures(result: BenchmarkResult, out_dir: Path) -> tuple[list[str], st
         figures[f"km_{name}.html"] = fig
     written = []
     for filename, fig in figures.items():
-        atomic_write(fig_dir / filename,
-                     lambda tmp, fig=fig: fig.write_html(tmp, include_plotlyjs="directory", full_html=True))
+        atomic_write(fig_dir / filename, partial(fig.write_html, include_plotlyjs="directory", full_html=True))
         written.append(f"figures/{filename}")
     return written, "figures use the OOF probability averaged over repeats (labelled patients for ROC/PR/calibration)"
 
