@@ -44,7 +44,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 INTERACT = "/_stcore/agent/interact"
 RESULT_LABEL = "P(PFS ≤ 12 months)"
-WAITED = re.compile(r"Waited (\d+) s for a free slot")
+WAITED = re.compile(r"Waited (\d+) s for a free slot \((\d+) at a time on this server\)")
 #: Seconds the server waits for a run before answering "still running" (the client then asks again).
 AGENT_WAIT_S = 60
 SAMPLE_EVERY_S = 0.2
@@ -58,6 +58,8 @@ class SessionRecord:
     case: str
     seconds_to_result: float | None = None
     queued_s: float | None = None
+    #: The server's queue slots, as the page says when the session had to wait.
+    slots: int | None = None
     probability: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -168,7 +170,7 @@ def read_result(snapshot: dict[str, Any], record: SessionRecord) -> None:
         elif kind == "metric" and props.get("label") == RESULT_LABEL:
             record.probability = str(props.get("value"))
         elif kind == "caption" and (match := WAITED.search(str(props.get("body", "")))):
-            record.queued_s = float(match.group(1))
+            record.queued_s, record.slots = float(match.group(1)), int(match.group(2))
     if record.probability is None:
         record.errors.append("no probability on the page")
 
@@ -232,7 +234,7 @@ def run(n_sessions: int, *, slots: int | None, max_peak_mb: float) -> dict[str, 
             raise
         with MemorySampler(server.pid) as memory:
             idle_mb = memory.current_mb()
-            sessions = [None] * n_sessions
+            sessions: list[str | None] = [None] * n_sessions
             openers = [threading.Thread(target=lambda r=r: sessions.__setitem__(r.index, open_session(url, r)))
                        for r in records]
             opened = _all(openers)
@@ -263,7 +265,8 @@ def run(n_sessions: int, *, slots: int | None, max_peak_mb: float) -> dict[str, 
         "server_peak_mb": round(memory.peak_mb, 1), "server_idle_mb": round(idle_mb, 1),
         "server_mb_sessions_open": round(opened_mb, 1), "server_mb_after_results": round(after_mb, 1),
         "memory_samples": memory.samples, "memory_sample_every_s": SAMPLE_EVERY_S, "max_peak_mb": max_peak_mb,
-        "slots_setting": slots, "distinct_cases": len({r.case for r in records}),
+        "slots_setting": slots, "server_slots": max((r.slots or 0 for r in records), default=0) or None,
+        "distinct_cases": len({r.case for r in records}),
         "machine": about, "per_session": [asdict(r) for r in records],
     }
     summary["ok"] = bool(len(times) == n_sessions and not errors and memory.peak_mb <= max_peak_mb)

@@ -144,8 +144,8 @@ def case_threads() -> int | None:
 #: Setting: how many heavy analyses (load, predict, explain) the dashboard runs at once, for all sessions together.
 SLOTS_SETTING = "PFS_CORE_UI_SLOTS"
 #: Default ceiling of :func:`compute_slots` whatever the core count, for memory: 10 sessions predicting sample cases
-#: peaked at 2.0 GB with 4 slots (1.9 GB with 2; docs/security.md, "Many users at once"). Large uploads need
-#: more per analysis: on a small server set PFS_CORE_UI_SLOTS lower.
+#: peaked at 2.0-2.1 GB with 2 or 4 slots (docs/security.md, "Many users at once"). Large uploads need more per
+#: analysis: on a small server set PFS_CORE_UI_SLOTS lower.
 MAX_DEFAULT_SLOTS = 4
 
 

@@ -173,6 +173,7 @@ def _explain(path: Path, cohort: Path, n_sample: int, method: str) -> dict[str, 
     with compute_slot(), st.spinner("Loading the cohort and computing exact modality Shapley values..."):
         data = load_cohort_for_bundle(bundle, cohort, cache_dir=cv.shared_cache_for(cohort))
         contributions = modality_contributions(bundle, data, n_sample=n_sample, seed=0)
+        embedding: Any  # the embedding, or why there is none
         try:
             embedding = fused_embedding(bundle, data, method=method, seed=0)
         except UsageError as exc:
