@@ -57,7 +57,9 @@ def _start(at: AppTest, *, models: list[str], repeats: int, pre: Path, train: Pa
     at.text_input(key="run_train_config").set_value(str(train))
     at.button(key="start_run").click().run()
     assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
+    # the one error box: the cohort's missing image (row 3), left out; the run goes on with the other rows
+    errors = [e.value for e in at.error if not e.value.startswith("Left out for an image path, row(s) 3;")]
+    assert not errors, errors
     return at
 
 
