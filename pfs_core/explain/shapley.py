@@ -1,22 +1,21 @@
 """SHAP values of the lab and clinical inputs and exact Shapley values over modalities.
 
-Lab SHAP (one patient, the shap library):
+Lab SHAP (one patient, the shap library): :class:`shap.KernelExplainer` (Kernel SHAP)
+on the raw lab fields with the patient's own images held fixed (torch models reuse the
+image embeddings, so only the lab branch and the fusion head run per evaluation) and a
+background of the training cohort (the bundle's ``background_labs.csv``: k-means
+centroids, no individual patient). Output space: probability (the ensemble mean shown to
+the user). The random forest of ``lab_rf`` too: shap's interventional Tree SHAP, the
+exact method for a game with held fields, broke the sum rule there by up to 0.003 (its
+copy of the trees routes a value lying on a split threshold, as a median-imputed one
+can, differently from scikit-learn); Kernel SHAP costs ~2 s more on it. Kernel SHAP
+rather than ``PermutationExplainer``: the latter compiles numba kernels on first use
+(~10-15 s of CPU in every new process, i.e. on a clinician's first Predict); Kernel SHAP
+needs none, its constrained regression keeps the values exactly additive, and on the
+sample cases its values agree with the permutation ones to about 0.01. Coalitions are
+sampled with a fixed seed.
 
-- ``lab_rf``: :class:`shap.TreeExplainer` on every fold's random forest in the
-  prepared feature space (log/indicator/one-hot columns), summed back onto the raw
-  lab fields and averaged over the folds. Output space: probability.
-- every other model: :class:`shap.KernelExplainer` (Kernel SHAP) on the raw lab fields with
-  the patient's own images held fixed (torch models reuse the image embeddings, so
-  only the lab branch and the fusion head run per evaluation) and a background
-  of the training cohort (the bundle's ``background_labs.csv``: k-means centroids, no individual patient).
-  Output space: probability (the ensemble mean shown to the user). Kernel SHAP
-  rather than ``PermutationExplainer``: the latter compiles numba kernels on first
-  use (~10-15 s of CPU in every new process, i.e. on a clinician's first Predict);
-  Kernel SHAP needs none, its constrained regression keeps the values exactly
-  additive, and on the sample cases its values agree with the permutation ones to
-  about 0.01. Coalitions are sampled with a fixed seed.
-
-Either way ``base_value + sum(shap_values) == model output`` exactly (tested to 1e-4).
+``base_value + sum(shap_values) == model output`` exactly (tested to 1e-4).
 
 Imputed labs (not measured for this patient) are no players: the game is played over the
 measured fields only, with the imputed ones held missing, i.e. at the model's imputation
@@ -173,15 +172,10 @@ def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, devi
     values = [None if is_missing(row.get(c)) else _plain(row.get(c)) for c in columns]
     imputed = [v is None for v in values]
     held = hold_imputed(background, columns, [c for c, gone in zip(columns, imputed, strict=True) if gone])
-    if bundle.spec.kind == "sklearn" and not bundle.spec.pet_features:
-        shap_values, base, output = _tree_shap(bundle.members, data.labs, columns, background=held)
-        method = (f"shap.TreeExplainer (interventional) per fold random forest, background = {len(held)} k-means "
-                  "centroids of the training labs, summed onto raw fields, averaged over folds")
-    else:
-        shap_values, base, output = _kernel_shap(bundle, data, columns, imputed, background=held,
-                                                 device=device, n_samples=n_samples, seed=seed)
-        method = (f"shap.KernelExplainer, images held fixed, background = {len(held)} "
-                  "k-means centroids of the training labs")
+    shap_values, base, output = _kernel_shap(bundle, data, columns, imputed, background=held, device=device,
+                                             n_samples=n_samples, seed=seed)
+    method = (f"shap.KernelExplainer, images held fixed, background = {len(held)} "
+              "k-means centroids of the training labs")
     if any(imputed):
         method += "; imputed labs held at the training median (in the base value), no attribution of their own"
     units = [schema.NUMERIC_BY_NAME[c].unit if c in schema.NUMERIC_BY_NAME else "" for c in columns]
@@ -195,34 +189,6 @@ def hold_imputed(background: pd.DataFrame, columns: Sequence[str], imputed: Sequ
     for name in imputed:
         held[name] = None if name in schema.CATEGORICAL_BY_NAME else np.nan
     return held
-
-
-def _tree_shap(members: Sequence[FittedModel], labs: pd.DataFrame, columns: Sequence[str], *,
-               background: pd.DataFrame) -> tuple[np.ndarray, float, float]:
-    """Interventional Tree SHAP against ``background``: a field equal in every background row and the case
-    (an imputed one) is a null player and gets exactly 0."""
-    per_fold, bases, outputs = [], [], []
-    for member in members:
-        assert member.tabular is not None
-        x = member.tabular.transform(labs.iloc[[0]])
-        reference = member.tabular.transform(background)
-        explainer = shap.TreeExplainer(member.estimator, data=reference, feature_perturbation="interventional")
-        values = np.asarray(explainer.shap_values(x))
-        values = values[0, :, 1] if values.ndim == 3 else values[1][0]
-        expected = np.atleast_1d(explainer.expected_value)
-        bases.append(float(expected[-1]))
-        per_fold.append(_group_to_raw(values, member.tabular.feature_names, columns))
-        outputs.append(float(member.estimator.predict_proba(x)[0, 1]))
-    return np.mean(per_fold, axis=0), float(np.mean(bases)), float(np.mean(outputs))
-
-
-def _group_to_raw(values: np.ndarray, feature_names: Sequence[str], columns: Sequence[str]) -> np.ndarray:
-    """Sum SHAP values of prepared columns (log1p_x, missing_x, x=level) onto their raw field x."""
-    out = np.zeros(len(columns))
-    for value, name in zip(values, feature_names, strict=True):
-        raw = name.split("=")[0].removeprefix("log1p_").removeprefix("missing_")
-        out[columns.index(raw)] += value
-    return out
 
 
 def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], imputed: Sequence[bool], *,

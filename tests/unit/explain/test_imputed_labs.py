@@ -1,5 +1,7 @@
 """Imputed labs get no SHAP value of their own (issue 24, item 8), and a prediction from very little input says so."""
 
+from pathlib import Path
+
 import pytest
 from test_model_predict import LABS, volumes
 
@@ -65,3 +67,21 @@ def test_an_image_read_is_enough_input(bundles):
     pet, ct = volumes()
     result = explain_case(bundle, pet=pet, ct=ct, labs={}, gradcam=False)
     assert not any(w.startswith("very little input") for w in result.prediction.warnings)
+
+
+def test_shipped_random_forest_keeps_the_sum_rule_on_a_sample_case():
+    """SIM0001 has no ALT; shap's interventional Tree SHAP routed its median on a split threshold differently from
+    scikit-learn and missed the sum rule by 0.003 on the shipped lab_rf."""
+    from pfs_core import schema
+    from pfs_core.io.cohort import read_cohort
+    from pfs_core.io.labs import is_missing
+
+    root = Path(__file__).resolve().parents[3]
+    row = read_cohort(root / "sample_data" / "cohort.csv").set_index("patient_id").loc["SIM0001"]
+    labs = {c: None if is_missing(row.get(c)) else row.get(c) for c in schema.LAB_COLUMNS if c != "prrt_cycles"}
+    assert labs["alt"] is None
+    result = explain_case(load_bundle(root / "models" / "lab_rf"), pet=None, ct=None, labs=labs, gradcam=False)
+    s = result.lab_shap
+    assert s is not None and s.shap_values[s.names.index("alt")] == 0.0
+    assert s.base_value + sum(s.shap_values) == pytest.approx(s.output, abs=1e-6)
+    assert s.output == pytest.approx(result.prediction.probability, abs=1e-6)
