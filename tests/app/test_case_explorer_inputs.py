@@ -190,3 +190,18 @@ def test_an_organ_mask_file_of_another_kind_is_named(app_path, monkeypatch):
     assert any(e.value.startswith("Organ masks: organs.png is not") for e in at.error), [e.value for e in at.error]
     at = _predict(at)
     assert not _shows_probability(at)
+
+
+def test_a_file_the_loader_refuses_is_named_at_predict(app_path, monkeypatch):
+    import gzip
+
+    ct = (ROOT / "sample_data" / "images" / "SIM0001_ct.nii.gz").read_bytes()
+    junk = FakeUpload("pet.nii.gz", gzip.compress(b"not a NIfTI header " * 40))  # passes the first check
+    _uploads(monkeypatch, {"pet_up": junk, "ct_up": FakeUpload("ct.nii.gz", ct)})
+    at = _page(app_path)
+    at.radio(key="source").set_value("Upload PET/CT").run()
+    assert not at.error
+    at = _predict(at)
+    assert any("pet.nii.gz" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("pfs_upload_" in e.value for e in at.error)  # the user's file name, not the temporary folder
+    assert not _shows_probability(at)
