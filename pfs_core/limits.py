@@ -33,6 +33,7 @@ class Limits:
     max_labs_bytes: int = 64 * 1024
     max_config_bytes: int = MIB  # a preprocess or train config JSON
     max_cohort_bytes: int = 50 * MIB
+    max_working_voxels: int = 40_000_000  # larger scans are read onto a coarser grid (pfs_core.io.reduce)
 
 
 #: field → (environment variable, unit it is given in, bytes per unit)
@@ -47,6 +48,7 @@ ENVIRONMENT: dict[str, tuple[str, str, int]] = {
     "max_labs_bytes": ("PFS_CORE_MAX_LABS_KB", "KiB", 1024),
     "max_config_bytes": ("PFS_CORE_MAX_CONFIG_KB", "KiB", 1024),
     "max_cohort_bytes": ("PFS_CORE_MAX_COHORT_MB", "MiB", MIB),
+    "max_working_voxels": ("PFS_CORE_MAX_WORKING_VOXELS", "voxels", 1),
 }
 
 

@@ -22,8 +22,9 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pfs_core.errors import InputError
+from pfs_core.io.reduce import Factors, reduce_block, reduced_affine, reduced_shape, working_factors
 from pfs_core.io.validate import check_grid
-from pfs_core.io.volume import LPS_TO_RAS
+from pfs_core.io.volume import LPS_TO_RAS, voxel_spacing
 from pfs_core.limits import describe, limits, refuse
 
 CHUNK_BYTES = 1 << 20  # bytes of one zip member decompressed per step
@@ -34,11 +35,14 @@ _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpaci
 @dataclass
 class DicomSeries:
     """A sorted DICOM series: ``data`` float32 ``(I=columns, J=rows, K=slices)`` after rescale, RAS ``affine`` (mm),
-    and the slice headers in the same order as ``K``."""
+    and the slice headers in the same order as the stored slices. A series above ``max_working_voxels`` is
+    read onto a coarser working grid (:mod:`pfs_core.io.reduce`): ``reduced_by`` gives its factors, and
+    slice ``k`` of ``data`` is the mean of stored slices ``k * reduced_by[2]`` onwards."""
 
     data: np.ndarray
     affine: np.ndarray
     headers: list[Dataset]
+    reduced_by: Factors = (1, 1, 1)
 
 
 @contextmanager
@@ -265,7 +269,11 @@ def read_dicom_series(folder: Path, modality: str, *, where: str) -> DicomSeries
     shape = (int(first.Columns), int(first.Rows), len(items))
     affine = LPS_TO_RAS @ affine_lps
     check_grid(shape, affine, where)
-    data = np.empty(shape, dtype=np.float32)
-    for k, index in enumerate(order):
-        data[:, :, k] = _pixels(items[int(index)][0], where)
-    return DicomSeries(data=data, affine=affine, headers=[items[int(i)][1] for i in order])
+    factors = working_factors(shape, voxel_spacing(affine), limits().max_working_voxels)
+    data = np.empty(reduced_shape(shape, factors), dtype=np.float32)
+    fz = factors[2]
+    for k in range(data.shape[2]):  # fz slices at a time: memory follows the working grid
+        slab = np.stack([_pixels(items[int(index)][0], where) for index in order[k * fz:(k + 1) * fz]], axis=-1)
+        data[:, :, k] = reduce_block(slab, factors)[:, :, 0] if factors != (1, 1, 1) else slab[:, :, 0]
+    affine = reduced_affine(affine, factors)
+    return DicomSeries(data=data, affine=affine, headers=[items[int(i)][1] for i in order], reduced_by=factors)

@@ -6,6 +6,7 @@ The SEG references the CT series it was made on, so 3D Slicer (QuantitativeRepor
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,9 @@ from pfs_core.errors import InputError
 from pfs_core.io.dicom import _slice_affine, choose_series, unzipped
 from pfs_core.io.organ_files import onto_ct_grid, seg_volume
 from pfs_core.io.organs import ORGANS, OrganMasks
-from pfs_core.io.volume import LPS_TO_RAS, Volume
+from pfs_core.io.reduce import expanded, reduced_affine, reduced_shape, working_factors
+from pfs_core.io.volume import LPS_TO_RAS, Volume, voxel_spacing
+from pfs_core.limits import limits
 
 ALGORITHM_NAME = "pfs_core measure"
 ANATOMICAL_STRUCTURE = hd.sr.CodedConcept("123037004", "SCT", "Anatomical Structure")
@@ -62,6 +65,7 @@ def write_dicom_seg(ct_dicom: str | Path, *, lesion_labels: np.ndarray, lesion_s
     where = str(ct_dicom)
     with _ct_series(Path(ct_dicom)) as (datasets, affine):
         shape = (int(datasets[0].Columns), int(datasets[0].Rows), len(datasets))
+        lesion_labels, organs = _on_stored_grid(lesion_labels, organs, shape, affine)
         _check_grid(lesion_labels, organs, shape, affine, where)
         descriptions, masks = _segments(lesion_labels, lesion_status, organs)
         if not descriptions:
@@ -121,6 +125,19 @@ def _complete_uids(datasets: list[Dataset]) -> None:
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
             if not ds.get(keyword):
                 setattr(ds, keyword, generate_uid(entropy_srcs=[seed, keyword]))
+
+
+def _on_stored_grid(lesion_labels: np.ndarray, organs: OrganMasks | None, shape: tuple[int, int, int],
+                    affine: np.ndarray) -> tuple[np.ndarray, OrganMasks | None]:
+    """Label maps measured on the working grid of a large CT (:mod:`pfs_core.io.reduce`) on the grid of its
+    stored slices, which the SEG's frames reference; unchanged when the CT was read as stored."""
+    factors = working_factors(shape, voxel_spacing(affine), limits().max_working_voxels)
+    if factors == (1, 1, 1) or tuple(lesion_labels.shape) != reduced_shape(shape, factors):
+        return lesion_labels, organs
+    lesion_labels = expanded(lesion_labels, factors, shape)
+    if organs is not None and np.allclose(organs.affine, reduced_affine(affine, factors), atol=1e-3):
+        organs = dataclasses.replace(organs, labels=expanded(organs.labels, factors, shape), affine=affine)
+    return lesion_labels, organs
 
 
 def _check_grid(lesion_labels: np.ndarray, organs: OrganMasks | None, shape: tuple[int, int, int],

@@ -12,7 +12,9 @@ import numpy as np
 from isal import igzip
 
 from pfs_core.errors import InputError
+from pfs_core.io.reduce import Factors, Reduce, reduce_block, reduced_affine, reduced_shape, working_factors
 from pfs_core.io.validate import check_grid, squeeze_to_3d
+from pfs_core.io.volume import voxel_spacing
 from pfs_core.limits import describe, limits, refuse
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -31,14 +33,18 @@ class NiftiData:
         affine: ``(4, 4)`` voxel → world mm (RAS).
         finite: True when no voxel can be NaN or infinite: stored as integers, with finite scale factors
             that keep every stored value within float32. False means "not known", not "not finite".
-        value_range: ``(min, max)`` of ``data`` when it was computed while reading (NaN if a voxel is NaN),
-            else None.
+        value_range: ``(min, max)`` of the stored voxels when computed while reading (NaN if a voxel is
+            NaN), else None.
+        reduced_by: whole-number factors per axis of the working grid (:mod:`pfs_core.io.reduce`).
+        full_shape: voxels per axis as stored in the file.
     """
 
     data: np.ndarray
     affine: np.ndarray
     finite: bool
     value_range: tuple[float, float] | None = None
+    reduced_by: Factors = (1, 1, 1)
+    full_shape: tuple[int, int, int] | None = None
 
 
 def _reason(exc: BaseException) -> str:
@@ -127,36 +133,51 @@ def _check_header(path: Path, where: str) -> int:
     return data_bytes
 
 
-def _read_voxels(img: nib.Nifti1Image, path: Path,
-                 shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple[float, float]]:
-    """The scaled float32 voxels (Fortran order, as nibabel returns them) and their ``(min, max)``.
+def _read_voxels(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int], factors: Factors,
+                 how: Reduce) -> tuple[np.ndarray, tuple[float, float]]:
+    """The scaled float32 voxels on the working grid (Fortran order, as nibabel returns them) and the
+    ``(min, max)`` of the stored voxels.
 
     nibabel reads the file from a stream: ISA-L's gzip (``isal``, 1.3-1.5x faster than the zlib that
     nibabel would use) for ``.nii.gz``. The slabs of ``img.dataobj[:, :, k0:k1]`` are the values
     ``get_fdata(dtype=np.float32)`` returns (the same scaling, then the same cast), but only one slab of
-    stored voxels is held at a time, and its minimum and maximum are taken while it is in cache (the whole
-    ``get_fdata`` costs a copy of the decompressed file and ~25% more time on a 512x512x300 CT, measured).
+    stored voxels is held at a time, reduced by ``factors`` (:mod:`pfs_core.io.reduce`) before the next is
+    read, and its minimum and maximum are taken while it is in cache (the whole ``get_fdata`` costs a copy
+    of the decompressed file and ~25% more time on a 512x512x300 CT, measured).
     The stream is read to its end in bounded chunks, so the gzip trailer (CRC, length) is checked, and
     more than ``TRAILING_SLACK_BYTES`` after the voxels (a gzip bomb behind a small image) is refused.
     """
+    reduced = factors != (1, 1, 1)
     with _open(path) as stream:
         proxy = type(img).from_stream(stream).dataobj
-        out = np.empty(shape, dtype=np.float32, order="F")
+        out = np.empty(reduced_shape(shape, factors), dtype=np.float32, order="F")
         slice_bytes = shape[0] * shape[1] * np.dtype(img.get_data_dtype()).itemsize
-        step = max(1, CHUNK_BYTES // slice_bytes)
+        step = max(1, CHUNK_BYTES // slice_bytes // factors[2]) * factors[2]
         low, high = np.float32(np.inf), np.float32(-np.inf)
-        for k in range(0, shape[2], step):
-            part = out[:, :, k:k + step]
-            part[...] = np.asanyarray(proxy[:, :, k:k + step]).reshape(part.shape)  # trailing 1-axes dropped
+        for k in range(0, out.shape[2] * factors[2], step):
+            part = np.asanyarray(proxy[:, :, k:k + step], dtype=np.float32)
+            part = part.reshape(shape[:2] + (part.size // (shape[0] * shape[1]),))  # trailing 1-axes dropped
             low, high = np.minimum(low, part.min()), np.maximum(high, part.max())  # NaN propagates
-        if _skip(stream, TRAILING_SLACK_BYTES + 1) > TRAILING_SLACK_BYTES:
+            out[:, :, k // factors[2]:(k + part.shape[2]) // factors[2]] = \
+                reduce_block(part, factors, how) if reduced else part
+        if _skip(stream, TRAILING_SLACK_BYTES + 1 + _left_out_bytes(shape, factors, slice_bytes)) \
+                > TRAILING_SLACK_BYTES + _left_out_bytes(shape, factors, slice_bytes):
             raise InputError(f"{path}: the file holds more data after the image than its header describes "
                              f"(over {TRAILING_SLACK_BYTES} bytes); re-export the image")
     return out, (float(low), float(high))
 
 
-def read_nifti_data(path: Path) -> NiftiData:
-    """Read a NIfTI as :class:`NiftiData` (float32 ``(I, J, K)``, RAS affine, whether finite by construction)."""
+def _left_out_bytes(shape: tuple[int, int, int], factors: Factors, slice_bytes: int) -> int:
+    """Bytes of the last slices that a reduction by ``factors`` leaves out (fewer than ``factors[2]``)."""
+    return (shape[2] % factors[2]) * slice_bytes
+
+
+def read_nifti_data(path: Path, *, how: Reduce = "mean") -> NiftiData:
+    """Read a NIfTI as :class:`NiftiData` (float32 ``(I, J, K)``, RAS affine, whether finite by construction).
+
+    A volume above ``max_working_voxels`` (:mod:`pfs_core.limits`) is read onto a coarser working grid
+    (:mod:`pfs_core.io.reduce`): ``how`` "mean" for intensities, "nearest" for label maps.
+    """
     where = str(path)
     try:
         _check_header(path, where)
@@ -174,7 +195,8 @@ def read_nifti_data(path: Path) -> NiftiData:
     affine = np.asarray(img.affine, dtype=np.float64)
     check_grid(shape, affine, where)
     try:
-        data, value_range = _read_voxels(img, path, shape)
+        factors = working_factors(shape, voxel_spacing(affine), limits().max_working_voxels)
+        data, value_range = _read_voxels(img, path, shape, factors, how)
     except InputError:
         raise
     except Exception as exc:
@@ -185,4 +207,5 @@ def read_nifti_data(path: Path) -> NiftiData:
     proxy = img.dataobj  # its public slope and inter are the file's scaling (img.header's are reset on load)
     finite = _integers_stay_finite(np.dtype(img.get_data_dtype()), getattr(proxy, "slope", np.nan),
                                    getattr(proxy, "inter", np.nan))
-    return NiftiData(data=data, affine=affine, finite=finite, value_range=value_range)
+    return NiftiData(data=data, affine=reduced_affine(affine, factors), finite=finite,
+                     value_range=value_range, reduced_by=factors, full_shape=shape)

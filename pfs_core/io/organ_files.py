@@ -230,7 +230,7 @@ def _box(low: np.ndarray, high: np.ndarray) -> str:
 
 def _label_array(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """uint16 labels ``(I, J, K)`` and RAS affine of a NIfTI; InputError if values are not labels."""
-    read = read_nifti_data(path)
+    read = read_nifti_data(path, how="nearest")  # a large map is read onto its working grid: labels stay labels
     low, high = read.value_range or (float(read.data.min()), float(read.data.max()))
     labels = read.data.astype(np.uint16) if np.isfinite(low) and 0 <= low <= high <= 65535 else None
     if labels is None or not np.array_equal(labels, read.data):  # fractions (probabilities) do not survive
