@@ -38,7 +38,7 @@ from pfs_core.io.cohort import (
     good_cohort_csv,
     validate_cohort,
 )
-from pfs_core.io.labs import validate_labs
+from pfs_core.io.labs import is_missing, validate_labs
 from pfs_core.io.organs import OrganMasks
 from pfs_core.measure.case import Measurement, measure_case
 from pfs_core.measure.features import attach_lesion_features, measurement_vector
@@ -253,6 +253,9 @@ def predict_case(
     data.lesion_features = case_lesion_features(bundle, measurement)
     if measurement is not None and measurement.organs.source.startswith("organ network"):
         warnings = [*warnings, NETWORK_ORGANS_NOTE]
+    read = [m for m in ("pet", "ct") if m in spec.modalities and m not in missing]
+    if little := little_input_warning(bundle, labs, has_image=bool(read)):
+        warnings = [*warnings, little]
     t_prepared = time.perf_counter()
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
     done = time.perf_counter()
@@ -269,6 +272,23 @@ def predict_case(
         model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,
         trained_on_simulated_data=simulated, image_measurements=_measurements(bundle, prepared, measurement),
     )
+
+
+def little_input_warning(bundle: Bundle, labs: Mapping[str, Any], *, has_image: bool) -> str | None:
+    """A warning when the model answers from very little: fewer than half of its labs given and no image read.
+
+    None when the input is enough (or the model reads no labs: its images are then all it reads).
+    """
+    tabular = bundle.members[0].tabular
+    used = [*tabular.numeric_columns, *tabular.categorical] if tabular is not None else []
+    if not used or has_image:
+        return None
+    given = sum(not is_missing(labs.get(name)) for name in used)
+    if given * 2 >= len(used):
+        return None
+    return (f"very little input: {given} of the {len(used)} lab and clinical values this model reads were given "
+            "and no image was read; the rest is the training median, so this probability says little about this "
+            "patient")
 
 
 #: Shown with a prediction whose lesions were measured against the organ network's organs.

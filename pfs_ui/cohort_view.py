@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pfs_core.errors import PfsError, UsageError
+from pfs_core.errors import InputError, PfsError, UsageError
 from pfs_core.io.cohort import DATA_ROOTS_VARIABLE
 from pfs_core.io.outputs import csv_safe
 from pfs_ui.common import (
@@ -179,11 +179,29 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
     return update
 
 
+def check_typed_paths(source: CohortSource) -> None:
+    """On a server with ``PFS_CORE_DATA_ROOTS`` set, a cohort table or image folder typed on the page must lie
+    inside one of those folders (InputError otherwise, with one message whether or not the path exists), so a
+    remote user cannot make the server read its other files; without the setting (a dashboard on one's own
+    machine) any path is read."""
+    roots = [Path(t.strip()).expanduser().resolve() for t in os.environ.get(DATA_ROOTS_VARIABLE, "").split(os.pathsep)
+             if t.strip()]
+    if not roots:
+        return
+    for label, path in (("Cohort table", source.path), ("Image folder", source.image_root)):
+        if path is None or (source.upload is not None and path == ROOT):
+            continue
+        if not any(path.resolve().is_relative_to(root) for root in roots):
+            raise InputError(f"{label}: not found or not allowed on this server; give a path inside "
+                             f"{os.pathsep.join(map(str, roots))} ({DATA_ROOTS_VARIABLE})")
+
+
 def validate_source(source: CohortSource, *, check_images: bool = True, require_outcome: bool = True) -> Any:
     """Validate the chosen table (progress bar while images load, in a slot of the server's fair queue); the report
     is kept in session state."""
     from pfs_core.io.cohort import validate_cohort
 
+    check_typed_paths(source)
     update = _progress_bar("Checking images")
     with compute_slot():
         report = _with_csv(source, lambda path: validate_cohort(
@@ -359,6 +377,7 @@ def score_source(bundle: Any, source: CohortSource) -> None:
     state. Only a shipped simulated cohort reads and fills the shared cache (:func:`shared_cache_for`)."""
     from pfs_core.inference import score_cohort
 
+    check_typed_paths(source)
     update = _progress_bar("Checking images")
     cache = shared_cache_for(source.path) if source.upload is None else None
     with compute_slot(), st.spinner("Scoring the usable rows..."):

@@ -29,7 +29,7 @@ from pfs_core.inference import (
     prepare_images,
     reads_lesions,
 )
-from pfs_core.io.labs import is_missing, validate_labs
+from pfs_core.io.labs import validate_labs
 from pfs_core.io.organs import OrganMasks
 from pfs_core.measure.case import Measurement
 
@@ -117,22 +117,6 @@ def lab_background(bundle: Bundle) -> pd.DataFrame:
     return pd.DataFrame([dict.fromkeys(columns)])
 
 
-def little_input_warning(bundle: Bundle, labs: Mapping[str, Any], *, has_image: bool) -> str | None:
-    """A warning when the model answers from very little: fewer than half of its labs given and no image read.
-
-    None when the input is enough (or the model reads no labs: its images are then all it reads).
-    """
-    used = lab_columns(bundle)
-    if not used or has_image:
-        return None
-    given = sum(not is_missing(labs.get(name)) for name in used)
-    if given * 2 >= len(used):
-        return None
-    return (f"very little input: {given} of the {len(used)} lab and clinical values this model reads were given "
-            "and no image was read; the rest is the training median, so this probability says little about this "
-            "patient")
-
-
 def explain_case(
     bundle: Bundle,
     *,
@@ -197,10 +181,6 @@ def explain_case(
                                            body_mask=body)
     lap("readout_maps")
     timings["total"] = round(sum(timings.values()), 4)
-    read = [m for m in ("pet", "ct") if m in bundle.spec.modalities and m not in prediction.missing_modalities]
-    little = little_input_warning(bundle, labs, has_image=bool(read))
-    if little:
-        prediction.warnings.append(little)
     empty = [m for m, image in maps.items() if not np.asarray(image.dataobj).any()]
     return Explanation(prediction=prediction, lab_shap=shap_part, modalities=modalities, gradcam=maps,
                        prepared=prepared, timings_s=timings, gradcam_empty=empty, readout_maps=readouts,

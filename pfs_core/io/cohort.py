@@ -38,6 +38,7 @@ from pfs_core import schema
 from pfs_core.errors import InputError
 from pfs_core.io import check_overlap, load_ct, load_pet
 from pfs_core.io.labs import as_number, is_missing, parse_lab
+from pfs_core.io.outputs import atomic_write_text, write_csv
 from pfs_core.limits import read_capped
 
 #: Column name used for problems that concern the PET/CT pair rather than one file.
@@ -428,14 +429,14 @@ def write_good_cohort(report: CohortReport, folder: str | Path) -> Path:
     out = folder / "cohort.csv"
     frame = report.good.copy()
     frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].astype("Int64")
-    frame.to_csv(out, index=False)
+    write_csv(frame, out)
     roots = [report.image_root, *_recorded_roots(report.source)]  # not the environment's: it applies anyway
-    (folder / IMAGE_ROOTS_FILE).write_text("".join(f"{root}\n" for root in roots), encoding="utf-8")
+    atomic_write_text(folder / IMAGE_ROOTS_FILE, "".join(f"{root}\n" for root in roots))
     truth = report.source.parent / "ground_truth.csv"
     if truth.is_file():
         table = pd.read_csv(truth, dtype={schema.ID_COLUMN: str})
         if schema.ID_COLUMN in table:
-            table[table[schema.ID_COLUMN].isin(frame[schema.ID_COLUMN])].to_csv(folder / truth.name, index=False)
+            write_csv(table[table[schema.ID_COLUMN].isin(frame[schema.ID_COLUMN])], folder / truth.name)
     return out
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from pfs_core.errors import InputError, reading
 from pfs_core.io.dicom import DicomSeries, read_dicom_series, unzipped
 from pfs_core.io.nifti import read_nifti_data
+from pfs_core.io.reduce import reduce_profile
 from pfs_core.io.suv import dicom_suv_factors, user_suv_factor
 from pfs_core.io.validate import (
     check_ct_values,
@@ -134,6 +135,7 @@ def _read_pet(path: Path, *, weight_kg: float | None, dose_mbq: float | None, pe
     data, affine = series.data, series.affine
     check_finite(data, where, known_range=value_range(data))
     factors, note = _dicom_suv(series, weight_kg=weight_kg, dose_mbq=dose_mbq, pet_units=pet_units, where=where)
+    factors = reduce_profile(factors, series.reduced_by[2])  # one per working slice, as the slices were averaged
     return (data * factors[None, None, :]).astype(np.float32), affine, note, _Checked()
 
 

@@ -107,9 +107,16 @@ def _render_task(task: _Task) -> None:
                  task.patient_id, contrast=task.options.contrast)
 
 
+#: One simulated cohort at most (a larger --n was a typo or would fill the disk for hours).
+MAX_PATIENTS = 20_000
+
+
 def _check_args(n: int, strength: float, workers: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise UsageError(f"--n must be a whole number of patients >= 1 (got {n!r}); e.g. --n 116")
+    if n > MAX_PATIENTS:
+        raise UsageError(f"--n {n} is more than {MAX_PATIENTS} patients (about 2 MB of images and 1.5 CPU-seconds "
+                         "each); simulate several cohorts with different --seed values instead")
     if not math.isfinite(strength) or strength < 0:
         raise UsageError(f"--strength must be a finite number >= 0 (got {strength!r}); default {DEFAULT_STRENGTH}")
     if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:

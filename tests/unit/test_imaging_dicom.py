@@ -208,3 +208,21 @@ def test_errors_inside_a_zip_name_the_zip(tmp_path):
             out.write(file, f"series/{file.name}")
     with pytest.raises(InputError, match=r"gappy_series.zip: slice spacing is not uniform"):
         load_ct(archive)
+
+
+def test_a_large_series_is_read_onto_its_working_grid(tmp_path, monkeypatch):
+    """Above max_working_voxels the slices are averaged in blocks as they are read (pfs_core.io.reduce); a PET's
+    per-slice SUV factors are averaged over the same slices."""
+    vol = _ct_volume((32, 24, 20))
+    ct_folder = write_series(tmp_path / "ct", vol)
+    monkeypatch.setenv("PFS_CORE_MAX_WORKING_VOXELS", str(16 * 12 * 10))
+    ct = load_ct(ct_folder)
+    assert ct.shape == (16, 12, 10)
+    np.testing.assert_allclose(ct.data, vol.reshape(16, 2, 12, 2, 10, 2).mean(axis=(1, 3, 5)), atol=0.5)
+    rp = _radiopharmaceutical(start="233000")
+    tags = _pet_tags(DecayCorrection="NONE", RadiopharmaceuticalInformationSequence=[rp], SeriesTime="000000")
+    pet_folder = write_series(tmp_path / "pet", _pet_volume((32, 24, 20)), modality="PT", tags=tags,
+                              slice_tags=lambda k: {"AcquisitionTime": f"00{k:02d}00"})
+    pet = load_pet(pet_folder)
+    factors = [70_000 / (350e6 * 2 ** (-(30 + k) * 60 / F18_HALF_LIFE_S)) for k in (0, 1)]
+    assert pet.data[0, 0, 0] == pytest.approx(500.0 * np.mean(factors), rel=1e-3)

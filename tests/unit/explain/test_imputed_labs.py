@@ -6,8 +6,8 @@ import pytest
 from test_model_predict import LABS, volumes
 
 from pfs_core.explain import explain_case
-from pfs_core.explain.case import little_input_warning
 from pfs_core.explain.shapley import lab_columns
+from pfs_core.inference import little_input_warning
 from pfs_core.models.bundle import load_bundle
 
 #: Everything measured but ALT, which carried -0.172 of SHAP as 'missing (imputed)' before the fix.

@@ -38,7 +38,8 @@ def test_cohort_features_are_cached_and_follow_the_table(cohort_csv, tmp_path):
     np.testing.assert_allclose(data.subset([2]).lesion_features[0], table.iloc[2].to_numpy(), rtol=1e-6)
 
 
-def test_a_case_without_ct_or_with_unreadable_organs_has_no_measurements(cohort_csv, tmp_path):
+def test_a_case_without_ct_or_with_unreadable_organs_has_no_measurements(cohort_csv, tmp_path, monkeypatch):
+    monkeypatch.setenv("PFS_CORE_DATA_ROOTS", str(cohort_csv.parent))  # the edited table names the images there
     frame = pd.read_csv(cohort_csv, dtype=str, keep_default_na=False)
     frame.loc[0, "ct"] = ""
     bad = tmp_path / "bad_organs.nii.gz"

@@ -25,6 +25,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     [
         (["--n", "0"], "--n"),
         (["--n", "-3"], "--n"),
+        (["--n", "1000000000"], "20000 patients"),
         (["--n", "2", "--signal", "mri=1"], "--signal"),
         (["--n", "2", "--signal", "labs:1"], "--signal"),
         (["--n", "2", "--signal", "labs=-0.5"], "--signal"),
