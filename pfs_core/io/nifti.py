@@ -120,6 +120,9 @@ def _check_header(path: Path, where: str) -> int:
         data_bytes = voxels * np.dtype(header.get_data_dtype()).itemsize
         if voxels > limits().max_voxels:
             pass  # refused by check_grid from the header, before any voxel is read, with the size rules
+        elif offset < length and bytes(header["magic"]).rstrip(b"\0") in (b"n+1", b"n+2"):  # one file
+            raise InputError(f"{where}: the header puts the voxels at byte {offset}, inside the header itself "
+                             f"({length} bytes); the header is damaged: re-export the image")
         elif offset + data_bytes > limits().max_decompressed_bytes:
             raise refuse(where, f"the header describes {describe('max_decompressed_bytes', offset + data_bytes)} "
                          "of header and voxels once decompressed", "max_decompressed_bytes")

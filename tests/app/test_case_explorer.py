@@ -3,22 +3,16 @@
 import io
 
 import pytest
+from case_pages import open_case_page, press_predict
 from streamlit.testing.v1 import AppTest
-
-PAGE = "pages/case_explorer.py"
 
 
 def _page(app_path: str) -> AppTest:
-    at = AppTest.from_file(app_path, default_timeout=120)
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_case_page(app_path, timeout_s=120)
 
 
 def _predict(at: AppTest) -> AppTest:
-    at.button(key="predict").click().run()
-    assert not at.exception, at.exception
-    return at
+    return press_predict(at)
 
 
 @pytest.mark.slow

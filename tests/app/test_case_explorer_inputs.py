@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from case_pages import open_case_page, press_predict
 from streamlit.testing.v1 import AppTest
 
-PAGE = "pages/case_explorer.py"
 ROOT = Path(__file__).resolve().parents[2]
 PROBABILITY = "P(PFS ≤ 12 months)"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
@@ -29,16 +29,11 @@ class FakeUpload(io.BytesIO):
 
 
 def _page(app_path: str) -> AppTest:
-    at = AppTest.from_file(app_path, default_timeout=180)
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_case_page(app_path, timeout_s=180)
 
 
 def _predict(at: AppTest) -> AppTest:
-    at.button(key="predict").click().run()
-    assert not at.exception, at.exception
-    return at
+    return press_predict(at)
 
 
 def _shows_probability(at: AppTest) -> bool:

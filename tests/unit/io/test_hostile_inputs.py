@@ -147,6 +147,14 @@ def test_a_header_extension_of_size_zero_cannot_make_nibabel_read_the_whole_file
     tracemalloc.stop()
 
 
+def test_a_data_offset_inside_the_header_is_refused(tmp_path):
+    """nibabel would read the header's own bytes as voxels (garbage, NaN among them)."""
+    path = tmp_path / "offset0.nii"
+    path.write_bytes(_raw_nifti(_pet(), offset=0))
+    with pytest.raises(InputError, match="offset0.nii: the header puts the voxels at byte 0, inside the header"):
+        read_nifti_data(path)
+
+
 def test_a_truncated_nii_is_refused_from_its_size(tmp_path):
     path = tmp_path / "short.nii"
     path.write_bytes(_raw_nifti(_pet())[:-1000])
