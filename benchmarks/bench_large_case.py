@@ -1,7 +1,7 @@
 """Peak memory and time of ``predict`` and ``explain`` on a clinical-size CT (issue 24: 512×512×600 within 2 GB, 30 s).
 
     python benchmarks/bench_large_case.py [--case sample_data/images/SIM0001] [--shape 512 512 600]
-        [--model models/lab_pet_ct] [--out results/bench_large_case.json]
+        [--model models/lab_pet_ct] [--ct-dtype int16|float32] [--only TEXT] [--out results/bench_large_case.json]
 
 Builds the large case from a simulated one (not timed): its CT and organ masks resampled onto a
 512×512×600 grid over the same field of view (int16 CT, uint8 masks, as scanners and TotalSegmentator
@@ -39,10 +39,10 @@ def _upsampled(path: Path, shape: tuple[int, int, int], *, order: int, dtype: ty
     return nib.Nifti1Image(np.rint(big).astype(dtype), affine)
 
 
-def build_case(case: Path, shape: tuple[int, int, int], folder: Path) -> dict[str, Path]:
-    """The large CT, its organ masks and the original PET in ``folder``."""
+def build_case(case: Path, shape: tuple[int, int, int], folder: Path, *, ct_dtype: str = "int16") -> dict[str, Path]:
+    """The large CT (stored as ``ct_dtype``), its organ masks and the original PET in ``folder``."""
     paths = {"ct": folder / "ct.nii.gz", "organs": folder / "organs.nii.gz", "pet": folder / "pet.nii.gz"}
-    nib.save(_upsampled(Path(f"{case}_ct.nii.gz"), shape, order=1, dtype=np.int16), paths["ct"])
+    nib.save(_upsampled(Path(f"{case}_ct.nii.gz"), shape, order=1, dtype=np.dtype(ct_dtype).type), paths["ct"])
     organs = _upsampled(Path(f"{case}_organ_masks.nii.gz"), shape, order=0, dtype=np.uint8)
     source = nib.load(f"{case}_organ_masks.nii.gz")
     organs.header.extensions.extend(source.header.extensions)  # the label names travel in the header
@@ -67,12 +67,14 @@ def main() -> None:
     parser.add_argument("--case", default="sample_data/images/SIM0001", help="prefix of <case>_ct/_pet/_organ_masks")
     parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 600))
     parser.add_argument("--model", default="models/lab_pet_ct")
+    parser.add_argument("--ct-dtype", default="int16", choices=("int16", "float32"), help="how the CT is stored")
+    parser.add_argument("--only", help="run only the commands whose name holds this text, e.g. 'organ network'")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     shape = tuple(args.shape)
     runs = {}
     with tempfile.TemporaryDirectory(prefix="pfs_bench_large_") as tmp:
-        paths = build_case(ROOT / args.case, shape, Path(tmp))
+        paths = build_case(ROOT / args.case, shape, Path(tmp), ct_dtype=args.ct_dtype)
         base = [sys.executable, "-m", "pfs_core"]
         images = ["--model", args.model, "--pet", str(paths["pet"]), "--ct", str(paths["ct"])]
         organs = ["--organs", str(paths["organs"])]
@@ -82,10 +84,12 @@ def main() -> None:
             "predict (organ network)": [*base, "predict", *images],
             "explain (organ network)": [*base, "explain", *images, "--out", f"{tmp}/explain_network"],
         }.items():
+            if args.only and args.only not in name:
+                continue
             runs[name] = timed(command)
             print(name, runs[name], flush=True)
     doc = {"command": "python benchmarks/" + Path(__file__).name + " " + " ".join(sys.argv[1:]),
-           "ct_shape": list(shape), "model": args.model, "runs": runs,
+           "ct_shape": list(shape), "ct_dtype": args.ct_dtype, "model": args.model, "runs": runs,
            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "load_average_1min": os.getloadavg()[0]}
     print(json.dumps(doc, indent=1))
     if args.out:

@@ -22,9 +22,6 @@ import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pydicom
-import torch
-from monai.data import MetaTensor
-from monai.transforms import SpatialResample
 from pydicom.dataset import Dataset
 from scipy import ndimage
 from skimage.draw import polygon
@@ -210,12 +207,11 @@ def onto_ct_grid(data: np.ndarray, affine: np.ndarray, ct: Volume, *, where: str
     if (np.minimum(high, ct_high) <= np.maximum(low, ct_low)).any():
         raise InputError(f"{where}: the masks do not overlap the CT (world box {_box(low, high)} mm vs the CT's "
                          f"{_box(ct_low, ct_high)} mm); give the masks made on this CT")
-    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None],
-                       affine=torch.as_tensor(affine))
-    resample = SpatialResample(mode="nearest", padding_mode="zeros", dtype=np.float32)
-    out = resample(image, dst_affine=torch.as_tensor(np.asarray(ct.affine, dtype=np.float64)),
-                   spatial_size=tuple(ct.shape))
-    result = np.rint(np.asarray(out[0])).astype(data.dtype)
+    # CT voxel index -> mask voxel index; scipy samples the labels as they are stored (no float copy of the
+    # masks and no grid of coordinates the size of the CT, which MONAI's SpatialResample would hold)
+    to_mask = np.linalg.inv(affine) @ np.asarray(ct.affine, dtype=np.float64)
+    result = ndimage.affine_transform(data, to_mask[:3, :3], offset=to_mask[:3, 3], output_shape=tuple(ct.shape),
+                                      order=0, mode="grid-constant", cval=0, output=data.dtype)
     if data.any() and not result.any():
         raise InputError(f"{where}: no labelled voxel of the masks lies inside the CT; give the masks made on this CT")
     return result

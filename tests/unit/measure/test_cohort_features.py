@@ -1,6 +1,7 @@
 """Lesion measurements of a cohort: organs from the ``organs`` column, cached per case, one row per patient."""
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,5 +72,24 @@ def test_two_measuring_processes_start_cleanly_after_torch_and_agree_with_one(co
     torch.set_num_threads(2)
     torch.ones(64, 64) @ torch.ones(64, 64)  # the thread pool is up
     serial = cohort_features(cohort_csv, cache_dir=None)
-    parallel = cohort_features(cohort_csv, cache_dir=None, workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a worker that dies is measured here with a warning: not clean
+        parallel = cohort_features(cohort_csv, cache_dir=None, workers=2)
     pd.testing.assert_frame_equal(serial, parallel)
+
+
+def test_workers_start_cleanly_when_the_main_script_is_a_page(cohort_csv, tmp_path, monkeypatch):
+    """In a Streamlit server (or after a page test) ``__main__`` is the page script; a spawned worker would run it
+    first. Here that script ends the process at once: the workers must not run it."""
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit(3)\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        parallel = cohort_features(cohort_csv, cache_dir=None, workers=2)
+    assert sys.modules["__main__"] is page
+    assert len(parallel) > 1
