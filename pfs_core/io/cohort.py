@@ -38,7 +38,7 @@ from pfs_core import schema
 from pfs_core.errors import InputError
 from pfs_core.io import check_overlap, load_ct, load_pet
 from pfs_core.io.labs import as_number, is_missing, parse_lab
-from pfs_core.io.outputs import atomic_write_text, write_csv
+from pfs_core.io.outputs import atomic_write, atomic_write_text
 from pfs_core.limits import read_capped
 
 #: Column name used for problems that concern the PET/CT pair rather than one file.
@@ -429,14 +429,17 @@ def write_good_cohort(report: CohortReport, folder: str | Path) -> Path:
     out = folder / "cohort.csv"
     frame = report.good.copy()
     frame[schema.EVENT_COLUMN] = frame[schema.EVENT_COLUMN].astype("Int64")
-    write_csv(frame, out)
+    # as read, not csv_safe: this table is read back as input (a quote before '+1' would change the patient id),
+    # and its cells are the user's own
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     roots = [report.image_root, *_recorded_roots(report.source)]  # not the environment's: it applies anyway
     atomic_write_text(folder / IMAGE_ROOTS_FILE, "".join(f"{root}\n" for root in roots))
     truth = report.source.parent / "ground_truth.csv"
     if truth.is_file():
         table = pd.read_csv(truth, dtype={schema.ID_COLUMN: str})
         if schema.ID_COLUMN in table:
-            write_csv(table[table[schema.ID_COLUMN].isin(frame[schema.ID_COLUMN])], folder / truth.name)
+            kept = table[table[schema.ID_COLUMN].isin(frame[schema.ID_COLUMN])]
+            atomic_write(folder / truth.name, lambda tmp: kept.to_csv(tmp, index=False))
     return out
 
 

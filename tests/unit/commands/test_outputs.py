@@ -84,6 +84,16 @@ def test_score_writes_formula_ids_neutralised(labs_cohort, rf, tmp_path, capsys)
     assert pd.read_csv(out)["probability"].dtype == float
 
 
+def test_scoring_keeps_formula_ids_as_given_and_their_row_numbers(labs_cohort, rf):
+    """Only the written CSV is escaped: the table scored is read back unescaped, so ids and rows still match."""
+    from pfs_core.inference import score_cohort
+    from pfs_core.models.bundle import load_bundle
+
+    result = score_cohort(load_bundle(rf), labs_cohort)
+    assert list(result.scores["patient_id"])[:4] == INJECTIONS[:4]
+    assert list(result.scores["row"]) == list(result.report.good.index)
+
+
 # ----------------------------------------------------------------------------- outputs that are inputs
 
 
