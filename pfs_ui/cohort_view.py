@@ -26,7 +26,7 @@ import pandas as pd
 import streamlit as st
 
 from pfs_core.errors import InputError, PfsError, UsageError
-from pfs_core.io.cohort import DATA_ROOTS_VARIABLE
+from pfs_core.io.cohort import DATA_ROOTS_VARIABLE, data_roots
 from pfs_core.io.outputs import csv_safe
 from pfs_ui.common import (
     ROOT,
@@ -184,8 +184,7 @@ def check_typed_paths(source: CohortSource) -> None:
     inside one of those folders (InputError otherwise, with one message whether or not the path exists), so a
     remote user cannot make the server read its other files; without the setting (a dashboard on one's own
     machine) any path is read."""
-    roots = [Path(t.strip()).expanduser().resolve() for t in os.environ.get(DATA_ROOTS_VARIABLE, "").split(os.pathsep)
-             if t.strip()]
+    roots = data_roots()
     if not roots:
         return
     for label, path in (("Cohort table", source.path), ("Image folder", source.image_root)):

@@ -186,13 +186,18 @@ def check_outcome(name: str, text: str, *, required: bool) -> tuple[float, str |
 def allowed_roots(image_root: Path, cohort_csv: Path | None = None) -> list[Path]:
     """Folders a cohort's image paths may resolve into: ``image_root`` (the cohort's folder unless given),
     each folder of ``PFS_CORE_DATA_ROOTS``, and those :func:`write_good_cohort` recorded beside ``cohort_csv``."""
-    roots = [image_root]
+    return [image_root, *data_roots(), *(_recorded_roots(cohort_csv) if cohort_csv is not None else [])]
+
+
+def data_roots() -> list[Path]:
+    """The folders of ``PFS_CORE_DATA_ROOTS`` (resolved; an unusable one allows nothing)."""
+    roots = []
     for text in os.environ.get(DATA_ROOTS_VARIABLE, "").split(os.pathsep):
         try:
             roots += [Path(text.strip()).expanduser().resolve()] if text.strip() else []
         except (OSError, RuntimeError, ValueError):
-            continue  # an unusable root allows nothing
-    return roots + (_recorded_roots(cohort_csv) if cohort_csv is not None else [])
+            continue
+    return roots
 
 
 def not_allowed(text: str, image_root: Path) -> str:

@@ -163,16 +163,11 @@ def _read_voxels(img: nib.Nifti1Image, path: Path, shape: tuple[int, int, int], 
             low, high = np.minimum(low, part.min()), np.maximum(high, part.max())  # NaN propagates
             out[:, :, k // factors[2]:(k + part.shape[2]) // factors[2]] = \
                 reduce_block(part, factors, how) if reduced else part
-        if _skip(stream, TRAILING_SLACK_BYTES + 1 + _left_out_bytes(shape, factors, slice_bytes)) \
-                > TRAILING_SLACK_BYTES + _left_out_bytes(shape, factors, slice_bytes):
+        allowed = TRAILING_SLACK_BYTES + (shape[2] % factors[2]) * slice_bytes  # + the slices a reduction leaves
+        if _skip(stream, allowed + 1) > allowed:
             raise InputError(f"{path}: the file holds more data after the image than its header describes "
                              f"(over {TRAILING_SLACK_BYTES} bytes); re-export the image")
     return out, (float(low), float(high))
-
-
-def _left_out_bytes(shape: tuple[int, int, int], factors: Factors, slice_bytes: int) -> int:
-    """Bytes of the last slices that a reduction by ``factors`` leaves out (fewer than ``factors[2]``)."""
-    return (shape[2] % factors[2]) * slice_bytes
 
 
 def read_nifti_data(path: Path, *, how: Reduce = "mean") -> NiftiData:

@@ -44,6 +44,7 @@ import psutil
 
 from pfs_core.errors import UsageError
 from pfs_core.io.cohort import write_good_cohort
+from pfs_core.io.outputs import atomic_write_text
 from pfs_core.jobs.worker import EXIT_CODE, LOG
 from pfs_core.models.provenance import is_simulated
 from pfs_core.progress import KEYS as PROGRESS_KEYS
@@ -119,9 +120,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def save_run(run: RunInfo) -> None:

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pfs_core.io.outputs import atomic_write_text
+
 LOG = "log.txt"
 EXIT_CODE = "exit_code"
 INPUT_FOLDER = "input"
@@ -25,9 +27,7 @@ INPUT_FOLDER = "input"
 
 def write_exit_code(run_dir: Path, code: int) -> None:
     """Write ``code`` to ``run_dir/exit_code`` atomically."""
-    tmp = run_dir / f".{EXIT_CODE}.tmp"
-    tmp.write_text(f"{code}\n")
-    os.replace(tmp, run_dir / EXIT_CODE)
+    atomic_write_text(run_dir / EXIT_CODE, f"{code}\n")
 
 
 def run(run_dir: Path, command: list[str]) -> int:
