@@ -171,7 +171,7 @@ def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, devi
     row = data.labs.iloc[0]
     values = [None if is_missing(row.get(c)) else _plain(row.get(c)) for c in columns]
     imputed = [v is None for v in values]
-    held = hold_imputed(background, columns, [c for c, gone in zip(columns, imputed, strict=True) if gone])
+    held = background.reindex(columns=list(columns))  # its imputed columns are replaced by the case's (missing)
     shap_values, base, output = _kernel_shap(bundle, data, columns, imputed, background=held, device=device,
                                              n_samples=n_samples, seed=seed)
     method = (f"shap.KernelExplainer, images held fixed, background = {len(held)} "
@@ -181,14 +181,6 @@ def lab_shap(bundle: Bundle, data: CohortData, *, background: pd.DataFrame, devi
     units = [schema.NUMERIC_BY_NAME[c].unit if c in schema.NUMERIC_BY_NAME else "" for c in columns]
     return LabShap(names=columns, values=values, units=units, shap_values=[float(v) for v in shap_values],
                    base_value=float(base), output=float(output), imputed=imputed, method=method)
-
-
-def hold_imputed(background: pd.DataFrame, columns: Sequence[str], imputed: Sequence[str]) -> pd.DataFrame:
-    """The background rows (raw fields ``columns``) with the ``imputed`` fields set missing, as in the case."""
-    held = background.reindex(columns=list(columns)).copy()
-    for name in imputed:
-        held[name] = None if name in schema.CATEGORICAL_BY_NAME else np.nan
-    return held
 
 
 def _kernel_shap(bundle: Bundle, data: CohortData, columns: Sequence[str], imputed: Sequence[bool], *,
