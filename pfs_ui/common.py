@@ -43,6 +43,23 @@ def show_disclaimer() -> None:
     st.warning(DISCLAIMER, icon=":material/science:")
 
 
+#: Plotly's toolbar camera saves an SVG (vector, for slides and papers) named after the chart; a PNG is one
+#: right-click away in the browser. Set for every chart the pages draw (issue 25: every figure exportable).
+CHART_CONFIG: dict[str, Any] = {"displaylogo": False,
+                                "toImageButtonOptions": {"format": "svg", "scale": 1}}
+
+
+def show_chart(where: Any, figure: Any, *, key: str, name: str | None = None, **kwargs: Any) -> Any:
+    """Draw a plotly ``figure`` in ``where`` (``st`` or a column) with the export button set to SVG.
+
+    ``name``: the exported file's name (default ``key``). Extra keyword arguments go to ``st.plotly_chart``
+    (``on_select``, ``selection_mode``). Returns what ``st.plotly_chart`` returns (the selection state).
+    """
+    config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"],
+                                                       "filename": name or key}}
+    return where.plotly_chart(figure, key=key, config=config, **kwargs)
+
+
 def show_error(exc: PfsError) -> None:
     """A friendly error box for an input problem (never a traceback)."""
     st.error(str(exc), icon=":material/error:")
