@@ -11,147 +11,26 @@ case, presses Predict, waits for the probability and saves a screenshot
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_browser import (
+    CHROMIUM,
+    PAGE_TIMEOUT_MS,
+    ROOT,
+    assert_no_error,
+    expect_charts,
+    registered_pages,
+    settle,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed "
                                                   "(apt-get install chromium; .ci/run installs it)")]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-#: Folders a fresh clone does not have (git-ignored); the copy must not hold them.
-NOT_COMMITTED = ("data", "runs", "cache")
-PAGE_TIMEOUT_MS = 90_000
-
-
-def registered_pages() -> list[tuple[str, str]]:
-    """(file, title) of every page in app.py's PAGES, read without running the app."""
-    tree = ast.parse((ROOT / "app.py").read_text())
-    for node in ast.walk(tree):
-        target = getattr(node, "target", None) or next(iter(getattr(node, "targets", [])), None)
-        if isinstance(target, ast.Name) and target.id == "PAGES" and getattr(node, "value", None) is not None:
-            return [(file, title) for file, title, _icon in ast.literal_eval(node.value)]
-    raise AssertionError("app.py defines no PAGES")
-
-
-def _committed_files(root: Path) -> list[str] | None:
-    """Files git tracks or would add (not ignored) under ``root``; None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                             capture_output=True, check=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return [name for name in out.decode().split("\0") if name and (root / name).is_file()]
-
-
-def _copy_committed(root: Path, dest: Path) -> Path:
-    files = _committed_files(root)
-    if files is None:
-        pytest.skip("not a git checkout: cannot tell the committed files")
-    for name in files:
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / name, dest / name)
-    return dest
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_health(url: str, deadline_s: float, proc: subprocess.Popen[Any]) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer on {url} within {deadline_s} s")
-
-
-@pytest.fixture(scope="module")
-def fresh_tree(tmp_path_factory) -> Path:
-    """A copy of the committed files: what a fresh clone holds (no data/, runs/, cache/, earlier runs)."""
-    tree = _copy_committed(ROOT, tmp_path_factory.mktemp("fresh") / "clone")
-    assert (tree / "app.py").is_file() and not any((tree / name).exists() for name in NOT_COMMITTED)
-    return tree
-
-
-@pytest.fixture(scope="module")
-def app_server(fresh_tree, tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """(url, log file) of ``streamlit run app.py`` started in the fresh tree, with its own pfs_core/pfs_ui."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PFS_")}  # shipped models/results, no overrides
-    env["PYTHONPATH"] = os.pathsep.join([str(fresh_tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    where = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('pfs_core').origin)"],
-                           cwd=fresh_tree, env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(where).is_relative_to(fresh_tree), f"pfs_core comes from {where}, not from the fresh tree"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    with log.open("w") as sink:
-        proc = subprocess.Popen(cmd, cwd=fresh_tree, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(url, 60, proc)
-        yield url, log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1800})
-        finally:
-            browser.close()
-
-
-def _settle(page: Any, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
-    """Wait until the script run is over: no running indicator, no stale (greyed) element left."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')"
-        " && !document.querySelector('[data-testid=\"stElementContainer\"][data-stale=\"true\"]')",
-        timeout=timeout_ms)
-
-
-def _assert_no_error(page: Any, where: str, log: Path) -> None:
-    errors = [page.locator(sel).all_inner_texts() for sel in ('[data-testid="stException"]',
-                                                               '[data-testid="stAlertContentError"]')]
-    assert not any(errors), f"{where}: {errors}\n--- streamlit log:\n{log.read_text()[-3000:]}"
-
-
-def _expect_charts(page: Any, at_least: int) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    # a drawn plotly chart holds its SVG plot area
-    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
-    assert page.locator(".js-plotly-plot").count() >= at_least
 
 
 def _check_case_explorer(page: Any) -> None:
@@ -176,10 +55,10 @@ def _check_model_comparison(page: Any, log: Path) -> None:
         name = option.removeprefix("shipped: ")
         cohort_csv = json.loads((ROOT / "results" / name / "results.json").read_text())["cohort_csv"]
         expect(page.get_by_text(cohort_csv).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-        _settle(page)
-        _assert_no_error(page, f"Model comparison, {option}", log)
+        settle(page)
+        assert_no_error(page, f"Model comparison, {option}", log)
         expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # metrics beside the published ones
-        _expect_charts(page, at_least=5)  # ROC, PR, calibration, decision curve, Kaplan–Meier
+        expect_charts(page, at_least=5)  # ROC, PR, calibration, decision curve, Kaplan–Meier
         expect(page.get_by_text("Log-rank p").first).to_be_attached()
 
 
@@ -214,15 +93,15 @@ def test_every_page_renders_from_the_committed_files(app_server, browser_page):
     for file, title in pages:
         page.get_by_test_id("stSidebarNavLink").filter(has_text=title).first.click()
         expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-        _settle(page)
-        _assert_no_error(page, title, log)
+        settle(page)
+        assert_no_error(page, title, log)
         if file == "pages/model_comparison.py":
             _check_model_comparison(page, log)
         elif file in PAGE_CONTENT:
             PAGE_CONTENT[file](page)
         expect(page.get_by_text("Not a medical device", exact=False).first).to_be_visible()  # the disclaimer
-        _settle(page)
-        _assert_no_error(page, title, log)
+        settle(page)
+        assert_no_error(page, title, log)
 
 
 def test_sample_case_prediction_in_a_real_browser(app_server, browser_page, tmp_path):
@@ -236,9 +115,9 @@ def test_sample_case_prediction_in_a_real_browser(app_server, browser_page, tmp_
     expect(page.get_by_text("simulated data").first).to_be_visible()
     page.get_by_role("button", name="Predict").click()
     expect(page.get_by_text("P(PFS ≤ 12 months)").first).to_be_visible(timeout=90_000)
-    _expect_charts(page, at_least=1)
-    _settle(page)
-    _assert_no_error(page, "Case Explorer after Predict", log)
+    expect_charts(page, at_least=1)
+    settle(page)
+    assert_no_error(page, "Case Explorer after Predict", log)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
 
@@ -257,18 +136,18 @@ def test_changing_the_case_after_a_prediction_leaves_no_stale_result(app_server,
     page.goto(url)
     page.get_by_role("button", name="Predict").click()
     expect(page.get_by_text("P(PFS ≤ 12 months)").first).to_be_visible(timeout=90_000)
-    _settle(page)
+    settle(page)
     header = page.get_by_role("heading", name=re.compile(r"Result: sample case \S+ \(simulated\)"))
     expect(header).to_be_visible()  # the result names its case
     first = header.inner_text().split("sample case ")[1].split(" ")[0]
     page.get_by_test_id("stSelectbox").filter(has_text="Sample case (simulated patient)").click()
     page.get_by_role("option").filter(has_not_text=first).first.click()
     expect(page.get_by_text("Inputs changed since this prediction").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    _settle(page)
+    settle(page)
     assert not _probability_shown(page), "the previous case's probability is still on screen"
     assert page.get_by_text("Download tumour-board report").count() == 0
     assert page.locator(".js-plotly-plot").count() == 0
-    _assert_no_error(page, "Case Explorer after changing the case", log)
+    assert_no_error(page, "Case Explorer after changing the case", log)
 
 
 def test_a_png_uploaded_as_the_pet_is_named_and_not_predicted(app_server, browser_page, tmp_path):
@@ -287,8 +166,8 @@ def test_a_png_uploaded_as_the_pet_is_named_and_not_predicted(app_server, browse
     rejection = page.get_by_test_id("stAlertContentError").filter(has_text="PET: scan.png is not")
     expect(rejection.first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     assert "PNG image" in rejection.first.inner_text()
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Predict").click()
     expect(page.get_by_text("Not predicted").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    _settle(page)
+    settle(page)
     assert not _probability_shown(page), "answered without the rejected PET"
