@@ -5,9 +5,14 @@ objects (either may be None) and a mapping of lab values in the model units of
 :mod:`pfs_core.schema`; ``predict_cohort`` scores every row of a cohort table;
 ``score_cohort`` validates a table first, scores its good rows and returns both.
 
-The probability is the mean over the bundle's fold models; the interval is the
-min–max of the fold models' probabilities (with 3 folds, the full spread of the
-ensemble; it is a rough uncertainty, not a calibrated confidence interval). The
+The probability is the mean over the bundle's fold models. The interval
+(:mod:`pfs_core.uncertainty`, docs/uncertainty.md) is, for a bundle calibrated against
+the simulator's true risk, a 90 % split-conformal interval on the logit scale that
+widens with inputs outside the training range and with missing inputs
+(``interval_level`` 0.9); for a bundle without that calibration it is the min–max of
+the fold models' probabilities, labelled "spread of the fold models; not a calibrated
+interval" (``interval_level`` None). ``interval_method`` says which in words and
+``interval_sentence`` says it in one plain-language sentence. The
 risk group is "high" when the probability is at or above the training cohort's
 median OOF probability (stored in the bundle), else "low".
 """
@@ -28,7 +33,7 @@ import torch
 from pfs_core import DISCLAIMER, schema
 from pfs_core.dataset import CohortData, load_cohort_data
 from pfs_core.errors import InputError
-from pfs_core.features.lesions import LESION_FEATURES, raw_features
+from pfs_core.features.lesions import FEATURE_LABELS, LESION_FEATURES, raw_features
 from pfs_core.features.readouts import measurements
 from pfs_core.io.cohort import (
     PAIR_COLUMN,
@@ -45,13 +50,16 @@ from pfs_core.measure.features import attach_lesion_features, measurement_vector
 from pfs_core.models.bundle import Bundle
 from pfs_core.models.device import resolve_device
 from pfs_core.preprocessing.model_grid import preprocess_case
+from pfs_core.uncertainty import LEVEL, bundle_inputs, read_calibration
+from pfs_core.uncertainty import interval as make_interval
 
 if TYPE_CHECKING:
     from pfs_core.io import Volume
     from pfs_core.preprocessing.model_grid import PreparedCase
 
 
-INTERVAL_METHOD = "min-max of the fold models' probabilities"
+#: ``interval_method`` of bundles without a calibration (:data:`pfs_core.uncertainty.FALLBACK_METHOD`).
+INTERVAL_METHOD = "spread of the fold models; not a calibrated interval"
 
 
 SIMULATED_NOTE = "The shipped model weights were trained on a simulated cohort, not on patients."
@@ -59,7 +67,11 @@ SIMULATED_NOTE = "The shipped model weights were trained on a simulated cohort, 
 
 @dataclass
 class Prediction:
-    """Result of :func:`predict_case` (all probabilities are of PFS <= 12 months)."""
+    """Result of :func:`predict_case` (all probabilities are of PFS <= 12 months).
+
+    ``interval``: (low, high) probabilities; ``interval_level``: its nominal coverage (0.9), None when it is only
+    the fold models' spread; ``interval_method``: the method in words; ``interval_sentence``: one plain sentence.
+    """
 
     probability: float
     interval: tuple[float, float]
@@ -81,6 +93,8 @@ class Prediction:
     trained_on_simulated_data: bool | None
     image_measurements: dict[str, float] = field(default_factory=dict)
     interval_method: str = INTERVAL_METHOD
+    interval_level: float | None = LEVEL
+    interval_sentence: str = ""
     disclaimer: str = DISCLAIMER
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,11 +161,22 @@ def ensemble_probabilities(bundle: Bundle, data: CohortData, *, device: Any = No
     return np.stack([m.predict_proba(data, device=device) for m in bundle.members], axis=1)
 
 
-def _summaries(bundle: Bundle, fold_probs: np.ndarray) -> dict[str, Any]:
-    """Ensemble mean, interval, risk group and training percentile of one row (K,) of fold probabilities."""
+def _input_labels(bundle: Bundle) -> dict[str, str]:
+    """Plain names of the inputs the interval reads (for its sentence)."""
+    labels = {str(f["name"]): str(f.get("label", f["name"])) for f in bundle.manifest.get("features", [])}
+    return {**FEATURE_LABELS, **labels}
+
+
+def _summaries(bundle: Bundle, fold_probs: np.ndarray, values: Mapping[str, float | None]) -> dict[str, Any]:
+    """Ensemble mean, interval, risk group and training percentile of one row (K,) of fold probabilities;
+    ``values``: the row's model-scale inputs (:func:`pfs_core.uncertainty.bundle_inputs`)."""
     prob = float(np.mean(fold_probs))
     train = bundle.training_oof["oof_probability"].to_numpy(float)
-    return {"probability": prob, "interval": (float(np.min(fold_probs)), float(np.max(fold_probs))),
+    span = make_interval(prob, read_calibration(bundle.manifest), values=values, fold_probabilities=list(fold_probs),
+                         labels=_input_labels(bundle))
+    return {"probability": prob, "interval": (span.low, span.high), "interval_level": span.level,
+            "interval_method": span.method, "interval_sentence": span.sentence,
+            "interval_outside": list(span.difficulty.outside) if span.difficulty is not None else [],
             "fold_probabilities": [float(p) for p in fold_probs],
             "risk_group": "high" if prob >= bundle.risk_threshold else "low",
             "percentile_in_training": float(100.0 * np.mean(train <= prob)) if train.size else float("nan")}
@@ -260,8 +285,10 @@ def predict_case(
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
     done = time.perf_counter()
     simulated = bundle.manifest.get("training_cohort", {}).get("simulated")
+    summary = _summaries(bundle, fold_probs, _row_inputs(bundle, data.labs, data.lesion_features)[0])
+    summary.pop("interval_outside")
     return Prediction(
-        **_summaries(bundle, fold_probs), risk_threshold=bundle.risk_threshold,
+        **summary, risk_threshold=bundle.risk_threshold,
         missing_modalities=missing, inputs_used=[m for m in spec.modalities if m not in missing],
         imputed_fields=imputed, out_of_range_fields=out_of_range,
         post_baseline_used=bundle.post_baseline_used and clean.get("prrt_cycles") is not None,
@@ -272,6 +299,12 @@ def predict_case(
         model_name=spec.name, model_version=bundle.version, bundle_sha256=bundle.sha256,
         trained_on_simulated_data=simulated, image_measurements=_measurements(bundle, prepared, measurement),
     )
+
+
+def _row_inputs(bundle: Bundle, labs: pd.DataFrame, lesion_features: np.ndarray | None) -> list[dict[str, float | None]]:
+    """Per row of ``labs``: the model-scale inputs the interval's difficulty reads (None: missing)."""
+    table = bundle_inputs(bundle, labs.reset_index(drop=True), lesion_features)
+    return [{str(k): (None if pd.isna(v) else float(v)) for k, v in table.iloc[i].items()} for i in range(len(table))]
 
 
 def little_input_warning(bundle: Bundle, labs: Mapping[str, Any], *, has_image: bool) -> str | None:
@@ -349,9 +382,10 @@ def predict_cohort(
 ) -> pd.DataFrame:
     """Score every row of a cohort table (images preprocessed with the bundle's config, cached in ``cache_dir``).
 
-    Columns: patient_id, probability, interval_low, interval_high, risk_group,
-    percentile_in_training, missing_modalities, imputed_fields, out_of_range_fields, warnings
-    (";"-separated), model_name, model_version, post_baseline_used. A ``prrt_cycles``
+    Columns: patient_id, probability, interval_low, interval_high (the interval of :class:`Prediction`),
+    interval_outside (";"-separated inputs outside the training range that widened it, lesion
+    measurements included), risk_group, percentile_in_training, missing_modalities, imputed_fields,
+    out_of_range_fields, warnings (";"-separated), model_name, model_version, post_baseline_used. A ``prrt_cycles``
     column is silently ignored by models trained without it (it is part of the table schema).
     """
     data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
@@ -378,11 +412,13 @@ def predict_cohort(
         records.append({"missing_modalities": ";".join(missing), "imputed_fields": ";".join(imputed),
                         "out_of_range_fields": ";".join(out_of_range), "warnings": "; ".join(warnings + lab_warnings)})
     fold_probs = ensemble_probabilities(bundle, data, device=resolve_device(device))
+    inputs = _row_inputs(bundle, data.labs, data.lesion_features)
     rows = []
     for i, pid in enumerate(data.patient_ids):
-        summary = _summaries(bundle, fold_probs[i])
+        summary = _summaries(bundle, fold_probs[i], inputs[i])
         rows.append({"patient_id": pid, "probability": summary["probability"],
                      "interval_low": summary["interval"][0], "interval_high": summary["interval"][1],
+                     "interval_outside": ";".join(summary["interval_outside"]),
                      "risk_group": summary["risk_group"], "percentile_in_training": summary["percentile_in_training"],
                      **records[i], "model_name": bundle.name, "model_version": bundle.version,
                      "post_baseline_used": bundle.post_baseline_used})

@@ -242,6 +242,37 @@ def record_evaluation(path: Path, evaluation: Mapping[str, Any]) -> None:
     write_manifest(path, manifest)
 
 
+#: Manifest key of the interval calibration (:mod:`pfs_core.uncertainty`, which reads it).
+UNCERTAINTY_FIELD = "uncertainty"
+
+
+def record_uncertainty(path: Path, entry: Mapping[str, Any]) -> None:
+    """Store an interval calibration (:func:`pfs_core.uncertainty.calibrate`) in the bundle's manifest and
+    model card (the file hashes and digest are renewed; the model version and weights are unchanged)."""
+    path = Path(path)
+    manifest = verify_bundle(path)
+    manifest[UNCERTAINTY_FIELD] = dict(entry)
+    manifest["ensemble"] = {**manifest.get("ensemble", {}), "interval": str(entry.get("description", entry["method"]))}
+    if MODEL_CARD in manifest["files"]:
+        atomic_write_text(path / MODEL_CARD, model_card(manifest))
+        manifest["files"][MODEL_CARD] = sha256_file(path / MODEL_CARD)
+    write_manifest(path, manifest)
+
+
+def _uncertainty_lines(manifest: Mapping[str, Any]) -> list[str]:
+    """Model-card limitation line about the reported interval."""
+    entry = manifest.get(UNCERTAINTY_FIELD)
+    if not entry:
+        return ["- The reported interval is the spread of the fold models, not a calibrated interval (the training "
+                "cohort had no known true risk to calibrate one against)."]
+    coverage = entry.get("in_sample_coverage")
+    return [f"- The {entry['level']:.0%} interval is calibrated on {entry['n_calibration']} training patients "
+            f"against {entry['calibrated_against']} (conformal quantile q = {entry['q']:.3f} on the logit scale"
+            + (f", {coverage:.1%} of the calibration rows covered" if coverage is not None else "") + "); it "
+            "holds for patients drawn like the simulated training cohort, and widens, by an assumed rule rather "
+            "than a measured one, for inputs outside the training range (docs/uncertainty.md)."]
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -482,7 +513,7 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "## Limitations",
         "- Trained and evaluated on a simulated cohort that mimics published relationships; performance on real "
         "patients is unknown. External validation is required before any research conclusion.",
-        "- Small training set; the fold spread (interval) is a rough uncertainty, not a calibrated one.",
+        *_uncertainty_lines(manifest),
         "- Inputs outside the training range (listed in manifest.json) are flagged, and predictions there are "
         "extrapolations.",
         *_imaging_limits(manifest), "",

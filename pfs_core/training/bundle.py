@@ -31,6 +31,8 @@ from pfs_core.models.registry import SKLEARN, ModelSpec
 from pfs_core.training.benchmark import cohort_summary
 from pfs_core.training.cv import cross_validate, make_splits, training_oof_table
 from pfs_core.training.pretrain import describe
+from pfs_core.training.references import read_ground_truth
+from pfs_core.uncertainty import calibrate_oof, model_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +54,9 @@ def train_bundle(
     """Cross-validate ``spec`` once (``folds`` folds) and save the fold models as a bundle in ``out``.
 
     ``provenance``: command, source, simulated flag, data note, created, runtime info.
-    The risk-group threshold is the median OOF probability of the training cohort.
+    The risk-group threshold is the median OOF probability of the training cohort. When the source cohort's
+    folder holds the simulator's ground_truth.csv, the bundle's interval is calibrated against it
+    (:func:`pfs_core.uncertainty.calibrate_oof`, manifest key ``uncertainty``); else it is the fold spread.
     """
 
     started = time.perf_counter()
@@ -68,6 +72,7 @@ def train_bundle(
     idx = pd.Series(range(len(data)), index=data.patient_ids)[cv.oof["patient_id"]].to_numpy()
     metrics = all_metrics(data.time_months[idx], data.event[idx], prob)
     weights_digest = _weights_digest(members, prob)
+    uncertainty = _calibration(data, table, members, spec, config, provenance.get("source"))
     manifest: dict[str, Any] = {
         "model_name": spec.name, "model_version": f"{provenance['created'][:10]}-{weights_digest[:8]}",
         "created": provenance["created"], "description": spec.description, "label": spec.label,
@@ -85,17 +90,33 @@ def train_bundle(
                        "note": f"pooled out-of-fold predictions of the {folds} fold models of this bundle "
                                f"(one repeat); binary metrics on labelled patients, C-index on all"},
         "ensemble": {"n_members": len(members),
-                     "interval": "min-max of the fold models' probabilities",
+                     "interval": uncertainty["description"] if uncertainty else
+                     "spread of the fold models (min-max); not a calibrated interval",
                      "risk_threshold": threshold,
                      "risk_threshold_rule": "median OOF probability of the training cohort; >= threshold → high"},
         "gradcam_layers": members[0].net.gradcam_layers() if members[0].net is not None else {},
         "gradcam_readout_layers": members[0].net.readout_layers() if members[0].net is not None else {},
         "pretraining": describe(config.pretrain) if spec.pretrained_ct else None,
+        **({"uncertainty": uncertainty} if uncertainty else {}),
         "train_seconds": round(time.perf_counter() - started, 1),
         **{k: provenance[k] for k in ("command", "device", "versions", "machine") if k in provenance},
     }
     return save_bundle(out, members, preprocess=data.preprocess, training_oof=table, risk_threshold=threshold,
                        manifest=manifest, model_card=model_card(manifest), background_labs=_background(members, data))
+
+
+def _calibration(data: CohortData, table: pd.DataFrame, members: Sequence[FittedModel], spec: ModelSpec,
+                 config: TrainConfig, source: str | None) -> dict[str, Any] | None:
+    """The interval calibration against the simulator's truth beside ``source`` (None without one)."""
+    truth = read_ground_truth(source) if source else None
+    if truth is None:
+        return None
+    names = [n for block in _lesion_inputs(spec, config).values() for n in block]
+    inputs = model_inputs(data.labs.reset_index(drop=True), tabular=members[0].tabular if spec.use_lab else None,
+                          lesion_features=data.lesion_features if names else None, lesion_names=names)
+    inputs.index = pd.Index([str(p) for p in data.patient_ids])
+    return calibrate_oof(table, truth, inputs, against=f"the simulator's true probability of PFS <= 12 months "
+                                                      f"(ground_truth.csv beside {source})")
 
 
 def _lesion_inputs(spec: ModelSpec, config: TrainConfig) -> dict[str, list[str]]:

@@ -48,6 +48,10 @@ def test_full_prediction(bundle_paths):
     assert set(pred.timings_s) == {"preprocess", "inference", "total"}
     assert 0 <= pred.percentile_in_training <= 100
     assert pred.to_dict()["interval"] == list(pred.interval)
+    # the tiny bundle's cohort has no true risk: the interval is the fold spread, and says so
+    assert pred.interval == (min(pred.fold_probabilities), max(pred.fold_probabilities))
+    assert pred.interval_level is None and "not a calibrated interval" in pred.interval_method
+    assert "not a calibrated interval" in pred.interval_sentence
     assert set(pred.image_measurements) == set(LESION_FEATURES)  # what the model read: the lesion measurements
     assert NETWORK_ORGANS_NOTE in pred.warnings  # no organ masks given: the organ network's, and it says so
     assert all(np.isfinite(v) for v in pred.image_measurements.values())
