@@ -15,7 +15,6 @@ soon as it is given, and Predict does not answer while one is given.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,13 @@ import streamlit as st
 from pfs_core import DISCLAIMER, schema
 from pfs_core.errors import InputError, PfsError
 from pfs_ui import lesion_view
+from pfs_ui.case_inputs import (  # noqa: F401 (re-exported: the Case Explorer's inputs moved to case_inputs)
+    IMAGE_FORMATS,
+    KNOWN_SIGNATURES,
+    CaseInputs,
+    case_source_widgets,
+    upload_problem,
+)
 from pfs_ui.common import (
     PREDICTION_STARTED,
     case_threads,
@@ -46,87 +52,11 @@ from pfs_ui.unexpected import guarded
 # page paints before they load (pfs_ui.common warms them up in the background).
 
 RESULT_KEY = "case_result"
-#: What the PET and CT uploaders take; the browser is not given a type list, so that any other file reaches
-#: :func:`upload_problem` and is named with its reason instead of a silent red icon in the uploader.
-IMAGE_FORMATS = "a NIfTI file (.nii, .nii.gz) or a DICOM series as .zip"
-#: First bytes of files often uploaded by mistake, to say what a rejected file is.
-KNOWN_SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
-                    (b"GIF8", "a GIF image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"))
-
-
-@dataclass
-class CaseInputs:
-    """Where the images come from and the lab defaults to show."""
-
-    key: str
-    lab_defaults: dict[str, Any]
-    pet_path: Path | None = None
-    ct_path: Path | None = None
-    pet_upload: Any = None
-    ct_upload: Any = None
-    weight_kg: float | None = None
-    dose_mbq: float | None = None
-    #: A sample case's simulated organ masks (``<id>_organ_masks.nii.gz``), used to measure its lesions.
-    organs_path: Path | None = None
-    #: Uploaded organ masks (one file, or a .zip of a TotalSegmentator folder, and a JSON of label names).
-    organ_uploads: list[Any] = field(default_factory=list)
-    #: The case in words, for the result header: the sample id or the uploaded file names.
-    title: str = ""
-    #: One line per given upload that cannot be read (role, file name, reason); Predict refuses while any.
-    problems: list[str] = field(default_factory=list)
-
-    def signature(self) -> tuple[Any, ...]:
-        """What the images are: the sample case, or each upload's name, size and content id; weight, dose."""
-        files = (self.pet_upload, self.ct_upload, *self.organ_uploads)
-        return (self.key, str(self.pet_path), str(self.ct_path), str(self.organs_path),
-                tuple(_file_signature(u) for u in files), self.weight_kg, self.dose_mbq)
-
-
-def _file_signature(upload: Any) -> tuple[Any, ...] | None:
-    """(name, size, content id) of an upload: Streamlit's file id (new for each upload), else a sha256."""
-    if upload is None:
-        return None
-    content = getattr(upload, "file_id", None) or hashlib.sha256(upload.getvalue()).hexdigest()
-    return upload.name, getattr(upload, "size", None), content
 
 
 def input_signature(bundle: Any, inputs: CaseInputs, labs: LabEntry) -> tuple[Any, ...]:
     """Everything a result depends on: model, case and files, options and the labs as entered."""
     return bundle.sha256, inputs.signature(), labs.signature()
-
-
-def upload_problem(role: str, upload: Any) -> str | None:
-    """Why an uploaded PET or CT cannot be an image the loader reads (from its name and first bytes), or None.
-
-    Only a first check, so that a wrong file is named at once; the loader's own checks run at Predict.
-    """
-    name = str(upload.name)
-    with upload.getbuffer() as view:  # no copy of a large upload
-        size, head = len(view), bytes(view[:352])
-    lower = name.lower()
-    reason: str | None
-    if size == 0:
-        reason = "it is empty (0 bytes); export or copy it again"
-    elif lower.endswith(".nii.gz"):
-        reason = None if head.startswith(b"\x1f\x8b") else "it is named .nii.gz but is not gzip-compressed"
-    elif lower.endswith(".nii"):
-        reason = None if _nifti_header(head) else "it is named .nii but does not start with a NIfTI header"
-    elif lower.endswith(".zip"):
-        reason = None if head.startswith(b"PK") else "it is named .zip but is not a zip archive"
-    elif head[128:132] == b"DICM" or lower.endswith(".dcm"):
-        reason = "it is a single DICOM file; zip the folder that holds the whole series and upload the .zip"
-    else:
-        kind = next((what for magic, what in KNOWN_SIGNATURES if head.startswith(magic)), None)
-        reason = f"it is {kind}" if kind else f"its name ends in '{Path(lower).suffix or lower}'"
-    if reason is None:
-        return None
-    return (f"{role}: {name} is not {IMAGE_FORMATS}: {reason}. Upload the {role} again in one of these formats, "
-            f"or remove it to predict without a {role}.")
-
-
-def _nifti_header(head: bytes) -> bool:
-    """True when ``head`` starts like a NIfTI-1 (348) or NIfTI-2 (540) header, in either byte order."""
-    return len(head) >= 4 and {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")} & {348, 540} != set()
 
 
 @dataclass
@@ -156,48 +86,6 @@ class CaseResult:
         if key not in self.memo:
             self.memo[key] = build()
         return self.memo[key]
-
-
-def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
-    """The sample picker or the upload widgets; returns the chosen inputs."""
-    if source == "Sample case":
-        ids = samples["patient_id"].tolist()
-        pid = st.selectbox("Sample case (simulated patient)", ids, key="sample_id")
-        row = samples.set_index("patient_id").loc[pid]
-        defaults = {c: row.get(c) for c in schema.LAB_COLUMNS}
-        return CaseInputs(key=str(pid), lab_defaults=defaults, pet_path=Path(row["pet"]), ct_path=Path(row["ct"]),
-                          organs_path=Path(row["organs"]) if row.get("organs") else None,
-                          title=f"sample case {pid} (simulated)")
-    st.caption("NIfTI (.nii, .nii.gz) or a DICOM series as .zip. Files stay in memory for this session only.")
-    left, right = st.columns(2)
-    # No type list: the browser would refuse another file with only a red icon, and Predict would then answer
-    # without it; every file reaches upload_problem instead, which names it and says why.
-    pet = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", key="pet_up")
-    ct = right.file_uploader("CT (HU)", key="ct_up")
-    weight = left.number_input("Weight (kg), only for PET in Bq/mL", value=None, min_value=1.0, key="weight")
-    dose = right.number_input("Injected activity (MBq), only for PET in Bq/mL", value=None, min_value=1.0,
-                              key="dose")
-    organs = st.container().file_uploader(
-        "Organ masks (optional): a TotalSegmentator output folder as .zip, a multi-label NIfTI (with a JSON of "
-        "label names), or a DICOM SEG / RTSTRUCT", accept_multiple_files=True,
-        key=lesion_view.UPLOAD_KEY,
-        help="The lesions the model reads are measured against these organs; without them the organ network "
-             "(trained on simulated CTs only) delineates them. Kept in memory for this session only.")
-    inputs = CaseInputs(key="upload", lab_defaults={}, pet_upload=pet, ct_upload=ct, weight_kg=weight,
-                        dose_mbq=dose, organ_uploads=list(organs or []), title=_upload_title(pet, ct))
-    inputs.problems = [p for role, upload in (("PET", pet), ("CT", ct)) if upload is not None
-                       for p in [upload_problem(role, upload)] if p]
-    inputs.problems += [p for upload in inputs.organ_uploads for p in [lesion_view.organ_upload_problem(upload)] if p]
-    if inputs.problems:
-        st.error("\n\n".join(inputs.problems), icon=":material/error:")
-    return inputs
-
-
-def _upload_title(pet: Any, ct: Any) -> str:
-    """The uploaded case in words: its file names ('no PET' / 'no CT' where one is not given)."""
-    parts = [f"{role} {upload.name}" if upload is not None else f"no {role}" for role, upload in (("PET", pet),
-                                                                                              ("CT", ct))]
-    return "uploaded " + ", ".join(parts)
 
 
 def _load_volumes(inputs: CaseInputs) -> tuple[Any, Any, dict[str, str]]:

@@ -66,7 +66,10 @@ def add_case(parser: argparse.ArgumentParser) -> None:
     add_bundle(parser)
     add_images(parser)
     add_organs(parser)
-    parser.add_argument("--labs", type=Path, help="JSON object of lab values, e.g. {\"chromogranin_a\": 250}")
+    parser.add_argument("--labs", type=Path,
+                        help="lab values: a JSON object, e.g. {\"chromogranin_a\": 250}, or a .csv/.tsv of one row "
+                             "under a header of field names or on-screen labels, with a unit in brackets where "
+                             "the field has unit choices, e.g. 'Albumin (g/L)' (docs/input.md)")
     add_device(parser)
 
 
@@ -120,19 +123,39 @@ def case_inputs(args: argparse.Namespace) -> list[Path | None]:
 
 
 def read_labs(path: Path | None) -> dict[str, Any]:
-    """The lab JSON object (empty without a file); InputError naming the file for anything unusable.
+    """The lab JSON object, or the fields of a lab CSV row (empty without a file); InputError naming the file
+    for anything unusable.
 
     The file must be a regular file of at most ``PFS_CORE_MAX_LABS_KB`` (:mod:`pfs_core.limits`), read
     before parsing; numbers of thousands of digits and deep nesting are refused, not raised.
     """
     if path is None:
         return {}
+    if Path(path).suffix.lower() in LAB_TABLE_SUFFIXES:
+        return _read_lab_row(Path(path))
     example = "give an object like {\"chromogranin_a\": 250, \"sex\": \"F\"}"
     labs = _parse_json(read_capped(Path(path), "max_labs_bytes", what="the lab JSON"), path, what="lab JSON",
                        fix=example, error=InputError)
     if not isinstance(labs, dict):
         raise InputError(f"{path}: the lab JSON must be an object of field names and values")
     return labs
+
+
+#: ``--labs`` files read as a CSV row (:func:`pfs_core.io.labs.read_lab_import`); any other is a JSON object.
+LAB_TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
+
+
+def _read_lab_row(path: Path) -> dict[str, Any]:
+    """The lab fields (model units) of a CSV of one row; unknown columns named on stderr, cohort columns skipped."""
+    from pfs_core.io.labs import read_lab_import
+
+    found = read_lab_import(read_capped(path, "max_labs_bytes", what="the lab CSV"), str(path))
+    if found.needs_choice:
+        raise InputError(f"{path}: the lab CSV has {len(found.rows)} rows; keep the header and the one row of "
+                         "this patient")
+    if found.ignored:
+        print(f"note: {path}: column(s) that are no lab field, ignored: {', '.join(found.ignored)}", file=sys.stderr)
+    return dict(found.values)
 
 
 def _parse_json(raw: bytes, path: Path, *, what: str, fix: str, error: type[Exception]) -> Any:

@@ -6,11 +6,13 @@ unexpected error is a message with an id, its traceback only in the log.
 """
 
 import io
+import json
 import logging
 import tomllib
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from case_pages import open_case_page, press_predict
 from streamlit.testing.v1 import AppTest
 
@@ -44,6 +46,7 @@ def _uploads(monkeypatch, uploads: dict[str, FakeUpload]) -> None:
     from streamlit.delta_generator import DeltaGenerator
 
     monkeypatch.setattr(DeltaGenerator, "file_uploader", lambda self, *a, key=None, **k: uploads.get(key))
+    monkeypatch.setattr(st, "file_uploader", lambda *a, key=None, **k: uploads.get(key))  # bound at import
 
 
 def test_result_names_its_case_and_model_and_hides_when_the_case_changes(app_path):
@@ -200,3 +203,69 @@ def test_a_file_the_loader_refuses_is_named_at_predict(app_path, monkeypatch):
     assert any("pet.nii.gz" in e.value for e in at.error), [e.value for e in at.error]
     assert not any("pfs_upload_" in e.value for e in at.error)  # the user's file name, not the temporary folder
     assert not _shows_probability(at)
+
+
+# --- Input that fits clinical habits (issue 25, item 5): lab import, a reload keeps the case --------------
+
+def _one_browser(monkeypatch, browser: str = "browser-a"):
+    """A fresh in-memory store and a fixed browser key (AppTest sends no cookies, so no XSRF token)."""
+    from pfs_ui import persist
+
+    store = persist.InputStore()
+    monkeypatch.setattr(persist, "STORE", store)
+    monkeypatch.setattr(persist, "browser_key", lambda: browser)
+    return store
+
+
+def test_a_lab_import_fills_the_fields_which_stay_editable(app_path, monkeypatch):
+    export = json.dumps({"patient_id": "P7", "Albumin (g/L)": 39, "Chromogranin A": 250, "sex": "m",
+                         "sodium": 140}).encode()
+    _uploads(monkeypatch, {"lab_import": FakeUpload("labs.json", export)})
+    at = _page(app_path)
+    sample = at.selectbox(key="sample_id").value
+    assert at.number_input(key=f"lab_{sample}_albumin").value == 39.0
+    assert at.selectbox(key=f"lab_{sample}_albumin_unit").value == "g/L"
+    assert at.number_input(key=f"lab_{sample}_chromogranin_a").value == 250.0
+    assert at.selectbox(key=f"lab_{sample}_sex").value == "M"
+    note = next(c.value for c in at.caption if c.value.startswith("Imported from labs.json"))
+    assert "Albumin" in note and "Ignored column(s), no lab field: sodium" in note and "patient_id" not in note
+    assert "Not in the file, left as they were: Gamma-GT" in note and "gamma_gt" not in note
+    at.number_input(key=f"lab_{sample}_albumin").set_value(41.0).run()  # editable: the import is not put back
+    assert at.number_input(key=f"lab_{sample}_albumin").value == 41.0
+    assert not [e.value for e in at.error]
+
+
+def test_a_bad_lab_import_is_one_error_naming_the_column(app_path, monkeypatch):
+    _uploads(monkeypatch, {"lab_import": FakeUpload("labs.csv", b"Albumin (mmol/L);age\n3;60\n")})
+    at = _page(app_path)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "column 'Albumin (mmol/L)'" in errors[0] and "give it in g/dL or g/L" in errors[0]
+
+
+def test_a_reload_restores_the_case_and_clear_case_forgets_it(app_path, monkeypatch):
+    store = _one_browser(monkeypatch)
+    uploads = {"pet_up": FakeUpload("pet.nii.gz", b"\x1f\x8b" + bytes(100))}
+    _uploads(monkeypatch, uploads)
+    at = _page(app_path)
+    at.radio(key="source").set_value("Upload PET/CT").run()
+    at.number_input(key="lab_upload_albumin").set_value(4.2)
+    at.selectbox(key="lab_upload_sex").set_value("F")
+    at.number_input(key="weight").set_value(70.0).run()
+    assert store.get("browser-a").files["pet"][0].name == "pet.nii.gz"
+
+    uploads.clear()  # a reload: a new session, the uploaders empty
+    at = _page(app_path)
+    assert at.radio(key="source").value == "Upload PET/CT"
+    assert at.number_input(key="lab_upload_albumin").value == 4.2
+    assert at.selectbox(key="lab_upload_sex").value == "F" and at.number_input(key="weight").value == 70.0
+    restored = [i.value for i in at.info if i.value.startswith("Restored from this browser session")]
+    assert restored and "PET pet.nii.gz" in restored[0]
+
+    assert not any("Session State API" in w.value for w in at.warning)
+
+    at.button(key="clear_case").click().run()
+    assert not at.exception
+    kept = store.get("browser-a")  # the emptied page is kept again, without files or labs
+    assert kept is not None and not kept.files and not any(k.startswith("lab_upload_") for k in kept.fields)
+    assert at.radio(key="source").value == "Sample case"
+    assert not any(i.value.startswith("Restored") for i in at.info)
