@@ -98,7 +98,7 @@ def mip_png(pet_on_ct: np.ndarray, affine: np.ndarray, lesion_labels: np.ndarray
     bar = fig.add_axes((0.02 + 0.96 * width / (width + 0.9) + 0.02, 0.1, 0.025, 0.35))
     fig.colorbar(image, cax=bar).set_label("SUV", fontsize=8)
     bar.tick_params(labelsize=7)
-    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_title(title, fontsize=10, loc="left")
     return _png(fig)
 
 
@@ -167,7 +167,7 @@ def lesion_slice_png(ct: np.ndarray, pet_on_ct: np.ndarray | None, affine: np.nd
     heading = title or f"Lesion {int(lesion_id)}"
     ax.set_title(f"{heading}\naxial slice at z = {z_mm:.0f} mm; PET SUV {pet_range[0]:g}–{pet_range[1]:g} on CT "
                  f"({CT_WINDOW_HU[0]:g} to {CT_WINDOW_HU[1]:g} HU)" if pet_on_ct is not None else
-                 f"{heading}\naxial CT slice at z = {z_mm:.0f} mm", fontsize=8, loc="left")
+                 f"{heading}\naxial CT slice at z = {z_mm:.0f} mm", fontsize=9, loc="left")
     return _png(fig)
 
 
@@ -295,10 +295,10 @@ def _lesion_label(ax: Axes, lesion_id: int, mask: np.ndarray, x_mm: np.ndarray, 
         anchor, align = edge + gap, "right"
     text = f"L{lesion_id}" if arrow else f"{lesion_id}"
     if arrow:
-        ax.annotate(text, xy=(edge, cy), xytext=(anchor, cy), color=_LABEL_COLOR, fontsize=8, fontweight="bold",
+        ax.annotate(text, xy=(edge, cy), xytext=(anchor, cy), color=_LABEL_COLOR, fontsize=10, fontweight="bold",
                     ha=align, va="center", arrowprops={"arrowstyle": "->", "color": _LABEL_COLOR, "linewidth": 1.2})
     else:
-        ax.text(anchor, cy, text, color=_LABEL_COLOR, fontsize=7, fontweight="bold", ha=align, va="center")
+        ax.text(anchor, cy, text, color=_LABEL_COLOR, fontsize=8, fontweight="bold", ha=align, va="center")
 
 
 def _status_legend(ax: Axes, status: Mapping[int, str]) -> None:
