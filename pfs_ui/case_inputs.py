@@ -129,15 +129,15 @@ def case_source_widgets(source: str, samples: pd.DataFrame) -> CaseInputs:
     left, right = st.columns(2)
     # No type list: the browser would refuse another file with only a red icon, and Predict would then answer
     # without it; every file reaches upload_problem instead, which names it and says why.
-    pet_up = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", key=_uploader_key("pet_up"))
-    ct_up = right.file_uploader("CT (HU)", key=_uploader_key("ct_up"))
+    pet_up = left.file_uploader("PET (SUVbw, or Bq/mL with weight and dose)", key=uploader_key("pet_up"))
+    ct_up = right.file_uploader("CT (HU)", key=uploader_key("ct_up"))
     weight = left.number_input("Weight (kg), only for PET in Bq/mL", value=None, min_value=1.0, key="weight")
     dose = right.number_input("Injected activity (MBq), only for PET in Bq/mL", value=None, min_value=1.0,
                               key="dose")
     organ_up = st.container().file_uploader(
         "Organ masks (optional): a TotalSegmentator output folder as .zip, a multi-label NIfTI (with a JSON of "
         "label names), or a DICOM SEG / RTSTRUCT", accept_multiple_files=True,
-        key=_uploader_key(lesion_view.UPLOAD_KEY),
+        key=uploader_key(lesion_view.UPLOAD_KEY),
         help="The lesions the model reads are measured against these organs; without them the organ network "
              "(trained on simulated CTs only) delineates them. Kept in memory for this session only.")
     pets, pet_restored = _in_use("pet", [pet_up] if pet_up is not None else [])
@@ -211,13 +211,15 @@ def clear_case_button(where: Any) -> None:
     if browser is not None:
         persist.STORE.forget(browser)
     for key in list(st.session_state.keys()):
-        if key in (*KEPT_KEYS[1:], RESTORED_KEY, STORED_IDS_KEY) or str(key).startswith("lab_"):
+        if key in (*KEPT_KEYS[1:], RESTORED_KEY, STORED_IDS_KEY) or (str(key).startswith("lab_")
+                                                                     and not str(key).startswith("lab_import")):
             del st.session_state[key]
     st.session_state[GENERATION_KEY] = int(st.session_state.get(GENERATION_KEY, 0)) + 1
     st.rerun()
 
 
-def _uploader_key(base: str) -> str:
+def uploader_key(base: str) -> str:
+    """The key of uploader ``base`` now: a new one after each "Clear case", so that it comes back empty."""
     generation = int(st.session_state.get(GENERATION_KEY, 0))
     return base if generation == 0 else f"{base}_{generation}"
 

@@ -121,7 +121,7 @@ def show_lab_problems(entry: LabEntry) -> None:
                  f"Predict:\n{lines}", icon=":material/error:")
 
 
-def lab_import(*, key_prefix: str, show_post_baseline: bool = False) -> None:
+def lab_import(*, key_prefix: str, show_post_baseline: bool = False, uploader_key: str = IMPORT_KEY) -> None:
     """"Import labs (JSON or CSV row)": an uploader whose file fills the lab fields of ``key_prefix`` once.
 
     Draw it above :func:`labs_form`. A file of several patients asks for the row first. The fields the file
@@ -129,7 +129,7 @@ def lab_import(*, key_prefix: str, show_post_baseline: bool = False) -> None:
     a bad file is one error box naming the column and the fix. Read in memory, never written or logged.
     """
     upload = st.file_uploader(
-        "Import labs (JSON or CSV row)", key=IMPORT_KEY,
+        "Import labs (JSON or CSV row)", key=uploader_key,
         help="An export of the lab system: a JSON object {field: value}, or a CSV with a header of field names "
              "or the labels below (a unit in brackets where a field has unit choices, e.g. 'Albumin (g/L)') and "
              "one row, or several rows with a patient_id column. It fills the fields below; other columns are "
@@ -137,7 +137,7 @@ def lab_import(*, key_prefix: str, show_post_baseline: bool = False) -> None:
     if upload is None:
         st.session_state.pop(APPLIED_KEY, None)
         return
-    found = _read_import(upload)
+    found = _read_import(upload, row_key=f"{uploader_key}_row")
     if found is None:
         return
     stamp = (getattr(upload, "file_id", None) or upload.name, found.row)
@@ -147,7 +147,7 @@ def lab_import(*, key_prefix: str, show_post_baseline: bool = False) -> None:
     st.caption(import_note(found, name=str(upload.name), show_post_baseline=show_post_baseline))
 
 
-def _read_import(upload: Any) -> LabImport | None:
+def _read_import(upload: Any, *, row_key: str) -> LabImport | None:
     """The import of ``upload`` (after the row choice where the file has several), or None (error shown)."""
     if getattr(upload, "size", 0) > limits().max_labs_bytes:
         st.error(f"{upload.name}: larger than a lab export can be (at most {describe('max_labs_bytes')}); "
@@ -158,7 +158,7 @@ def _read_import(upload: Any) -> LabImport | None:
         found = read_lab_import(data, str(upload.name))
         if found.needs_choice:
             row = st.selectbox(f"{upload.name} holds {len(found.rows)} patients: which one?", found.rows,
-                               index=None, placeholder="choose the patient", key=f"{IMPORT_KEY}_row")
+                               index=None, placeholder="choose the patient", key=row_key)
             if row is None:
                 return None
             found = read_lab_import(data, str(upload.name), patient_id=row)
