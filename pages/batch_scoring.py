@@ -9,12 +9,14 @@ st.title("Batch scoring")
 show_disclaimer()
 st.caption("Scores every usable row of a cohort.csv (simulator columns; pfs_months/progressed optional) with a "
            "model bundle: probability of PFS ≤ 12 months, interval over the fold models, risk group and "
-           "warnings. Rows with problems are listed with their row number and left out. "
-           "Command-line twin: `python -m pfs_core score`.")
+           "warnings. Rows with problems are listed with their row number and left out. With outcomes "
+           "(pfs_months, progressed) the scores are validated against them: AUROC, C-index, calibration, Brier "
+           "and decision curve with 95 % bootstrap intervals. To upload a table, upload the zip of its images "
+           "with it. Command-line twin: `python -m pfs_core score` (`--outcomes-report FILE.json`).")
 bundles = cv.bundle_choices()
 if not bundles:
-    st.error("No model bundle found in models/ or in finished training runs. Train one with "
-             "`python -m pfs_core train` or on the Your cohort page.")
+    st.error("No model bundle found in models/ or in finished training runs. Train one on the Your cohort page "
+             "(or with `python -m pfs_core train` on the server).")
     st.stop()
 path = st.selectbox("Model bundle", bundles, format_func=cv.bundle_label, key="bundle")
 bundle = cv.guarded(lambda: load_bundle_ui(path))

@@ -121,3 +121,57 @@ def paired_auroc_bootstrap(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, n
         return {"delta": delta, "low": float("nan"), "high": float("nan"), "p_le_0": float("nan")}
     low, high = np.percentile(deltas, [2.5, 97.5])
     return {"delta": delta, "low": float(low), "high": float(high), "p_le_0": float(np.mean(deltas <= 0))}
+
+
+#: Probabilities are clipped to [EPS, 1 − EPS] before the logit (a score of exactly 0 or 1 has no logit).
+LOGIT_EPS = 1e-6
+
+
+def logit(probability: np.ndarray) -> np.ndarray:
+    """log(p / (1 − p)) elementwise, ``p`` clipped to [1e-6, 1 − 1e-6]."""
+    p = np.clip(np.asarray(probability, dtype=float), LOGIT_EPS, 1.0 - LOGIT_EPS)
+    return np.log(p / (1.0 - p))
+
+
+def calibration_fit(y: np.ndarray, probability: np.ndarray, *, steps: int = 30,
+                    tol: float = 1e-8) -> dict[str, np.ndarray]:
+    """Calibration intercept and slope (Cox 1958; Steyerberg, *Clinical Prediction Models*) of each row.
+
+    ``y`` (..., N) 0/1 labels and ``probability`` (..., N) predictions of the same patients; every row (e.g.
+    one bootstrap resample) is fitted on its own. ``slope``: b of the logistic regression
+    ``logit P(y=1) = a + b · logit(p)`` (1 = ideal, < 1 = predictions too extreme); ``intercept``:
+    a of ``logit P(y=1) = a + logit(p)`` (the slope held at 1: calibration-in-the-large, 0 = ideal,
+    > 0 = risks underestimated). Maximum likelihood by Newton–Raphson over all rows at once (equal to an
+    unpenalised scikit-learn ``LogisticRegression``, tested). A row whose fit does not converge (one
+    class only, or perfect separation: the estimate runs off to infinity) is NaN. Shapes (...,);
+    ``slope_fit_intercept`` is the a of the slope's fit (to draw the fitted calibration line).
+    """
+    yy = np.asarray(y, dtype=float)
+    lp = logit(probability)
+    # slope: two parameters (a, b), Newton steps batched over the leading axes
+    a = np.zeros(yy.shape[:-1])
+    b = np.ones(yy.shape[:-1])
+    converged = np.zeros(yy.shape[:-1], dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for _ in range(steps):
+            mu = 1.0 / (1.0 + np.exp(-(a[..., None] + b[..., None] * lp)))
+            w = mu * (1.0 - mu)
+            g_a, g_b = (yy - mu).sum(-1), ((yy - mu) * lp).sum(-1)
+            h_aa, h_ab, h_bb = w.sum(-1), (w * lp).sum(-1), (w * lp * lp).sum(-1)
+            det = h_aa * h_bb - h_ab**2
+            da, db = (h_bb * g_a - h_ab * g_b) / det, (h_aa * g_b - h_ab * g_a) / det
+            a, b = a + da, b + db
+            converged = np.abs(da) + np.abs(db) < tol
+        slope_ok = converged & np.isfinite(b) & (np.abs(b) < 50)
+        slope = np.where(slope_ok, b, np.nan)
+        # intercept with the slope fixed at 1 (logit(p) as offset): one parameter
+        c = np.zeros(yy.shape[:-1])
+        for _ in range(steps):
+            mu = 1.0 / (1.0 + np.exp(-(c[..., None] + lp)))
+            step = (yy - mu).sum(-1) / (mu * (1.0 - mu)).sum(-1)
+            c = c + step
+            done = np.abs(step) < tol
+        intercept = np.where(done & np.isfinite(c) & (np.abs(c) < 50), c, np.nan)
+    both = (yy.min(-1) != yy.max(-1))
+    return {"intercept": np.where(both, intercept, np.nan), "slope": np.where(both, slope, np.nan),
+            "slope_fit_intercept": np.where(both & slope_ok, a, np.nan)}

@@ -15,12 +15,21 @@ import streamlit as st
 from pfs_core.errors import PfsError, UsageError
 from pfs_core.results.published import CITATION, COHORT, SHORT_CITATION
 from pfs_ui import cohort_view as cv
-from pfs_ui.common import compute_slot, load_bundle_ui, session_value, set_session_value, show_error
+from pfs_ui.common import (
+    compute_slot,
+    load_bundle_ui,
+    session_value,
+    set_session_value,
+    show_chart,
+    show_error,
+)
 
 # Heavy imports (torch, MONAI, shap, pyvista, the models) sit inside the functions that need them, so a
 # page paints before they load (pfs_ui.common warms them up in the background).
 
 EXPLAIN_KEY = "cohort_explanation"
+#: Width of the model column of the metrics table (pixels): "lab_pet_ct_pretrained" in full.
+MODEL_COLUMN_PX = 190
 
 
 def render_header(output: Any) -> None:
@@ -53,10 +62,14 @@ def render_table(output: Any) -> None:
     config = {label: st.column_config.TextColumn(f"{label} ({origin})") for label in ("AUROC", "AUPRC", "Brier",
                                                                                       "C-index")}
     config["kind"] = st.column_config.TextColumn("row", help="model of the study, or a reference row (not a model)")
+    # wide enough for the longest name (lab_pet_ct_pretrained) at 1280 px, and kept in view when scrolling
+    config["model"] = st.column_config.TextColumn("model", width=MODEL_COLUMN_PX, pinned=True)
     config |= {"published AUROC": st.column_config.TextColumn(f"AUROC (published, {SHORT_CITATION})"),
                "published AUPRC": st.column_config.TextColumn("AUPRC (published)")}
     st.dataframe(table, hide_index=True, column_config=config, key="metrics_table")
-    st.caption(f"Left: this benchmark, mean ± sd over repeats (Brier: lower is better). Right: published "
+    spread = ("1 repeat: no spread — each cell is the single cross-validation value" if output.repeats == 1
+              else "mean ± sd over repeats")
+    st.caption(f"Left: this benchmark, {spread} (Brier: lower is better). Right: published "
                f"figures of real patients ({COHORT}) — {CITATION} The two are not the same cohort and are not "
                "directly comparable.")
     if output.references:
@@ -77,7 +90,8 @@ def render_paired(output: Any) -> None:
         return
     method = output.doc.get("paired_delta_auroc_method", {})
     st.subheader("Paired differences in AUROC")
-    _plot(lambda: curves.paired_delta_figure(output.doc["paired_delta_auroc"]))
+    _plot(lambda: curves.paired_delta_figure(output.doc["paired_delta_auroc"], title="Paired ΔAUROC, 95 % interval"),
+          key="paired_delta", name="paired_delta_auroc")
     st.caption(f"AUROC of the model minus that of the comparator on the same patients (OOF probability averaged "
                f"over repeats, {method.get('n_patients', '?')} labelled patients); bars: 95 % interval of "
                f"{method.get('n_boot', '?')} patient-bootstrap resamples. Best single-modality model: "
@@ -105,16 +119,18 @@ def render_curves(output: Any) -> None:
     tabs = st.tabs(["ROC", "Precision–recall", "Calibration", "Decision curve", "Kaplan–Meier"])
     figures = (lambda: curves.roc_figure(pairs), lambda: curves.pr_figure(pairs),
                lambda: curves.calibration_figure(pairs, n_bins=5), lambda: curves.decision_curve_figure(pairs))
-    for tab, make in zip(tabs[:4], figures, strict=True):
+    for tab, make, key in zip(tabs[:4], figures, ("roc", "pr", "calibration", "decision_curve"), strict=True):
         with tab:
-            _plot(make)
+            _plot(make, key=f"curve_{key}", name=key)
     with tabs[4]:
         _km(output, curves)
 
 
-def _plot(make: Any) -> None:
+def _plot(make: Any, *, key: str, name: str, where: Any = None) -> None:
+    """Draw ``make()`` with :func:`pfs_ui.common.show_chart` (SVG export); a figure that cannot be drawn is a
+    warning."""
     try:
-        st.plotly_chart(make())
+        show_chart(where or st, make(), key=key, name=name)
     except (PfsError, ValueError) as exc:
         st.warning(f"Figure not drawn: {exc}")
 
@@ -125,9 +141,9 @@ def _km(output: Any, curves: Any) -> None:
     model = st.selectbox("Risk groups of model", output.models, key="km_model")
     time_months, event, group = risk_groups(output, model)
     fig, p_value = curves.km_figure(time_months, event, group, highlight="high",
-                                    title=f"{model}: PFS by predicted risk group (median split)")
+                                    title=f"{model}: PFS by risk group (median split)")
     st.metric("Log-rank p", "n/a" if not np.isfinite(p_value) else f"{p_value:.3g}")
-    st.plotly_chart(fig)
+    show_chart(st, fig, key="curve_km", name=f"kaplan_meier_{model}")
 
 
 # ----------------------------------------------------------------------------- a bundle over a cohort
@@ -189,7 +205,8 @@ def _render_explanation(result: dict[str, Any]) -> None:
     with left:
         st.markdown(f"**Modality contributions** ({result['model']}, {len(result['contributions'])} of "
                     f"{result['n']} patients)")
-        st.plotly_chart(modality_importance_figure(result["mean_abs"]))
+        show_chart(st, modality_importance_figure(result["mean_abs"]), key="modality_importance",
+                   name="modality_contributions")
         st.caption("Mean |exact Shapley value| per modality, in probability points: how much the prediction "
                    "moves on average when the modality is added (absent = the model's 'missing' input).")
     with right:
@@ -205,6 +222,7 @@ def _embedding_plot(embedding: Any) -> None:
     from pfs_core.viz.scene import embedding_figure
 
     method = embedding.method.upper()
-    st.plotly_chart(embedding_figure(
-        embedding.points, embedding.labels, title=f"{method} of the fused branch embeddings, coloured by outcome",
-        hover=[f"patient {pid}" for pid in embedding.patient_ids], axis_titles=(f"{method} 1", f"{method} 2")))
+    show_chart(st, embedding_figure(
+        embedding.points, embedding.labels, title=f"{method} of fused embeddings, by outcome",
+        hover=[f"patient {pid}" for pid in embedding.patient_ids], axis_titles=(f"{method} 1", f"{method} 2")),
+        key="embedding", name=f"embedding_{embedding.method}")

@@ -45,6 +45,7 @@ import psutil
 from pfs_core.errors import UsageError
 from pfs_core.io.cohort import write_good_cohort
 from pfs_core.io.outputs import atomic_write_text
+from pfs_core.jobs.eta import estimate
 from pfs_core.jobs.worker import EXIT_CODE, LOG
 from pfs_core.models.provenance import is_simulated
 from pfs_core.progress import KEYS as PROGRESS_KEYS
@@ -345,8 +346,9 @@ class Progress:
     (one step = one patient's images) or "cross-validation" (one step = one model fitted on one
     fold; also what ``train`` does); ``fraction`` in [0, 1] of that stage; ``detail`` names the
     step under way (e.g. "model pet_cnn, repeat 0, fold 1"); ``remaining_s`` is the estimated
-    time left in the stage (seconds per step so far in this stage × steps left), None until
-    one step is done.
+    time left in the stage (:func:`pfs_core.jobs.eta.estimate`: each model's mean step duration ×
+    its steps left, counted down while a step runs), None until one step is done; ``rough`` while
+    not every model has finished a step; ``slow_step`` when the step under way overruns.
     """
 
     stage: str
@@ -354,6 +356,8 @@ class Progress:
     total: int
     detail: str = ""
     remaining_s: float | None = None
+    rough: bool = False
+    slow_step: bool = False
 
     @property
     def fraction(self) -> float:
@@ -365,7 +369,11 @@ class Progress:
         if self.detail:
             parts.append(f"({self.detail})")
         if self.remaining_s is not None:
-            parts.append(f"— about {_clock(self.remaining_s)} left")
+            parts.append(f"— about {_clock(self.remaining_s)} left" + (" (rough)" if self.rough else ""))
+            if self.slow_step:
+                parts.append("· this step takes longer than the others")
+        elif self.total and self.done < self.total:
+            parts.append("— estimating the time left…")
         return " ".join(parts)
 
 
@@ -376,27 +384,28 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def progress(run: RunInfo) -> Progress:
+def progress(run: RunInfo, *, now: float | None = None) -> Progress:
     """The latest progress of the run, from ``<run>/progress.jsonl`` ("starting" before its first line).
 
-    The time left comes from the timestamps of the current stage's lines: its first line and
-    the last one give the seconds per step.
+    The time left comes from the timestamps of the current stage's lines (:func:`pfs_core.jobs.eta.estimate`)
+    at ``now`` (Unix seconds; default: the clock).
     """
     steps = read_steps(run.progress_file)
     if not steps:
         return Progress("starting", 0, 0, detail="loading libraries and the cohort")
     last = steps[-1]
-    first = last
-    for step in reversed(steps):  # back to the first line of this stage
-        if step["stage"] != last["stage"] or step["total"] != last["total"] or step["done"] > first["done"]:
+    stage = [last]
+    for step in reversed(steps[:-1]):  # back to the first line of this stage
+        if step["stage"] != last["stage"] or step["total"] != last["total"] or step["done"] > stage[0]["done"]:
             break
-        first = step
+        stage.insert(0, step)
     done, total = int(last["done"]), int(last["total"])
-    remaining = None
-    if first["done"] < done < total:
-        remaining = max(0.0, last["time"] - first["time"]) / (done - first["done"]) * (total - done)
+    eta = estimate(stage, time.time() if now is None else now)
     detail = ", ".join(f"{key} {value}" for key, value in last.items() if key not in PROGRESS_KEYS)
-    return Progress(str(last["stage"]), done, total, detail=detail, remaining_s=remaining)
+    if eta is None:
+        return Progress(str(last["stage"]), done, total, detail=detail)
+    return Progress(str(last["stage"]), done, total, detail=detail, remaining_s=eta.seconds, rough=eta.rough,
+                    slow_step=eta.slow_step)
 
 
 #: Terminal cursor codes that tqdm writes between nested bars (removed before a log is shown).

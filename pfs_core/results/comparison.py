@@ -28,7 +28,7 @@ from pfs_core import schema
 from pfs_core.errors import InputError, UsageError
 from pfs_core.io.cohort import read_cohort
 from pfs_core.jobs.runs import FINISHED, list_runs, run_status
-from pfs_core.metrics import short_pfs_label
+from pfs_core.metrics import paired_auroc_bootstrap, rank_auroc, short_pfs_label
 from pfs_core.results.published import published
 
 METRIC_COLUMNS: dict[str, str] = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "c_index": "C-index"}
@@ -88,6 +88,18 @@ class BenchmarkOutput:
     @property
     def simulated(self) -> bool | None:
         return self.doc.get("simulated")
+
+    @property
+    def repeats(self) -> int | None:
+        """Repeats of the cross-validation (settings.repeats, else the length of a metric's per-repeat list)."""
+        value = (self.doc.get("settings") or {}).get("repeats")
+        if isinstance(value, int) and value > 0:
+            return value
+        for metrics in self.doc.get("metrics", {}).values():
+            for stat in metrics.values():
+                if isinstance(stat, dict) and isinstance(stat.get("per_repeat"), list):
+                    return len(stat["per_repeat"])
+        return None
 
 
 def load_results(folder: str | Path) -> BenchmarkOutput:
@@ -149,25 +161,27 @@ MODEL_ROW, REFERENCE_ROW = "model", "reference"
 
 def metrics_table(output: BenchmarkOutput) -> pd.DataFrame:
     """One row per model: inputs, this benchmark's mean ± sd per metric, and the published AUROC/AUPRC;
-    then one row per reference (``kind`` "reference", its description as the note)."""
+    then one row per reference (``kind`` "reference", its description as the note). With one repeat
+    there is no spread: the cells hold the value alone (see :attr:`BenchmarkOutput.repeats`)."""
     rows = []
+    spread = output.repeats != 1
     for name, metrics in output.doc.get("metrics", {}).items():
         info = output.doc.get("models", {}).get(name, {})
         ref = published(name)
-        row = {"kind": MODEL_ROW, "model": name, "inputs": "+".join(info.get("inputs", [])), **_cells(metrics)}
+        row = {"kind": MODEL_ROW, "model": name, "inputs": "+".join(info.get("inputs", [])), **_cells(metrics, spread=spread)}
         row["published AUROC"] = str(ref.auroc) if ref.auroc else "—"
         row["published AUPRC"] = str(ref.auprc) if ref.auprc else "—"
         row["published note"] = ref.note
         rows.append(row)
     for name, info in (output.doc.get("references") or {}).items():
         rows.append({"kind": REFERENCE_ROW, "model": name, "inputs": "+".join(info.get("inputs", [])),
-                     **_cells(info.get("metrics", {})), "published AUROC": "—", "published AUPRC": "—",
+                     **_cells(info.get("metrics", {}), spread=spread), "published AUROC": "—", "published AUPRC": "—",
                      "published note": f"reference, not a model: {info.get('description', '')}"})
     return pd.DataFrame(rows)
 
 
-def _cells(metrics: dict[str, Any]) -> dict[str, str]:
-    return {label: _fmt(metrics.get(key, {})) for key, label in METRIC_COLUMNS.items()}
+def _cells(metrics: dict[str, Any], *, spread: bool = True) -> dict[str, str]:
+    return {label: _fmt(metrics.get(key, {}), spread=spread) for key, label in METRIC_COLUMNS.items()}
 
 
 PAIRED_COLUMNS = ("model", "comparator", "delta", "low", "high", "p_le_0")
@@ -187,10 +201,15 @@ def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _fmt(stat: dict[str, Any]) -> str:
+def _fmt(stat: dict[str, Any], *, spread: bool = True) -> str:
+    """"0.712 ± 0.013" (mean ± sd over repeats); "0.712" with ``spread`` False (one repeat) or when the
+    per-repeat list has a single value; "n/a" without a finite mean."""
     mean, sd = stat.get("mean"), stat.get("sd")
     if mean is None or not np.isfinite(mean):
         return "n/a"
+    per_repeat = stat.get("per_repeat")
+    if not spread or (isinstance(per_repeat, list) and len(per_repeat) == 1):
+        return f"{mean:.3f}"
     return f"{mean:.3f} ± {sd or 0.0:.3f}"
 
 
@@ -223,3 +242,38 @@ def risk_groups(output: BenchmarkOutput, model: str) -> tuple[np.ndarray, np.nda
     prob = probs[model].to_numpy(float)
     group = np.where(prob >= np.median(prob), "high", "low")
     return outcomes[schema.TIME_COLUMN].to_numpy(float), outcomes[schema.EVENT_COLUMN].to_numpy(int), group
+
+
+RUN_DIFFERENCE_COLUMNS = ("model", "auroc_a", "auroc_b", "delta", "low", "high", "p_le_0", "n_patients")
+
+
+def same_patients(a: BenchmarkOutput, b: BenchmarkOutput) -> bool:
+    """True when both outputs predicted the same set of patients (ids) and both have outcomes."""
+    if a.outcomes is None or b.outcomes is None:
+        return False
+    return set(a.oof[schema.ID_COLUMN].astype(str)) == set(b.oof[schema.ID_COLUMN].astype(str))
+
+
+def run_difference(a: BenchmarkOutput, b: BenchmarkOutput, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paired AUROC difference (run a − run b) per model both runs benchmarked, on the same patients.
+
+    Probabilities are the OOF ones averaged over repeats (as the curves); labels those of run a's outcomes;
+    interval: 95 % patient bootstrap (:func:`pfs_core.metrics.paired_auroc_bootstrap`, ``seed``). Columns
+    :data:`RUN_DIFFERENCE_COLUMNS`; empty when the runs did not use the same patients (:func:`same_patients`)
+    or share no model.
+    """
+    if not same_patients(a, b):
+        return pd.DataFrame(columns=list(RUN_DIFFERENCE_COLUMNS))
+    probs_a, probs_b = mean_oof_probability(a), mean_oof_probability(b)
+    probs_b = probs_b.reindex(probs_a.index)
+    outcomes = _need_outcomes(a).reindex(probs_a.index)
+    label = short_pfs_label(outcomes[schema.TIME_COLUMN].to_numpy(float), outcomes[schema.EVENT_COLUMN].to_numpy())
+    keep = ~np.isnan(label)
+    rows = []
+    for model in [m for m in a.models if m in probs_a and m in b.models and m in probs_b]:
+        pa, pb = probs_a[model].to_numpy(float), probs_b[model].to_numpy(float)
+        stat = paired_auroc_bootstrap(label, pa, pb, n_boot=n_boot, seed=seed)
+        y = label[keep].astype(int)
+        rows.append({"model": model, "auroc_a": float(rank_auroc(y, pa[keep])), "auroc_b": float(rank_auroc(y, pb[keep])),
+                     **stat, "n_patients": int(keep.sum())})
+    return pd.DataFrame(rows, columns=list(RUN_DIFFERENCE_COLUMNS))

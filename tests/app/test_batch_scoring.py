@@ -1,4 +1,6 @@
-"""Batch scoring page: a cohort with two bad rows lists both by row number and scores the rest; CSV download."""
+"""Batch scoring page: a cohort with two bad rows lists both by row number and scores the rest; CSV download;
+with outcomes, the validation against them (AUROC with its bootstrap interval); an uploaded table with the zip
+of its images."""
 
 from __future__ import annotations
 
@@ -97,7 +99,31 @@ def test_two_bad_rows_listed_and_the_rest_scored(at, setup):
     assert {"probability", "interval_low", "interval_high", "risk_group", "warnings"} <= set(scores.columns)
     assert scores["probability"].between(0, 1).all()
     assert at.get("download_button"), "no CSV download"
-    assert {m.label: m.value for m in at.metric} == {"Rows": "12", "Usable rows": "10", "Rows with problems": "2"}
+    metrics = {m.label: m.value for m in at.metric}
+    assert {k: metrics[k] for k in ("Rows", "Usable rows", "Rows with problems")} == {
+        "Rows": "12", "Usable rows": "10", "Rows with problems": "2"}
+    # the table has outcomes: the validation against them, AUROC with its 95 % bootstrap interval
+    assert float(metrics["AUROC"]) == pytest.approx(_expected_auroc(at), abs=0.006)
+    assert any(c.value.startswith("95 % CI ") for c in at.caption), "no interval under the AUROC"
+    validation = table_with(at, "n_resamples")
+    assert list(validation["metric"])[:2] == ["AUROC", "C-index (Harrell)"]
+    assert (validation["low"] <= validation["value"]).all() or validation["low"].isna().any()
+    downloads = {b.proto.label for b in at.get("download_button")}
+    assert {"Download validation metrics (CSV)", "Download validation (JSON)"} <= downloads
+
+
+def _expected_auroc(at: AppTest) -> float:
+    """AUROC of the page's scores against the disk cohort's outcomes, by scikit-learn."""
+    from sklearn.metrics import roc_auc_score
+
+    from pfs_core.metrics import short_pfs_label
+
+    scores = table_with(at, "probability")
+    cohort = pd.read_csv(Path(at.text_input(key="cohort_path").value), dtype={"patient_id": str}).set_index(
+        "patient_id").loc[scores["patient_id"]]
+    label = short_pfs_label(cohort["pfs_months"].to_numpy(float), cohort["progressed"].to_numpy(float))
+    keep = ~pd.isna(label)
+    return float(roc_auc_score(label[keep], scores["probability"].to_numpy()[keep]))
 
 
 @pytest.mark.slow
@@ -195,3 +221,45 @@ def test_download_neutralises_spreadsheet_formulas():
     assert written["warnings"][0] == "'=1+1"
     assert list(written["probability"]) == ["0.500000", "0.250000", "0.125000", "-0.500000", "0.750000",
                                             "1.000000", "0.000000"]  # numbers stay numbers
+
+
+def _zip_of(folder: Path, target: Path, *, prefix: str = "") -> bytes:
+    """The files under ``folder`` as a zip (names relative to it, below ``prefix``)."""
+    import zipfile
+
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in _files_under(folder):
+            if path.suffix == ".csv":
+                continue
+            archive.write(path, prefix + str(path.relative_to(folder)))
+    return target.read_bytes()
+
+
+@pytest.mark.slow
+def test_uploaded_table_with_the_zip_of_its_images(at, setup, monkeypatch, tmp_path):
+    """Relative image paths resolve inside the uploaded zip (here zipped with the cohort folder around them), in
+    a private temporary folder that is gone after scoring; a table alone asks for the zip, no shell command."""
+    import streamlit as st
+
+    root, bundle, bad = setup
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    archive = _zip_of(bad.parent, tmp_path / "images.zip", prefix="my_cohort/")
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    uploads = {"cohort_upload": FakeUpload("my_cohort.csv", bad.read_bytes())}
+    monkeypatch.setattr(st, "file_uploader", lambda *a, key=None, **k: uploads.get(key))
+    at.selectbox(key="bundle").set_value(bundle).run()
+    at.radio(key="cohort_mode").set_value("Upload CSV").run()
+    at.button(key="score_button").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "upload the zip of the images too" in errors[0], errors
+    assert "python -m" not in errors[0] and "PFS_CORE" not in errors[0]
+    uploads["cohort_images_zip"] = FakeUpload("images.zip", archive)
+    at.button(key="score_button").click().run()
+    assert not at.exception, at.exception
+    assert len(table_with(at, "probability")) == N - 2
+    assert list(table_with(at, "reason")["row"]) == [3, 6]  # the missing PET is missing in the zip too
+    assert "AUROC" in {m.label for m in at.metric}
+    assert _files_under(temp) == [] and not list(temp.iterdir()), "the unpacked images stayed on disk"
+    assert _files_under(root / "cache") == []

@@ -159,3 +159,27 @@ def test_reference_rows_and_paired_intervals_on_the_page(results, monkeypatch, a
     assert "Paired differences in AUROC" not in [s.value for s in at.subheader]
     table = next(d.value for d in at.dataframe if "published AUROC" in d.value.columns)
     assert list(table["model"]) == ["lab_rf", "pet_cnn"] and len(at.get("plotly_chart")) >= 5
+
+
+def test_one_repeat_shows_values_alone_and_the_model_column_is_wide(results, monkeypatch, app_path, tmp_path):
+    """A one-repeat benchmark has no spread: "0.700", not "0.700 ± 0.000", and a caption says why; the model
+    column is wide enough for "lab_pet_ct_pretrained"; every chart has the SVG export button."""
+    import shutil
+
+    from pfs_ui.comparison_view import MODEL_COLUMN_PX
+
+    one = tmp_path / "shipped" / "one_repeat"
+    shutil.copytree(results, one)
+    doc = json.loads((one / "results.json").read_text())
+    doc["settings"]["repeats"] = 1
+    for metrics in doc["metrics"].values():
+        for stat in metrics.values():
+            stat.update(sd=0.0, per_repeat=stat["per_repeat"][:1])
+    (one / "results.json").write_text(json.dumps(doc))
+    at = _page(app_path, monkeypatch, results_dir=one.parent, runs_dir=tmp_path / "runs")
+    table = next(d.value for d in at.dataframe if "published AUROC" in d.value.columns)
+    assert not any("±" in cell for cell in table["AUROC"]) and not any("±" in c for c in table["C-index"])
+    assert any("1 repeat: no spread" in c.value for c in at.caption)
+    assert MODEL_COLUMN_PX >= 8 * len("lab_pet_ct_pretrained")
+    charts = at.get("plotly_chart")
+    assert charts and all('"format": "svg"' in c.proto.config or "svg" in c.proto.config for c in charts)

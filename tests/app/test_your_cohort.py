@@ -55,6 +55,9 @@ def _start(at: AppTest, *, models: list[str], repeats: int, pre: Path, train: Pa
     at.number_input(key="run_repeats").set_value(repeats)
     at.text_input(key="run_preprocess").set_value(str(pre))
     at.text_input(key="run_train_config").set_value(str(train))
+    at.run()
+    if any(c.key == "confirm_small" for c in at.checkbox):
+        at.checkbox(key="confirm_small").check().run()  # the test cohort is small: the warning is confirmed
     at.button(key="start_run").click().run()
     assert not at.exception, at.exception
     # the one error box: the cohort's missing image (row 3), left out; the run goes on with the other rows
@@ -157,3 +160,17 @@ def test_image_path_outside_the_cohort_folder_is_an_error_box(setup, monkeypatch
     assert "image not found in the cohort folder or not allowed" in reasons[2]
     assert "not allowed" in reasons[4]
     assert {m.label: m.value for m in at.metric}["Usable rows"] == "8"
+
+
+def test_small_cohort_warning_must_be_confirmed(setup, monkeypatch, app_path, tmp_path):
+    """6 patients, 8 models × 3 folds × 3 repeats: a warning, and the start button waits for the checkbox."""
+    from model_fixtures import write_disk_cohort
+
+    cohort = write_disk_cohort(tmp_path / "six", n=6)
+    at = _checked(_page(app_path, monkeypatch, setup[0], runs="runs_small"), cohort)
+    warning = next(w.value for w in at.warning if "Small cohort" in w.value)
+    assert "per test fold" in warning and "72 model(s)" in warning
+    assert at.button(key="start_run").disabled
+    at.checkbox(key="confirm_small").check().run()
+    assert not at.exception, at.exception
+    assert not at.button(key="start_run").disabled

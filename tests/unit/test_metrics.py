@@ -66,3 +66,21 @@ def test_unlabelled_patients_are_left_out():
         paired_auroc_bootstrap(y, good, weak, n_boot=200, seed=4)
     one_class = paired_auroc_bootstrap(np.ones(6), good[:6], weak[:6], n_boot=50, seed=0)
     assert all(np.isnan(v) for v in one_class.values())
+
+
+def test_calibration_fit_equals_an_unpenalised_logistic_regression_row_by_row():
+    from sklearn.linear_model import LogisticRegression
+
+    from pfs_core.metrics import calibration_fit, logit
+
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.05, 0.95, (3, 150))
+    y = (rng.random((3, 150)) < p**1.4).astype(int)
+    fit = calibration_fit(y, p)
+    for row in range(3):
+        model = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(logit(p[row])[:, None], y[row])
+        assert fit["slope"][row] == pytest.approx(model.coef_[0, 0], abs=1e-5)
+        assert fit["slope_fit_intercept"][row] == pytest.approx(model.intercept_[0], abs=1e-5)
+    separated = calibration_fit(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
+    assert np.isnan(separated["slope"])  # perfect separation: no finite slope
+    assert np.isnan(calibration_fit(np.ones(4), np.full(4, 0.5))["intercept"])  # one class

@@ -110,14 +110,15 @@ def test_time_left_from_the_timestamps(tmp_path, monkeypatch):
         for done, now in ((0, 1010.0), (1, 1012.0), (2, 1014.0)):
             clock["now"] = now
             emit("cross-validation", done, 10, model="lab_rf", repeat=0, fold=done)
-    step = progress(run)
+    step = progress(run, now=1014.0)
     assert (step.stage, step.done, step.total) == ("cross-validation", 2, 10)
     assert step.detail == "model lab_rf, repeat 0, fold 2"
     assert step.remaining_s == pytest.approx(16.0)  # 2 s per step so far, 8 steps left
     assert step.text == "cross-validation 2/10 (model lab_rf, repeat 0, fold 2) — about 00:16 left"
     with open(run.progress_file, "a") as handle:
         handle.write('{"stage": "cross-valid')  # a line being written when the page reads
-    assert progress(run) == step
+    assert progress(run, now=1014.0) == step
+    assert progress(run, now=1015.0).remaining_s == pytest.approx(15.0)  # counts down while the step runs
     assert runs.Progress("x", 1, 2, remaining_s=3725).text == "x 1/2 — about 1:02:05 left"
 
 

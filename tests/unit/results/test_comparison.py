@@ -235,3 +235,37 @@ def test_fused_embedding(fusion):
                                      "censored ≤ 12 months (no label)"}
     with pytest.raises(UsageError):
         fused_embedding(bundle, data, method="tsne")
+
+
+def test_one_repeat_shows_the_value_alone(tmp_path):
+    folder = write_output(tmp_path / "out")
+    doc = json.loads((folder / "results.json").read_text())
+    doc["settings"]["repeats"] = 1
+    stat = {"mean": 0.7, "sd": 0.0, "per_repeat": [0.7]}
+    doc["metrics"] = {m: {k: stat for k in ("auroc", "auprc", "brier", "c_index")} for m in ("lab_rf", "classic")}
+    (folder / "results.json").write_text(json.dumps(doc))
+    output = load_results(folder)
+    assert output.repeats == 1
+    table = metrics_table(output).set_index("model")
+    assert table.loc["lab_rf", "AUROC"] == "0.700" and "±" not in "".join(table["C-index"])
+
+
+def test_two_runs_on_the_same_patients_give_a_paired_difference(tmp_path):
+    from pfs_core.results.comparison import run_difference, same_patients
+
+    a = load_results(write_output(tmp_path / "a"))
+    b_folder = write_output(tmp_path / "b")
+    oof = pd.read_csv(b_folder / "oof_predictions.csv")
+    oof["probability"] = 1.0 - oof["probability"]  # run b ranks the patients backwards
+    oof.to_csv(b_folder / "oof_predictions.csv", index=False)
+    b = load_results(b_folder)
+    assert same_patients(a, b)
+    diff = run_difference(a, b, n_boot=200).set_index("model")
+    assert list(diff.index) == ["lab_rf", "classic"]
+    assert diff.loc["lab_rf", "auroc_a"] == pytest.approx(1.0) and diff.loc["lab_rf", "auroc_b"] == pytest.approx(0.0)
+    assert diff.loc["lab_rf", "delta"] == pytest.approx(1.0) and diff.loc["lab_rf", "n_patients"] == 5
+    other = tmp_path / "c"
+    write_output(other)
+    oof = pd.read_csv(other / "oof_predictions.csv")
+    oof[oof["patient_id"] != "P0"].to_csv(other / "oof_predictions.csv", index=False)
+    assert run_difference(a, load_results(other)).empty  # not the same patients: no paired difference
