@@ -400,11 +400,12 @@ def _why_blocks(explanation: Explanation) -> tuple[Block, ...]:
     s = explanation.lab_shap
     if s is not None:
         shown = [i for i, imputed in enumerate(s.imputed) if not imputed]
+        method = s.method.split(";")[0]  # its second part restates the imputation, said under "Missing inputs"
         if shown:
             blocks.append(Picture(bar_png([feature_label(s.names[i], s.values[i], s.units[i]) for i in shown],
                                           [100 * s.shap_values[i] for i in shown],
                                           "Laboratory and clinical values (measured ones)", pp),
-                                  f"SHAP values of the measured values ({s.method}); the average prediction "
+                                  f"SHAP values of the measured values ({method}); the average prediction "
                                   f"{_pct(s.base_value)} plus these bars gives {_pct(s.output)}.", 15.0))
         else:
             blocks.append(Text("No lab value was given: nothing to attribute."))
