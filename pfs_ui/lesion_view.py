@@ -80,6 +80,12 @@ def current_state(result: Any) -> LesionState | None:
     return result.memo.get(STATE_KEY)
 
 
+def measurement_of(result: Any) -> Any:
+    """The measurement shown: the Lesions tab's (:func:`current`), else the model's own, else None."""
+    measured = current(result)
+    return measured if measured is not None else getattr(result.explanation, "measurement", None)
+
+
 def render_lesions(result: Any) -> None:
     """The Lesions tab: organ source, key features, the lesion table with each lesion's share of the risk."""
     from pfs_core.results.report import DELINEATION_CAVEAT, feature_rows, lesion_display_table
@@ -260,12 +266,18 @@ def outlines(result: Any, *, organs: bool) -> Any:
     from pfs_core.io.organs import ORGANS
     from pfs_core.viz.images import Outlines
 
-    state = current_state(result)
-    if state is None or state.measurement is None:
+    m = measurement_of(result)
+    if m is None:
         return None
-    m = state.measurement
-    status = state.remember("status", lambda: dict(zip(m.lesions["lesion_id"].astype(int).tolist(),
-                                                       m.lesions["sstr_status"].tolist(), strict=True)))
+    state = current_state(result)
+
+    def build() -> dict[int, str]:
+        return dict(zip(m.lesions["lesion_id"].astype(int).tolist(), m.lesions["sstr_status"].tolist(), strict=True))
+
+    if state is not None and state.measurement is m:
+        status = state.remember("status", build)
+    else:  # not measured in the Lesions tab: the model's own measurement, kept with the result
+        status = result.remember("lesion_status", build)
     names = {c: n for c, n in ORGANS.items() if n in m.organs.present}
     return Outlines(lesions=m.lesion_labels, lesion_status=status, organs=m.organs.labels if organs else None,
                     organ_names=names if organs else {})

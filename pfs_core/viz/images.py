@@ -18,6 +18,11 @@ Label maps on the same grid (lesions coloured by SSTR status, organs as an optio
 layer) are drawn as outlines (:class:`Outlines`): one line trace per SSTR status and
 one dotted trace per organ, contoured at the voxel boundaries (scikit-image
 ``find_contours`` at 0.5 between voxel centres).
+
+The PET/CT viewer (:func:`fused_slice_figure`, :func:`clickable_mip_figure`) shares one crosshair point, a
+voxel index ``(i, j, k)`` of the CT grid as stored; :func:`to_ras_index` / :func:`from_ras_index` turn it into
+the RAS slice indices of the three planes and back, :func:`mip_pick` turns a click on the projection into a
+voxel, and :func:`label_centres` gives each lesion's centre voxel.
 """
 
 from __future__ import annotations
@@ -60,8 +65,28 @@ ORGAN_COLORS: dict[str, str] = {
 }
 OTHER_ORGAN_COLOR = "#BBBBBB"
 
-__all__ = ["ORGAN_COLORS", "STATUS_COLORS", "Outlines", "mip_figure", "organ_label", "slice_count", "slice_figure",
-           "to_ras"]
+#: CT window presets (low, high) HU by name: width/level as radiologists name them.
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "soft tissue (W400/L40)": (-160.0, 240.0),
+    "liver (W150/L90)": (15.0, 165.0),
+    "bone (W1800/L400)": (-500.0, 1300.0),
+}
+#: PET display ranges (SUVbw, g/mL) by name; the viewer adds an automatic one (:func:`auto_suv_range`).
+SUV_RANGES: dict[str, tuple[float, float]] = {"SUV 0–10": (0.0, 10.0), "SUV 0–20": (0.0, 20.0)}
+PET_TITLE = "PET SUVbw (g/mL)"
+CT_TITLE = "CT (HU)"
+#: PET colour scale over the CT: transparent at the bottom of the range, then dark red → red → yellow → white.
+PET_FUSION_COLORS = [[0.0, "rgba(0, 0, 0, 0)"], [0.04, "rgba(96, 0, 0, 0.55)"], [0.3, "rgb(200, 0, 0)"],
+                     [0.6, "rgb(255, 140, 0)"], [0.85, "rgb(255, 235, 60)"], [1.0, "rgb(255, 255, 255)"]]
+CROSSHAIR_COLOR = "#00E676"
+#: Figure height (px) of one viewer plane; three side by side fit a 1280-px-wide page.
+VIEWER_HEIGHT = 520
+_PET_FLOOR = 0.04  # PET below this fraction of its display range is not drawn (the CT shows through)
+
+__all__ = ["CT_TITLE", "CT_WINDOWS", "ORGAN_COLORS", "PET_TITLE", "STATUS_COLORS", "SUV_RANGES", "Outlines",
+           "auto_suv_range", "clickable_mip_figure", "from_ras_index", "fused_slice_figure", "hottest_voxel",
+           "label_centres", "mip_figure", "mip_pick", "organ_label", "slice_count", "slice_figure", "to_ras",
+           "to_ras_index"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,6 +249,265 @@ def mip_figure(pet_suv: np.ndarray, overlay: np.ndarray | None, *, affine: np.nd
     _orient_axes(fig, x_mm, z_mm, letters=_PLANE["coronal"][2], x_name="x", y_name="z")
     fig.update_layout(meta={"suv_max": top})
     return fig
+
+
+# ----------------------------------------------------------------------------- the PET/CT viewer
+
+
+Voxel = tuple[int, int, int]
+
+
+def _ras_transform(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    return ornt_transform(io_orientation(np.asarray(affine, dtype=float)), axcodes2ornt("RAS"))
+
+
+def to_ras_index(voxel: Voxel, shape: tuple[int, ...], affine: np.ndarray) -> Voxel:
+    """The index ``(x, y, z)`` in the RAS view (:func:`to_ras`) of the stored voxel ``(i, j, k)``.
+
+    ``x``/``y``/``z`` are the sagittal/coronal/axial slice indices of :func:`slice_figure` and
+    :func:`fused_slice_figure`.
+    """
+    transform = _ras_transform(shape, affine)
+    out = [0, 0, 0]
+    for axis, (target, flip) in enumerate(transform):
+        value = int(voxel[axis])
+        out[int(target)] = shape[axis] - 1 - value if flip < 0 else value
+    return out[0], out[1], out[2]
+
+
+def from_ras_index(ras: Voxel, shape: tuple[int, ...], affine: np.ndarray) -> Voxel:
+    """The stored voxel ``(i, j, k)`` of the RAS-view index ``(x, y, z)`` (inverse of :func:`to_ras_index`)."""
+    transform = _ras_transform(shape, affine)
+    out = [0, 0, 0]
+    for axis, (target, flip) in enumerate(transform):
+        value = int(ras[int(target)])
+        out[axis] = shape[axis] - 1 - value if flip < 0 else value
+    return out[0], out[1], out[2]
+
+
+def label_centres(labels: np.ndarray) -> dict[int, Voxel]:
+    """Each label's centre voxel ``(i, j, k)``: the voxel of the label nearest to its centroid (so inside it)."""
+    data = np.asarray(labels)
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D label map, got shape {data.shape}")
+    centres: dict[int, Voxel] = {}
+    boxes = ndimage.find_objects(np.clip(data, 0, None).astype(np.int64, copy=False))
+    for code, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        inside = np.argwhere(data[box] == code)
+        if not inside.size:
+            continue
+        nearest = inside[int(np.argmin(((inside - inside.mean(axis=0)) ** 2).sum(axis=1)))]
+        centres[code] = tuple(int(n + s.start) for n, s in zip(nearest, box, strict=True))  # type: ignore[assignment]
+    return centres
+
+
+def hottest_voxel(volume: np.ndarray) -> Voxel:
+    """The voxel ``(i, j, k)`` of the largest finite value (the first one on ties)."""
+    data = np.nan_to_num(np.asarray(volume, dtype=np.float32), nan=-np.inf)
+    index = np.unravel_index(int(np.argmax(data)), data.shape)
+    return int(index[0]), int(index[1]), int(index[2])
+
+
+def auto_suv_range(pet_suv: np.ndarray) -> tuple[float, float]:
+    """(0, 99.9th percentile of the PET above SUV 0.5), at least (0, 2): the automatic PET display range."""
+    data = np.asarray(pet_suv, dtype=np.float32)
+    uptake = data[np.isfinite(data) & (data > 0.5)]
+    top = float(np.percentile(uptake, 99.9)) if uptake.size else 2.0
+    return 0.0, max(2.0, round(top, 1))
+
+
+def mip_pick(pet_suv: np.ndarray, *, affine: np.ndarray, x_mm: float, z_mm: float, radius: int = 0) -> Voxel:
+    """The voxel ``(i, j, k)`` a click at ``(x_mm, z_mm)`` on :func:`clickable_mip_figure` points to.
+
+    Its x and z are those of the click (nearest voxel column); its y is that of the hottest voxel along the
+    projection ray. With ``radius`` > 0 the hottest ray within ± ``radius`` voxels in x and z is taken (so a click
+    on a click-layer point finds the lesion it covers).
+    """
+    data, ras_affine = to_ras(pet_suv, affine)
+    xs, zs = _coordinates(ras_affine, data.shape, 0), _coordinates(ras_affine, data.shape, 2)
+    xi, zi = int(np.argmin(np.abs(xs - float(x_mm)))), int(np.argmin(np.abs(zs - float(z_mm))))
+    if radius > 0:
+        box = (slice(max(xi - radius, 0), xi + radius + 1), slice(None), slice(max(zi - radius, 0), zi + radius + 1))
+        block = np.nan_to_num(np.asarray(data[box], dtype=np.float32), nan=-np.inf)
+        bx, yi, bz = np.unravel_index(int(np.argmax(block)), block.shape)
+        xi, zi = int(bx) + box[0].start, int(bz) + box[2].start
+        return from_ras_index((xi, int(yi), zi), np.shape(pet_suv), affine)
+    ray = np.nan_to_num(np.asarray(data[xi, :, zi], dtype=np.float32), nan=-np.inf)
+    return from_ras_index((xi, int(np.argmax(ray)), zi), np.shape(pet_suv), affine)
+
+
+def fused_slice_figure(ct: np.ndarray | None, pet: np.ndarray | None, *, affine: np.ndarray, axis: Axis, index: int,
+                       ct_window: tuple[float, float] = CT_WINDOW_HU, suv_range: tuple[float, float] = (0.0, 10.0),
+                       opacity: float = 0.6, overlay: np.ndarray | None = None, overlay_label: str = "Overlay",
+                       overlay_opacity: float = 0.6, overlay_floor: float = 0.1, outlines: Outlines | None = None,
+                       crosshair: Voxel | None = None, height: int = VIEWER_HEIGHT, max_side: int = 384) -> go.Figure:
+    """One plane of the PET/CT viewer: PET in colour over the CT in grey, an overlay, outlines and a crosshair.
+
+    Args:
+        ct: ``(I, J, K)`` HU, or None (PET only, on a black background).
+        pet: ``(I, J, K)`` SUVbw on the same grid (e.g. resampled onto the CT), or None (CT only).
+        affine: ``(4, 4)`` voxel index → world mm, RAS+, shared by every array.
+        axis: ``"axial"``, ``"coronal"`` or ``"sagittal"``; ``index``: slice in RAS order (:func:`to_ras_index`).
+        ct_window: CT display range (low, high) HU (:data:`CT_WINDOWS`).
+        suv_range: PET display range (low, high) SUVbw; PET below 4 % of it is transparent.
+        opacity: PET opacity over the CT (0–1).
+        overlay: ``(I, J, K)`` map on the same grid (e.g. lesion contributions 0–1) or None; ``overlay_label``
+            is its colour bar's title (the map's own name and unit, e.g. "Lesion contribution (relative)").
+        overlay_opacity, overlay_floor: as in :func:`slice_figure`.
+        outlines: lesion and organ label maps on the same grid, drawn as outlines (no legend: the caller says
+            which colour is which; the traces are named as in :func:`slice_figure`).
+        crosshair: voxel ``(i, j, k)`` of the shared point: a vertical and a horizontal line through it.
+        max_side: a plane of more voxels than this along a side is drawn every ``step``-th voxel
+            (``layout.meta["step"]``): a 512-voxel CT row is more than a third of a page shows, and lighter to send.
+
+    Colour bars lie horizontally below the image, titled :data:`PET_TITLE`, :data:`CT_TITLE` and
+    ``overlay_label``. ``layout.meta`` holds the axis, index, slice position (mm) and the crosshair (mm, screen
+    x and y) when given.
+    """
+    axis = _check_axis(axis)
+    given = [a for a in (ct, pet) if a is not None]
+    if not given:
+        raise ValueError("fused_slice_figure needs a CT, a PET or both")
+    shape = tuple(np.shape(given[0]))
+    for what, array in (("PET", pet), ("overlay", overlay)):
+        if array is not None and tuple(np.shape(array)) != shape:
+            raise InputError(f"the {what}'s shape {np.shape(array)} differs from the CT's {shape}; resample it onto "
+                             "the CT grid first")
+    if outlines is not None:
+        outlines.check(shape)
+    for name, value in (("opacity", opacity), ("overlay_opacity", overlay_opacity)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], not {value}")
+    if not (suv_range[1] > suv_range[0] and ct_window[1] > ct_window[0]):
+        raise ValueError(f"display ranges must have high > low, not SUV {suv_range} and HU {ct_window}")
+    normal = _NORMAL[axis]
+    first, ras_affine = to_ras(given[0], affine)
+    count = first.shape[normal]
+    if not 0 <= int(index) < count:
+        raise ValueError(f"{axis} slice index must lie in 0 … {count - 1}, not {index}")
+    picked: list[slice | int] = [slice(None)] * 3
+    picked[normal] = int(index)
+
+    sx_axis, sy_axis, letters = _PLANE[axis]
+    x_mm, y_mm = _coordinates(ras_affine, first.shape, sx_axis), _coordinates(ras_affine, first.shape, sy_axis)
+    # A plane wider than the screen is drawn every ``step``-th voxel (outlines and crosshair keep full detail).
+    step = max(1, int(np.ceil(max(x_mm.size, y_mm.size) / max(1, max_side))))
+    xs, ys = x_mm[::step], y_mm[::step]
+
+    def plane(volume: np.ndarray) -> np.ndarray:
+        return np.asarray(to_ras(volume, affine)[0][tuple(picked)], dtype=np.float32).T[::step, ::step]
+    position = float(ras_affine[normal, 3] + np.linalg.norm(ras_affine[:3, normal]) * int(index))
+    heading = f"{axis.capitalize()} · {_AXIS_NAMES[normal]} {position:.0f} mm · {int(index) + 1}/{count}"
+    fig = _image_figure(heading, dark=True)
+    bars = [b for b, shown in ((CT_TITLE, ct is not None), (PET_TITLE, pet is not None),
+                               (overlay_label, overlay is not None)) if shown]
+    bottom = _BAR_STEP * len(bars) + 34
+    area = height - _TOP - bottom  # px of the plot area; colour bars hang below it (paper y < 0)
+    place = {title: -(34 + _BAR_STEP * i) / area for i, title in enumerate(bars)}
+    if ct is not None:
+        fig.add_trace(go.Heatmap(z=plane(ct), x=xs, y=ys, zmin=float(ct_window[0]), zmax=float(ct_window[1]),
+                                 colorscale=GREY, name="CT", colorbar=_bar(CT_TITLE, place[CT_TITLE]),
+                                 hovertemplate="%{x:.0f}, %{y:.0f} mm<br>CT %{z:.0f} HU<extra></extra>"))
+    if pet is not None:
+        low, high = float(suv_range[0]), float(suv_range[1])
+        suv = plane(pet)
+        shown = np.where(suv > low + _PET_FLOOR * (high - low), suv, np.nan)
+        fig.add_trace(go.Heatmap(z=shown, x=xs, y=ys, zmin=low, zmax=high,
+                                 colorscale=PET_FUSION_COLORS if ct is not None else "Hot", opacity=opacity,
+                                 name="PET", hoverongaps=False, colorbar=_bar(PET_TITLE, place[PET_TITLE]),
+                                 hovertemplate="%{x:.0f}, %{y:.0f} mm<br>PET SUV %{z:.1f}<extra></extra>"))
+    if overlay is not None:
+        layer = plane(overlay)
+        _add_overlay(fig, layer, xs, ys, opacity=overlay_opacity, colorscale="Viridis", floor=overlay_floor,
+                     label=overlay_label)
+        fig.data[-1].colorbar = _bar(overlay_label, place[overlay_label])
+    if outlines is not None:
+        _add_outlines(fig, outlines, affine, x_mm, y_mm, lambda labels: labels[tuple(picked)])
+    _orient_axes(fig, x_mm, y_mm, letters=letters, x_name=_AXIS_NAMES[sx_axis], y_name=_AXIS_NAMES[sy_axis])
+    fig.update_xaxes(title_text=None, tickfont={"size": 10})
+    fig.update_yaxes(title_text=None, tickfont={"size": 10})
+    meta: dict[str, object] = {"axis": axis, "index": int(index), "position_mm": position, "colorbars": bars,
+                               "step": step}
+    if crosshair is not None:
+        ras = to_ras_index(crosshair, shape, affine)
+        cx, cy = float(x_mm[ras[sx_axis]]), float(y_mm[ras[sy_axis]])
+        _add_crosshair(fig, cx, cy, x_mm, y_mm)
+        meta["crosshair_mm"] = (cx, cy)
+    fig.update_yaxes(constraintoward="bottom")  # a wide image sits on its colour bars, not half a page above
+    fig.update_layout(height=height, showlegend=False, margin={"l": 40, "r": 12, "t": _TOP, "b": bottom},
+                      title={"font": {"size": 13}, "yref": "container", "y": 1.0 - 40.0 / height, "yanchor": "middle"},
+                      meta=meta, uirevision=axis)  # the title below the chart's tool bar, never under it
+    return fig
+
+
+def clickable_mip_figure(pet_suv: np.ndarray, *, affine: np.ndarray, suv_range: tuple[float, float] | None = None,
+                         crosshair: Voxel | None = None, outlines: Outlines | None = None, max_points: int = 4000,
+                         title: str = "PET MIP (coronal): click to centre", height: int = 560) -> go.Figure:
+    """Coronal PET maximum-intensity projection with a transparent layer of clickable points and a crosshair.
+
+    A plotly heatmap gives no selection in Streamlit (streamlit/streamlit#8760), so a sparse grid of
+    invisible markers (at most ``max_points``, every ``step`` voxels in x and z; ``layout.meta["click_step"]``)
+    lies over it: a click selects one, and :func:`mip_pick` with ``radius = step // 2`` turns it into a voxel.
+
+    Args:
+        pet_suv: ``(I, J, K)`` SUVbw; ``affine`` its ``(4, 4)`` voxel → world mm, RAS+.
+        suv_range: grey range (inverse grey: dark = high uptake); default (0, 99.5th percentile of the MIP).
+        crosshair: voxel ``(i, j, k)`` on the same grid: lines at its x and z.
+        outlines: lesion/organ label maps on the same grid, projected (legend below the image).
+    """
+    fig = mip_figure(pet_suv, None, affine=affine, suv_max=None if suv_range is None else suv_range[1],
+                     title=title, outlines=outlines)
+    heatmap = fig.data[0]
+    heatmap.hoverinfo = "skip"
+    heatmap.hovertemplate = None
+    heatmap.colorbar = {"title": {"text": PET_TITLE, "side": "right"}, "len": 0.6, "y": 0.5, "thickness": 12}
+    if suv_range is not None:
+        heatmap.zmin = float(suv_range[0])
+    data, ras_affine = to_ras(pet_suv, affine)
+    x_mm, z_mm = _coordinates(ras_affine, data.shape, 0), _coordinates(ras_affine, data.shape, 2)
+    step = max(1, int(np.ceil(np.sqrt(x_mm.size * z_mm.size / max(1, max_points)))))
+    xi, zi = np.meshgrid(np.arange(step // 2, x_mm.size, step), np.arange(step // 2, z_mm.size, step), indexing="ij")
+    mip = np.asarray(heatmap.z, dtype=np.float32).T  # (X, Z)
+    invisible = {"color": "rgba(0, 0, 0, 0)", "size": 8}
+    fig.add_trace(go.Scatter(x=x_mm[xi.ravel()], y=z_mm[zi.ravel()], mode="markers", name="click layer",
+                             marker=invisible, selected={"marker": {"color": "rgba(0, 0, 0, 0)"}},
+                             unselected={"marker": {"color": "rgba(0, 0, 0, 0)"}}, showlegend=False,
+                             customdata=mip[xi.ravel(), zi.ravel()],
+                             hovertemplate="%{x:.0f}, %{y:.0f} mm<br>SUV max %{customdata:.1f}<br>click: centre the "
+                                           "slices here<extra></extra>", meta={"layer": "click"}))
+    meta = {**(fig.layout.meta or {}), "click_step": step}
+    if crosshair is not None:
+        ras = to_ras_index(crosshair, np.shape(pet_suv), affine)
+        cx, cz = float(x_mm[ras[0]]), float(z_mm[ras[2]])
+        _add_crosshair(fig, cx, cz, x_mm, z_mm)
+        meta["crosshair_mm"] = (cx, cz)
+    fig.update_layout(height=height, meta=meta, hovermode="closest", uirevision="mip",
+                      margin={"l": 50, "r": 10, "t": _TOP, "b": 110 if outlines is not None else 50},
+                      title={"font": {"size": 13}, "yref": "container", "y": 1.0 - 40.0 / height, "yanchor": "middle"})
+    return fig
+
+
+_BAR_STEP = 50  # px per horizontal colour bar (title, bar, tick labels)
+_TOP = 54  # px above the plot area: the chart's tool bar (on hover), then the title
+
+
+def _bar(title: str, y: float) -> dict[str, object]:
+    """A horizontal colour bar whose box (title on top) starts at paper ``y`` (< 0: below the plot area)."""
+    return {"title": {"text": title, "side": "top", "font": {"size": 11}}, "orientation": "h", "x": 0.5,
+            "xanchor": "center", "y": y, "yanchor": "top", "len": 0.95, "thickness": 9, "tickfont": {"size": 10}}
+
+
+def _add_crosshair(fig: go.Figure, x: float, y: float, x_mm: np.ndarray, y_mm: np.ndarray) -> None:
+    """A vertical line at screen ``x`` and a horizontal one at screen ``y`` (mm) across the image."""
+    half_x = 0.5 * (abs(x_mm[1] - x_mm[0]) if x_mm.size > 1 else 1.0)
+    half_y = 0.5 * (abs(y_mm[1] - y_mm[0]) if y_mm.size > 1 else 1.0)
+    line = {"color": CROSSHAIR_COLOR, "width": 1}
+    fig.add_shape(type="line", x0=x, x1=x, y0=float(y_mm.min()) - half_y, y1=float(y_mm.max()) + half_y, line=line,
+                  opacity=0.8, name="crosshair x")
+    fig.add_shape(type="line", x0=float(x_mm.min()) - half_x, x1=float(x_mm.max()) + half_x, y0=y, y1=y, line=line,
+                  opacity=0.8, name="crosshair y")
 
 
 # ----------------------------------------------------------------------------- helpers

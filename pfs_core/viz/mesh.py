@@ -258,23 +258,26 @@ def isosurface(volume: np.ndarray, affine: np.ndarray, *, level: float, name: st
 
 def case_scene(ct: np.ndarray | None, ct_affine: np.ndarray | None, pet: np.ndarray | None,
                pet_affine: np.ndarray | None, cam: np.ndarray | None, cam_affine: np.ndarray | None, *,
-               suv_level: float, cam_level: float = 0.5, max_triangles_total: int = 200_000) -> list[Mesh]:
-    """Body surface, PET hotspots and Grad-CAM isosurface of one case, within one triangle budget.
+               suv_level: float, cam_level: float = 0.5, max_triangles_total: int = 200_000,
+               map_name: str = "Grad-CAM") -> list[Mesh]:
+    """Body surface, PET hotspots and the isosurface of one map (Grad-CAM, lesion contributions, read-outs).
 
     Each image keeps its own grid and affine; all meshes share the world frame
-    (mm, RAS+). PET and Grad-CAM get up to a quarter of the budget each, the body
+    (mm, RAS+). PET and the map get up to a quarter of the budget each, the body
     what they leave. A modality passed as ``None`` is left out of the list.
 
     Args:
         ct, ct_affine: ``(I, J, K)`` HU and its ``(4, 4)`` affine.
         pet, pet_affine: ``(I', J', K')`` SUVbw and its affine.
-        cam, cam_affine: Grad-CAM in [0, 1] (usually on the CT grid) and its affine.
+        cam, cam_affine: the map in [0, 1] (usually on the CT grid) and its affine.
         suv_level: SUV threshold of the PET hotspots.
-        cam_level: Grad-CAM threshold.
+        cam_level: the map's threshold.
         max_triangles_total: hard limit on the sum of all triangle counts.
+        map_name: the map's name in the legend (``"<map_name> ≥ <cam_level>"``), e.g. "Lesion contribution" or
+            "Read-out map PET": the 3D view names the map it shows, never "Grad-CAM" for another map.
 
     Returns:
-        ``[body, PET hotspots, Grad-CAM]`` (those given), possibly with empty meshes.
+        ``[body, PET hotspots, map]`` (those given), possibly with empty meshes.
     """
     if max_triangles_total < 4 * MIN_TRIANGLES:
         raise ValueError(f"max_triangles_total must be at least {4 * MIN_TRIANGLES}, not {max_triangles_total}")
@@ -284,7 +287,7 @@ def case_scene(ct: np.ndarray | None, ct_affine: np.ndarray | None, pet: np.ndar
         pet_mesh = pet_hotspots(pet, _need(pet_affine, "pet_affine"), suv_level=suv_level, max_triangles=quarter)
     if cam is not None:
         cam_mesh = isosurface(cam, _need(cam_affine, "cam_affine"), level=cam_level,
-                              name=f"Grad-CAM ≥ {cam_level:.3g}", color=CAM_COLOR, opacity=0.7,
+                              name=f"{map_name} ≥ {cam_level:.3g}", color=CAM_COLOR, opacity=0.7,
                               max_triangles=quarter)
     if ct is not None:
         used = sum(m.n_triangles for m in (pet_mesh, cam_mesh) if m is not None)

