@@ -14,8 +14,8 @@ soon as it is given, and Predict does not answer while one is given.
 
 from __future__ import annotations
 
-import dataclasses
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import streamlit as st
 
 from pfs_core import DISCLAIMER, schema
 from pfs_core.errors import InputError, PfsError
-from pfs_ui import lesion_view
+from pfs_ui import lesion_view, viewer
 from pfs_ui.case_inputs import (  # noqa: F401 (re-exported: the Case Explorer's inputs moved to case_inputs)
     IMAGE_FORMATS,
     KNOWN_SIGNATURES,
@@ -41,6 +41,7 @@ from pfs_ui.common import (
     device_label,
     session_value,
     set_session_value,
+    show_chart,
     show_error,
     uploaded_files,
     without_folders,
@@ -74,6 +75,10 @@ class CaseResult:
     signature: tuple[Any, ...] = ()
     #: The case in words (:attr:`CaseInputs.title`).
     title: str = ""
+    #: The report's default case id: the sample id, or the uploaded CT's (else PET's) file name without extensions.
+    case_id: str = "case"
+    #: New for every prediction: the keys of this result's own widgets (case id, note), so they start empty.
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     #: Simulated organ masks shipped with a sample case (None for an upload: the organ network or the user's masks).
     sample_organs: Path | None = None
     organ_uploads: list[Any] = field(default_factory=list)
@@ -151,11 +156,34 @@ def _predict(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
     set_session_value(RESULT_KEY, CaseResult(explanation=explanation, pet=pet, ct=ct, labs=labs, inputs=described,
                                              bundle_sha256=bundle.sha256, seconds=time.perf_counter() - started,
                                              sample_organs=inputs.organs_path, organ_uploads=inputs.organ_uploads,
-                                             signature=input_signature(bundle, inputs, entry), title=inputs.title))
+                                             signature=input_signature(bundle, inputs, entry), title=inputs.title,
+                                             case_id=default_case_id(inputs)))
+
+
+def default_case_id(inputs: CaseInputs) -> str:
+    """The sample id, or the uploaded CT's (else PET's) file name without its extensions; "case" without either."""
+    if inputs.key != "upload":
+        return str(inputs.key)
+    upload = inputs.ct_upload or inputs.pet_upload
+    name = str(getattr(upload, "name", "") or "case")
+    for suffix in (".nii.gz", ".nii", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "case"
+    return name
+
+
+#: The parts of a result, in the order of the selector above them; one is drawn at a time.
+VIEWS: tuple[str, ...] = ("Why", "PET/CT viewer", "Lesions", "3D view", "Outlook and cohort", "Run details")
+VIEW_KEY = "result_view"
 
 
 def render_result(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
-    """Show the stored result when it was computed from the inputs now on screen, else say it is out of date."""
+    """Show the stored result when it was computed from the inputs now on screen, else say it is out of date.
+
+    One part of the result is drawn at a time, chosen with a selector whose value is a widget key: unlike
+    ``st.tabs`` (which the browser keeps, and which fell back to the first tab when a widget in another tab
+    changed), a change inside a part never moves the page to another part.
+    """
     result: CaseResult | None = session_value(RESULT_KEY)
     if result is None:
         return
@@ -168,33 +196,63 @@ def render_result(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
     st.subheader(f"Result: {result.title}")
     st.caption(f"Model {p.model_name} v{p.model_version} (bundle {bundle.name}, sha256 {p.bundle_sha256[:12]}…); "
                "the labs and files as entered above.")
-    _headline(p)
-    parts = [("Why", "the Why tab", lambda: _why(result)),
-             # measured first: the 3D view, the slices and the report draw its outlines and numbers
-             ("Lesions", "the Lesions tab", lambda: lesion_view.render_lesions(result)),
-             ("3D view", "the 3D view", lambda: _scene(result)),
-             ("Slices", "the slices", lambda: _slices(result)),
-             ("Cohort", "the Cohort tab", lambda: _cohort(bundle, result)),
-             ("Run and report", "the report", lambda: _run_and_report(bundle, result))]
-    for tab, (_title, doing, draw) in zip(st.tabs([t for t, _d, _f in parts]), parts, strict=True):
-        with tab, guarded(f"drawing {doing}"):  # one failing part leaves the others on screen
-            draw()
+    with guarded("drawing the result"):
+        _headline(bundle, result)
+    with guarded("preparing the report"):
+        _report(result)
+    view = st.segmented_control("Show", VIEWS, default=VIEWS[0], required=True, key=VIEW_KEY)
+    parts = {"Why": lambda: _why(result),
+             "PET/CT viewer": lambda: viewer.render_viewer(result),
+             "Lesions": lambda: lesion_view.render_lesions(result),
+             "3D view": lambda: _scene(result),
+             "Outlook and cohort": lambda: _cohort(bundle, result),
+             "Run details": lambda: _run_info(result)}
+    with guarded(f"drawing {str(view or VIEWS[0]).lower()}"):  # a failing part leaves the rest on screen
+        parts[str(view or VIEWS[0])]()
 
 
-def _run_and_report(bundle: Any, result: CaseResult) -> None:
-    _run_info(result)
-    _report(bundle, result)
+def outlook_of(bundle: Any, result: CaseResult) -> Any:
+    """The patient's predicted PFS curve (:func:`pfs_core.outlook.patient_outlook`), once per result."""
+    from pfs_core.outlook import patient_outlook
+
+    return result.remember("outlook", lambda: patient_outlook(bundle, result.explanation.prediction.probability))
 
 
-def _headline(p: Any) -> None:
+def _headline(bundle: Any, result: CaseResult) -> None:
+    from pfs_core.results.report import missing_and_warnings
+
+    p = result.explanation.prediction
+    low, high = p.interval
+    level = getattr(p, "interval_level", None)
     cols = st.columns(4)
     cols[0].metric("P(PFS ≤ 12 months)", f"{p.probability:.0%}", help="mean over the fold models of the bundle")
-    cols[1].metric("Ensemble range", f"{p.interval[0]:.0%} – {p.interval[1]:.0%}", help=p.interval_method)
+    cols[1].metric(f"{level * 100:.0f} % interval" if level else "Interval", f"{low:.0%}–{high:.0%}", help=p.interval_method)
     cols[2].metric("Risk group", p.risk_group, help=f"high when ≥ {p.risk_threshold:.0%} (training median)")
-    cols[3].metric("Percentile in training cohort", f"{p.percentile_in_training:.0f}")
-    for warning in p.warnings:
+    cols[3].metric("Percentile in training", f"{p.percentile_in_training:.0f}",
+                   help="share of the training cohort's out-of-fold probabilities at or below this one")
+    sentence = getattr(p, "interval_sentence", "")
+    if sentence:
+        st.markdown(sentence)
+    _outlook_metrics(bundle, result)
+    missing, warnings = missing_and_warnings(p)
+    st.info("**Missing inputs:** " + " ".join(missing), icon=":material/input:")
+    for warning in warnings:
         st.warning(warning, icon=":material/warning:")
     st.caption(DISCLAIMER)
+
+
+def _outlook_metrics(bundle: Any, result: CaseResult) -> None:
+    """P(progression or death) by 6, 12 and 24 months from the patient's PFS curve, with its sentence."""
+    outlook = outlook_of(bundle, result)
+    cols = st.columns(4)
+    for col, months in zip(cols, sorted(outlook.at), strict=False):
+        value = outlook.at[months]
+        interval = outlook.at_interval.get(months)
+        col.metric(f"Progressed by {months} months", f"{value:.0%}",
+                   help=None if interval is None else f"95 % band {interval[0]:.0%}–{interval[1]:.0%}")
+    cols[3].caption(f"{outlook.method} {outlook.note}".strip() if outlook.note else outlook.method)
+    if outlook.sentence:
+        st.markdown(outlook.sentence)
 
 
 def _why_figures(result: CaseResult) -> dict[str, Any]:
@@ -224,7 +282,7 @@ def _why(result: CaseResult) -> None:
     if e.lab_shap is not None:
         s = e.lab_shap
         if figures["shap"] is not None:
-            left.plotly_chart(figures["shap"], key="shap_chart")
+            show_chart(left, figures["shap"], key="shap_chart", name="lab_shap")
         else:
             left.info("No lab value was given: nothing to attribute; the model used the training medians.")
         left.caption(f"SHAP values ({s.method}); base {s.base_value:.3f} + sum = {s.output:.3f}.")
@@ -234,16 +292,16 @@ def _why(result: CaseResult) -> None:
                          f"effect is in the base value): {', '.join(missing)}.")
     else:
         left.info("This model uses no lab values.")
-    right.plotly_chart(figures["modality"], key="modality_chart")
+    show_chart(right, figures["modality"], key="modality_chart", name="modality_contributions")
     right.caption("Exact Shapley values over the modalities; an absent modality is replaced by the model's "
                   "'missing' input (images) or the training medians (labs).")
     if e.lesions is not None:
         first, second = st.columns(2)  # a row of its own: the lesion labels are long
-        first.plotly_chart(figures["lesion_features"], key="lesion_feature_chart")
-        second.plotly_chart(figures["lesions"], key="lesion_chart")
+        show_chart(first, figures["lesion_features"], key="lesion_feature_chart", name="lesion_measurement_shap")
+        show_chart(second, figures["lesions"], key="lesion_chart", name="lesion_shares")
         second.caption(f"Each lesion's share of the risk: {e.lesions.method}. 'Not a lesion' is the part of "
                       "measurements no lesion makes up (e.g. no SSTR-negative disease lowers the risk). Drawn on "
-                      "the slices and the 3D view as 'Lesion contributions'.")
+                      "the PET/CT viewer and the 3D view as 'Lesion contribution'.")
     else:
         _measurements(right, e.prediction.image_measurements)
 
@@ -255,14 +313,16 @@ def _label(name: str) -> str:
 
 
 def _measurements(where: Any, values: dict[str, float]) -> None:
+    """What the model read of the images, with plain labels and units (lesion measurements or older read-outs)."""
     from pfs_core.features.readouts import MEASUREMENT_UNITS
+    from pfs_core.results.report import FEATURE_LABELS
 
     if not values:
         return
-    where.dataframe(pd.DataFrame({"measure": list(values), "value": list(values.values()),
-                                  "unit": [MEASUREMENT_UNITS.get(k, "") for k in values]}), hide_index=True)
-    where.caption("What the model measured against the liver on the PET and CT (12-mm model grid, no "
-                  "segmentation; lesions outside the liver are not in these numbers).")
+    labels = [FEATURE_LABELS.get(k, (k.replace("_", " "), MEASUREMENT_UNITS.get(k, ""))) for k in values]
+    where.dataframe(pd.DataFrame({"measurement": [label for label, _unit in labels], "value": list(values.values()),
+                                  "unit": [unit for _label, unit in labels]}), hide_index=True)
+    where.caption("What the model measured on the PET and CT.")
 
 
 def lesion_figures(contributions: Any) -> dict[str, Any]:
@@ -285,72 +345,31 @@ def lesion_figures(contributions: Any) -> dict[str, Any]:
                                            title="Each lesion's share of the risk")}
 
 
-def _maps(e: Any) -> dict[str, Any]:
-    """Overlay maps on the CT grid by label: lesion contributions, Grad-CAM per branch, then the read-out maps."""
-    maps = {}
-    if e.lesions is not None and e.measurement is not None:
-        maps["Lesion contributions"] = _positive_contributions(e)
-    maps.update({f"Grad-CAM {m.upper()}": image for m, image in sorted(e.gradcam.items())})
-    maps.update({f"Read-outs {m.upper()}": image for m, image in sorted(e.readout_maps.items())})
-    return maps
-
-
-def _positive_contributions(e: Any) -> Any:
-    """The lesions that raise the risk, each filled with its share scaled to the largest (0-1, CT grid)."""
-    import nibabel as nib
-
-    from pfs_core.explain.lesions import contribution_map
-
-    image = contribution_map(e.measurement, e.lesions)
-    values = np.clip(np.asarray(image.dataobj, dtype=np.float32), 0.0, None)
-    top = float(values.max())
-    return nib.Nifti1Image(values / top if top > 0 else values, image.affine)
-
-
-def _map_note(e: Any, label: str) -> None:
-    from pfs_core.explain.gradcam import GRADCAM_NOTE
-    from pfs_core.explain.readout_map import READOUT_MAP_NOTE
-
-    if label == "Lesion contributions":
-        st.caption("Lesion contribution map: each lesion that raises the risk, filled with its share of the risk "
-                   "relative to the largest (1 = the lesion that raises it most); lesions that lower it are not "
-                   "filled. The shares are listed in the Why and Lesions tabs.")
-        return
-    modality = label.split()[-1].lower()
-    note = e.gradcam_note(modality)
-    if label.startswith("Grad-CAM") and note:
-        st.info(f"Grad-CAM of the {modality.upper()} branch is {note}.")
-    elif label.startswith("Grad-CAM"):
-        st.caption(f"Grad-CAM: {GRADCAM_NOTE}.")
-    elif label.startswith("Read-outs"):
-        st.caption(f"Read-out map: {READOUT_MAP_NOTE}.")
-
-
 def _scene(result: CaseResult) -> None:
     from pfs_core.viz import mesh as geometry
     from pfs_core.viz.scene import mesh3d_figure
 
-    maps = _maps(result.explanation)
+    maps = result.remember("scene_maps", lambda: viewer.overlay_maps(result.explanation))
     if result.ct is None or not maps:
         st.info("No lesion contribution, Grad-CAM or read-out map for this model or case (they need a model that "
                 "reads an image, and a CT).")
         return
     c1, c2, c3 = st.columns(3)
-    label = c1.radio("Map", list(maps), horizontal=True, key="cam_branch")
+    label = c1.radio("Map", list(maps), horizontal=True, key="cam_branch", format_func=viewer.map_name)
     level = c2.slider("Map level", 0.1, 0.95, 0.5, 0.05, key="cam_level")
     suv = c3.slider("PET hotspot SUV", 2.0, 30.0, 8.0, 0.5, key="suv_level")
     show_lesions, show_organs = _layer_toggles(result, prefix="scene")
-    _map_note(result.explanation, label)
+    viewer.map_note(result.explanation, label)
     key = (label, level, suv)
     if key not in result.meshes:
         cam = maps[label]
         pet = result.pet
         result.meshes[key] = geometry.case_scene(
             result.ct.data, result.ct.affine, None if pet is None else pet.data, None if pet is None else pet.affine,
-            np.asarray(cam.dataobj), cam.affine, suv_level=suv, cam_level=level)
+            np.asarray(cam.dataobj), cam.affine, suv_level=suv, cam_level=level, map_name=viewer.map_name(label))
     extra = lesion_view.surfaces(result, lesions=show_lesions, organs=show_organs)
-    st.plotly_chart(mesh3d_figure([*result.meshes[key], *extra], title=f"Body, PET > SUV {suv:g}, {label} ≥ {level}"),
-                    key="scene_chart")
+    title = f"Body, PET > SUV {suv:g}, {viewer.map_name(label)} ≥ {level}"
+    show_chart(st, mesh3d_figure([*result.meshes[key], *extra], title=title), key="scene_chart", name="scene_3d")
 
 
 def _layer_toggles(result: CaseResult, *, prefix: str) -> tuple[bool, bool]:
@@ -363,97 +382,83 @@ def _layer_toggles(result: CaseResult, *, prefix: str) -> tuple[bool, bool]:
     return lesions and measured, organs and measured
 
 
-def _slices(result: CaseResult) -> None:
-    from pfs_core.viz.images import mip_figure, slice_count, slice_figure
-
-    if result.ct is None:
-        st.info("Slices need a CT.")
-        return
-    maps = _maps(result.explanation)
-    c1, c2, c3 = st.columns(3)
-    label = c1.radio("Overlay", ["none", *maps], horizontal=True, key="slice_branch")
-    axis = c2.radio("View", ["axial", "coronal", "sagittal"], horizontal=True, key="slice_axis")
-    opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="slice_opacity")
-    show_lesions, show_organs = _layer_toggles(result, prefix="slice")
-    drawn = lesion_view.outlines(result, organs=show_organs) if show_lesions or show_organs else None
-    if drawn is not None and not show_lesions:
-        drawn = dataclasses.replace(drawn, lesions=None, lesion_status={})
-    if label != "none":
-        _map_note(result.explanation, label)
-    ct = result.ct
-    overlay = None if label == "none" else np.asarray(maps[label].dataobj)
-    n = slice_count(ct.data.shape, ct.affine, axis)
-    index = st.slider("Slice", 0, n - 1, n // 2, key=f"slice_index_{axis}")
-    left, right = st.columns(2)
-    left.plotly_chart(slice_figure(ct.data, overlay, affine=ct.affine, axis=axis, index=index, opacity=opacity,
-                                   background_kind="ct", outlines=drawn), key="slice_chart")
-    if result.pet is not None:
-        pet_on_ct = _pet_on_ct(result)
-        right.plotly_chart(mip_figure(pet_on_ct, overlay, affine=ct.affine, opacity=opacity, outlines=drawn),
-                           key="mip_chart")
-
-
-def _pet_on_ct(result: CaseResult) -> Any:
-    from pfs_core.preprocessing.resample import resample_onto
-
-    ct = result.ct
-    return result.remember("pet_on_ct", lambda: resample_onto(result.pet, affine=ct.affine, shape=ct.data.shape))
-
-
 def _cohort(bundle: Any, result: CaseResult) -> None:
-    from pfs_core.viz.curves import km_figure, risk_distribution_figure
+    from pfs_core.viz.curves import km_figure, patient_pfs_figure, risk_distribution_figure
 
     p = result.explanation.prediction
     oof = bundle.training_oof
     probs = oof["oof_probability"].to_numpy(float)
+    times, events = oof["pfs_months"].to_numpy(float), oof["progressed"].to_numpy(int)
 
-    def build() -> tuple[Any, Any, float]:
-        groups = np.where(probs >= bundle.risk_threshold, "high", "low")
-        km, p_value = km_figure(oof["pfs_months"].to_numpy(float), oof["progressed"].to_numpy(int), groups,
-                                highlight=p.risk_group, title="Training cohort by predicted risk group")
-        return risk_distribution_figure(probs, p.probability, threshold=p.risk_threshold), km, p_value
+    def build() -> tuple[Any, Any, Any, float]:
+        groups = np.where(probs >= bundle.risk_threshold, "high", "low").tolist()
+        km, p_value = km_figure(times, events, groups, highlight=p.risk_group, title="Training cohort by risk group")
+        curve = patient_pfs_figure(outlook_of(bundle, result), cohort=(times, events))
+        return curve, risk_distribution_figure(probs, p.probability, threshold=p.risk_threshold), km, p_value
 
-    dist, fig, p_value = result.remember("cohort_figures", build)
+    curve, dist, km, p_value = result.remember("cohort_figures", build)
+    outlook = outlook_of(bundle, result)
     left, right = st.columns(2)
-    left.plotly_chart(dist, key="dist_chart")
-    right.plotly_chart(fig, key="km_chart")
-    right.caption(f"Kaplan–Meier of the training cohort (out-of-fold risk groups); log-rank p = {p_value:.3g}. "
-                  f"This patient's group ({p.risk_group}) is highlighted.")
+    show_chart(left, curve, key="pfs_curve_chart", name="patient_pfs_curve")
+    left.caption(outlook.method + (f" {outlook.note}" if outlook.note else ""))
+    show_chart(right, km, key="km_chart", name="training_kaplan_meier")
+    right.caption(f"Kaplan–Meier of the training cohort (out-of-fold risk groups), numbers at risk below; log-rank "
+                  f"p = {p_value:.3g}. This patient's group ({p.risk_group}) is highlighted.")
+    show_chart(st, dist, key="dist_chart", name="risk_distribution")
+
+
+#: Plain names of the explanation's timing stages.
+STAGE_NAMES = {"predict": "prediction", "lab_shap": "lab SHAP values", "modalities": "modality Shapley values",
+               "gradcam": "Grad-CAM", "lesions": "lesion contributions", "readout_maps": "read-out maps",
+               "measure": "lesion measurement", "total": "total"}
 
 
 def _run_info(result: CaseResult) -> None:
     p, e = result.explanation.prediction, result.explanation
     st.write(f"**Device:** {device_label()} (torch device `{p.device}`) · **Model:** {p.model_name} "
              f"v{p.model_version} · sha256 `{p.bundle_sha256[:16]}…`")
-    timings = pd.DataFrame({"stage": list(e.timings_s), "seconds": list(e.timings_s.values())})
+    timings = pd.DataFrame({"stage": [STAGE_NAMES.get(k, k.replace("_", " ")) for k in e.timings_s],
+                            "seconds": list(e.timings_s.values())})
     st.dataframe(timings, hide_index=True)
     st.caption(f"From the click to the result: {result.seconds:.2f} s (loading images included).")
 
 
-def _report(bundle: Any, result: CaseResult) -> None:
-    from pfs_core.results.report import case_report_html
+def _report(result: CaseResult) -> None:
+    """The tumour-board report (PDF and HTML), next to the result: case id, a note, two download buttons.
 
-    e = result.explanation
-    why = _why_figures(result)
-    figures = [] if why["shap"] is None else [("Lab SHAP values", why["shap"])]
-    figures.append(("Modality contributions", why["modality"]))
-    if "lesions" in why:
-        figures += [("Lesion measurements (SHAP)", why["lesion_features"]), ("Each lesion's share", why["lesions"])]
-    state = lesion_view.current_state(result)
-    measurement = None if state is None else state.measurement
-    if state is not None and measurement is not None and result.pet is not None:
-        figures.append(("PET maximum-intensity projection with the lesion outlines",
-                        state.remember("report_mip", lambda: _outlined_mip(result))))
-    html = result.remember(f"report_html_{None if state is None else state.signature}", lambda: case_report_html(
-        e, labs=result.labs, inputs=result.inputs, figures=figures, measurement=measurement))
-    if measurement is not None:
-        st.caption("The report holds the lesion measurements: features, the lesion table and the organ source.")
-    st.download_button("Download tumour-board report (HTML)", html, file_name=f"pfs_report_{bundle.name}.html",
-                       mime="text/html", key="report_button")
+    The files are built when a button is pressed (Streamlit runs the callable then), from what is on screen,
+    and kept in this result's memory for the other button; nothing is written to disk.
+    """
+    with st.container(border=True):
+        st.markdown("**Tumour-board report**")
+        left, middle, right = st.columns([2, 4, 2], vertical_alignment="bottom")
+        case_id = left.text_input("Case id", value=result.case_id, key=f"report_case_id_{result.token}", max_chars=64,
+                                  help="printed on the report; use the board's pseudonymous case number")
+        note = middle.text_area("Note for the board", key=f"report_note_{result.token}", height=68, max_chars=4000,
+                                placeholder="e.g. question to the board, clinical context (printed on the report)")
+        build = _report_builder(result, case_id.strip() or result.case_id, note)
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in (case_id.strip() or result.case_id))
+        right.download_button("Report (PDF)", lambda: build().pdf, file_name=f"pfs_report_{stem}.pdf",
+                              mime="application/pdf", key="report_pdf", on_click="ignore", type="primary",
+                              icon=":material/picture_as_pdf:")
+        right.download_button("Report (HTML)", lambda: build().html, file_name=f"pfs_report_{stem}.html",
+                              mime="text/html", key="report_html", on_click="ignore", icon=":material/html:")
+        st.caption("Case id, model, probability with its interval, the outlook, missing inputs, the key images (PET "
+                   "MIP and the slices of the top lesions with outlines), the lesion table and measurements, the "
+                   "explanation charts and your note.")
 
 
-def _outlined_mip(result: CaseResult) -> Any:
-    from pfs_core.viz.images import mip_figure
+def _report_builder(result: CaseResult, case_id: str, note: str) -> Any:
+    """A function that builds (once per case id and note) the report of ``result``."""
+    from pfs_core.results.report import case_report
 
-    return mip_figure(_pet_on_ct(result), None, affine=result.ct.affine, outlines=lesion_view.outlines(result, organs=False),
-                      title="PET maximum-intensity projection (coronal) with the lesion outlines")
+    measurement = lesion_view.measurement_of(result)
+    outlook = result.memo.get("outlook")
+    key = f"report::{case_id}::{hash(note)}::{id(measurement)}"
+
+    def build() -> Any:
+        return result.remember(key, lambda: case_report(
+            result.explanation, labs=result.labs, inputs=result.inputs, case_id=case_id, pet=result.pet,
+            ct=result.ct, measurement=measurement, outlook=None if outlook is None else outlook.at, note=note))
+
+    return build

@@ -22,10 +22,20 @@ def test_sample_case_gives_probability_shap_3d_and_report(app_path):
     assert "P(PFS ≤ 12 months)" in labels
     value = next(m.value for m in at.metric if m.label == "P(PFS ≤ 12 months)")
     assert value.endswith("%") and 0 <= int(value.rstrip("%")) <= 100
-    charts = {c.proto.id for c in at.get("plotly_chart")} | {getattr(c, "key", None) for c in at.get("plotly_chart")}
-    assert len(at.get("plotly_chart")) >= 4, charts
-    assert at.get("download_button"), "report download button missing"
+    assert {"90 % interval", "Progressed by 6 months", "Progressed by 12 months", "Progressed by 24 months"} <= set(labels)
+    low, high = (int(v) for v in next(m.value for m in at.metric if m.label == "90 % interval").rstrip("%").split("%–"))
+    assert low <= int(value.rstrip("%")) <= high
+    assert any("90 %" in md.value for md in at.markdown), "no interval sentence"
+    by = [int(next(m.value for m in at.metric if m.label == f"Progressed by {n} months").rstrip("%")) for n in (6, 12, 24)]
+    assert by == sorted(by), by
+    assert len(at.get("plotly_chart")) >= 2  # the Why part: lab SHAP, modalities (and the lesion charts)
+    buttons = [b.proto.label for b in at.get("download_button")]
+    assert buttons == ["Report (PDF)", "Report (HTML)"], buttons
     assert any("simulated" in c.value.lower() for c in at.caption)
+    for view, charts in (("PET/CT viewer", 4), ("Outlook and cohort", 3)):
+        at.button_group(key="result_view").set_value(view).run()
+        assert not at.exception, at.exception
+        assert len(at.get("plotly_chart")) >= charts, view
 
 
 def test_missing_lab_is_imputed_and_said_so(app_path):
@@ -34,7 +44,9 @@ def test_missing_lab_is_imputed_and_said_so(app_path):
     at.selectbox(key="sample_id").set_value("SIM0004").run()
     assert at.number_input(key="lab_SIM0004_ast").value is None
     at = _predict(at)
-    assert any("imputed" in w.value and "ast" in w.value for w in at.warning)
+    missing = [i.value for i in at.info if "Missing inputs" in i.value]
+    assert len(missing) == 1 and "imputed" in missing[0] and "AST" in missing[0], missing
+    assert not any("imputed" in w.value for w in at.warning), "the imputation said twice"
     assert "P(PFS ≤ 12 months)" in [m.label for m in at.metric]
 
 
