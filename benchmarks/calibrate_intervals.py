@@ -24,10 +24,10 @@ from pfs_core.errors import PfsError
 from pfs_core.measure.features import cohort_features
 from pfs_core.models.bundle import load_bundle, record_uncertainty
 from pfs_core.training.references import read_ground_truth
-from pfs_core.uncertainty import bundle_inputs, calibrate_oof, lesion_inputs
+from pfs_core.uncertainty import A_OUTSIDE, bundle_inputs, calibrate_oof, lesion_inputs
 
 
-def calibrate_one(folder: Path, *, cache_dir: Path | None) -> str:
+def calibrate_one(folder: Path, *, cache_dir: Path | None, a: float = A_OUTSIDE) -> str:
     """Calibrate the bundle at ``folder``; returns a status line."""
     bundle = load_bundle(folder)
     source = bundle.manifest.get("training_cohort", {}).get("source")
@@ -45,7 +45,7 @@ def calibrate_one(folder: Path, *, cache_dir: Path | None) -> str:
     inputs.index = pd.Index([str(p) for p in data.patient_ids])
     entry = calibrate_oof(bundle.training_oof, truth, inputs,
                           against=f"the simulator's true probability of PFS <= 12 months (ground_truth.csv beside "
-                                  f"{source})")
+                                  f"{source})", a=a)
     if entry is None:
         return f"{folder}: too few training patients in {source}'s ground truth; left as it is"
     record_uncertainty(folder, entry)
@@ -59,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="bundle folders")
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"), help="lesion measurement cache")
+    parser.add_argument("--a-outside", type=float, default=A_OUTSIDE,
+                        help="weight of the out-of-range overshoot in the difficulty scale (choose on development "
+                             "cohorts only; default %(default)s)")
     args = parser.parse_args(argv)
     failed = 0
     for folder in args.folders:
         try:
-            print(calibrate_one(folder, cache_dir=args.cache_dir), flush=True)
+            print(calibrate_one(folder, cache_dir=args.cache_dir, a=args.a_outside), flush=True)
         except PfsError as exc:
             print(f"error: {folder}: {exc}", file=sys.stderr)
             failed += 1

@@ -13,6 +13,7 @@ import pytest
 
 from pfs_core.errors import BundleError
 from pfs_core.uncertainty import (
+    A_OUTSIDE,
     FALLBACK_METHOD,
     calibrate,
     calibrate_oof,
@@ -70,7 +71,7 @@ def test_interval_widens_outside_the_training_range_and_with_missing_inputs():
     assert inside.high - inside.low < missing.high - missing.low < outside.high - outside.low
     assert inside.difficulty is not None and inside.difficulty.scale == 1.0
     assert outside.difficulty is not None and outside.difficulty.outside == ["x"]
-    assert outside.difficulty.scale == pytest.approx(1 + 2.0 / (0.99 - 0.01), rel=0.05)  # 2 spans beyond the max
+    assert outside.difficulty.scale == pytest.approx(1 + A_OUTSIDE * 2.0 / (0.99 - 0.01), rel=0.05)  # 2 spans beyond
     assert "9 of 10" in inside.sentence and "wider" not in inside.sentence
     assert "1 input lies outside the training range (Ki-67)" in outside.sentence
     assert "1 input is missing" in missing.sentence
