@@ -16,7 +16,9 @@ DESCRIPTION = (
     "Predict the probability of progression-free survival <= 12 months for one patient from a PET, a CT "
     "(either may be left out if the model allows) and a JSON file of lab values in the units of "
     "pfs_core.schema, with a model bundle. Prints the prediction as JSON (probability, interval over the fold "
-    "models, risk group, inputs used or missing, warnings). Research use; not a medical device."
+    "models, risk group, inputs used or missing, warnings) and the patient's PFS outlook (pfs_outlook: the "
+    "probability of progression or death by 6, 12 and 24 months from a survival model fitted beside the "
+    "classifier on its training predictions; docs/outlook.md). Research use; not a medical device."
 )
 
 
@@ -29,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pfs_core.inference import predict_case
     from pfs_core.io.outputs import atomic_write_text, check_output_file
     from pfs_core.models.bundle import load_bundle
+    from pfs_core.outlook import patient_outlook
     from pfs_core.preprocessing.model_grid import load_case
 
     if args.json is not None:
@@ -40,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if args.pet is not None or args.ct is not None:
         pet, ct = load_case(args.pet, args.ct, weight_kg=args.weight_kg, dose_mbq=args.dose_mbq)
     prediction = predict_case(bundle, pet=pet, ct=ct, labs=labs, device=str(device), organs=options.case_organs(args, ct))
-    text = json.dumps(prediction.to_dict(), indent=2)
+    doc = prediction.to_dict()
+    doc["pfs_outlook"] = patient_outlook(bundle, prediction.probability).to_dict()
+    text = json.dumps(doc, indent=2)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, text + "\n")

@@ -1,4 +1,5 @@
-"""Performance and outcome figures: ROC, precision–recall, calibration, decision curve, Kaplan–Meier, risk histogram.
+"""Performance and outcome figures: ROC, precision–recall, calibration, decision curve, Kaplan–Meier with
+numbers at risk, a patient's predicted PFS curve, risk histogram.
 
 The ``curves`` argument of the model-comparison figures maps a model name to
 ``(y_true, y_score)``: ``y_true`` ``(N,)`` 1 = PFS ≤ 12 months, 0 = longer (NaN =
@@ -10,11 +11,13 @@ lifelines'; nothing is computed by hand except the net benefit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test, multivariate_logrank_test
+from plotly.subplots import make_subplots
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     average_precision_score,
@@ -26,13 +29,32 @@ from sklearn.metrics import (
 
 from pfs_core.errors import InputError
 from pfs_core.schema import SHORT_PFS_MONTHS
-from pfs_core.viz._style import NEUTRAL, OUTCOME, REFERENCE, color, dash, format_p, new_figure, rgba
+from pfs_core.viz._style import (
+    LEGEND_ROW_PX,
+    LINE_PX,
+    NEUTRAL,
+    OUTCOME,
+    REFERENCE,
+    color,
+    dash,
+    format_p,
+    legend_on_top,
+    legend_rows,
+    new_figure,
+    rgba,
+    style_axes,
+    style_figure,
+)
+
+if TYPE_CHECKING:
+    from pfs_core.outlook import Outlook
 
 Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]
 DEFAULT_THRESHOLDS = np.linspace(0.05, 0.8, 76)
 
 __all__ = ["roc_figure", "pr_figure", "calibration_figure", "decision_curve_figure", "net_benefit", "km_figure",
-           "risk_distribution_figure", "cohort_percentile", "paired_delta_figure"]
+           "numbers_at_risk", "patient_pfs_figure", "risk_distribution_figure", "cohort_percentile",
+           "paired_delta_figure"]
 
 
 def roc_figure(curves: Curves, *, title: str = "ROC curves") -> go.Figure:
@@ -156,22 +178,69 @@ def decision_curve_figure(curves: Curves, *, thresholds: np.ndarray = DEFAULT_TH
     return fig
 
 
+#: Months of the numbers-at-risk row under a Kaplan–Meier plot (and of its ticks).
+AT_RISK_MONTHS: tuple[float, ...] = (0, 6, 12, 18, 24, 30, 36)
+
+
+def numbers_at_risk(time_months: np.ndarray, months: Sequence[float]) -> list[int]:
+    """Patients still followed and free of progression at each of ``months`` (PFS or censoring time >= month),
+    the convention of lifelines' ``add_at_risk_counts``."""
+    t = np.asarray(time_months, dtype=float).ravel()
+    return [int(np.sum(t >= m)) for m in months]
+
+
 def km_figure(time_months: np.ndarray, event: np.ndarray, group: Sequence[str], *, highlight: str | None = None,
-              title: str = "Kaplan–Meier estimate of progression-free survival") -> tuple[go.Figure, float]:
-    """Kaplan–Meier curves (lifelines) per group with 95 % bands and the log-rank p-value.
+              title: str = "Progression-free survival by group",
+              at_risk_months: Sequence[float] = AT_RISK_MONTHS) -> tuple[go.Figure, float]:
+    """Kaplan–Meier curves (lifelines) per group with 95 % bands, numbers at risk and the log-rank p-value.
 
     Args:
         time_months: ``(N,)`` PFS or censoring time (months, >= 0).
         event: ``(N,)`` 1 = progressed, 0 = censored.
         group: ``(N,)`` group label per patient (e.g. predicted risk group).
         highlight: a group drawn thicker (the current patient's group); ignored when no patient is in it.
-        title: the log-rank p-value is appended.
+        title: the log-rank p-value is added on a second, smaller line.
+        at_risk_months: months of the numbers-at-risk row under the plot (sorted, >= 0); the x axis shows
+            0 … the last of them (the curves hold the whole follow-up: zoom out to see the rest).
+
+    The legend is horizontal above the plot so that it takes none of the plot's width; the numbers at risk
+    are a second subplot under the time axis, one text row per group in the group's colour
+    (``trace.meta["at_risk"]``, and ``layout.meta["at_risk"]`` = {group: counts}).
 
     Returns:
         The figure and the log-rank p-value (``logrank_test`` for two groups,
         ``multivariate_logrank_test`` for more; NaN for one group).
     """
 
+    t, e, g = _checked_survival(time_months, event, group)
+    months = [float(m) for m in at_risk_months]
+    if not months or any(m < 0 for m in months) or months != sorted(months):
+        raise ValueError(f"at_risk_months must be sorted months >= 0, not {list(at_risk_months)}")
+    names = sorted(set(g.tolist()))
+    p_value = _logrank(t, e, g, names)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=False)
+    legend = []
+    at_risk: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        rows = g == name
+        legend.append(_km_group(fig, t[rows], e[rows], name=name, index=i, highlight=name == highlight))
+        at_risk[name] = numbers_at_risk(t[rows], months)
+        fig.add_trace(go.Scatter(
+            x=months, y=[name] * len(months), mode="text", text=[str(n) for n in at_risk[name]],
+            textfont={"color": color(i), "size": 12}, showlegend=False, hoverinfo="skip", cliponaxis=False,
+            name=f"{name} at risk", meta={"at_risk": {"group": name, "months": months, "n": at_risk[name]}}),
+            row=2, col=1)
+    rows_on_top = legend_rows(legend)
+    style_figure(fig, title=f"{title}<br><sup>log-rank {format_p(p_value)}</sup>",
+                 height=_km_height(len(names), rows_on_top), legend_rows_on_top=rows_on_top)
+    legend_on_top(fig)
+    _km_axes(fig, months, n_groups=len(names), rows_on_top=rows_on_top)
+    fig.update_layout(meta={"logrank_p": p_value, "at_risk": at_risk, "at_risk_months": months})
+    return fig, p_value
+
+
+def _checked_survival(time_months: np.ndarray, event: np.ndarray,
+                      group: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = np.asarray(time_months, dtype=float).ravel()
     e = np.asarray(event).ravel()
     g = np.asarray([str(v) for v in group])
@@ -182,45 +251,134 @@ def km_figure(time_months: np.ndarray, event: np.ndarray, group: Sequence[str], 
         raise InputError("km_figure: PFS times must be finite and >= 0 months")
     if not np.isin(e, (0, 1)).all():
         raise InputError("km_figure: event must be 1 (progressed) or 0 (censored)")
-    e = e.astype(int)
-    names = sorted(set(g.tolist()))
+    return t, e.astype(int), g
+
+
+def _logrank(t: np.ndarray, e: np.ndarray, g: np.ndarray, names: list[str]) -> float:
     if len(names) == 2:
         a, b = (g == names[0]), (g == names[1])
-        p_value = float(logrank_test(t[a], t[b], e[a], e[b]).p_value)
-    elif len(names) > 2:
-        p_value = float(multivariate_logrank_test(t, g, e).p_value)
-    else:
-        p_value = float("nan")
-    fig = new_figure(title=f"{title} (log-rank {format_p(p_value)})", x_title="Time since baseline (months)",
-                     y_title="Progression-free survival probability")
-    for i, name in enumerate(names):
-        rows = g == name
-        fitter = KaplanMeierFitter(label=name).fit(t[rows], e[rows])
-        timeline = fitter.survival_function_.index.to_numpy()
-        survival = fitter.survival_function_[name].to_numpy()
-        band = fitter.confidence_interval_
-        lower, upper = band.iloc[:, 0].to_numpy(), band.iloc[:, 1].to_numpy()
-        median = fitter.median_survival_time_
-        median_text = f"median {median:.1f} mo" if np.isfinite(median) else "median not reached"
-        width = 4.5 if name == highlight else 2.0
-        line_color = color(i)
-        fig.add_trace(go.Scatter(x=timeline, y=upper, mode="lines", line={"width": 0, "shape": "hv"},
-                                 showlegend=False, hoverinfo="skip", legendgroup=name, name=f"{name} 95% CI upper"))
-        fig.add_trace(go.Scatter(x=timeline, y=lower, mode="lines", line={"width": 0, "shape": "hv"}, fill="tonexty",
-                                 fillcolor=rgba(line_color, 0.25 if name == highlight else 0.15), showlegend=False,
-                                 hoverinfo="skip", legendgroup=name, name=f"{name} 95% CI lower"))
-        fig.add_trace(go.Scatter(
-            x=timeline, y=survival, mode="lines", line={"color": line_color, "width": width, "shape": "hv",
-                                                        "dash": dash(i)},
-            name=f"{name} (n={int(rows.sum())}, events={int(e[rows].sum())}, {median_text})", legendgroup=name,
-            meta={"group": name, "highlight": name == highlight},
-            hovertemplate="%{x:.1f} months<br>PFS %{y:.2f}<extra>" + name + "</extra>"))
-    fig.add_vline(x=SHORT_PFS_MONTHS, line={"color": REFERENCE, "dash": "dot", "width": 1},
-                  annotation_text=f"{SHORT_PFS_MONTHS:g} months", annotation_position="top right")
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_xaxes(rangemode="tozero")
-    fig.update_layout(meta={"logrank_p": p_value})
-    return fig, p_value
+        return float(logrank_test(t[a], t[b], e[a], e[b]).p_value)
+    if len(names) > 2:
+        return float(multivariate_logrank_test(t, g, e).p_value)
+    return float("nan")
+
+
+def _km_group(fig: go.Figure, t: np.ndarray, e: np.ndarray, *, name: str, index: int, highlight: bool) -> str:
+    """One group's band and curve on row 1; returns its legend name."""
+    fitter = KaplanMeierFitter(label=name).fit(t, e)
+    timeline = fitter.survival_function_.index.to_numpy()
+    survival = fitter.survival_function_[name].to_numpy()
+    band = fitter.confidence_interval_
+    lower, upper = band.iloc[:, 0].to_numpy(), band.iloc[:, 1].to_numpy()
+    median = fitter.median_survival_time_
+    median_text = f"median {median:.1f} mo" if np.isfinite(median) else "median not reached"
+    line_color = color(index)
+    fig.add_trace(go.Scatter(x=timeline, y=upper, mode="lines", line={"width": 0, "shape": "hv"},
+                             showlegend=False, hoverinfo="skip", legendgroup=name, name=f"{name} 95% CI upper"),
+                  row=1, col=1)
+    fig.add_trace(go.Scatter(x=timeline, y=lower, mode="lines", line={"width": 0, "shape": "hv"}, fill="tonexty",
+                             fillcolor=rgba(line_color, 0.25 if highlight else 0.15), showlegend=False,
+                             hoverinfo="skip", legendgroup=name, name=f"{name} 95% CI lower"), row=1, col=1)
+    legend = f"{name}: n={len(t)}, {median_text}"
+    fig.add_trace(go.Scatter(
+        x=timeline, y=survival, mode="lines", line={"color": line_color, "width": 4.5 if highlight else 2.0,
+                                                    "shape": "hv", "dash": dash(index)},
+        name=legend, legendgroup=name, meta={"group": name, "highlight": highlight, "n": len(t),
+                                             "events": int(e.sum()), "median_months": float(median)},
+        hovertemplate="%{x:.1f} months<br>PFS %{y:.2f}<extra>" + f"{name} ({int(e.sum())} events)</extra>"),
+        row=1, col=1)
+    return legend
+
+
+KM_PLOT_PX = 300
+KM_GAP_PX = 62  # tick labels and title of the time axis between the plot and the numbers at risk
+KM_ROW_PX = 20  # one group's row of numbers at risk
+
+
+def _km_height(n_groups: int, rows_on_top: int) -> int:
+    return 24 + LINE_PX * 2 + LEGEND_ROW_PX * rows_on_top + KM_PLOT_PX + KM_GAP_PX + _table_px(n_groups) + 30
+
+
+def _table_px(n_groups: int) -> int:
+    return 12 + KM_ROW_PX * n_groups
+
+
+def _km_axes(fig: go.Figure, months: list[float], *, n_groups: int, rows_on_top: int) -> None:
+    """Plot on top, the numbers-at-risk table under the time axis, both on one month scale."""
+    paper = KM_PLOT_PX + KM_GAP_PX + _table_px(n_groups)
+    table = _table_px(n_groups) / paper
+    span = [-0.02 * months[-1] - 0.5, months[-1] * 1.03 + 0.5]
+    style_axes(fig, x_title="Months since baseline", y_title="PFS probability", row=1, col=1)
+    fig.update_xaxes(range=span, tickvals=months, row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], domain=[1.0 - KM_PLOT_PX / paper, 1.0], row=1, col=1)
+    fig.update_xaxes(matches="x", range=span, showticklabels=False, showgrid=False, showline=False,
+                     zeroline=False, row=2, col=1)
+    fig.update_yaxes(domain=[0.0, table], type="category", range=[n_groups - 0.5, -0.5], showgrid=False,
+                     showline=False,
+                     zeroline=False, automargin=True, title_text="At risk", title_font={"size": 12},
+                     tickfont={"size": 12}, row=2, col=1)
+    fig.add_vline(x=SHORT_PFS_MONTHS, line={"color": REFERENCE, "dash": "dot", "width": 1}, row=1, col=1,
+                  annotation_text=f"{SHORT_PFS_MONTHS:g} mo", annotation_position="top right")
+    fig.update_layout(margin={"b": 20})
+
+
+def patient_pfs_figure(outlook: Outlook, *, cohort: tuple[np.ndarray, np.ndarray] | None = None,
+                       title: str = "This patient's predicted progression-free survival") -> go.Figure:
+    """The patient's predicted PFS curve (:func:`pfs_core.outlook.patient_outlook`) with its 95 % band, marked
+    and labelled at the outlook's months, and optionally the training cohort's Kaplan–Meier curve in grey.
+
+    Args:
+        outlook: ``times`` ``(T,)`` months, ``survival`` ``(T,)``, optional ``lower``/``upper`` ``(T,)``, and
+            ``at`` {month: probability of progression or death by then}.
+        cohort: ``(time_months (N,), event (N,))`` of the training cohort for the reference curve, or None.
+        title: a second line says what the band and the grey curve are.
+
+    ``trace.meta`` of the markers: {"months", "pfs"} (PFS probability at each month).
+    """
+    times = np.asarray(outlook.times, dtype=float)
+    survival = np.asarray(outlook.survival, dtype=float)
+    subtitle = "Cox model on the classifier's score"
+    subtitle += "; band: 95 % bootstrap" if outlook.lower is not None else ""
+    fig = new_figure(title=f"{title}<br><sup>{subtitle}</sup>", x_title="Months since baseline",
+                     y_title="PFS probability", height=420)
+    if cohort is not None:
+        t, e, _ = _checked_survival(cohort[0], cohort[1], ["cohort"] * len(np.ravel(cohort[0])))
+        km = KaplanMeierFitter(label="cohort").fit(t, e)
+        fig.add_trace(go.Scatter(x=km.survival_function_.index, y=km.survival_function_["cohort"], mode="lines",
+                                 line={"color": "#A0A0A0", "width": 1.5, "shape": "hv"},
+                                 name="Training cohort (Kaplan–Meier)", meta={"reference": True, "n": len(t)},
+                                 hovertemplate="%{x:.1f} months<br>PFS %{y:.2f}<extra>training cohort</extra>"))
+    if outlook.lower is not None and outlook.upper is not None:
+        fig.add_trace(go.Scatter(x=times, y=outlook.upper, mode="lines", line={"width": 0, "shape": "hv"},
+                                 showlegend=False, hoverinfo="skip", name="95% band upper"))
+        fig.add_trace(go.Scatter(x=times, y=outlook.lower, mode="lines", line={"width": 0, "shape": "hv"},
+                                 fill="tonexty", fillcolor=rgba(PATIENT, 0.2), name="95 % band", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=times, y=survival, mode="lines", line={"color": PATIENT, "width": 3, "shape": "hv"},
+                             name="This patient",
+                             hovertemplate="%{x:.1f} months<br>PFS %{y:.2f}<extra>this patient</extra>"))
+    _outlook_markers(fig, outlook)
+    fig.update_xaxes(range=[0, float(times[-1]) + 0.5], tickvals=list(AT_RISK_MONTHS))
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    rows = legend_rows([t.name for t in fig.data if t.showlegend is not False and t.name])
+    fig.update_layout(margin={"t": fig.layout.margin.t + LEGEND_ROW_PX * rows})
+    legend_on_top(fig)
+    return fig
+
+
+PATIENT = "#D55E00"  # the patient's curve: the colour that marks the patient elsewhere (risk histogram)
+
+
+def _outlook_markers(fig: go.Figure, outlook: Outlook) -> None:
+    months = [m for m, v in outlook.at.items() if np.isfinite(v)]
+    pfs = [1.0 - outlook.at[m] for m in months]
+    labels = [f"{round(100 * p)}%" for p in pfs]
+    hover = [f"{m} months: PFS {p:.2f}; {round(100 * (1 - p))} of 100 progressed or died" for m, p in
+             zip(months, pfs, strict=True)]
+    fig.add_trace(go.Scatter(x=months, y=pfs, mode="markers+text", text=labels, textposition="top right",
+                             marker={"color": PATIENT, "size": 9, "line": {"color": "white", "width": 1.5}},
+                             textfont={"color": PATIENT, "size": 13}, name="PFS at " + ", ".join(
+                                 str(m) for m in months) + " months", hovertext=hover, hoverinfo="text",
+                             showlegend=False, cliponaxis=False, meta={"months": months, "pfs": pfs}))
 
 
 def cohort_percentile(cohort_probs: np.ndarray, patient_prob: float) -> float:

@@ -14,7 +14,19 @@ import numpy as np
 import plotly.graph_objects as go
 
 from pfs_core import schema
-from pfs_core.viz._style import LOWERS_RISK, NEUTRAL, OUTCOME, RAISES_RISK, format_value, new_figure
+from pfs_core.viz._style import (
+    LEGEND_ROW_PX,
+    LINE_PX,
+    LOWERS_RISK,
+    NEUTRAL,
+    OUTCOME,
+    RAISES_RISK,
+    format_value,
+    legend_on_top,
+    line_count,
+    new_figure,
+    wrap_text,
+)
 
 OUTPUT_SPACES = ("logit", "probability")
 MODALITY_LABELS = {"lab": "Labs", "labs": "Labs", "pet": "PET", "ct": "CT"}
@@ -78,9 +90,8 @@ def shap_bar_figure(names: Sequence[str], shap_values: Sequence[float] | np.ndar
     summary = f"base {base_value:.3f} → output {output:.3f} ({unit})"
     if output_space == "logit":
         summary += f", probability {1.0 / (1.0 + math.exp(-output)):.2f}"
-    fig = new_figure(title=f"{title}<br><sup>{summary}</sup>",
-                     x_title=f"Contribution to the {unit} of {OUTCOME} (SHAP value)", y_title="",
-                     height=max(300, 60 + 28 * len(bars)))
+    fig = new_figure(title=f"{title}<br><sup>{summary}</sup>", x_title=f"SHAP value ({unit} of {OUTCOME})",
+                     y_title="", height=_bar_height(title, len(bars), per_bar=26, minimum=300))
     colors = [RAISES_RISK if v > 0 else LOWERS_RISK for v in bars]
     fig.add_trace(go.Bar(
         x=bars, y=labels, orientation="h", name="SHAP value", showlegend=False, marker={
@@ -89,8 +100,8 @@ def shap_bar_figure(names: Sequence[str], shap_values: Sequence[float] | np.ndar
         meta={"values": bars, "labels": labels, "colors": colors, "base_value": base_value, "output": output,
               "output_space": output_space},
         hovertemplate="%{y}<br>%{x:+.4f} " + unit + "<extra></extra>"))
-    _legend_keys(fig, labels=(f"raises the risk of {OUTCOME}", "lowers it"))
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    _legend_keys(fig, labels=("raises the risk", "lowers the risk"))
+    _category_labels(fig, labels)
     fig.add_vline(x=0, line={"color": "#444", "width": 1})
     _pad_x(fig, bars)
     return fig
@@ -112,16 +123,16 @@ def modality_bar_figure(contributions: Mapping[str, float], *, output_space: str
     labels = [MODALITY_LABELS.get(k.lower(), k) for k in contributions]
     values = [float(v) for v in contributions.values()]
     unit = "log-odds" if output_space == "logit" else "probability"
-    fig = new_figure(title=title, x_title=f"Contribution to the {unit} of {OUTCOME}", y_title="",
-                     height=max(240, 90 + 50 * len(values)))
+    fig = new_figure(title=title, x_title=f"Contribution ({unit} of {OUTCOME})", y_title="",
+                     height=_bar_height(title, len(values), per_bar=44, minimum=260))
     colors = [RAISES_RISK if v > 0 else LOWERS_RISK for v in values]
     fig.add_trace(go.Bar(x=values, y=labels, orientation="h", name="Contribution", showlegend=False,
                          marker={"color": colors},
                          text=[f"{v:+.3f}" for v in values], textposition="outside", cliponaxis=False,
                          meta={"values": values, "labels": labels, "colors": colors},
                          hovertemplate="%{y}: %{x:+.4f} " + unit + "<extra></extra>"))
-    _legend_keys(fig, labels=(f"raises the risk of {OUTCOME}", "lowers it"))
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    _legend_keys(fig, labels=("raises the risk", "lowers the risk"))
+    _category_labels(fig, labels)
     fig.add_vline(x=0, line={"color": "#444", "width": 1})
     _pad_x(fig, values)
     return fig
@@ -140,25 +151,41 @@ def modality_importance_figure(mean_abs: Mapping[str, float], *,
     values = [float(v) for _, v in items]
     unit = "log-odds" if output_space == "logit" else "probability"
     fig = new_figure(title=title, x_title=f"Mean |contribution| ({unit} of {OUTCOME})", y_title="",
-                     height=max(240, 90 + 50 * len(values)))
+                     height=_bar_height(title, len(values), per_bar=44, minimum=240))
     fig.add_trace(go.Bar(x=values, y=labels, orientation="h", name="Mean |contribution|",
                          marker={"color": NEUTRAL}, text=[f"{v:.3f}" for v in values], textposition="outside",
                          cliponaxis=False, meta={"values": values, "labels": labels},
                          hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    _category_labels(fig, labels)
     fig.update_xaxes(rangemode="tozero")
     fig.update_layout(showlegend=False)
     _pad_x(fig, values)
     return fig
 
 
+#: Bar labels longer than this wrap onto a second line, so the plot keeps most of a ~600 px chart's width.
+LABEL_CHARS = 34
+
+
+def _bar_height(title: str, n_bars: int, *, per_bar: int, minimum: int) -> int:
+    """Figure height (px): the title's lines, the legend row, the x-axis title, and ``per_bar`` px per bar."""
+    return max(minimum, 24 + LINE_PX * (line_count(wrap_text(title)) + 1) + LEGEND_ROW_PX + 80 + per_bar * n_bars)
+
+
+def _category_labels(fig: go.Figure, labels: Sequence[str]) -> None:
+    """Every bar labelled (no label skipped when the bars are dense), long labels wrapped, first bar on top;
+    ``automargin`` sizes the left margin to the longest label."""
+    fig.update_yaxes(autorange="reversed", automargin=True, tickmode="array", tickvals=list(labels),
+                     ticktext=[wrap_text(label, LABEL_CHARS) for label in labels])
+
+
 def _legend_keys(fig: go.Figure, *, labels: tuple[str, str]) -> None:
-    """Two legend-only entries that explain the bar colours."""
+    """Two legend-only entries that explain the bar colours, in one row between the title and the plot."""
     for label, key_color in zip(labels, (RAISES_RISK, LOWERS_RISK), strict=True):
         fig.add_trace(go.Bar(x=[None], y=[None], orientation="h", name=label, marker={"color": key_color},
                              hoverinfo="skip", showlegend=True))
-    fig.update_layout(legend={"orientation": "h", "x": 0.0, "xanchor": "left", "yref": "container", "y": 0.0,
-                              "yanchor": "bottom"}, barmode="overlay", margin={"b": 100})
+    legend_on_top(fig)
+    fig.update_layout(barmode="overlay", margin={"t": fig.layout.margin.t + LEGEND_ROW_PX})
 
 
 def _pad_x(fig: go.Figure, values: Sequence[float]) -> None:
