@@ -244,15 +244,13 @@ def _headline(bundle: Any, result: CaseResult) -> None:
 def _outlook_metrics(bundle: Any, result: CaseResult) -> None:
     """P(progression or death) by 6, 12 and 24 months from the patient's PFS curve, with its sentence."""
     outlook = outlook_of(bundle, result)
-    cols = st.columns(4)
-    for col, months in zip(cols, sorted(outlook.at), strict=False):
-        value = outlook.at[months]
+    method = outlook.method + (f" {outlook.note}" if outlook.note else "")
+    for col, months in zip(st.columns(4), sorted(outlook.at), strict=False):
         interval = outlook.at_interval.get(months)
-        col.metric(f"Progressed by {months} months", f"{value:.0%}",
-                   help=None if interval is None else f"95 % band {interval[0]:.0%}–{interval[1]:.0%}")
-    cols[3].caption(f"{outlook.method} {outlook.note}".strip() if outlook.note else outlook.method)
+        band = "" if interval is None else f"95 % band {interval[0]:.0%}–{interval[1]:.0%}. "
+        col.metric(f"Progressed by {months} months", f"{outlook.at[months]:.0%}", help=band + method)
     if outlook.sentence:
-        st.markdown(outlook.sentence)
+        st.markdown(outlook.sentence + " The curve is under *Outlook and cohort*.")
 
 
 def _why_figures(result: CaseResult) -> dict[str, Any]:

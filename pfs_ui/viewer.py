@@ -259,15 +259,21 @@ def lesion_table(result: Any) -> pd.DataFrame:
         table = table.sort_values(share, ascending=False, kind="stable", key=lambda s: s.abs()).reset_index(drop=True)
     if "site" in table:
         table["site"] = table["site"].astype(str).str.replace("_", " ")
-    return table.rename(columns={LESION_COLUMN_LABELS["lesion_id"]: "lesion"})
+    return table.rename(columns={LESION_COLUMN_LABELS["lesion_id"]: "lesion", **SHORT_COLUMNS})
+
+
+#: Shorter headers for the two long labels of the lesion table, so that all its columns fit at 1280 px (the
+#: full wording is each column's help).
+SHORT_COLUMNS = {"tumour-to-liver (SUVmax / liver SUV)": "tumour-to-liver",
+                 "share of the risk (percentage points)": "share of risk (pp)"}
 
 
 def _table_config(table: pd.DataFrame) -> dict[str, Any]:
     from pfs_core.results.report import LESION_COLUMN_LABELS as L
 
-    helps = {L["tumour_to_liver"]: "SUVmax of the lesion / the liver's reference SUV",
-             L["contribution"]: "the lesion's part of the predicted probability, in percentage points"}
-    formats = {L["volume_ml"]: "%.1f", L["suv_max"]: "%.1f", L["tumour_to_liver"]: "%.2f", L["contribution"]: "%+.2f"}
+    helps = {"tumour-to-liver": "SUVmax of the lesion / the liver's reference SUV",
+             "share of risk (pp)": "the lesion's part of the predicted probability, in percentage points (+ raises it)"}
+    formats = {L["volume_ml"]: "%.1f", L["suv_max"]: "%.1f", "tumour-to-liver": "%.2f", "share of risk (pp)": "%+.2f"}
     return {c: st.column_config.NumberColumn(c, format=formats.get(c), help=helps.get(c))
             for c in table.columns if c in formats}
 
@@ -304,6 +310,7 @@ def render_viewer(result: Any) -> None:
     map_opacity = c3.slider("Map opacity", 0.0, 1.0, 0.6, 0.05, key="viewer_map_opacity", disabled=label == "none")
     if label != "none":
         map_note(result.explanation, label)
+    _lesion_list(st, table)
     drawn = _outlines(result, lesions=show_lesions and measured, organs=show_organs and measured)
 
     ras = to_ras_index(point, ct.data.shape, ct.affine)
@@ -313,15 +320,16 @@ def render_viewer(result: Any) -> None:
         _plane(column, result, plane, ras=ras, point=point, pet=pet, style=style, outlines=drawn,
                overlay=None if label == "none" else maps[label], overlay_label=map_title(label),
                overlay_opacity=map_opacity)
-    st.caption(f"Crosshair (green) at voxel {point} of the CT grid. Outlines: vermillion SSTR-positive, sky-blue "
+    centred = next((f" (the centre of lesion {i})" for i, c in lesion_centres(result).items() if tuple(c) == tuple(point)),
+                   "")
+    st.caption(f"Crosshair (green) at voxel {point} of the CT grid{centred}. Outlines: vermillion SSTR-positive, sky-blue "
                "SSTR-negative lesions; dotted organs. Pick a lesion in the table or click on the MIP to centre the "
                "three planes there; the sliders move them one slice at a time.")
-    left, right = st.columns([2, 3])
+    left, _right = st.columns([2, 3])
     if pet is not None:
         _mip(left, result, pet, point=point, outlines=drawn, suv_range=suv_range)
     else:
         left.info("No PET: no projection.")
-    _lesion_list(right, table)
 
 
 def _option_name(label: str) -> str:
@@ -371,7 +379,7 @@ def _lesion_list(where: Any, table: pd.DataFrame) -> None:
         return
     where.dataframe(table, key=TABLE_KEY, on_select="rerun", selection_mode="single-row", hide_index=True,
                     column_config=_table_config(table))
-    where.caption("Pick a row to centre the slices on that lesion. 'share of the risk': the lesion's part of the "
+    where.caption("Pick a row to centre the planes below on that lesion. Share of risk: the lesion's part of the "
                   "predicted probability (percentage points, + raises it); tumour-to-liver: SUVmax / liver SUV.")
 
 

@@ -131,10 +131,24 @@ def cut_off(page: Any) -> list[str]:
 
 
 def screenshot(page: Any, name: str, folder: Path) -> Path:
-    """A full-page PNG ``folder/name.png`` (the folder is made)."""
+    """A PNG ``folder/name.png`` of the whole page (the folder is made).
+
+    Streamlit scrolls its main block, not the document, so a full-page screenshot would hold one screen: the
+    window is made as tall as the content for the picture, at the same width (the layout depends on the width
+    only), and set back after.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size
+    height = page.evaluate("() => Math.max(document.body.scrollHeight, ...Array.from("
+                           "document.querySelectorAll('[data-testid=\"stMain\"], section.main'), e => e.scrollHeight))")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 12_000))})
+    try:
+        settle(page)
+        page.wait_for_timeout(800)  # plotly redraws for the new height
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
     assert path.stat().st_size > 10_000, f"{path} is nearly empty"
     return path
 
