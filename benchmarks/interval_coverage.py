@@ -78,6 +78,8 @@ def coverage(model: Path, cohort: Path, *, cache_dir: Path | None) -> dict[str, 
     outside = table["interval_outside"].fillna("").astype(str).str.len().to_numpy() > 0
     missing = (table["imputed_fields"].fillna("").astype(str).str.len().to_numpy() > 0) \
         | (table["missing_modalities"].fillna("").astype(str).str.len().to_numpy() > 0)
+    level = pd.to_numeric(table["interval_level"], errors="coerce").to_numpy(float)
+    calibrated = np.isfinite(level)
     calibration = read_calibration(bundle.manifest)
     return {
         "model": bundle.name, "model_version": bundle.version, "bundle_digest": bundle.digest, "cohort": str(cohort),
@@ -89,6 +91,8 @@ def coverage(model: Path, cohort: Path, *, cache_dir: Path | None) -> dict[str, 
         "outside_training_range": summary(covered[outside], width[outside]),
         "no_missing_input": summary(covered[~missing], width[~missing]),
         "missing_input": summary(covered[missing], width[missing]),
+        "calibrated_rows": summary(covered[calibrated], width[calibrated]),
+        "not_calibrated_rows (e.g. organ-network lesions)": summary(covered[~calibrated], width[~calibrated]),
         "true_below_interval": int((p < low).sum()), "true_above_interval": int((p > high).sum()),
         "command": "python benchmarks/interval_coverage.py " + shlex.join(sys.argv[1:]),
     }

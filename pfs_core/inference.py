@@ -46,7 +46,7 @@ from pfs_core.io.cohort import (
 from pfs_core.io.labs import is_missing, validate_labs
 from pfs_core.io.organs import OrganMasks
 from pfs_core.measure.case import Measurement, measure_case
-from pfs_core.measure.features import attach_lesion_features, measurement_vector
+from pfs_core.measure.features import attach_lesion_features, cohort_cases, measurement_vector
 from pfs_core.models.bundle import Bundle
 from pfs_core.models.device import resolve_device
 from pfs_core.preprocessing.model_grid import preprocess_case
@@ -167,13 +167,21 @@ def _input_labels(bundle: Bundle) -> dict[str, str]:
     return {**FEATURE_LABELS, **labels}
 
 
-def _summaries(bundle: Bundle, fold_probs: np.ndarray, values: Mapping[str, float | None]) -> dict[str, Any]:
+#: Why a calibrated interval is not calibrated for a case whose lesions were measured with the organ network.
+NETWORK_ORGANS_INTERVAL = ("its lesions were measured against the organ network's organs (no organ masks "
+                           "given), which finds false-positive lesions and makes the probability too high")
+
+
+def _summaries(bundle: Bundle, fold_probs: np.ndarray, values: Mapping[str, float | None], *,
+               network_organs: bool = False) -> dict[str, Any]:
     """Ensemble mean, interval, risk group and training percentile of one row (K,) of fold probabilities;
-    ``values``: the row's model-scale inputs (:func:`pfs_core.uncertainty.bundle_inputs`)."""
+    ``values``: the row's model-scale inputs (:func:`pfs_core.uncertainty.bundle_inputs`); ``network_organs``:
+    its lesions were measured against the organ network's organs (the calibration cohort had organ masks)."""
     prob = float(np.mean(fold_probs))
     train = bundle.training_oof["oof_probability"].to_numpy(float)
     span = make_interval(prob, read_calibration(bundle.manifest), values=values, fold_probabilities=list(fold_probs),
-                         labels=_input_labels(bundle))
+                         labels=_input_labels(bundle),
+                         not_calibrated_for=NETWORK_ORGANS_INTERVAL if network_organs else None)
     return {"probability": prob, "interval": (span.low, span.high), "interval_level": span.level,
             "interval_method": span.method, "interval_sentence": span.sentence,
             "interval_outside": list(span.difficulty.outside) if span.difficulty is not None else [],
@@ -285,7 +293,9 @@ def predict_case(
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
     done = time.perf_counter()
     simulated = bundle.manifest.get("training_cohort", {}).get("simulated")
-    summary = _summaries(bundle, fold_probs, _row_inputs(bundle, data.labs, data.lesion_features)[0])
+    network = measurement is not None and measurement.organs.source.startswith("organ network")
+    summary = _summaries(bundle, fold_probs, _row_inputs(bundle, data.labs, data.lesion_features)[0],
+                         network_organs=network)
     summary.pop("interval_outside")
     return Prediction(
         **summary, risk_threshold=bundle.risk_threshold,
@@ -383,7 +393,8 @@ def predict_cohort(
     """Score every row of a cohort table (images preprocessed with the bundle's config, cached in ``cache_dir``).
 
     Columns: patient_id, probability, interval_low, interval_high (the interval of :class:`Prediction`),
-    interval_outside (";"-separated inputs outside the training range that widened it, lesion
+    interval_level (0.9; None where it is not a calibrated interval: the fold spread of an uncalibrated
+    bundle, or lesions measured against the organ network's organs), interval_outside (";"-separated inputs outside the training range that widened it, lesion
     measurements included), risk_group, percentile_in_training, missing_modalities, imputed_fields,
     out_of_range_fields, warnings (";"-separated), model_name, model_version, post_baseline_used. A ``prrt_cycles``
     column is silently ignored by models trained without it (it is part of the table schema).
@@ -413,16 +424,28 @@ def predict_cohort(
                         "out_of_range_fields": ";".join(out_of_range), "warnings": "; ".join(warnings + lab_warnings)})
     fold_probs = ensemble_probabilities(bundle, data, device=resolve_device(device))
     inputs = _row_inputs(bundle, data.labs, data.lesion_features)
+    network = _network_organ_rows(bundle, cohort_csv, data)
     rows = []
     for i, pid in enumerate(data.patient_ids):
-        summary = _summaries(bundle, fold_probs[i], inputs[i])
+        summary = _summaries(bundle, fold_probs[i], inputs[i], network_organs=bool(network[i]))
         rows.append({"patient_id": pid, "probability": summary["probability"],
                      "interval_low": summary["interval"][0], "interval_high": summary["interval"][1],
+                     "interval_level": summary["interval_level"],
                      "interval_outside": ";".join(summary["interval_outside"]),
                      "risk_group": summary["risk_group"], "percentile_in_training": summary["percentile_in_training"],
                      **records[i], "model_name": bundle.name, "model_version": bundle.version,
                      "post_baseline_used": bundle.post_baseline_used})
     return pd.DataFrame(rows)
+
+
+def _network_organ_rows(bundle: Bundle, cohort_csv: str | Path, data: CohortData) -> np.ndarray:
+    """(N,) True where the bundle read lesion measurements made against the organ network's organs (a row
+    with PET and CT, measured, and no organ masks in the table)."""
+    if not reads_lesions(bundle) or data.lesion_features is None:
+        return np.zeros(len(data), bool)
+    organs = {case.patient_id: case.organs for case in cohort_cases(cohort_csv)}
+    measured = np.isfinite(data.lesion_features).all(axis=1)
+    return np.array([bool(measured[i]) and organs.get(str(pid)) is None for i, pid in enumerate(data.patient_ids)])
 
 
 @dataclass

@@ -261,12 +261,19 @@ def read_calibration(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     return {**entry, "q": q, "level": level, "inputs": inputs, "a": a, "c": c}
 
 
+#: ``Interval.method`` of a calibrated bundle's interval for a case it was not calibrated for.
+UNCALIBRATED_CASE_METHOD = "split-conformal width, but this case is measured unlike the calibration cohort; " \
+    "not a calibrated interval"
+
+
 def interval(probability: float, calibration: Mapping[str, Any] | None, *,
              values: Mapping[str, float | None], fold_probabilities: Sequence[float],
-             labels: Mapping[str, str] | None = None) -> Interval:
+             labels: Mapping[str, str] | None = None, not_calibrated_for: str | None = None) -> Interval:
     """The interval of one prediction: calibrated when ``calibration`` (:func:`read_calibration`) is given,
     else the labelled fold spread. ``values``: the case's model-scale inputs by name (None: missing);
-    ``labels``: plain names of inputs for the sentence (default: the names)."""
+    ``labels``: plain names of inputs for the sentence (default: the names); ``not_calibrated_for``: why this
+    case is unlike the calibration cohort (e.g. lesions measured against the organ network's organs): the
+    interval keeps its width but loses its level (None) and says so."""
     if calibration is None:
         low, high = float(np.min(fold_probabilities)), float(np.max(fold_probabilities))
         n = len(fold_probabilities)
@@ -280,6 +287,11 @@ def interval(probability: float, calibration: Mapping[str, Any] | None, *,
     half = calibration["q"] * hard.scale
     centre = float(logit(probability))
     low, high = float(expit(centre - half)), float(expit(centre + half))
+    if not_calibrated_for:
+        sentence = (f"Interval {_pct(low)}–{_pct(high)} %, but not a calibrated one for this patient: "
+                    f"{not_calibrated_for}, unlike the training patients it was calibrated on, so the true risk may "
+                    "well lie outside it.")
+        return Interval(low, high, None, UNCALIBRATED_CASE_METHOD, sentence, hard)
     return Interval(low, high, calibration["level"], str(calibration.get("description", CONFORMAL_DESCRIPTION)),
                     _sentence(low, high, calibration["level"], hard, labels or {}), hard)
 

@@ -139,3 +139,14 @@ def test_a_bundle_trained_beside_a_ground_truth_carries_its_calibration(tmp_path
     far = predict_case(bundle, pet=None, ct=None, labs={**labs, "gamma_gt": 4000})
     assert "outside the training range (Gamma-GT)" in far.interval_sentence
     assert far.interval[1] - far.interval[0] > usual.interval[1] - usual.interval[0] or far.interval[1] > 0.999
+
+
+def test_a_case_measured_unlike_the_calibration_cohort_loses_the_level():
+    pred, true, inputs = synthetic(300, 4)
+    calibration = read_calibration({"uncertainty": calibrate(pred, true, inputs, against="synthetic truth")})
+    usual = interval(0.5, calibration, values={"x": 0.5, "y": 0.5}, fold_probabilities=[0.5])
+    shifted = interval(0.5, calibration, values={"x": 0.5, "y": 0.5}, fold_probabilities=[0.5],
+                       not_calibrated_for="its lesions were measured against the organ network's organs")
+    assert (shifted.low, shifted.high) == (usual.low, usual.high)
+    assert shifted.level is None and "not a calibrated interval" in shifted.method
+    assert "organ network" in shifted.sentence and "not a calibrated one" in shifted.sentence
