@@ -276,7 +276,7 @@ def _why_figures(result: CaseResult) -> dict[str, Any]:
 def _why(result: CaseResult) -> None:
     e = result.explanation
     figures = _why_figures(result)
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     if e.lab_shap is not None:
         s = e.lab_shap
         if figures["shap"] is not None:

@@ -15,8 +15,8 @@ HELP = "Predict short-PFS probability for one case with a model bundle."
 DESCRIPTION = (
     "Predict the probability of progression-free survival <= 12 months for one patient from a PET, a CT "
     "(either may be left out if the model allows) and a JSON file of lab values in the units of "
-    "pfs_core.schema, with a model bundle. Prints the prediction as JSON (probability, interval over the fold "
-    "models, risk group, inputs used or missing, warnings) and the patient's PFS outlook (pfs_outlook: the "
+    "pfs_core.schema, with a model bundle. Prints the prediction as JSON (probability, its calibrated interval "
+    "with a plain-language sentence (docs/uncertainty.md), risk group, inputs used or missing, warnings) and the patient's PFS outlook (pfs_outlook: the "
     "probability of progression or death by 6, 12 and 24 months from a survival model fitted beside the "
     "classifier on its training predictions; docs/outlook.md). Research use; not a medical device."
 )

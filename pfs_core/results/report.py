@@ -12,8 +12,6 @@ model was trained on simulated data where its manifest says so).
 plotly.js) and an A4 PDF (ReportLab). Images come from :mod:`pfs_core.viz.static` (matplotlib). Nothing is
 written to disk here; the caller decides where the bytes go.
 
-:func:`case_report_html` is the earlier single-file HTML with interactive plotly figures (4-5 MB, it embeds
-plotly.js); kept for the dashboard until it calls :func:`case_report`.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ from pfs_core.viz.images import STATUS_COLORS
 from pfs_core.viz.static import bar_png, lesion_slice_png, mip_png
 
 if TYPE_CHECKING:
-    import plotly.graph_objects as go
 
     from pfs_core.explain import Explanation
     from pfs_core.explain.lesions import LesionContributions
@@ -687,85 +684,3 @@ def _pdf_fonts() -> tuple[str, str]:
         if name not in pdfmetrics.getRegisteredFontNames():
             pdfmetrics.registerFont(TTFont(name, str(folder / file)))
     return names
-
-
-# ----------------------------------------------------------------------------- the earlier interactive HTML
-
-
-_LEGACY_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-.disclaimer{background:#fff3cd;border:1px solid #e0c36a;padding:.8em 1em;border-radius:6px}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-.risk{font-size:1.6em;font-weight:600}.muted{color:#666;font-size:.9em}
-"""
-
-
-def _measurement_section(measurement: Measurement, lesions: pd.DataFrame | None = None) -> str:
-    """``lesions``: the lesion table with each lesion's share of the risk, when the model explained it."""
-    table = lesion_display_table(measurement.lesions if lesions is None else lesions)
-    body = "".join(_row(["—" if pd.isna(v) else v for v in row]) for row in table.itertuples(index=False))
-    return "".join([
-        "<h2>Lesion measurements (automatic delineation)</h2>",
-        f"<p class='disclaimer'>{html.escape(DELINEATION_CAVEAT)}</p>",
-        f"<p>Organ masks: {html.escape(measurement.organs.source)}.</p>",
-        "<table>", _row(["feature", "value", "unit"], "th"),
-        "".join(_row(r) for r in feature_rows(measurement.features)), "</table>",
-        f"<h3>Lesions ({len(table)})</h3>" if len(table) else "<p>No lesion was found.</p>",
-        ("<table>" + _row(table.columns, "th") + body + "</table>") if len(table) else "",
-    ])
-
-
-def case_report_html(
-    explanation: Explanation,
-    *,
-    labs: Mapping[str, Any],
-    inputs: Mapping[str, str],
-    figures: Sequence[tuple[str, go.Figure]],
-    measurement: Measurement | None = None,
-    created: datetime | None = None,
-) -> str:
-    """The earlier report as an HTML string with interactive plotly figures (embeds plotly.js; 4-5 MB).
-
-    ``inputs``: description of the image inputs (e.g. file names and SUV note);
-    ``figures``: (title, plotly figure) pairs in display order;
-    ``measurement``: the lesion measurement of the case (features, lesion table, organ source), if any.
-    """
-    p = explanation.prediction
-    created = created or datetime.now(UTC)
-    missing, warnings = missing_and_warnings(p)
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>PFS risk report (research use)</title>",
-        f"<style>{_LEGACY_STYLE}</style></head><body>",
-        f"<p class='disclaimer'><b>{html.escape(DISCLAIMER)}</b></p>",
-        "<h1>Progression-free survival before PRRT: case report</h1>",
-        f"<p class='risk'>P(PFS ≤ 12 months) = {p.probability:.0%} "
-        f"(ensemble range {p.interval[0]:.0%}–{p.interval[1]:.0%}); risk group: {html.escape(p.risk_group)}</p>",
-        f"<p>Percentile in the training cohort: {p.percentile_in_training:.0f}. "
-        f"Inputs used: {html.escape(', '.join(p.inputs_used))}.</p>",
-        "<h2>Missing inputs</h2><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in missing) + "</ul>",
-        "<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>",
-        "<h2>Inputs</h2><table>" + "".join(_row([k, v]) for k, v in inputs.items()) + "</table>",
-        _html_block(_labs_table_blocks(labs, p.imputed_fields)),
-    ]
-    if measurement is not None:
-        contributions = explanation.lesions
-        parts.append(_measurement_section(measurement, None if contributions is None else contributions.lesions))
-        if contributions is not None:
-            parts.append(f"<p class='muted'>Share of the risk: {html.escape(contributions.method)}; "
-                         f"not attributable to a lesion: {100 * contributions.unattributed:+.2f} percentage "
-                         "points.</p>")
-    for i, (title, figure) in enumerate(figures):
-        plotly_js: bool | str = "inline" if i == 0 else False
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(figure.to_html(full_html=False, include_plotlyjs=plotly_js))
-    parts += [
-        "<h2>Model</h2><table>",
-        _row(["model", p.model_name]), _row(["version", p.model_version]), _row(["bundle sha256", p.bundle_sha256]),
-        _row(["trained on simulated data", p.trained_on_simulated_data]), _row(["device", p.device]),
-        _row(["uncertainty interval", p.interval_method]),
-        _row(["timings (s)", ", ".join(f"{k} {v:.2f}" for k, v in explanation.timings_s.items())]),
-        _row(["software", f"pfs_core {__version__}"]), _row(["created (UTC)", created.isoformat(timespec="seconds")]),
-        "</table>",
-        f"<p class='disclaimer'>{html.escape(DISCLAIMER)}</p></body></html>",
-    ]
-    return "\n".join(parts)

@@ -19,7 +19,6 @@ from pfs_core.viz._style import (
     LINE_PX,
     LOWERS_RISK,
     NEUTRAL,
-    OUTCOME,
     RAISES_RISK,
     format_value,
     legend_on_top,
@@ -90,7 +89,7 @@ def shap_bar_figure(names: Sequence[str], shap_values: Sequence[float] | np.ndar
     summary = f"base {base_value:.3f} → output {output:.3f} ({unit})"
     if output_space == "logit":
         summary += f", probability {1.0 / (1.0 + math.exp(-output)):.2f}"
-    fig = new_figure(title=f"{title}<br><sup>{summary}</sup>", x_title=f"SHAP value ({unit} of {OUTCOME})",
+    fig = new_figure(title=f"{title}<br><sup>{summary}</sup>", x_title=f"SHAP value ({unit})",
                      y_title="", height=_bar_height(title, len(bars), per_bar=26, minimum=300))
     colors = [RAISES_RISK if v > 0 else LOWERS_RISK for v in bars]
     fig.add_trace(go.Bar(
@@ -123,7 +122,7 @@ def modality_bar_figure(contributions: Mapping[str, float], *, output_space: str
     labels = [MODALITY_LABELS.get(k.lower(), k) for k in contributions]
     values = [float(v) for v in contributions.values()]
     unit = "log-odds" if output_space == "logit" else "probability"
-    fig = new_figure(title=title, x_title=f"Contribution ({unit} of {OUTCOME})", y_title="",
+    fig = new_figure(title=title, x_title=f"Contribution ({unit})", y_title="",
                      height=_bar_height(title, len(values), per_bar=44, minimum=260))
     colors = [RAISES_RISK if v > 0 else LOWERS_RISK for v in values]
     fig.add_trace(go.Bar(x=values, y=labels, orientation="h", name="Contribution", showlegend=False,
@@ -150,7 +149,7 @@ def modality_importance_figure(mean_abs: Mapping[str, float], *,
     labels = [MODALITY_LABELS.get(k.lower(), k) for k, _ in items]
     values = [float(v) for _, v in items]
     unit = "log-odds" if output_space == "logit" else "probability"
-    fig = new_figure(title=title, x_title=f"Mean |contribution| ({unit} of {OUTCOME})", y_title="",
+    fig = new_figure(title=title, x_title=f"Mean |contribution| ({unit})", y_title="",
                      height=_bar_height(title, len(values), per_bar=44, minimum=240))
     fig.add_trace(go.Bar(x=values, y=labels, orientation="h", name="Mean |contribution|",
                          marker={"color": NEUTRAL}, text=[f"{v:.3f}" for v in values], textposition="outside",
@@ -164,7 +163,7 @@ def modality_importance_figure(mean_abs: Mapping[str, float], *,
 
 
 #: Bar labels longer than this wrap onto a second line, so the plot keeps most of a ~600 px chart's width.
-LABEL_CHARS = 34
+LABEL_CHARS = 30
 
 
 def _bar_height(title: str, n_bars: int, *, per_bar: int, minimum: int) -> int:
@@ -192,4 +191,6 @@ def _pad_x(fig: go.Figure, values: Sequence[float]) -> None:
     """Room for the outside text labels."""
     low, high = min(0.0, *values), max(0.0, *values)
     span = max(high - low, 1e-6)
-    fig.update_xaxes(range=[low - 0.2 * span if low < 0 else -0.02 * span, high + 0.2 * span])
+    # a third of the span on each side that has bars: "+0.069" beside the longest bar of a 300 px plot
+    fig.update_xaxes(range=[low - 0.35 * span if low < 0 else -0.02 * span, high + 0.35 * span if high > 0 else
+                            0.02 * span])

@@ -80,7 +80,7 @@ def test_lab_model_ignores_images_and_flags_out_of_range(bundle_paths):
     assert pred.missing_modalities == []
     assert "chromogranin_a" in pred.out_of_range_fields
     assert any("outside the training range" in w for w in pred.warnings)
-    assert any("prrt_cycles ignored" in w for w in pred.warnings)
+    assert any("PRRT cycles received (post-baseline) ignored" in w for w in pred.warnings)
     assert pred.post_baseline_used is False
     assert pred.image_measurements == {}
 
