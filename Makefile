@@ -13,7 +13,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test install install-dev lint
+.PHONY: run test install install-dev lint screenshots
 
 $(VENV)/bin/activate:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -50,3 +50,8 @@ lint: install-dev
 # thread per worker (tests/conftest.py); docs/testing.md has the figures.
 test: install-dev lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The browser walks of the tumour-board issue at 1280x720 and 1920x1080, writing every page's screenshot to
+# docs/screenshots (the same test runs in `make test`, with its pictures in a temporary folder).
+screenshots: install-dev
+	PFS_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q -p no:xdist tests/e2e/test_tumour_board.py

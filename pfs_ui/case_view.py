@@ -242,15 +242,17 @@ def _headline(bundle: Any, result: CaseResult) -> None:
 
 
 def _outlook_metrics(bundle: Any, result: CaseResult) -> None:
-    """P(progression or death) by 6, 12 and 24 months from the patient's PFS curve, with its sentence."""
+    """P(progression or death) by 6, 12 and 24 months from the patient's PFS curve, with its sentence and the
+    note on why its 12-month figure differs from the classifier's probability."""
     outlook = outlook_of(bundle, result)
-    method = outlook.method + (f" {outlook.note}" if outlook.note else "")
     for col, months in zip(st.columns(4), sorted(outlook.at), strict=False):
         interval = outlook.at_interval.get(months)
         band = "" if interval is None else f"95 % band {interval[0]:.0%}–{interval[1]:.0%}. "
-        col.metric(f"Progressed by {months} months", f"{outlook.at[months]:.0%}", help=band + method)
+        col.metric(f"Progressed by {months} months", f"{outlook.at[months]:.0%}", help=band + outlook.method)
     if outlook.sentence:
         st.markdown(outlook.sentence + " The curve is under *Outlook and cohort*.")
+    if outlook.note:
+        st.caption(outlook.note)
 
 
 def _why_figures(result: CaseResult) -> dict[str, Any]:

@@ -359,9 +359,10 @@ def patient_pfs_figure(outlook: Outlook, *, cohort: tuple[np.ndarray, np.ndarray
     _outlook_markers(fig, outlook)
     fig.update_xaxes(range=[0, float(times[-1]) + 0.5], tickvals=list(AT_RISK_MONTHS))
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    rows = legend_rows([t.name for t in fig.data if t.showlegend is not False and t.name])
-    fig.update_layout(margin={"t": fig.layout.margin.t + LEGEND_ROW_PX * rows})
-    legend_on_top(fig)
+    # Inside the plot, bottom left, where a PFS curve (falling from the top left) never is: a legend above the
+    # plot wraps onto one row per entry in a half-page chart and ran into the subtitle.
+    fig.update_layout(legend={"orientation": "v", "x": 0.02, "xanchor": "left", "y": 0.02, "yanchor": "bottom",
+                              "bgcolor": "rgba(255, 255, 255, 0.8)"})
     return fig
 
 

@@ -90,9 +90,10 @@ def _report_pdf(page: Any, folder: Path, *, case_id: str) -> None:
     download.value.save_as(path)
     assert 0 < path.stat().st_size < 2_000_000
     reader = pypdf.PdfReader(path)
-    text = "\n".join(p.extract_text() for p in reader.pages)
-    assert f"case {case_id}" in text or case_id in text
-    assert "SSTR status" in text and "volume (mL)" in text, "no lesion table in the report"
+    text = " ".join(" ".join(p.extract_text() for p in reader.pages).split())  # table cells wrap inside words
+    assert f"case {case_id}" in text
+    assert re.search(r"Lesions \(\d+\):", text) and "SSTR status site volume (mL) SUVmax" in text, \
+        "no lesion table in the report"
     assert sum(len(p.images) for p in reader.pages) >= 2, "fewer than two images in the report"
 
 
@@ -105,13 +106,14 @@ def _centre_on_a_lesion(page: Any, log: Path, where: str) -> None:
     expect(page.get_by_text("PET MIP (coronal)").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     assert page.locator(".js-plotly-plot").count() >= 4, "three planes and the MIP"
     table = page.get_by_test_id("stDataFrame").first
-    headers = [h.strip() for h in table.locator('[role="columnheader"]').all_inner_texts()]
+    table.scroll_into_view_if_needed()  # the grid's accessible rows exist only once it is drawn on screen
     rows = table.locator('[role="row"]')
+    expect(rows.nth(1)).to_be_attached(timeout=PAGE_TIMEOUT_MS)
+    headers = [h.strip() for h in table.locator('[role="columnheader"]').all_inner_texts()]
     pick = min(2, rows.count() - 1)
     assert pick >= 1, "no lesion in the viewer's table"
     cells = rows.nth(pick).locator('[role="gridcell"]').all_inner_texts()
     lesion = cells[headers.index("lesion") - (len(headers) - len(cells))].strip()
-    table.scroll_into_view_if_needed()
     box = table.bounding_box()
     page.mouse.click(box["x"] + 15, box["y"] + ROW_PX * pick + ROW_PX / 2)
     expect(page.get_by_text(f"(the centre of lesion {lesion})").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)

@@ -73,7 +73,7 @@ def test_patient_pfs_figure() -> None:
     np.testing.assert_allclose(markers.meta["pfs"], [1 - outlook.at[m] for m in (6, 12, 24)])
     assert list(markers.text) == [f"{round(100 * (1 - outlook.at[m]))}%" for m in (6, 12, 24)]
     assert "months" in fig.layout.xaxis.title.text.lower() and "PFS probability" in fig.layout.yaxis.title.text
-    assert fig.layout.legend.orientation == "h"
+    assert fig.layout.legend.orientation == "v" and fig.layout.legend.y < 0.5  # inside, below the curve
     band = next(t for t in fig.data if t.name == "95 % band")
     assert band.fill == "tonexty"
     plain = vc.patient_pfs_figure(ol.outlook_from_model(ol.fit_outlook_model(oof, n_boot=0), 0.6))
