@@ -25,6 +25,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_training(parser)
+    options.add_execution(parser)
     parser.add_argument("--repeats", type=int, default=3, help="CV repeats (default: 3)")
     parser.add_argument("--models", default="all",
                         help=f"'all' or a comma-separated list of: {', '.join(MODEL_NAMES)} (default: all)")
@@ -41,21 +42,26 @@ def _benchmark(args: argparse.Namespace) -> int:
     from pfs_core.models.provenance import is_simulated
     from pfs_core.models.registry import resolve_models
     from pfs_core.training.benchmark import benchmark_meta, run_benchmark, write_results
+    from pfs_core.training.cv import CohortSource
     from pfs_core.training.references import read_ground_truth
 
     specs = resolve_models(args.models)
     inputs = [args.cohort, args.preprocess, args.train_config]
     options.check_out(args, inputs)
+    execution = options.execution(args)
     preprocess, config = options.configs_from_args(args)
     device = str(options.device(args))
     cache_dir = options.cache_dir(args)
-    data = options.load_training_data(args, uses_images=any(s.uses_images for s in specs), preprocess=preprocess,
-                                      config=config, cache_dir=cache_dir)
+    uses_images = any(s.uses_images for s in specs)
+    data = options.load_training_data(args, uses_images=uses_images, preprocess=preprocess, config=config,
+                                      cache_dir=cache_dir)
+    source = CohortSource.of(data, args.cohort, need_images=uses_images, lesion_features=config.lesion_features,
+                             cache_dir=cache_dir)
     meta = benchmark_meta(command=options.command_line(args), cohort_csv=str(args.cohort), config=config,
                           preprocess=preprocess, device=device, simulated=is_simulated(args.cohort))
     result = run_benchmark(data, specs, folds=args.folds, repeats=args.repeats, seed=args.seed, config=config,
                            device=device, progress=not args.no_progress, cache_dir=cache_dir,
-                           truth=read_ground_truth(args.cohort))
+                           truth=read_ground_truth(args.cohort), execution=execution, source=source)
     result.meta = meta
     doc = write_results(result, options.prepare_out(args, inputs))
     print(f"results written to {args.out} ({doc['wall_time_s'] / 60:.1f} min)")

@@ -216,6 +216,26 @@ def add_training(parser: argparse.ArgumentParser) -> None:
                              "see pfs_core/progress.py), e.g. for a page that follows the run")
 
 
+def add_execution(parser: argparse.ArgumentParser) -> None:
+    """``--jobs``, ``--backend``, ``--address``: where the tasks of a command run (:mod:`pfs_core.execution`)."""
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="tasks (one model on one fold) run at the same time: local worker processes, or the "
+                             "CPUs of a local Ray instance (default: 1, all in this process)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="where the tasks run: local processes, or Ray (pip install .[ray]; a local instance "
+                             "of --jobs CPUs, or the cluster at --address) (default: local)")
+    parser.add_argument("--address", help="address of a running Ray cluster, e.g. auto (the one 'ray start --head' "
+                                          "started on this machine) or ray://HEAD:10001; needs --backend ray")
+
+
+def execution(args: argparse.Namespace) -> Any:
+    """The :class:`~pfs_core.execution.Execution` of ``add_execution``'s options (UsageError before any work:
+    e.g. --backend ray without ray installed)."""
+    from pfs_core.execution import Execution
+
+    return Execution(backend=args.backend, jobs=args.jobs, address=args.address)
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """A JSON object of config fields (a regular file of at most ``PFS_CORE_MAX_CONFIG_KB``); UsageError when
     unreadable or not an object."""

@@ -23,6 +23,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_training(parser)
+    options.add_execution(parser)
     parser.add_argument("--model", choices=MODEL_NAMES, default=DEFAULT_MODEL,
                         help=f"model to train (default: {DEFAULT_MODEL})")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write, e.g. models/NAME")
@@ -40,10 +41,12 @@ def _train(args: argparse.Namespace) -> int:
     from pfs_core.models.provenance import is_simulated, runtime_info
     from pfs_core.models.registry import get_spec
     from pfs_core.training.bundle import train_bundle
+    from pfs_core.training.cv import CohortSource, executing
 
     spec = get_spec(args.model)
     inputs = [args.cohort, args.preprocess, args.train_config]
     options.check_out(args, inputs)
+    execution = options.execution(args)
     preprocess, config = options.configs_from_args(args)
     cache_dir = options.cache_dir(args)
     device = options.device(args)
@@ -53,9 +56,12 @@ def _train(args: argparse.Namespace) -> int:
     provenance = {"command": options.command_line(args), "source": str(args.cohort), "simulated": simulated,
                   "note": args.data_note, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                   **runtime_info(str(device))}
+    source = CohortSource.of(data, args.cohort, need_images=spec.uses_images, lesion_features=config.lesion_features,
+                             cache_dir=cache_dir)
     out = options.prepare_out(args, inputs)
-    path = train_bundle(data, spec, out, folds=args.folds, seed=args.seed, config=config, device=device,
-                        progress=not args.no_progress, cache_dir=cache_dir, provenance=provenance)
+    with executing(execution, source):  # the fold fits of train_bundle's cross-validation
+        path = train_bundle(data, spec, out, folds=args.folds, seed=args.seed, config=config, device=device,
+                            progress=not args.no_progress, cache_dir=cache_dir, provenance=provenance)
     manifest = json.loads((path / "manifest.json").read_text())
     cv = manifest["cv_metrics"]
     print(f"bundle written: {path} ({spec.name}, version {manifest['model_version']}; "

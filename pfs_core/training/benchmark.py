@@ -29,6 +29,7 @@ import pandas as pd
 from pfs_core import DISCLAIMER, schema
 from pfs_core.config import TrainConfig, to_dict
 from pfs_core.dataset import CohortData
+from pfs_core.execution import Execution, Shared
 from pfs_core.io.outputs import atomic_write, atomic_write_text, write_csv
 from pfs_core.metrics import ALL_METRICS, logrank_p, paired_auroc_bootstrap
 from pfs_core.models.device import resolve_device
@@ -102,8 +103,14 @@ def run_benchmark(
     cache_dir: Path | None = None,
     truth: pd.DataFrame | None = None,
     n_boot: int = N_BOOT,
+    execution: Execution | None = None,
+    source: Shared | None = None,
+    cancel: Any = None,
 ) -> BenchmarkResult:
     """Cross-validate ``specs`` on ``data`` (same splits for all) and summarise per repeat.
+
+    ``execution``, ``source``, ``cancel``: where the fold fits run and how workers get the cohort
+    (:func:`pfs_core.training.cv.cross_validate`); the metrics do not depend on them.
 
     ``truth``: the simulator's ground truth (:func:`pfs_core.training.references.read_ground_truth`);
     with it, the reference rows are fitted first on the same splits (seconds, and a broken
@@ -115,7 +122,7 @@ def run_benchmark(
     splits = make_splits(data, folds=folds, repeats=repeats, seed=seed)
     references = run_references(data, splits, truth, config=config) if truth is not None else None
     cv = cross_validate(data, specs, splits, config=config, seed=seed, device=torch_device, progress=progress,
-                        cache_dir=cache_dir)
+                        cache_dir=cache_dir, execution=execution, source=source, cancel=cancel)
     per_repeat = repeat_metrics(data, cv.oof)
     summary = summarise(per_repeat, [s.name for s in specs])
     settings = {"folds": folds, "repeats": repeats, "seed": seed, "device": str(torch_device),
@@ -209,6 +216,7 @@ def results_json(result: BenchmarkResult, *, groups: dict[str, Any], figures: li
         "risk_groups": groups,
         "fit_seconds": {k: round(v, 1) for k, v in result.cv.seconds.items()},
         "wall_time_s": round(result.wall_time_s, 1),
+        "execution": result.cv.execution,
         "figures": figures,
         "figures_note": note,
         **evaluation_json(result),
@@ -255,7 +263,8 @@ def results_markdown(doc: dict[str, Any]) -> str:
         "the same splits for all models; metrics per repeat on pooled OOF predictions, mean ± sd over repeats.",
         f"- Post-baseline variable `prrt_cycles`: **{'INCLUDED (--include-post-baseline)' if s['include_post_baseline'] else 'excluded'}**.",
         f"- Device: {s['device']}; machine: {doc.get('machine', {}).get('summary', '')}; "
-        f"wall time {doc['wall_time_s'] / 60:.1f} min ({doc['wall_time_s']:.0f} s); started {doc.get('started', '')}.",
+        f"wall time {doc['wall_time_s'] / 60:.1f} min ({doc['wall_time_s']:.0f} s); started {doc.get('started', '')}"
+        + _execution_text(doc.get("execution") or {}) + ".",
         "",
         "| model | inputs | " + " | ".join(METRIC_LABELS[m] for m in ALL_METRICS) + " | KM log-rank p | fit time (s) |",
         "|---|---|" + "---|" * len(ALL_METRICS) + "---|---|",
@@ -280,6 +289,16 @@ def results_markdown(doc: dict[str, Any]) -> str:
     lines += [f"_{doc['figures_note']}_", "", "## Environment", "", "```",
               json.dumps(doc.get("versions", {}), indent=1), "```", ""]
     return "\n".join(lines)
+
+
+def _execution_text(execution: dict[str, Any]) -> str:
+    """"; 48 fold fits as 2 local processes" (empty for results written before the execution layer)."""
+    if not execution.get("backend"):
+        return ""
+    where = ("in one process" if execution["backend"] == "local" and execution.get("jobs") == 1
+             else f"as {execution.get('jobs')} local processes" if execution["backend"] == "local"
+             else "on a Ray cluster" if execution.get("ray_cluster") else f"on a local Ray instance of {execution.get('jobs')} CPUs")
+    return f"; {execution.get('tasks', '?')} fold fits {where}"
 
 
 def reference_markdown(doc: dict[str, Any]) -> list[str]:

@@ -146,8 +146,13 @@ def _fit_torch(
     if spec.pretrained_ct and config.epochs == 0:
         info["pretrain"] = {"skipped": "no CNN residual is trained (epochs 0): a pretrained CT trunk would be unused"}
     elif spec.pretrained_ct:
-        info["pretrain"] = _pretrain_ct(net, data, config=config, seed=seed, device=device, progress=progress,
-                                        cache_dir=cache_dir)
+        # The global random state after this point must not depend on whether the pretraining ran here or came
+        # from the cache (another run, another worker): dropout and the rest draw from it.
+        numpy_state = np.random.get_state()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            info["pretrain"] = _pretrain_ct(net, data, config=config, seed=seed, device=device, progress=progress,
+                                            cache_dir=cache_dir)
+        np.random.set_state(numpy_state)
         assert net.ct_branch is not None
         trunk = {id(p) for p in net.ct_branch.features.parameters()}
         groups = [{"params": [p for p in net.parameters() if id(p) not in trunk], "lr": config.lr},
