@@ -11,15 +11,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/case_explorer.py"
 
 
-@pytest.fixture(autouse=True)
-def with_viewer(monkeypatch):
-    """The PET/CT viewer (pfs_ui.viewer) in place of the old Slices part, until case_view calls it itself."""
-    from pfs_ui import case_view, viewer
-
-    if hasattr(case_view, "_slices") and "render_viewer" not in case_view.render_result.__code__.co_names:
-        monkeypatch.setattr(case_view, "_slices", viewer.render_viewer)
-
-
 class FakeUpload(io.BytesIO):
     def __init__(self, name: str, data: bytes) -> None:
         super().__init__(data)
@@ -46,12 +37,21 @@ def _predict(app_path: str, case: str = "SIM0003") -> AppTest:
     return at
 
 
+def _show(at: AppTest, view: str) -> AppTest:
+    """One part of the result (the selector above it), drawn without an exception."""
+    at.button_group(key="result_view").set_value(view).run()
+    assert not at.exception, at.exception
+    return at
+
+
 def _lesion_table(at: AppTest):
     return next((d.value for d in at.dataframe if "SSTR status" in d.value.columns), None)
 
 
 def test_sample_case_shows_lesion_table_features_and_report(app_path, uploads):
-    at = _predict(app_path)
+    from pfs_ui import case_view
+
+    at = _show(_predict(app_path), "Lesions")
     assert not at.error, [e.value for e in at.error]
     table = _lesion_table(at)
     assert table is not None and len(table) > 0
@@ -66,15 +66,17 @@ def test_sample_case_shows_lesion_table_features_and_report(app_path, uploads):
     assert "simulated organ masks shipped with sample case" in captions and "delineated automatically" in captions
     assert "P(PFS ≤ 12 months)" in labels and "simulated" in captions.lower()  # the prediction is still there
     result = at.session_state["case_result"]
-    report = next(v for k, v in result.memo.items() if k.startswith("report_html_"))
+    report = case_view._report_builder(result, "SIM0003", "")().html.decode()
     assert "Lesion measurements (automatic delineation)" in report and "simulated organ masks" in report
     assert "SSTR-positive tumour volume" in report
+    _show(at, "PET/CT viewer")
     planes = set().union(*(_trace_names(at, f"{p} ·") for p in ("Axial", "Coronal", "Sagittal")))
     assert {"SSTR-positive lesions", "SSTR-negative lesions"} <= planes  # the viewer starts on a lesion
     assert "liver" not in _trace_names(at, "Axial ·")
     at.checkbox(key="viewer_organs").check().run()
     assert not at.exception and "liver" in _trace_names(at, "Axial ·")
     assert {"SSTR-positive lesions", "liver"} <= _trace_names(at, "PET MIP")
+    _show(at, "3D view")
     at.checkbox(key="scene_organs").check().run()
     assert not at.exception and {"SSTR-positive lesions", "liver"} <= _trace_names(at, "Body surface")
 
@@ -108,10 +110,10 @@ def test_organ_masks_uploaded_with_the_pet_ct_bad_then_good(app_path, uploads):
     uploads["organ_up"] = [FakeUpload(organs.name, organs.read_bytes())]
     at.button(key="predict").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    table = _lesion_table(at)
+    table = _lesion_table(_show(at, "Lesions"))
     assert table is not None and "share of the risk (percentage points)" in table.columns
     assert any(f"multi-label NIfTI '{organs.name}'" in c.value for c in at.caption)
-    assert "Lesion contribution" in at.selectbox(key="viewer_overlay").options
+    assert "Lesion contribution" in _show(at, "PET/CT viewer").selectbox(key="viewer_overlay").options
 
 
 REAL_CT = ROOT.parent / "shared" / "data" / "real" / "totalseg_ct"
@@ -142,8 +144,8 @@ def test_real_ct_upload_with_totalsegmentator_masks_shows_the_lesion_contributio
     at.radio(key="source").set_value("Upload PET/CT").run()
     at.button(key="predict").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    table = _lesion_table(at)
+    table = _lesion_table(_show(at, "Lesions"))
     assert table is not None and len(table) >= 3 and "share of the risk (percentage points)" in table.columns
     assert any("TotalSegmentator" in c.value for c in at.caption)
-    at.selectbox(key="viewer_overlay").set_value("Lesion contributions").run()
+    _show(at, "PET/CT viewer").selectbox(key="viewer_overlay").set_value("Lesion contributions").run()
     assert not at.exception and not at.error

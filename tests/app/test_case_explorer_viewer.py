@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from pfs_ui import case_view, viewer
+from pfs_ui import viewer
 
 PAGE = "pages/case_explorer.py"
-
-
-@pytest.fixture
-def with_viewer(monkeypatch):
-    """The viewer in place of the old Slices part, until case_view calls it itself."""
-    if hasattr(case_view, "_slices") and "render_viewer" not in case_view.render_result.__code__.co_names:
-        monkeypatch.setattr(case_view, "_slices", viewer.render_viewer)
 
 
 def _charts(at: AppTest) -> dict[str, dict]:
@@ -30,7 +22,7 @@ def _voxel(at: AppTest) -> tuple[int, int, int]:
     return tuple(at.session_state[viewer.CROSS_KEY]["voxel"])
 
 
-def test_viewer_draws_three_planes_and_the_mip_and_follows_the_lesion_table(app_path, with_viewer):
+def test_viewer_draws_three_planes_and_the_mip_and_follows_the_lesion_table(app_path):
     from pfs_core.viz.images import to_ras_index
 
     at = AppTest.from_file(app_path, default_timeout=240)
@@ -39,6 +31,8 @@ def test_viewer_draws_three_planes_and_the_mip_and_follows_the_lesion_table(app_
     at.button(key="predict").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+    at.button_group(key="result_view").set_value("PET/CT viewer").run()
+    assert not at.exception, at.exception
 
     charts = _charts(at)
     planes = {p: next((s for t, s in charts.items() if t.startswith(f"{p.capitalize()} ·")), None)
@@ -61,8 +55,8 @@ def test_viewer_draws_three_planes_and_the_mip_and_follows_the_lesion_table(app_
 
     table = next(d.value for d in at.dataframe if d.key == viewer.TABLE_KEY)
     assert list(table.columns) == ["lesion", "SSTR status", "site", "volume (mL)", "SUVmax (g/mL)",
-                                   "tumour-to-liver (SUVmax / liver SUV)", "share of the risk (percentage points)"]
-    shares = table["share of the risk (percentage points)"].abs().tolist()
+                                   "tumour-to-liver", "share of risk (pp)"]  # full wording in each column's help
+    shares = table["share of risk (pp)"].abs().tolist()
     assert shares == sorted(shares, reverse=True)
     assert _voxel(at) == centres[int(table.iloc[0]["lesion"])]  # the first row: the largest share of the risk
     assert not any("_" in str(s) for s in table["site"])
