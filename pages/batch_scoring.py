@@ -8,7 +8,7 @@ from pfs_ui.common import load_bundle_ui, show_disclaimer
 st.title("Batch scoring")
 show_disclaimer()
 st.caption("Scores every usable row of a cohort.csv (simulator columns; pfs_months/progressed optional) with a "
-           "model bundle: probability of PFS ≤ 12 months, interval over the fold models, risk group and "
+           "model bundle: probability of PFS ≤ 12 months with its 90 % interval (docs/uncertainty.md), risk group and "
            "warnings. Rows with problems are listed with their row number and left out. With outcomes "
            "(pfs_months, progressed) the scores are validated against them: AUROC, C-index, calibration, Brier "
            "and decision curve with 95 % bootstrap intervals. To upload a table, upload the zip of its images "

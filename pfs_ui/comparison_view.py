@@ -61,7 +61,8 @@ def render_table(output: Any) -> None:
     table["kind"] = table["kind"].map(lambda kind: "REFERENCE (not a model)" if kind == REFERENCE_ROW else "model")
     config = {label: st.column_config.TextColumn(f"{label} ({origin})") for label in ("AUROC", "AUPRC", "Brier",
                                                                                       "C-index")}
-    config["kind"] = st.column_config.TextColumn("row", help="model of the study, or a reference row (not a model)")
+    config["kind"] = st.column_config.TextColumn("row", width=175,
+                                                 help="model of the study, or a reference row (not a model)")
     # wide enough for the longest name (lab_pet_ct_pretrained) at 1280 px, and kept in view when scrolling
     config["model"] = st.column_config.TextColumn("model", width=MODEL_COLUMN_PX, pinned=True)
     config |= {"published AUROC": st.column_config.TextColumn(f"AUROC (published, {SHORT_CITATION})"),

@@ -145,7 +145,11 @@ def screenshot(page: Any, name: str, folder: Path) -> Path:
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 12_000))})
     try:
         settle(page)
-        page.wait_for_timeout(800)  # plotly redraws for the new height
+        # every chart drawn (plotly's SVG in it; Streamlit shows a grey placeholder until then), then a moment
+        # for plotly to redraw at the new size
+        page.wait_for_function("() => Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
+                               ".every(e => e.querySelector('.main-svg'))", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_timeout(1500)
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(size)
