@@ -12,18 +12,24 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from pfs_core.viz._style import color, rgba
+from pfs_core.viz._style import LEGEND_ROW_PX, color, legend_rows, rgba
 from pfs_core.viz.curves import calibration_figure, decision_curve_figure, roc_figure
 
 __all__ = ["validation_roc_figure", "validation_calibration_figure", "validation_decision_figure",
            "legend_below"]
 
 
-def legend_below(fig: go.Figure, *, height: int = 520) -> go.Figure:
-    """Legend under the plot area (horizontal), margins that keep titles and axes inside the figure."""
-    fig.update_layout(height=height, legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.18,
-                                             "yanchor": "top"},
-                      margin={"l": 70, "r": 20, "t": 60, "b": 150}, title={"font": {"size": 15}})
+def legend_below(fig: go.Figure, *, height: int = 520, width_px: int = 360) -> go.Figure:
+    """Legend under the whole chart (horizontal, at the bottom of the figure, not of the plot area: a square plot
+    area shrinks in a narrow column and a legend hung below it ran into the x-axis title), with a bottom margin
+    for as many legend rows as ``width_px`` (the narrowest expected chart) needs."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
+    rows = legend_rows(names, width_px=width_px)
+    bottom = 70 + LEGEND_ROW_PX * rows
+    fig.update_layout(height=height + LEGEND_ROW_PX * max(0, rows - 2),
+                      legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": 0.0, "yanchor": "bottom",
+                              "yref": "container"},
+                      margin={"l": 70, "r": 20, "t": 60, "b": bottom}, title={"font": {"size": 15}})
     return fig
 
 
