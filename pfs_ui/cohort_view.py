@@ -503,9 +503,11 @@ def compare_runs_panel() -> None:
                 return
             outputs.append(output)
             st.markdown(f"**{labels[folder]}**")
-            table = metrics_table(output)[["model", "AUROC", "AUPRC", "Brier", "C-index"]]
+            # three metrics, so that the table fits half of a 1280 px page (mean ± sd strings are wide);
+            # AUPRC is on the Model comparison page
+            table = metrics_table(output)[["model", "AUROC", "Brier", "C-index"]]
             st.dataframe(table, hide_index=True, key=f"compare_table_{len(outputs)}",
-                         column_config={"model": st.column_config.TextColumn("model", width=170, pinned=True)})
+                         column_config={"model": st.column_config.TextColumn("model", width=160, pinned=True)})
             _run_curves(output, index=len(outputs))
     diff = run_difference(outputs[0], outputs[1])
     if diff.empty:

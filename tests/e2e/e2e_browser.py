@@ -153,8 +153,18 @@ def screenshot(page: Any, name: str, folder: Path) -> Path:
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(size)
+    _shrink(path)
     assert path.stat().st_size > 10_000, f"{path} is nearly empty"
     return path
+
+
+def _shrink(path: Path) -> None:
+    """256 colours: a third of the size, so that docs/screenshots stays small in the repository."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 def screenshot_folder(tmp_path: Path) -> Path:
