@@ -139,13 +139,14 @@ def test_changing_the_case_after_a_prediction_leaves_no_stale_result(app_server,
     settle(page)
     header = page.get_by_role("heading", name=re.compile(r"Result: sample case \S+ \(simulated\)"))
     expect(header).to_be_visible()  # the result names its case
+    expect(page.get_by_role("button", name="Report (PDF)")).to_be_visible()  # ... and offers its report
     first = header.inner_text().split("sample case ")[1].split(" ")[0]
     page.get_by_test_id("stSelectbox").filter(has_text="Sample case (simulated patient)").click()
     page.get_by_role("option").filter(has_not_text=first).first.click()
     expect(page.get_by_text("Inputs changed since this prediction").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     settle(page)
     assert not _probability_shown(page), "the previous case's probability is still on screen"
-    assert page.get_by_text("Download tumour-board report").count() == 0
+    assert page.get_by_role("button", name="Report (PDF)").count() == 0
     assert page.locator(".js-plotly-plot").count() == 0
     assert_no_error(page, "Case Explorer after changing the case", log)
 
