@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 from pfs_core.config import MODEL_PREPROCESS, PreprocessConfig, TrainConfig, from_dict, to_dict
 from pfs_core.errors import InputError, UsageError
+from pfs_core.io.jsontext import JsonProblem, decode_json
 from pfs_core.limits import read_capped
 from pfs_core.progress import writing_to
 
@@ -161,15 +161,9 @@ def _read_lab_row(path: Path) -> dict[str, Any]:
 def _parse_json(raw: bytes, path: Path, *, what: str, fix: str, error: type[Exception]) -> Any:
     """``raw`` as JSON; ``error`` naming ``path`` and the ``fix`` for text that is not JSON we can use."""
     try:
-        return json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        reason = "not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    except RecursionError:
-        reason = "nested too deeply"
-    except ValueError:  # Python refuses to read an integer of more than 4300 digits
-        reason = "a number has too many digits"
+        return decode_json(raw)
+    except JsonProblem as exc:
+        reason = str(exc)
     raise error(f"{path}: cannot read the {what} ({reason}); {fix}") from None
 
 

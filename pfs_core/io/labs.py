@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from pfs_core import schema
 from pfs_core.errors import InputError
+from pfs_core.io.jsontext import JsonProblem, decode_json
 from pfs_core.limits import limits, refuse
 
 #: Cell texts read as "missing" (compared lower-case, after stripping blanks).
@@ -234,15 +234,9 @@ def _json_cells(data: bytes, name: str) -> list[tuple[str, Any]]:
     """The {column: value} object of a lab JSON (or its "labs" member); InputError naming the file otherwise."""
     fix = 'give an object like {"chromogranin_a": 250, "sex": "F"}'
     try:
-        obj = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        reason = "not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    except RecursionError:
-        reason = "nested too deeply"
-    except ValueError:  # an integer of more than 4300 digits
-        reason = "a number has too many digits"
+        obj = decode_json(data)
+    except JsonProblem as exc:
+        reason = str(exc)
     else:
         if isinstance(obj, dict) and isinstance(obj.get("labs"), dict):
             obj = obj["labs"]
