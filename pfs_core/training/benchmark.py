@@ -15,8 +15,10 @@ Kaplan–Meier by predicted risk group) into the output folder.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -120,9 +122,16 @@ def run_benchmark(
     started = time.perf_counter()
     torch_device = resolve_device(device)
     splits = make_splits(data, folds=folds, repeats=repeats, seed=seed)
-    references = run_references(data, splits, truth, config=config) if truth is not None else None
-    cv = cross_validate(data, specs, splits, config=config, seed=seed, device=torch_device, progress=progress,
-                        cache_dir=cache_dir, execution=execution, source=source, cancel=cancel)
+    fit = partial(cross_validate, data, specs, splits, config=config, seed=seed, device=torch_device,
+                  progress=progress, cache_dir=cache_dir, execution=execution, source=source)
+    if truth is None:
+        references, cv = None, fit(cancel=cancel)
+    elif execution is None or execution.in_process:
+        references = run_references(data, splits, truth, config=config)
+        cv = fit(cancel=cancel)
+    else:  # the reference rows are fitted here while the workers start and take the first fold fits
+        references, cv = _references_beside(fit, lambda: run_references(data, splits, truth, config=config),
+                                            cancel=cancel)
     per_repeat = repeat_metrics(data, cv.oof)
     summary = summarise(per_repeat, [s.name for s in specs])
     settings = {"folds": folds, "repeats": repeats, "seed": seed, "device": str(torch_device),
@@ -134,6 +143,21 @@ def run_benchmark(
     add_paired_deltas(result, n_boot=n_boot, seed=seed + BOOTSTRAP_SEED_OFFSET)
     result.wall_time_s = time.perf_counter() - started
     return result
+
+
+def _references_beside(fit: Callable[..., CrossValidation], references: Callable[[], ReferenceRun], *,
+                       cancel: Any) -> tuple[ReferenceRun, CrossValidation]:
+    """(references(), fit(cancel=...)): the cross-validation's driver in a thread, the references here; an error
+    or interrupt here cancels the cross-validation (its workers stop) before it is raised."""
+    stop = threading.Event()
+    user = (cancel.is_set if hasattr(cancel, "is_set") else cancel) if cancel is not None else (lambda: False)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cross-validation") as side:
+        running = side.submit(fit, cancel=lambda: stop.is_set() or bool(user()))
+        try:
+            return references(), running.result()
+        except BaseException:
+            stop.set()
+            raise
 
 
 def best_single_modality(specs: Sequence[ModelSpec], summary: dict[str, dict[str, dict[str, Any]]]) -> str | None:

@@ -11,8 +11,9 @@ Each model fitted on one split is one task of :mod:`pfs_core.execution` (:func:`
 process, in local worker processes (``--jobs N``) or on Ray (``--backend ray``). A task's seed is a
 function of the run seed and its split only (:func:`task_seed`), and every random draw of a fit is
 seeded from it, so the out-of-fold predictions do not depend on where or in which order the tasks run.
-Workers get the cohort once: loaded from its table and cache (:class:`CohortSource`) or, for a cohort
-that exists only in memory, shipped once per worker (:class:`~pfs_core.execution.InMemory`).
+Workers get the cohort once: local worker processes load it from its table and cache (:class:`CohortSource`)
+or, for a cohort that exists only in memory, get it once when they start; on Ray it goes once into the object
+store (:class:`~pfs_core.execution.InMemory`).
 """
 
 from __future__ import annotations
@@ -217,11 +218,12 @@ def fold_tasks(data: Any, specs: Sequence[ModelSpec], splits: Sequence[Split], *
     """One :class:`~pfs_core.execution.Task` per split × model (splits outer, models inner).
 
     ``data``: the cohort itself (in process) or a :class:`~pfs_core.execution.Shared` the workers load.
-    Declared: 1 CPU; on CUDA a torch model also :data:`TORCH_GPU_FRACTION` of a GPU; memory: the cohort's
-    volumes about three times (the cohort, the training subset and its batches) plus 300 MB for the libraries.
+    Declared: 1 CPU; on CUDA a torch model also :data:`TORCH_GPU_FRACTION` of a GPU; memory (what Ray schedules
+    by; the cohort itself sits once per node in its object store): the training subset's volumes, at most the
+    cohort's, plus 800 MB for the libraries (a worker of the 116-patient benchmark peaked at 0.7-0.8 GB).
     """
     on_gpu = device is not None and device.type == "cuda"
-    memory_mb = int(3 * image_bytes / 2**20) + 300
+    memory_mb = int(image_bytes / 2**20) + 800
     tasks = []
     for split in splits:
         for spec in specs:
@@ -233,8 +235,22 @@ def fold_tasks(data: Any, specs: Sequence[ModelSpec], splits: Sequence[Split], *
                  "progress": progress and in_process, "cache_dir": str(cache_dir) if cache_dir is not None else None,
                  "keep_model": keep_models},
                 label=f"model {spec.name}, repeat {split.repeat}, fold {split.fold}", info=info, cpus=1.0,
-                gpu=TORCH_GPU_FRACTION if on_gpu and spec.kind != SKLEARN else 0.0, memory_mb=memory_mb))
+                gpu=TORCH_GPU_FRACTION if on_gpu and spec.kind != SKLEARN else 0.0, memory_mb=memory_mb,
+                cost=expected_cost(spec)))
     return tasks
+
+
+def expected_cost(spec: ModelSpec) -> float:
+    """Rough run time of one fold fit of ``spec`` relative to ``lab_rf`` (the order workers take tasks in).
+
+    From the fit seconds of results/sim116 (one process): a network costs about the square of its input
+    modalities (pet_cnn 1, lab_pet 3, lab_pet_ct 9 times lab_rf); the pretrained CT trunk as much again as
+    its fusion network when not cached; ``classic`` with its penalty search about 3.
+    """
+    n = len(spec.modalities)
+    if spec.kind == SKLEARN:
+        return 3.0 if spec.pet_features else 1.0
+    return float(n * n) + (1.0 if spec.pretrained_ct else 0.0)
 
 
 def cross_validate(
@@ -255,8 +271,8 @@ def cross_validate(
     """Fit every model on every split's training rows and predict its test rows.
 
     ``execution``: where the tasks run (default: the one of :func:`executing`, else one after the other in
-    this process); ``source``: how workers get the cohort (a :class:`CohortSource`; default: ``data`` itself,
-    shipped once per worker); ``cancel``: a ``threading.Event`` or callable (:func:`pfs_core.execution.run_tasks`).
+    this process); ``source``: how local worker processes get the cohort (a :class:`CohortSource`; default:
+    ``data`` itself, shipped once per worker; on Ray always through the object store); ``cancel``: a ``threading.Event`` or callable (:func:`pfs_core.execution.run_tasks`).
     ``progress``: a tqdm bar on stderr. Independently, one :func:`pfs_core.progress.emit` line per
     task (stage "cross-validation"; the keys name the first task not yet finished) goes to the progress
     file when one is open.
@@ -264,7 +280,10 @@ def cross_validate(
     if execution is None:
         execution, source = _current if source is None else (_current[0], source)
     in_process = execution.in_process
-    shared: Any = data if in_process else (source or InMemory(data, f"cohort-{ids_digest(data.patient_ids)}"))
+    # Ray: once into the object store (one copy per node, read by its workers without copying; the nodes need
+    # not see the cohort's files). Local processes: each loads it from the cache (``source``), else gets it once.
+    shared: Any = data if in_process else InMemory(data, f"cohort-{ids_digest(data.patient_ids)}") \
+        if execution.backend == "ray" or source is None else source
     image_bytes = sum(a.nbytes for a in (data.pet, data.ct) if a is not None)
     tasks = fold_tasks(shared, specs, splits, config=config, seed=seed, device=device, progress=progress,
                        cache_dir=cache_dir, keep_models=keep_models, in_process=in_process,

@@ -135,3 +135,23 @@ def test_jobs_and_backend_are_checked_before_any_work(tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 2
     assert "add --backend ray" in capsys.readouterr().err
     assert os.environ.get("PFS_CORE_THREADS") in (None, "1")
+
+
+def test_reference_rows_are_fitted_while_the_workers_run():
+    """With workers, the reference rows are fitted beside the cross-validation; an error there stops it."""
+    from functools import partial
+
+    from pfs_core.training.benchmark import _references_beside
+
+    data = make_cohort(18)
+    splits = cv.make_splits(data, folds=3, repeats=1, seed=1)
+    fit = partial(cv.cross_validate, data, [get_spec("lab_rf")], splits, config=FAST, seed=1,
+                  execution=Execution(jobs=2))
+    refs, result = _references_beside(fit, lambda: "references", cancel=None)
+    assert refs == "references" and len(result.oof) == 18
+
+    def broken():
+        raise ValueError("ground_truth.csv: column p_true is missing")
+
+    with pytest.raises(ValueError, match="p_true"):
+        _references_beside(fit, broken, cancel=None)
