@@ -212,10 +212,18 @@ def render_result(bundle: Any, inputs: CaseInputs, entry: LabEntry) -> None:
 
 
 def outlook_of(bundle: Any, result: CaseResult) -> Any:
-    """The patient's predicted PFS curve (:func:`pfs_core.outlook.patient_outlook`), once per result."""
+    """The patient's predicted PFS curve (:func:`pfs_core.outlook.patient_outlook`), once per result; None (with
+    the reason in the result's memo) for a bundle whose training predictions cannot fit a survival model."""
     from pfs_core.outlook import patient_outlook
 
-    return result.remember("outlook", lambda: patient_outlook(bundle, result.explanation.prediction.probability))
+    def build() -> Any:
+        try:
+            return patient_outlook(bundle, result.explanation.prediction.probability)
+        except PfsError as exc:
+            result.memo["outlook_problem"] = str(exc)
+            return None
+
+    return result.remember("outlook", build)
 
 
 def _headline(bundle: Any, result: CaseResult) -> None:
@@ -245,6 +253,9 @@ def _outlook_metrics(bundle: Any, result: CaseResult) -> None:
     """P(progression or death) by 6, 12 and 24 months from the patient's PFS curve, with its sentence and the
     note on why its 12-month figure differs from the classifier's probability."""
     outlook = outlook_of(bundle, result)
+    if outlook is None:
+        st.caption(f"No PFS outlook for this model: {result.memo.get('outlook_problem', '')}")
+        return
     for col, months in zip(st.columns(4), sorted(outlook.at), strict=False):
         interval = outlook.at_interval.get(months)
         band = "" if interval is None else f"95 % band {interval[0]:.0%}–{interval[1]:.0%}. "
@@ -393,14 +404,18 @@ def _cohort(bundle: Any, result: CaseResult) -> None:
     def build() -> tuple[Any, Any, Any, float]:
         groups = np.where(probs >= bundle.risk_threshold, "high", "low").tolist()
         km, p_value = km_figure(times, events, groups, highlight=p.risk_group, title="Training cohort by risk group")
-        curve = patient_pfs_figure(outlook_of(bundle, result), cohort=(times, events))
+        outlook = outlook_of(bundle, result)
+        curve = None if outlook is None else patient_pfs_figure(outlook, cohort=(times, events))
         return curve, risk_distribution_figure(probs, p.probability, threshold=p.risk_threshold), km, p_value
 
     curve, dist, km, p_value = result.remember("cohort_figures", build)
     outlook = outlook_of(bundle, result)
     left, right = st.columns(2)
-    show_chart(left, curve, key="pfs_curve_chart", name="patient_pfs_curve")
-    left.caption(outlook.method + (f" {outlook.note}" if outlook.note else ""))
+    if outlook is None:
+        left.info(f"No PFS curve for this model: {result.memo.get('outlook_problem', '')}")
+    else:
+        show_chart(left, curve, key="pfs_curve_chart", name="patient_pfs_curve")
+        left.caption(outlook.method + (f" {outlook.note}" if outlook.note else ""))
     show_chart(right, km, key="km_chart", name="training_kaplan_meier")
     right.caption(f"Kaplan–Meier of the training cohort (out-of-fold risk groups), numbers at risk below; log-rank "
                   f"p = {p_value:.3g}. This patient's group ({p.risk_group}) is highlighted.")

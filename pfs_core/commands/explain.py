@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pfs_core.commands import options
@@ -39,10 +40,12 @@ def run(args: argparse.Namespace) -> int:
 
     import nibabel as nib
 
+    from pfs_core.errors import BundleError
     from pfs_core.explain import explain_case
     from pfs_core.explain.lesions import contribution_map
     from pfs_core.io.outputs import atomic_write, atomic_write_text, write_csv
     from pfs_core.models.bundle import load_bundle
+    from pfs_core.outlook import patient_outlook
     from pfs_core.preprocessing.model_grid import load_case
     from pfs_core.results.report import case_report
 
@@ -64,10 +67,15 @@ def run(args: argparse.Namespace) -> int:
         images["lesion_contributions.nii.gz"] = contribution_map(explanation.measurement, explanation.lesions)
     for name, image in images.items():
         atomic_write(out / name, partial(nib.save, image))
-    summary = explanation.to_dict()
+    try:
+        outlook = patient_outlook(bundle, explanation.prediction.probability)
+    except BundleError as exc:  # a bundle whose training predictions hold too few events for a survival model
+        outlook = None
+        print(f"note: no PFS outlook: {exc}", file=sys.stderr)
+    summary = explanation.to_dict() | ({} if outlook is None else {"pfs_outlook": outlook.to_dict()})
     atomic_write_text(out / "explanation.json", json.dumps(summary, indent=2) + "\n")
     report = case_report(explanation, labs=labs, inputs=_report_inputs(args, pet), case_id=_case_id(args), pet=pet,
-                         ct=ct, note=args.note)
+                         ct=ct, note=args.note, outlook=None if outlook is None else outlook.at)
     for name, data in (("report.html", report.html), ("report.pdf", report.pdf)):
         atomic_write(out / name, partial(Path.write_bytes, data=data))
     p = explanation.prediction
