@@ -237,12 +237,22 @@ def _call(fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: Mapping[s
 
 
 def _worker_threads(cpus: float) -> None:
-    """torch/BLAS threads of a worker process = the CPUs its task declared (at least 1)."""
-    n = str(max(1, int(cpus)))
-    os.environ["PFS_CORE_THREADS"] = n
+    """torch, OpenMP and BLAS threads of a worker process = the CPUs its task declared (at least 1).
+
+    Not only torch's: a BLAS or OpenMP pool sized for all cores in each of two workers made every fold fit
+    3.5 times slower on 2 cores (their threads spin-wait for each other; measured, docs/scale.md).
+    """
+    n = max(1, int(cpus))
+    for name in ("PFS_CORE_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(n)  # for libraries loaded later
     torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != int(n):
-        torch.set_num_threads(int(n))
+    if torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:
+        return
+    threadpool_limits(limits=n)  # the libraries already loaded
 
 
 # ----------------------------------------------------------------------------- in this process
