@@ -90,7 +90,7 @@ def shap_bar_figure(names: Sequence[str], shap_values: Sequence[float] | np.ndar
     if output_space == "logit":
         summary += f", probability {1.0 / (1.0 + math.exp(-output)):.2f}"
     fig = new_figure(title=f"{title}<br><sup>{summary}</sup>", x_title=f"SHAP value ({unit})",
-                     y_title="", height=_bar_height(title, len(bars), per_bar=26, minimum=300))
+                     y_title="", height=_bar_height(title, len(bars), per_bar=_per_bar(labels), minimum=300))
     colors = [RAISES_RISK if v > 0 else LOWERS_RISK for v in bars]
     fig.add_trace(go.Bar(
         x=bars, y=labels, orientation="h", name="SHAP value", showlegend=False, marker={
@@ -164,6 +164,13 @@ def modality_importance_figure(mean_abs: Mapping[str, float], *,
 
 #: Bar labels longer than this wrap onto a second line, so the plot keeps most of a ~600 px chart's width.
 LABEL_CHARS = 30
+
+
+def _per_bar(labels: Sequence[str]) -> int:
+    """Pixels a bar needs so that its wrapped label (up to 3 lines at :data:`LABEL_CHARS`) does not run into the
+    next bar's: 26 px for one line, 15 px more for each further line."""
+    lines = max((line_count(wrap_text(label, LABEL_CHARS)) for label in labels), default=1)
+    return 26 + 15 * (lines - 1)
 
 
 def _bar_height(title: str, n_bars: int, *, per_bar: int, minimum: int) -> int:
