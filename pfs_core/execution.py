@@ -317,9 +317,13 @@ def _pool_call(fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: Mapp
 
 
 @contextmanager
-def _plain_main() -> Iterator[None]:
-    """A bare ``__main__`` while spawned workers start (as :func:`pfs_core.measure.features._plain_main`:
-    a worker would otherwise first re-run the parent's main script, e.g. a Streamlit page)."""
+def plain_main() -> Iterator[None]:
+    """A bare ``__main__`` while spawned workers start.
+
+    A spawned worker first runs the parent's main script (as ``__mp_main__``); inside a Streamlit server or
+    after a page test, that script is the app page, and a worker running it re-imports MONAI in an order
+    that breaks on its circular imports (the worker dies before its first task). Workers need nothing of it.
+    """
     main = sys.modules.get("__main__")
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
@@ -345,7 +349,7 @@ def _run_pool(tasks: Sequence[Task], *, jobs: int, progress: Callable[[int, int,
         stop = False
 
         try:
-            with _plain_main():  # the first submits start the workers (they spawn while __main__ is bare)
+            with plain_main():  # the first submits start the workers (they spawn while __main__ is bare)
                 _top_up(pool, running, queue, tasks, args, kwargs, jobs)
             while running:
                 finished, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)

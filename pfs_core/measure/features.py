@@ -9,12 +9,10 @@ import hashlib
 import json
 import multiprocessing
 import sys
-import types
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pandas as pd
 from pfs_core import schema
 from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError
+from pfs_core.execution import plain_main
 from pfs_core.features.lesions import FEATURE_VERSION, LESION_FEATURES, model_scale, raw_features
 from pfs_core.io import load_ct, load_pet
 from pfs_core.io.cache import ArrayCache, content_digest
@@ -111,23 +110,6 @@ def cohort_features(cohort_csv: str | Path, *, cache_dir: Path | None, settings:
                         columns=list(LESION_FEATURES))
 
 
-@contextmanager
-def _plain_main() -> Iterator[None]:
-    """A bare ``__main__`` while spawned workers start.
-
-    A spawned worker first runs the parent's main script (as ``__mp_main__``); inside a Streamlit server or
-    after a page test, that script is the app page, and a worker running it re-imports MONAI in an order
-    that breaks on its circular imports (the worker dies before its first case). Workers need nothing of it.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-
-
 def _measured(cases: list[CaseFiles], settings: MeasureSettings, workers: int) -> Iterator[np.ndarray]:
     """:func:`case_features` of each case in order, by ``workers`` processes when there is more than one case."""
     if workers < 2 or len(cases) < 2:
@@ -138,7 +120,7 @@ def _measured(cases: list[CaseFiles], settings: MeasureSettings, workers: int) -
     done = 0
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            with _plain_main():  # map submits every case, and so starts the workers, before it returns
+            with plain_main():  # map submits every case, and so starts the workers, before it returns
                 results = pool.map(case_features, cases, [settings] * len(cases))
             for vector in results:
                 done += 1
