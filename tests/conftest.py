@@ -51,3 +51,26 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
         return trained[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def disk_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny cohort written to disk (cohort.csv and NIfTI images) once per session (model and training tests)."""
+    from model_fixtures import write_disk_cohort
+
+    return write_disk_cohort(tmp_path_factory.mktemp("cohort"))
+
+
+@pytest.fixture(scope="session")
+def small_json(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(preprocess JSON, train-config JSON) for fast command-line runs."""
+    import json
+
+    from model_fixtures import FAST, SMALL
+
+    from pfs_core.config import to_dict
+
+    folder = tmp_path_factory.mktemp("configs")
+    (folder / "pre.json").write_text(json.dumps(to_dict(SMALL)))
+    (folder / "train.json").write_text(json.dumps(to_dict(FAST)))
+    return folder / "pre.json", folder / "train.json"
