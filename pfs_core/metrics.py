@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import concordance_index
+from scipy import special
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
@@ -127,10 +128,10 @@ def paired_auroc_bootstrap(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, n
 LOGIT_EPS = 1e-6
 
 
-def logit(probability: np.ndarray) -> np.ndarray:
-    """log(p / (1 − p)) elementwise, ``p`` clipped to [1e-6, 1 − 1e-6]."""
-    p = np.clip(np.asarray(probability, dtype=float), LOGIT_EPS, 1.0 - LOGIT_EPS)
-    return np.log(p / (1.0 - p))
+def logit(probability: np.ndarray | float, *, eps: float = LOGIT_EPS) -> np.ndarray:
+    """log(p / (1 − p)) elementwise (scipy.special.logit), ``p`` clipped to [eps, 1 − eps] so that 0 and 1 stay
+    finite."""
+    return np.asarray(special.logit(np.clip(np.asarray(probability, dtype=float), eps, 1.0 - eps)))
 
 
 def calibration_fit(y: np.ndarray, probability: np.ndarray, *, steps: int = 30,

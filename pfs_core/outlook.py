@@ -30,6 +30,7 @@ import pandas as pd
 from lifelines import CoxPHFitter
 
 from pfs_core.errors import BundleError
+from pfs_core.metrics import logit
 from pfs_core.models.bundle import Bundle
 from pfs_core.schema import SHORT_PFS_MONTHS
 
@@ -82,13 +83,13 @@ class OutlookModel:
 
     def survival(self, probability: float | np.ndarray) -> np.ndarray:
         """PFS probability on :attr:`times` for a classifier probability (``()`` → ``(T,)``, ``(N,)`` → ``(N, T)``)."""
-        x = logit(np.asarray(probability, dtype=float)) - self.mean_logit
+        x = logit(probability, eps=EPS) - self.mean_logit
         risk = np.exp(self.coef * x)
         return np.exp(-np.multiply.outer(risk, self.baseline_cumhaz))
 
     def boot_survival(self, probability: float) -> np.ndarray:
         """``(B, T)`` bootstrap PFS curves of one classifier probability."""
-        x = float(logit(np.asarray(probability, dtype=float))) - self.mean_logit
+        x = float(logit(probability, eps=EPS)) - self.mean_logit
         return np.exp(-self.boot_cumhaz * np.exp(self.boot_coef * x)[:, None])
 
 
@@ -131,12 +132,6 @@ class Outlook:
                 "sentence": self.sentence, "note": self.note}
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    """log(p / (1 − p)) with p clipped to [EPS, 1 − EPS]."""
-    q = np.clip(p, EPS, 1.0 - EPS)
-    return np.log(q / (1.0 - q))
-
-
 # ----------------------------------------------------------------------------- fitting
 
 
@@ -155,7 +150,7 @@ def fit_outlook_model(oof: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = SE
     if missing:
         raise BundleError(f"training_oof: column(s) {', '.join(missing)} missing; retrain the bundle")
     frame = oof[["oof_probability", "pfs_months", "progressed"]].apply(pd.to_numeric, errors="coerce").dropna()
-    x = logit(frame["oof_probability"].to_numpy(float))
+    x = logit(frame["oof_probability"].to_numpy(float), eps=EPS)
     t = frame["pfs_months"].to_numpy(float)
     e = frame["progressed"].to_numpy(float).astype(int)
     if int(e.sum()) < MIN_EVENTS or np.ptp(x) == 0:

@@ -41,10 +41,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from pfs_core.errors import BundleError
 from pfs_core.features.lesions import LESION_FEATURES
 from pfs_core.features.tabular import TabularParams
+from pfs_core.metrics import logit
 from pfs_core.models.bundle import UNCERTAINTY_FIELD, Bundle
 
 #: Manifest key of the calibration entry.
@@ -86,17 +88,6 @@ class Interval:
     method: str
     sentence: str
     difficulty: Difficulty | None = None
-
-
-def logit(p: np.ndarray | float) -> np.ndarray:
-    """logit of probabilities clipped to [EPS, 1 - EPS]."""
-    q = np.clip(np.asarray(p, float), EPS, 1.0 - EPS)
-    return np.asarray(np.log(q) - np.log1p(-q))
-
-
-def expit(x: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`logit`."""
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(x, float))))
 
 
 def conformal_quantile(scores: Sequence[float] | np.ndarray, level: float = LEVEL) -> float:
