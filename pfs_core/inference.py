@@ -122,20 +122,14 @@ def _lab_report(bundle: Bundle, clean: Mapping[str, Any], *,
             continue
         if not info["min"] <= float(value) <= info["max"]:
             out_of_range.append(name)
-            warnings.append(f"{_label(name)} = {value:g} {info['unit']} is outside the training range "
+            warnings.append(f"{schema.label(name)} = {value:g} {info['unit']} is outside the training range "
                             f"{info['min']:g}-{info['max']:g}; the prediction extrapolates")
     if imputed:
-        warnings.append(f"missing lab value(s) imputed with the training median: {', '.join(map(_label, imputed))}")
+        warnings.append(f"missing lab value(s) imputed with the training median: {', '.join(map(schema.label, imputed))}")
     if warn_post_baseline and not bundle.post_baseline_used and clean.get("prrt_cycles") is not None and used:
-        warnings.append(f"{_label('prrt_cycles')} ignored: it is post-baseline and this model was trained "
+        warnings.append(f"{schema.label('prrt_cycles')} ignored: it is post-baseline and this model was trained "
                         "without it")
     return imputed, out_of_range, warnings
-
-
-def _label(name: str) -> str:
-    """The plain label of a lab or clinical column (its name when the schema does not know it)."""
-    feature = schema.NUMERIC_BY_NAME.get(name) or schema.CATEGORICAL_BY_NAME.get(name)
-    return feature.label if feature is not None else name
 
 
 def _check_modalities(bundle: Bundle, *, has_pet: bool, has_ct: bool) -> tuple[list[str], list[str]]:

@@ -91,6 +91,15 @@ COHORT_COLUMNS: tuple[str, ...] = (ID_COLUMN, PET_COLUMN, CT_COLUMN, *LAB_COLUMN
 OPTIONAL_COLUMNS: tuple[str, ...] = (ORGANS_COLUMN,)
 
 
+def label(name: str, default: str | None = None) -> str:
+    """The on-screen label of lab or clinical column ``name`` ("AST (GOT)"); ``default`` (else the name itself)
+    for a column the schema does not know."""
+    feature = NUMERIC_BY_NAME.get(name) or CATEGORICAL_BY_NAME.get(name)
+    if feature is not None:
+        return feature.label
+    return name if default is None else default
+
+
 def to_model_unit(name: str, value: float, unit: str) -> float:
     """Convert ``value`` given in ``unit`` to the model unit of feature ``name``."""
     feature = NUMERIC_BY_NAME[name]

@@ -297,7 +297,7 @@ def _why(result: CaseResult) -> None:
         else:
             left.info("No lab value was given: nothing to attribute; the model used the training medians.")
         left.caption(f"SHAP values ({s.method}); base {s.base_value:.3f} + sum = {s.output:.3f}.")
-        missing = [_label(n) for n, imputed in zip(s.names, s.imputed, strict=True) if imputed]
+        missing = [schema.label(n) for n, imputed in zip(s.names, s.imputed, strict=True) if imputed]
         if missing:
             left.caption(f"Not measured, imputed with the training median (no attribution of their own; their "
                          f"effect is in the base value): {', '.join(missing)}.")
@@ -315,12 +315,6 @@ def _why(result: CaseResult) -> None:
                       "the PET/CT viewer and the 3D view as 'Lesion contribution'.")
     else:
         _measurements(right, e.prediction.image_measurements)
-
-
-def _label(name: str) -> str:
-    """The on-screen label of a lab column."""
-    feature = schema.NUMERIC_BY_NAME.get(name) or schema.CATEGORICAL_BY_NAME.get(name)
-    return feature.label if feature is not None else name
 
 
 def _measurements(where: Any, values: dict[str, float]) -> None:

@@ -183,8 +183,7 @@ def _fill(found: LabImport, *, key_prefix: str) -> None:
 
 def field_label(name: str) -> str:
     """The on-screen label of lab field ``name`` (the name itself for one the schema does not know)."""
-    feature = schema.NUMERIC_BY_NAME.get(name) or schema.CATEGORICAL_BY_NAME.get(name)
-    return feature.label if feature is not None else name
+    return schema.label(name)
 
 
 def import_note(found: LabImport, *, name: str, show_post_baseline: bool) -> str:

@@ -316,7 +316,7 @@ def _import_cells(cells: list[tuple[str, Any]], name: str, *, rows: tuple[str, .
             cell = cell["value"]
         if field_name in columns:
             problems.append(f"columns {_shown(columns[field_name][0])} and {_shown(header)} both give "
-                            f"{_label(field_name)}; keep one")
+                            f"{schema.label(field_name)}; keep one")
             continue
         columns[field_name] = (header, unit, cell)
     values: dict[str, float | str | None] = {}
@@ -324,7 +324,7 @@ def _import_cells(cells: list[tuple[str, Any]], name: str, *, rows: tuple[str, .
     for field_name, (header, unit, cell) in columns.items():
         value, reason = _import_value(field_name, unit, cell, decimal_comma=decimal_comma)
         if reason:
-            problems.append(f"column {_shown(header)} ({_label(field_name)}): {reason}")
+            problems.append(f"column {_shown(header)} ({schema.label(field_name)}): {reason}")
             continue
         values[field_name] = value[0] if value else None
         if value and value[1]:
@@ -334,11 +334,6 @@ def _import_cells(cells: list[tuple[str, Any]], name: str, *, rows: tuple[str, .
     order = {n: i for i, n in enumerate(schema.LAB_COLUMNS)}
     return LabImport(values=dict(sorted(values.items(), key=lambda kv: order[kv[0]])), entered=entered,
                      ignored=tuple(ignored), rows=rows, row=row)
-
-
-def _label(name: str) -> str:
-    feature = schema.NUMERIC_BY_NAME.get(name) or schema.CATEGORICAL_BY_NAME[name]
-    return feature.label
 
 
 def _import_value(name: str, unit: str | None, cell: Any, *, decimal_comma: bool

@@ -255,7 +255,7 @@ def missing_and_warnings(prediction: Prediction) -> tuple[list[str], list[str]]:
         missing.append(f"Images not used: {images} ({reason}).")
     if prediction.imputed_fields:
         missing.append("Not given, imputed with the training median (no attribution of their own): "
-                       f"{', '.join(_field_label(n) for n in prediction.imputed_fields)}.")
+                       f"{', '.join(_plain(n) for n in prediction.imputed_fields)}.")
     if not missing:
         missing.append("Nothing: every input the model reads was given.")
     return missing, others
@@ -434,7 +434,7 @@ def _labs_table_blocks(labs: Mapping[str, Any], imputed: Sequence[str]) -> Table
         value = labs.get(name)
         unit = schema.NUMERIC_BY_NAME[name].unit if name in schema.NUMERIC_BY_NAME else ""
         given = value is not None and not (isinstance(value, float) and np.isnan(value))
-        rows.append((_field_label(name), _cell(value) if given else "not given", unit if given else ""))
+        rows.append((_plain(name), _cell(value) if given else "not given", unit if given else ""))
     return Table(("laboratory or clinical field", "value", "unit"), tuple(rows))
 
 
@@ -485,9 +485,9 @@ def _cell(value: Any, *, signed: bool = False, digits: int | None = None) -> str
     return str(value)
 
 
-def _field_label(name: str) -> str:
-    feature = schema.NUMERIC_BY_NAME.get(name) or schema.CATEGORICAL_BY_NAME.get(name)
-    return feature.label if feature is not None else name.replace("_", " ")
+def _plain(name: str) -> str:
+    """A field's label; an unknown name with spaces for its underscores."""
+    return schema.label(name, name.replace("_", " "))
 
 
 # ----------------------------------------------------------------------------- HTML

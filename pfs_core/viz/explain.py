@@ -35,8 +35,7 @@ __all__ = ["shap_bar_figure", "modality_bar_figure", "modality_importance_figure
 
 def feature_label(name: str, value: float | int | str | None, unit: str) -> str:
     """``"Chromogranin A = 850 ng/mL"``: the schema's label when ``name`` is a known column."""
-    known = schema.NUMERIC_BY_NAME.get(name) or schema.CATEGORICAL_BY_NAME.get(name)
-    label = known.label if known is not None else name
+    label = schema.label(name)
     text = format_value(value)
     show_unit = unit and text != "missing" and not isinstance(value, str)
     return f"{label} = {text} {unit}" if show_unit else f"{label} = {text}"
