@@ -32,6 +32,7 @@ from lifelines.utils import concordance_index
 from pfs_core.inference import score_cohort
 from pfs_core.models.bundle import load_bundle
 from pfs_core.outlook import DEFAULT_MONTHS, OutlookModel, outlook_model
+from pfs_core.results.validation import external_validation
 
 N_GROUPS = 5
 
@@ -100,6 +101,7 @@ def check(model_dir: Path, cohort_dir: Path, *, cache_dir: Path | None) -> dict[
                               int(model.boot_coef.size), "fit_seconds": round(fit_s, 2)},
         # concordance_index expects predicted survival times (higher = longer): minus the risk
         "harrell_c": round(float(concordance_index(t, -p, e)), 4),
+        "harrell_c_95": [round(float(v), 4) for v in external_validation(p, t, e).value("c_index")[1:]],
         "calibration": {str(m): calibration(groups, predicted[m], t, e, m) for m in DEFAULT_MONTHS},
         "classifier_calibration_12": calibration(groups, p, t, e, 12),
         "outlook12_minus_classifier": {
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
             cal = run["calibration"]
             print(f"{model_dir.name} on {cohort_dir.name}: n={run['n']} C={run['harrell_c']:.3f} "
+                  f"[{run['harrell_c_95'][0]:.3f}, {run['harrell_c_95'][1]:.3f}] "
                   + " ".join(f"{m}mo MAE {cal[m]['mean_abs_error']:.3f} ({cal[m]['predicted_inside_km_ci95']}/5 in CI)"
                              for m in cal)
                   + f"; classifier@12 MAE {run['classifier_calibration_12']['mean_abs_error']:.3f}"
