@@ -76,3 +76,16 @@ def test_a_large_label_map_keeps_its_labels(tmp_path, monkeypatch):
     np.testing.assert_allclose(read.affine, reduced_affine(np.eye(4), read.reduced_by))  # the CT's working grid
     np.testing.assert_array_equal(read.data, labels[fx // 2::fx, fy // 2::fy, fz // 2::fz][
         :32 // fx, :32 // fy, :31 // fz])
+
+
+@pytest.mark.parametrize("factors", [(2, 2, 1), (2, 2, 2), (4, 2, 1)])
+def test_block_mean_equals_scikit_image_on_fortran_slabs(factors):
+    from skimage.measure import block_reduce
+
+    rng = np.random.default_rng(3)
+    values = np.asfortranarray(rng.normal(40, 300, (37, 22, 8)).astype(np.float32))  # as nibabel returns a slab
+    fx, fy, fz = factors
+    expected = block_reduce(values[:37 // fx * fx, :22 // fy * fy, :8 // fz * fz], factors, np.mean,
+                            func_kwargs={"dtype": np.float64})
+    np.testing.assert_allclose(reduce_block(values, factors), expected, rtol=1e-6, atol=1e-4)
+    assert reduce_block(values.astype(np.int16), factors).dtype == np.float32
