@@ -17,6 +17,7 @@ import pandas as pd
 
 from pfs_core import schema
 from pfs_core.config import PreprocessConfig
+from pfs_core.execution import Execution
 from pfs_core.features.pet_quant import PET_FEATURE_COLUMNS, pet_quantitative_features
 from pfs_core.io.cohort import read_cohort
 from pfs_core.metrics import short_pfs_label
@@ -91,8 +92,10 @@ def load_cohort_data(
     cache_dir: Path | None = None,
     progress: bool = False,
     require_outcome: bool = True,
+    execution: Execution | None = None,
 ) -> CohortData:
-    """Read the cohort table and, when ``need_images``, its preprocessed PET/CT (cached)."""
+    """Read the cohort table and, when ``need_images``, its preprocessed PET/CT (cached; the cases not in the
+    cache preprocessed as tasks on ``execution``, :func:`~pfs_core.preprocessing.model_grid.preprocess_cohort`)."""
     frame = read_cohort(cohort_csv, require_outcome=require_outcome)
     data = CohortData(
         patient_ids=frame[schema.ID_COLUMN].to_numpy(dtype=str),
@@ -101,13 +104,14 @@ def load_cohort_data(
         event=frame[schema.EVENT_COLUMN].to_numpy(dtype=int), preprocess=preprocess,
     )
     if need_images:
-        _attach_images(data, frame, cohort_csv=Path(cohort_csv), cache_dir=cache_dir, progress=progress)
+        _attach_images(data, cohort_csv=Path(cohort_csv), cache_dir=cache_dir, progress=progress, execution=execution)
     return data
 
 
-def _attach_images(data: CohortData, frame: pd.DataFrame, *, cohort_csv: Path, cache_dir: Path | None,
-                   progress: bool) -> None:
-    tensors = preprocess_cohort(cohort_csv, data.preprocess, cache_dir=cache_dir, progress=progress)
+def _attach_images(data: CohortData, *, cohort_csv: Path, cache_dir: Path | None, progress: bool,
+                   execution: Execution | None) -> None:
+    tensors = preprocess_cohort(cohort_csv, data.preprocess, cache_dir=cache_dir, progress=progress,
+                                execution=execution)
     position = {str(pid): i for i, pid in enumerate(tensors.patient_ids)}
     order = np.asarray([position[str(pid)] for pid in data.patient_ids], dtype=int)
     data.pet, data.ct = tensors.pet[order], tensors.ct[order]

@@ -127,6 +127,12 @@ class Execution:
         """True when tasks run one after the other in this process."""
         return self.backend == "local" and self.jobs == 1
 
+    def run(self, tasks: Sequence[Task], *, progress: Callable[[int, int, str], None] | None = None,
+            cancel: Any = None) -> list[Any]:
+        """:func:`run_tasks` of ``tasks`` here."""
+        return run_tasks(tasks, backend=self.backend, jobs=self.jobs, address=self.address, progress=progress,
+                         cancel=cancel)
+
     def describe(self) -> dict[str, Any]:
         """Backend and jobs (the address is left out: it may name an internal host)."""
         return {"backend": self.backend, "jobs": self.jobs, "ray_cluster": self.address is not None}

@@ -33,6 +33,7 @@ import torch
 from pfs_core import DISCLAIMER, schema
 from pfs_core.dataset import CohortData, load_cohort_data
 from pfs_core.errors import InputError
+from pfs_core.execution import Execution
 from pfs_core.features.lesions import FEATURE_LABELS, LESION_FEATURES, raw_features
 from pfs_core.features.readouts import measurements
 from pfs_core.io.cohort import (
@@ -390,8 +391,10 @@ def predict_cohort(
     device: str | None = None,
     cache_dir: Path | None = None,
     progress: bool = False,
+    execution: Execution | None = None,
 ) -> pd.DataFrame:
-    """Score every row of a cohort table (images preprocessed with the bundle's config, cached in ``cache_dir``).
+    """Score every row of a cohort table (images preprocessed with the bundle's config and lesions measured,
+    cached in ``cache_dir``; the cases not yet cached as tasks on ``execution``, :mod:`pfs_core.execution`).
 
     Columns: patient_id, probability, interval_low, interval_high (the interval of :class:`Prediction`),
     interval_level (0.9; None where it is not a calibrated interval: the fold spread of an uncalibrated
@@ -401,9 +404,9 @@ def predict_cohort(
     column is silently ignored by models trained without it (it is part of the table schema).
     """
     data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
-                            cache_dir=cache_dir, progress=progress, require_outcome=False)
+                            cache_dir=cache_dir, progress=progress, require_outcome=False, execution=execution)
     if reads_lesions(bundle):
-        attach_lesion_features(data, cohort_csv, cache_dir=cache_dir, progress=progress)
+        attach_lesion_features(data, cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution)
     records = []
     for i, pid in enumerate(data.patient_ids):
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.labs.iloc[i].items()}
@@ -481,6 +484,7 @@ def score_cohort(
     device: str | None = None,
     cache_dir: Path | None = None,
     progress: ProgressCallback | None = None,
+    execution: Execution | None = None,
 ) -> ScoredCohort:
     """Validate ``cohort_csv`` for ``bundle``, score the good rows, and return scores + report.
 
@@ -496,19 +500,21 @@ def score_cohort(
         report.problems.extend(unusable)
         report.good = report.good.drop(index=[p.row for p in unusable])
     with good_cohort_csv(report) as csv_path:
-        scores = predict_cohort(bundle, csv_path, device=device, cache_dir=cache_dir)
+        scores = predict_cohort(bundle, csv_path, device=device, cache_dir=cache_dir, execution=execution)
     rows = pd.Series(report.good.index.to_numpy(), index=report.good[schema.ID_COLUMN].astype(str).to_numpy())
     scores.insert(0, "row", rows.reindex(scores["patient_id"].astype(str)).to_numpy(dtype=np.int64))
     return ScoredCohort(scores=scores, report=report)
 
 
 def load_cohort_for_bundle(bundle: Bundle, cohort_csv: str | Path, *, cache_dir: Path | None = None,
-                           image_root: Path | None = None) -> CohortData:
-    """The usable rows of ``cohort_csv`` as model input for ``bundle`` (bad rows skipped; outcome optional)."""
+                           image_root: Path | None = None, execution: Execution | None = None) -> CohortData:
+    """The usable rows of ``cohort_csv`` as model input for ``bundle`` (bad rows skipped; outcome optional; the
+    cases not yet cached prepared as tasks on ``execution``)."""
 
     report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
                              image_root=image_root)
     with good_cohort_csv(report) as path:
         data = load_cohort_data(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
-                                cache_dir=cache_dir, require_outcome=False)
-        return attach_lesion_features(data, path, cache_dir=cache_dir) if reads_lesions(bundle) else data
+                                cache_dir=cache_dir, require_outcome=False, execution=execution)
+        return attach_lesion_features(data, path, cache_dir=cache_dir, execution=execution) \
+            if reads_lesions(bundle) else data

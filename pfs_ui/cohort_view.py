@@ -333,6 +333,7 @@ class RunOptions:
     include_post_baseline: bool
     preprocess_json: str
     train_config_json: str
+    jobs: int = 1
 
 
 def run_option_widgets() -> RunOptions:
@@ -357,7 +358,11 @@ def run_option_widgets() -> RunOptions:
                            key="run_post_baseline")
         pre = st.text_input("Preprocessing config JSON (path, optional)", key="run_preprocess")
         train = st.text_input("Training config JSON (path, optional)", key="run_train_config")
-    return RunOptions(kind, models, folds, repeats, seed, epochs or None, post, pre.strip(), train.strip())
+        cores = os.cpu_count() or 1
+        jobs = int(st.number_input("Worker processes (fold fits, and preprocessing and lesion measurement of "
+                                   "cases not yet cached, run side by side)", 1, cores, min(2, cores),
+                                   key="run_jobs"))
+    return RunOptions(kind, models, folds, repeats, seed, epochs or None, post, pre.strip(), train.strip(), jobs)
 
 
 def run_args(options: RunOptions, *, cache: Path | None = None) -> list[str]:
@@ -377,6 +382,8 @@ def run_args(options: RunOptions, *, cache: Path | None = None) -> list[str]:
         args += ["--preprocess", options.preprocess_json]
     if options.train_config_json:
         args += ["--train-config", options.train_config_json]
+    if options.jobs > 1:
+        args += ["--jobs", str(options.jobs)]
     return args
 
 

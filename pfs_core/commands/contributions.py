@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="2D projection of the fused features (default pca)")
     options.add_cache(parser)
     options.add_device(parser)
+    options.add_execution(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     options.check_out(args, inputs)
     cache_dir = options.cache_dir(args)
     device = options.device(args)
+    execution = options.execution(args)
     bundle = load_bundle(args.model)
-    data = load_cohort_for_bundle(bundle, args.cohort, cache_dir=cache_dir)
+    data = load_cohort_for_bundle(bundle, args.cohort, cache_dir=cache_dir, execution=execution)
     table = modality_contributions(bundle, data, n_sample=args.n_sample, seed=args.seed, device=device,
                                    with_values=True)
     out = options.prepare_out(args, inputs)

@@ -213,8 +213,9 @@ def add_training(parser: argparse.ArgumentParser) -> None:
 def add_execution(parser: argparse.ArgumentParser) -> None:
     """``--jobs``, ``--backend``, ``--address``: where the tasks of a command run (:mod:`pfs_core.execution`)."""
     parser.add_argument("--jobs", type=int, default=1,
-                        help="tasks (one model on one fold) run at the same time: local worker processes, or the "
-                             "CPUs of a local Ray instance (default: 1, all in this process)")
+                        help="tasks run at the same time (one model fitted on one fold; one patient preprocessed "
+                             "or measured when not yet cached): local worker processes, or the CPUs of a local Ray "
+                             "instance (default: 1, all in this process)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="where the tasks run: local processes, or Ray (pip install .[ray]; a local instance "
                              "of --jobs CPUs, or the cluster at --address) (default: local)")
@@ -289,13 +290,15 @@ def progress_sink(args: argparse.Namespace) -> AbstractContextManager[None]:
 def load_training_data(args: argparse.Namespace, *, uses_images: bool, preprocess: PreprocessConfig,
                        config: TrainConfig, cache_dir: Path | None) -> Any:
     """The cohort's :class:`~pfs_core.dataset.CohortData`, with its lesion measurements when image models
-    read them (``config.lesion_features``); both cached under ``cache_dir``."""
+    read them (``config.lesion_features``); both cached under ``cache_dir``, the cases not yet cached
+    computed as tasks of the command's ``--jobs``/``--backend`` (:func:`execution`)."""
     from pfs_core.dataset import load_cohort_data
     from pfs_core.measure.features import attach_lesion_features
 
+    run_on = execution(args)
     data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=uses_images, cache_dir=cache_dir,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, execution=run_on)
     if uses_images and config.lesion_features:
-        workers = max(1, min(int(os.environ.get("PFS_CORE_THREADS", "2")), os.cpu_count() or 1))
-        attach_lesion_features(data, args.cohort, cache_dir=cache_dir, progress=not args.no_progress, workers=workers)
+        attach_lesion_features(data, args.cohort, cache_dir=cache_dir, progress=not args.no_progress,
+                               execution=run_on)
     return data

@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bootstrap resamples of --outcomes-report (default 1000; seed 0)")
     options.add_cache(parser)
     options.add_device(parser)
+    options.add_execution(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--n-boot {args.n_boot}: give 0 (no intervals) or more resamples, e.g. 1000")
     cache_dir = options.cache_dir(args)
     device = options.device(args)
+    execution = options.execution(args)
     bundle = load_bundle(args.model)
-    result = score_cohort(bundle, args.cohort, device=str(device), cache_dir=cache_dir)
+    result = score_cohort(bundle, args.cohort, device=str(device), cache_dir=cache_dir, execution=execution)
     scores, report = result.scores, result.report
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(scores[list(COLUMNS)], args.out, float_format="%.6f")

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import sys
-import warnings
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +17,7 @@ import pandas as pd
 from pfs_core import schema
 from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError
-from pfs_core.execution import plain_main
+from pfs_core.execution import Execution, Task
 from pfs_core.features.lesions import FEATURE_VERSION, LESION_FEATURES, model_scale, raw_features
 from pfs_core.io import load_ct, load_pet
 from pfs_core.io.cache import ArrayCache, content_digest
@@ -81,11 +76,12 @@ def cohort_cases(cohort_csv: str | Path) -> list[CaseFiles]:
 
 
 def cohort_features(cohort_csv: str | Path, *, cache_dir: Path | None, settings: MeasureSettings | None = None,
-                    progress: bool = False, workers: int = 1) -> pd.DataFrame:
+                    progress: bool = False, execution: Execution | None = None) -> pd.DataFrame:
     """Model-scale :data:`LESION_FEATURES` of every patient (rows in table order, index = patient id).
 
-    Cached per case under ``cache_dir`` (the measurement takes 2-4 s a case); cases not in the cache
-    are measured by ``workers`` processes.
+    Cached per case under ``cache_dir`` (the measurement takes 2-4 s a case); the cases not in the cache
+    are one task each on ``execution`` (:mod:`pfs_core.execution`; default: one after the other here),
+    reading their files by absolute path and handing back the feature vector, which this process caches.
     """
     settings = settings or MeasureSettings()
     cache = ArrayCache(Path(cache_dir)) if cache_dir is not None else None
@@ -96,44 +92,35 @@ def cohort_features(cohort_csv: str | Path, *, cache_dir: Path | None, settings:
         if stored is not None and stored["features"].shape == (len(LESION_FEATURES),):
             vectors[i] = stored["features"]
     todo = [i for i in range(len(cases)) if i not in vectors]
-    for done, (i, vector) in enumerate(zip(todo, _measured([cases[i] for i in todo], settings, workers),
-                                           strict=True)):
+    tasks = [Task(case_features, args=(_absolute(cases[i]), settings), label=f"patient {cases[i].patient_id}",
+                  info={"patient_id": cases[i].patient_id}, memory_mb=3072) for i in todo]
+    emit("measuring lesions", 0, len(todo))
+
+    def step(done: int, total: int, label: str) -> None:
         if progress:
-            sys.stderr.write(f"measured lesions {done + 1}/{len(todo)}: {cases[i].patient_id}\n")
-        emit("measuring lesions", done, len(todo))
+            sys.stderr.write(f"measured lesions {done}/{total}: {label.removeprefix('patient ')}\n")
+        emit("measuring lesions", done, total)
+
+    for i, vector in zip(todo, (execution or Execution()).run(tasks, progress=step), strict=True):
         vectors[i] = vector
         if cache is not None:
             cache.put(case_key(cases[i], settings), {"features": vector})
-    emit("measuring lesions", len(todo), len(todo))
     matrix = np.vstack([vectors[i] for i in range(len(cases))]) if cases else np.zeros((0, len(LESION_FEATURES)))
     return pd.DataFrame(matrix, index=pd.Index([c.patient_id for c in cases], name=schema.ID_COLUMN),
                         columns=list(LESION_FEATURES))
 
 
-def _measured(cases: list[CaseFiles], settings: MeasureSettings, workers: int) -> Iterator[np.ndarray]:
-    """:func:`case_features` of each case in order, by ``workers`` processes when there is more than one case."""
-    if workers < 2 or len(cases) < 2:
-        yield from (case_features(case, settings) for case in cases)
-        return
-    # spawn, not fork: the caller has usually started torch's and OpenMP's threads, and a forked child can
-    # hang on a lock one of them held
-    done = 0
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            with plain_main():  # map submits every case, and so starts the workers, before it returns
-                results = pool.map(case_features, cases, [settings] * len(cases))
-            for vector in results:
-                done += 1
-                yield vector
-    except BrokenProcessPool:  # a worker died (killed for memory, or failed to start): the rest in this process
-        warnings.warn(f"a measuring process ended abruptly; measuring the other {len(cases) - done} case(s) here",
-                      RuntimeWarning, stacklevel=2)
-        yield from (case_features(case, settings) for case in cases[done:])
+def _absolute(case: CaseFiles) -> CaseFiles:
+    """``case`` with absolute paths (a worker process need not share this one's working folder)."""
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else path.absolute()
+
+    return CaseFiles(case.patient_id, absolute(case.pet), absolute(case.ct), absolute(case.organs))
 
 
 def attach_lesion_features(data: CohortData, cohort_csv: str | Path, *, cache_dir: Path | None,
-                           progress: bool = False, workers: int = 1) -> CohortData:
+                           progress: bool = False, execution: Execution | None = None) -> CohortData:
     """``data`` with :attr:`CohortData.lesion_features` of its patients (in place; also returned)."""
-    table = cohort_features(cohort_csv, cache_dir=cache_dir, progress=progress, workers=workers)
+    table = cohort_features(cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution)
     data.lesion_features = table.loc[[str(p) for p in data.patient_ids]].to_numpy(np.float32)
     return data

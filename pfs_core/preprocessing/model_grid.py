@@ -34,6 +34,7 @@ from scipy.ndimage import gaussian_filter
 from pfs_core import schema
 from pfs_core.config import PreprocessConfig, digest
 from pfs_core.errors import InputError
+from pfs_core.execution import Execution, Task
 from pfs_core.io import PetUnits, Volume, check_overlap, load_ct, load_pet
 from pfs_core.io.cache import ArrayCache, content_digest
 from pfs_core.io.cohort import read_cohort
@@ -287,53 +288,83 @@ def _prepared_arrays(pet_path: Path | None, ct_path: Path | None, config: Prepro
 
 
 def preprocess_cohort(cohort_csv: Path, config: PreprocessConfig, *, cache_dir: Path | None,
-                      progress: bool = False) -> CohortTensors:
+                      progress: bool = False, execution: Execution | None = None) -> CohortTensors:
     """Preprocess every case of ``cohort_csv`` (columns patient_id, pet, ct) into :class:`CohortTensors`.
 
-    With ``cache_dir`` each case is stored as ``.npz`` keyed by :func:`case_cache_key` and reused.
+    With ``cache_dir`` each case is stored as ``.npz`` keyed by :func:`case_cache_key` and reused. The
+    cases not in the cache are one task each on ``execution`` (:mod:`pfs_core.execution`; default: one
+    after the other here); a worker reads the images by their absolute path and hands back the
+    model-grid arrays (~0.2 MB a case), which this process caches.
     A problem with one case raises :class:`InputError` naming the patient.
-    ``progress``: one line per patient on stderr. Independently, one :func:`pfs_core.progress.emit`
-    line per patient (stage "preprocessing") goes to the progress file when one is open.
+    ``progress``: one line per computed case on stderr. Independently, one :func:`pfs_core.progress.emit`
+    line per computed case (stage "preprocessing") goes to the progress file when one is open.
     """
     cohort_csv = Path(cohort_csv)
     rows = _cohort_rows(cohort_csv)
     cache = ArrayCache(Path(cache_dir)) if cache_dir is not None else None
-    n = len(rows)
+    found: dict[int, dict[str, np.ndarray]] = {}
+    for i, (patient, pet_path, ct_path) in enumerate(rows):
+        try:
+            _check_files(pet_path, ct_path)
+        except InputError as exc:
+            raise InputError(f"{cohort_csv}, patient {patient}: {exc}") from exc
+        stored = _from_cache(pet_path, ct_path, config, cache)
+        if stored is not None:
+            found[i] = stored
+    todo = [i for i in range(len(rows)) if i not in found]
+    tasks = [Task(_prepared_arrays, args=(_absolute(rows[i][1]), _absolute(rows[i][2]), config),
+                  label=f"{cohort_csv}, patient {rows[i][0]}", info={"patient_id": rows[i][0]}, memory_mb=2048)
+             for i in todo]
+    emit("preprocessing", 0, len(todo))
+
+    def step(done: int, total: int, label: str) -> None:
+        if progress:
+            sys.stderr.write(f"preprocessing {done}/{total}: {label.rpartition('patient ')[2]}\n")
+        emit("preprocessing", done, total)
+
+    for i, arrays in zip(todo, (execution or Execution()).run(tasks, progress=step), strict=True):
+        if cache is not None:
+            cache.put(case_cache_key(rows[i][1], rows[i][2], config), arrays)
+        found[i] = arrays
+    return _stacked([r[0] for r in rows], [found[i] for i in range(len(rows))], config)
+
+
+def _stacked(patient_ids: list[str], cases: list[dict[str, np.ndarray]], config: PreprocessConfig) -> CohortTensors:
+    n = len(cases)
     tensors = CohortTensors(
-        patient_ids=[r[0] for r in rows], pet=np.zeros((n, *config.shape), np.float32),
+        patient_ids=patient_ids, pet=np.zeros((n, *config.shape), np.float32),
         ct=np.zeros((n, *config.shape), np.float32), has_pet=np.zeros(n, bool), has_ct=np.zeros(n, bool),
         pet_suv_max=np.full(n, np.nan, np.float32),
     )
-    for i, (patient, pet_path, ct_path) in enumerate(rows):
-        if progress:
-            sys.stderr.write(f"preprocessing {i + 1}/{n}: {patient}\n")
-        emit("preprocessing", i, n)
-        try:
-            arrays = _cached_case(pet_path, ct_path, config, cache)
-        except InputError as exc:
-            raise InputError(f"{cohort_csv}, patient {patient}: {exc}") from exc
+    for i, arrays in enumerate(cases):
         for name, has in (("pet", tensors.has_pet), ("ct", tensors.has_ct)):
             if name in arrays:
                 getattr(tensors, name)[i] = arrays[name]
                 has[i] = True
         tensors.pet_suv_max[i] = arrays["pet_suv_max"]
-    emit("preprocessing", n, n)
     return tensors
 
 
-def _cached_case(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig,
-                 cache: ArrayCache | None) -> dict[str, np.ndarray]:
+def _absolute(path: Path | None) -> Path | None:
+    """``path`` made absolute (a worker process need not share this one's working folder)."""
+    return None if path is None else path.absolute()
+
+
+def _check_files(pet_path: Path | None, ct_path: Path | None) -> None:
     if pet_path is None and ct_path is None:
         raise InputError(f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; give at least one image")
     for path in (pet_path, ct_path):
         if path is not None and not path.exists():
             raise InputError(f"{path}: file or folder not found (paths are relative to the cohort CSV's folder)")
+
+
+def _from_cache(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig,
+                cache: ArrayCache | None) -> dict[str, np.ndarray] | None:
+    """The cached model-grid arrays of a case, or None (no cache, not cached, or of another grid)."""
     if cache is None:
-        return _prepared_arrays(pet_path, ct_path, config)
-    key = case_cache_key(pet_path, ct_path, config)
+        return None
     required = ("pet_suv_max",) + (("pet",) if pet_path else ()) + (("ct",) if ct_path else ())
-    arrays = cache.get(key, required=required)
+    arrays = cache.get(case_cache_key(pet_path, ct_path, config), required=required)
     if arrays is None or any(arrays[k].shape != tuple(config.shape) for k in required[1:]):
-        arrays = _prepared_arrays(pet_path, ct_path, config)
-        cache.put(key, arrays)
+        return None
     return arrays

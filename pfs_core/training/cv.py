@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from pfs_core.config import PreprocessConfig, TrainConfig, digest
 from pfs_core.dataset import CohortData, load_cohort_data
 from pfs_core.errors import InputError, UsageError
-from pfs_core.execution import Execution, InMemory, Shared, Task, describe_tasks, run_tasks
+from pfs_core.execution import Execution, InMemory, Shared, Task, describe_tasks
 from pfs_core.measure.features import attach_lesion_features
 from pfs_core.metrics import ALL_METRICS, all_metrics, mean_sd
 from pfs_core.models.fitted import FittedModel
@@ -308,8 +308,7 @@ def cross_validate(
         announce(done)
 
     announce(0)
-    outputs = run_tasks(tasks, backend=execution.backend, jobs=execution.jobs, address=execution.address,
-                        progress=step, cancel=cancel)
+    outputs = execution.run(tasks, progress=step, cancel=cancel)
     bar.close()
     result = CrossValidation(oof=pd.DataFrame(columns=list(OOF_COLUMNS)))
     rows: list[pd.DataFrame] = []

@@ -206,6 +206,9 @@ def test_only_the_shipped_simulated_cohorts_use_the_shared_cache(monkeypatch, tm
     options = cv.RunOptions("benchmark", ["lab_rf"], 3, 1, 0, None, False, "", "")
     assert "--no-cache" in cv.run_args(options) and "--cache-dir" not in cv.run_args(options)
     assert cv.run_args(options, cache=tmp_path)[4:6] == ["--cache-dir", str(tmp_path)]
+    assert "--jobs" not in cv.run_args(options)
+    two = cv.RunOptions("train", ["lab_rf"], 3, 1, 0, None, False, "", "", jobs=2)
+    assert cv.run_args(two)[-2:] == ["--jobs", "2"]
 
 
 def test_download_neutralises_spreadsheet_formulas():

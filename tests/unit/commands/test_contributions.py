@@ -113,3 +113,20 @@ def test_bad_inputs_exit_2(case, tmp_path, capsys):
     expected = {"not_a_bundle": "manifest.json", "no_image_columns": "missing required column(s) pet, ct",
                 "bad_n_sample": "--n-sample"}[case]
     assert expected in err
+
+
+@pytest.mark.slow
+def test_score_prepares_uncached_cases_on_two_processes(tmp_path, capsys):
+    """--jobs 2: the sample cases are preprocessed and measured by two worker processes (an empty cache), with
+    the scores of one process; contributions takes the same options."""
+    model = str(MODELS / "lab_pet_ct_pretrained")
+    scores = {}
+    for jobs in ("1", "2"):
+        path = tmp_path / f"scores{jobs}.csv"
+        assert main(["score", "--cohort", str(COHORT), "--model", model, "--out", str(path), "--cache-dir",
+                     str(tmp_path / f"cache{jobs}"), "--device", "cpu", "--jobs", jobs]) == 0, capsys.readouterr().err
+        scores[jobs] = pd.read_csv(path)
+    pd.testing.assert_frame_equal(scores["1"], scores["2"])
+    assert len(list((tmp_path / "cache2").glob("lesionfeat_*.npz"))) == 6
+    assert contributions("lab_pet_ct_pretrained", tmp_path / "contrib", tmp_path / "cache2", "--n-sample", "2",
+                         "--jobs", "2") == 0, capsys.readouterr().err

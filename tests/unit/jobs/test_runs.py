@@ -85,13 +85,13 @@ def test_progress_of_a_real_preprocessing(tmp_path, tiny, fixtures, monkeypatch)
 
     report, _ = tiny
     run = _fake_run(tmp_path)
-    seen, cached_case = [], model_grid._cached_case
+    seen, prepared = [], model_grid._prepared_arrays
 
     def case_and_look(*args, **kwargs):
         seen.append(_seen(run)[:3])
-        return cached_case(*args, **kwargs)
+        return prepared(*args, **kwargs)
 
-    monkeypatch.setattr(model_grid, "_cached_case", case_and_look)
+    monkeypatch.setattr(model_grid, "_prepared_arrays", case_and_look)
     with writing_to(run.progress_file):
         model_grid.preprocess_cohort(report.source, fixtures.SMALL, cache_dir=None, progress=True)
     assert seen == [("preprocessing", i, 15) for i in range(15)]

@@ -13,6 +13,7 @@ from model_fixtures import SMALL, write_disk_cohort  # noqa: E402
 
 from pfs_core.dataset import load_cohort_data  # noqa: E402
 from pfs_core.errors import InputError  # noqa: E402
+from pfs_core.execution import Execution  # noqa: E402
 from pfs_core.features.lesions import LESION_FEATURES  # noqa: E402
 from pfs_core.io.cache import ArrayCache  # noqa: E402
 from pfs_core.measure.features import attach_lesion_features, cohort_features  # noqa: E402
@@ -31,7 +32,7 @@ def test_cohort_features_are_cached_and_follow_the_table(cohort_csv, tmp_path):
     hot = table["sstr_positive_volume_ml"]  # every case has a hot spot in its liver
     assert (hot > 0).all()
     assert len(list(tmp_path.glob("lesionfeat_*.npz"))) == 6
-    again = cohort_features(cohort_csv, cache_dir=tmp_path, workers=2)  # all from the cache
+    again = cohort_features(cohort_csv, cache_dir=tmp_path, execution=Execution(jobs=2))  # all from the cache
     pd.testing.assert_frame_equal(table, again)
     data = attach_lesion_features(load_cohort_data(cohort_csv, preprocess=SMALL, need_images=False), cohort_csv,
                                   cache_dir=tmp_path)
@@ -73,8 +74,8 @@ def test_two_measuring_processes_start_cleanly_after_torch_and_agree_with_one(co
     torch.ones(64, 64) @ torch.ones(64, 64)  # the thread pool is up
     serial = cohort_features(cohort_csv, cache_dir=None)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # a worker that dies is measured here with a warning: not clean
-        parallel = cohort_features(cohort_csv, cache_dir=None, workers=2)
+        warnings.simplefilter("error", RuntimeWarning)
+        parallel = cohort_features(cohort_csv, cache_dir=None, execution=Execution(jobs=2))
     pd.testing.assert_frame_equal(serial, parallel)
 
 
@@ -90,6 +91,25 @@ def test_workers_start_cleanly_when_the_main_script_is_a_page(cohort_csv, tmp_pa
     monkeypatch.setitem(sys.modules, "__main__", page)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        parallel = cohort_features(cohort_csv, cache_dir=None, workers=2)
+        parallel = cohort_features(cohort_csv, cache_dir=None, execution=Execution(jobs=2))
     assert sys.modules["__main__"] is page
     assert len(parallel) > 1
+
+
+def test_cohort_preparation_on_two_processes_and_on_ray_equals_one_process(cohort_csv, tmp_path):
+    """Preprocessing and lesion measurement of the cases not yet cached are tasks of the execution layer:
+    two local processes and a local Ray instance of 2 CPUs give the arrays of one process, and fill the cache."""
+    from pfs_core.execution import ray_available
+
+    serial = load_cohort_data(cohort_csv, preprocess=SMALL, need_images=True, execution=Execution())
+    serial_features = cohort_features(cohort_csv, cache_dir=None)
+    runs = [Execution(jobs=2)] + ([Execution(backend="ray", jobs=2)] if ray_available() else [])
+    for i, execution in enumerate(runs):
+        cache = tmp_path / f"cache{i}"
+        data = load_cohort_data(cohort_csv, preprocess=SMALL, need_images=True, cache_dir=cache, execution=execution)
+        np.testing.assert_array_equal(data.pet, serial.pet)
+        np.testing.assert_array_equal(data.ct, serial.ct)
+        np.testing.assert_array_equal(data.pet_present, serial.pet_present)
+        features = cohort_features(cohort_csv, cache_dir=cache, execution=execution)
+        pd.testing.assert_frame_equal(features, serial_features)
+        assert len(list(cache.glob("lesionfeat_*.npz"))) == 6 and len(list(cache.glob("*.npz"))) == 12
