@@ -40,6 +40,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from pfs_core.dataset import CohortData
 from pfs_core.models.device import resolve_device
 from pfs_core.models.fitted import FittedModel, torch_inputs
+from pfs_core.models.precision import full_precision
 from pfs_core.preprocessing.model_grid import to_reference_grid
 
 if TYPE_CHECKING:
@@ -106,7 +107,10 @@ def _member_cam(member: FittedModel, data: CohortData, *, modality: str, layers:
     size = tuple(images[names.index(modality)].shape[2:])
     total = torch.zeros(size, device=device)
     for layer in layers:
-        cam = LayerGradCam(forward, net.get_submodule(layer)).attribute(images, target=0, relu_attributions=False)
+        # Float32 even on CUDA (no autocast, pfs_core.models.precision): Grad-CAM multiplies gradients by
+        # activations and sums them over channels, where bfloat16's 8-bit mantissa would shift small maps.
+        with full_precision(device):
+            cam = LayerGradCam(forward, net.get_submodule(layer)).attribute(images, target=0, relu_attributions=False)
         per_voxel = cam.detach()[0, 0].numel() / total.numel()
         total += LayerAttribution.interpolate(cam.detach(), size, interpolate_mode="trilinear")[0, 0] * per_voxel
     return total.clamp(min=0.0).cpu().numpy().astype(np.float32)

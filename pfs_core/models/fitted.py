@@ -18,6 +18,7 @@ from pfs_core.errors import InputError
 from pfs_core.features.lesions import FEATURE_BLOCKS, LESION_FEATURES
 from pfs_core.features.tabular import TabularParams
 from pfs_core.models.device import resolve_device
+from pfs_core.models.precision import autocast
 from pfs_core.models.registry import SKLEARN, ModelSpec
 
 if TYPE_CHECKING:
@@ -109,12 +110,18 @@ def _predict_torch(model: FittedModel, data: CohortData, *, device: torch.device
     return torch.sigmoid(torch_logits(model, data, device=device, batch_size=batch_size)).cpu().numpy().astype(float)
 
 
-def torch_logits(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int) -> torch.Tensor:
-    """(N,) short-PFS logits of the network for every row of ``data`` (eval mode, batched)."""
+def torch_logits(model: FittedModel, data: CohortData, *, device: torch.device, batch_size: int,
+                 allow_float16: bool = True) -> torch.Tensor:
+    """(N,) short-PFS logits (float32) of the network for every row of ``data`` (eval mode, batched).
+
+    On CUDA the conv trunks run under :func:`pfs_core.models.precision.autocast` (bfloat16 where
+    the card has it, else float16 unless ``allow_float16`` is False: then float32, as training
+    runs there); on CPU nothing changes.
+    """
 
     assert model.net is not None
     net = model.net.to(device).eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, allow_float16=allow_float16):
         logits = [net(**torch_inputs(model, data, np.arange(start, min(start + batch_size, len(data))), device))[:, 0]
                   for start in range(0, len(data), batch_size)]
-    return torch.cat(logits) if logits else torch.zeros(0, device=device)
+    return torch.cat(logits).float() if logits else torch.zeros(0, device=device)

@@ -32,6 +32,7 @@ from pfs_core.features.readouts import (
     pool_hepatic_maps,
     to_hu,
 )
+from pfs_core.models.precision import full_precision
 
 IMAGE_MODALITIES: tuple[str, ...] = ("pet", "ct")
 
@@ -198,12 +199,19 @@ class ImageBranch(nn.Module):
         return given
 
     def forward(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, D, H, W) [and (B, n_given) measurements] → (B, embed_dim)."""
-        maps = self.features(x if self.quant is None else self.quant.channels(x))
-        pooled = torch.cat([self.avg_pool(maps).flatten(1), self.max_pool(maps).flatten(1)], dim=1)
-        embedding = self.project(pooled)
-        if self.n_readout:
-            embedding = torch.cat([embedding, self.standardise(self.raw_readout(x, given))], dim=1)
+        """(B, C, D, H, W) [and (B, n_given) measurements] → (B, embed_dim), float32.
+
+        Under :func:`pfs_core.models.precision.autocast` (CUDA) only the conv trunk runs in reduced
+        precision; its output is cast back and the rest (pooling, projection, read-outs) is float32.
+        """
+        with full_precision(x.device):
+            channels = x if self.quant is None else self.quant.channels(x)
+        maps = self.features(channels).float()
+        with full_precision(x.device):
+            pooled = torch.cat([self.avg_pool(maps).flatten(1), self.max_pool(maps).flatten(1)], dim=1)
+            embedding = self.project(pooled)
+            if self.n_readout:
+                embedding = torch.cat([embedding, self.standardise(self.raw_readout(x, given))], dim=1)
         return embedding
 
     def standardise(self, readout: torch.Tensor) -> torch.Tensor:
@@ -339,7 +347,8 @@ class FusionNet(nn.Module):
         if self.lab_branch is not None:
             if lab is None:
                 raise ValueError("this FusionNet uses labs: pass lab (B, n_lab_features)")
-            out["lab"] = self.lab_branch(lab)
+            with full_precision(lab.device):
+                out["lab"] = self.lab_branch(lab)
         present = self._presence(batch, pet=pet, ct=ct, pet_present=pet_present, ct_present=ct_present)
         for name, image, given in (("pet", pet, pet_given), ("ct", ct, ct_given)):
             branch = getattr(self, f"{name}_branch")
@@ -384,21 +393,26 @@ class FusionNet(nn.Module):
         """Fused logits (B, 1) and one auxiliary logit (B, 1) per branch (deep supervision in training)."""
         parts = self.embed(pet, ct, lab, pet_present=pet_present, ct_present=ct_present, pet_given=pet_given,
                            ct_given=ct_given)
-        return self.fuse(parts, lab), {k: self.aux_heads[k](v) for k, v in parts.items()}
+        with full_precision(next(iter(parts.values())).device):
+            aux = {k: self.aux_heads[k](v) for k, v in parts.items()}
+        return self.fuse(parts, lab), aux
 
     def fuse(self, parts: dict[str, torch.Tensor], lab: torch.Tensor | None) -> torch.Tensor:
         """(B, 1) logits from branch embeddings ``parts`` (as :meth:`embed` gives them) and the prepared labs.
 
         The head's logit of the concatenated embeddings, plus the wide (linear) logit of
         ``lab`` and the image read-outs when the net has a wide path. Explanations that
-        swap embeddings (a modality "absent") call this, so they see the whole model.
+        swap embeddings (a modality "absent") call this, so they see the whole model. Always float32
+        (autocast off on CUDA): the wide path is a fitted logistic model, kept exact.
         """
-        logit = self.head(torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1))
-        if self.wide is None:
-            return logit
-        linear = [lab] if self.lab_branch is not None and lab is not None else []
-        linear += [parts[m][:, -n:] for m, n in self._readout_sizes().items()]
-        return logit + self.wide(torch.cat(linear, dim=1))
+        embedded = torch.cat([parts[k] for k in ("lab", "pet", "ct") if k in parts], dim=1)
+        with full_precision(embedded.device):
+            logit = self.head(embedded)
+            if self.wide is None:
+                return logit
+            linear = [lab] if self.lab_branch is not None and lab is not None else []
+            linear += [parts[m][:, -n:] for m, n in self._readout_sizes().items()]
+            return logit + self.wide(torch.cat(linear, dim=1))
 
     def fit_readout_scaling(
         self,
@@ -424,7 +438,8 @@ class FusionNet(nn.Module):
                 if image is None:
                     raise ValueError(f"fit_readout_scaling needs the {name.upper()} volumes")
                 branch = getattr(self, f"{name}_branch")
-                mask = present.to(torch.bool) if present is not None else torch.ones(len(image), dtype=torch.bool)
+                mask = present.to(device=image.device, dtype=torch.bool) if present is not None else \
+                    torch.ones(len(image), dtype=torch.bool, device=image.device)
                 raw = branch.raw_readout(image, given)
                 if int(mask.sum()) > 1:
                     branch.readout_mean.copy_(raw[mask].mean(dim=0))

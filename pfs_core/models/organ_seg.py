@@ -16,7 +16,8 @@ and loads the safetensors with ``strict=True``. Nothing is unpickled.
 
 Inference (:func:`segment_organs`): the CT (HU) is resampled (trilinear) to an axis-aligned RAS grid of
 ``spacing_mm`` voxels over the body's bounding box, windowed to ``len(hu_windows)`` channels in
-[0, 1], labelled by sliding-window inference, cleaned (largest connected component per organ; kidneys
+[0, 1], labelled by sliding-window inference (the network under bfloat16/float16 autocast on CUDA,
+:mod:`pfs_core.models.precision`; float32 on CPU), cleaned (largest connected component per organ; kidneys
 and adrenal glands given their side by world x), and each organ's probability is resampled
 (trilinear, inside the organ's bounding box) back onto the CT's own grid and thresholded at 0.5.
 """
@@ -42,6 +43,7 @@ from pfs_core.io.organs import ORGAN_CODE, ORGANS, OrganMasks
 from pfs_core.io.volume import Volume
 from pfs_core.models.bundle import checked_manifest, sha256_file, write_manifest
 from pfs_core.models.device import resolve_device
+from pfs_core.models.precision import autocast
 from pfs_core.preprocessing.resample import resample_array
 
 FORMAT = "pfs_core-organ-seg-bundle"
@@ -338,7 +340,14 @@ def predict_logits(ct: Volume, net: torch.nn.Module, config: OrganSegConfig, *,
     hu = resample_channels(torch.from_numpy(np.ascontiguousarray(ct.data, dtype=np.float32))[None],
                    np.asarray(ct.affine, dtype=float), grid, shape)
     x = window_hu(hu, config)[None].to(device)
-    logits = sliding_window_inference(x, roi_size=config.patch_size, sw_batch_size=1, predictor=net,
+
+    def predictor(patch: torch.Tensor) -> torch.Tensor:
+        # The network's forward pass under autocast on CUDA (bfloat16, else float16); its logits go back to
+        # float32 before the window blending, the softmax and the argmax. No-op on CPU.
+        with autocast(device):
+            return net(patch).float()
+
+    logits = sliding_window_inference(x, roi_size=config.patch_size, sw_batch_size=1, predictor=predictor,
                                       overlap=config.overlap, mode="gaussian", padding_mode="constant", cval=0.0)
     return logits[0].float().cpu(), grid
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from pfs_core.dataset import CohortData
 from pfs_core.models.fitted import FittedModel, torch_inputs, torch_logits
+from pfs_core.models.precision import autocast
 from pfs_core.training.augment import Augmenter
 
 
@@ -83,10 +84,13 @@ def train_epoch(model: FittedModel, train: CohortData, optimiser: Any, scheduler
         if augment is not None:
             inputs = augment(inputs)
         target = y_all[idx].to(device)
-        fused, branches = net.forward_with_branches(**inputs)
-        loss = loss_fn(fused[:, 0], target)
+        # bfloat16 autocast on CUDA cards that have it (no GradScaler needed), float32 elsewhere; the
+        # loss is computed in float32 on float32 logits (pfs_core.models.precision).
+        with autocast(device, allow_float16=False):
+            fused, branches = net.forward_with_branches(**inputs)
+        loss = loss_fn(fused[:, 0].float(), target)
         if config.aux_weight > 0 and len(branches) > 1:
-            aux = torch.stack([loss_fn(logit[:, 0], target) for logit in branches.values()]).mean()
+            aux = torch.stack([loss_fn(logit[:, 0].float(), target) for logit in branches.values()]).mean()
             loss = loss + config.aux_weight * aux
         optimiser.zero_grad()
         loss.backward()
@@ -101,7 +105,9 @@ def state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def validation_loss(model: FittedModel, validation: CohortData, loss_fn: Any, device: torch.device) -> float:
-    """Mean loss of the fused logit on the validation rows (eval mode, no augmentation)."""
+    """Mean loss of the fused logit on the validation rows (eval mode, no augmentation; the precision of
+    training: bfloat16 autocast on CUDA where the card has it, else float32)."""
 
     target = torch.from_numpy(validation.label.astype(np.float32)).to(device)
-    return float(loss_fn(torch_logits(model, validation, device=device, batch_size=64), target))
+    logits = torch_logits(model, validation, device=device, batch_size=64, allow_float16=False)
+    return float(loss_fn(logits, target))
