@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from pfs_core.commands import options as shared_options
 
 # The CLI imports this module to parse arguments: heavy imports (torch, MONAI, pandas, the models) sit
 # inside the functions that need them, so --help and usage errors stay fast.
@@ -13,8 +16,13 @@ DESCRIPTION = (
     "Simulate a cohort of neuroendocrine-tumour patients before 177Lu-DOTATOC PRRT: SSTR PET (SUVbw) and CT (HU) "
     "NIfTI images, labs and progression-free survival from a Weibull model whose true risk is known. "
     "Writes cohort.csv, ground_truth.csv, lesions.csv, summary.json and images/ (byte-identical for the same "
-    "seed). Simulated data, not patients; see docs/simulator.md."
+    "seed, whatever --jobs and --backend). The images are rendered by tasks of a few patients each, in this "
+    "process, in local worker processes (--jobs N) or on Ray (--backend ray; on a cluster, --out must be on a "
+    "file system every node sees). Simulated data, not patients; see docs/simulator.md."
 )
+
+JOBS_HELP = ("image tasks (a few patients each) run at the same time: local worker processes, or the CPUs of a "
+             "local Ray instance (default: min(2, CPUs); 1: all in this process)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "information about the imaging burden (for truth checks)")
     parser.add_argument("--contrast", choices=("portal_venous", "none"), default="portal_venous",
                         help="CT protocol: portal-venous contrast-enhanced (default) or unenhanced")
-    parser.add_argument("--workers", type=int, default=None, help="processes for the images (default min(2, CPUs))")
+    shared_options.add_execution(parser)
+    for action in parser._actions:  # the shared --jobs, with synth's default (min(2, CPUs)) and tasks
+        if action.dest == "jobs":
+            action.default, action.help = None, JOBS_HELP
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the same as --jobs (its earlier name; give one of them)")
     parser.add_argument("--no-images", action="store_true", help="write only the tables (fast)")
     parser.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
 
@@ -55,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     options = SimOptions(sstr_negative_rate=rate, labs_independent=args.labs_independent, contrast=args.contrast)
     summary = simulate_cohort(
         args.n, args.seed, out_dir=args.out, signal=signal, strength=strength, images=not args.no_images,
-        workers=args.workers, force=args.force, options=options,
+        force=args.force, options=options, execution=_execution(args),
     )
     auroc = summary["bayes_auroc"]
     observed = summary["observed_prevalence"]
@@ -67,3 +80,21 @@ def run(args: argparse.Namespace) -> int:
         f"| wall time {summary['wall_time_s']:.1f} s"
     )
     return 0
+
+
+def _execution(args: argparse.Namespace) -> Any:
+    """The :class:`~pfs_core.execution.Execution` of --jobs (or its alias --workers), --backend and --address
+    (UsageError before any work: --workers < 1, --workers and --jobs that differ, --backend ray without ray)."""
+    from pfs_core.errors import UsageError
+    from pfs_core.synth import default_workers
+
+    jobs, workers = args.jobs, args.workers
+    if workers is not None:
+        if workers < 1:
+            raise UsageError(f"--workers must be a whole number >= 1 (got {workers}); e.g. --workers 2")
+        if jobs is not None and jobs != workers:
+            raise UsageError(f"--workers is another name for --jobs: give one of them (got --workers {workers} "
+                             f"and --jobs {jobs})")
+        jobs = workers
+    return shared_options.execution(argparse.Namespace(**{**vars(args), "jobs": default_workers() if jobs is None
+                                                          else jobs}))

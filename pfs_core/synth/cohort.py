@@ -2,7 +2,12 @@
 
 Every patient ``i`` has three independent random streams,
 ``SeedSequence(seed).spawn(n)[i].spawn(3)`` = (attributes, outcome, images), so
-patient ``i`` is the same whatever ``n``, ``--workers`` or ``--no-images``.
+patient ``i`` is the same whatever ``n``, ``--jobs``, ``--backend`` or ``--no-images``.
+
+The tables are written here; the images are rendered by tasks of a few patients each on the project's
+execution layer (:mod:`pfs_core.execution`: in this process, in local spawned processes or on Ray). Each
+task gets the patients' ids and seed sequences (a few hundred bytes), redraws their attributes and writes
+their files into the staging folder, so the output is the same whatever runs it.
 """
 
 from __future__ import annotations
@@ -14,15 +19,16 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from pfs_core.errors import UsageError
-from pfs_core.io.outputs import check_output_folder, write_marker
+from pfs_core.execution import Execution, Task, ray_instance, run_tasks
+from pfs_core.progress import emit
 from pfs_core.schema import (
     COHORT_COLUMNS,
     CT_COLUMN,
@@ -37,7 +43,6 @@ from pfs_core.synth.imaging import write_images
 from pfs_core.synth.labs import DECIMALS, MISSING_RATE
 from pfs_core.synth.options import SimOptions
 from pfs_core.synth.organ_masks import ORGAN_MASKS_SUFFIX
-from pfs_core.synth.parallel import ordered_map
 from pfs_core.synth.patient import PatientAttributes, draw_attributes, patient_streams
 from pfs_core.synth.reference import contributions, reference_summary
 from pfs_core.synth.survival import (
@@ -63,6 +68,7 @@ LESION_COLUMNS = (
 
 
 def default_workers() -> int:
+    """Jobs of ``synth`` when none are given: min(2, CPUs)."""
     return max(1, min(2, os.cpu_count() or 1))
 
 
@@ -92,26 +98,96 @@ def _csv_text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-@dataclass(frozen=True)
-class _Task:
-    index: int
-    patient_id: str
-    attr_seed: np.random.SeedSequence
-    image_seed: np.random.SeedSequence
-    images_dir: str
-    options: SimOptions
+#: Patients rendered by one task at most (about 0.6 CPU-seconds each): a progress step every few seconds.
+PATIENTS_PER_TASK = 4
+#: Tasks per job at least, when there are enough patients: no worker idles long while the last ones finish.
+TASKS_PER_JOB = 4
+#: Memory one render task needs at most: a worker with numpy, scipy and nibabel loaded (~220 MB) plus one
+#: patient's volumes (peak ~340 MB measured; the patients of a task render one after the other).
+RENDER_MEMORY_MB = 512
+#: Stage name of the render steps in the progress file (:func:`pfs_core.progress.emit`; done/total in patients).
+RENDER_STAGE = "simulating images"
 
 
-def _render_task(task: _Task) -> None:
-    write_images(draw_attributes(task.attr_seed, task.options), task.image_seed, Path(task.images_dir),
-                 task.patient_id, contrast=task.options.contrast)
+def render_patients(patients: Sequence[tuple[str, np.random.SeedSequence, np.random.SeedSequence]],
+                    images_dir: str, options: SimOptions) -> int:
+    """Write the images of ``patients`` ((id, attribute seed, image seed) each) into ``images_dir``; returns how
+    many (a render task of :func:`render_tasks`, run wherever the execution layer puts it)."""
+    for pid, attr_seed, image_seed in patients:
+        write_images(draw_attributes(attr_seed, options), image_seed, Path(images_dir), pid,
+                     contrast=options.contrast)
+    return len(patients)
+
+
+def patients_per_task(n: int, jobs: int) -> int:
+    """Patients of one render task: at most :data:`PATIENTS_PER_TASK`, fewer when that leaves fewer than
+    :data:`TASKS_PER_JOB` tasks per job (the files do not depend on it)."""
+    return max(1, min(PATIENTS_PER_TASK, math.ceil(n / (TASKS_PER_JOB * max(1, jobs)))))
+
+
+def render_tasks(streams: Sequence[tuple[np.random.SeedSequence, ...]], images_dir: Path, options: SimOptions,
+                 jobs: int) -> list[Task]:
+    """The render tasks of a cohort, in patient order: a few patients each, small arguments (ids and seed
+    sequences; every task redraws its patients' attributes), ``images_dir`` absolute (a worker's working
+    folder may differ)."""
+    n = len(streams)
+    size = patients_per_task(n, jobs)
+    folder = str(Path(images_dir).resolve())
+    tasks = []
+    for start in range(0, n, size):
+        batch = [(patient_id(i, n), streams[i][0], streams[i][2]) for i in range(start, min(n, start + size))]
+        first, last = batch[0][0], batch[-1][0]
+        label = f"images of patient {first}" if first == last else f"images of patients {first}–{last}"
+        tasks.append(Task("pfs_core.synth.cohort:render_patients", (batch, folder, options), label=label,
+                          info={"patients": len(batch)}, cpus=1, memory_mb=RENDER_MEMORY_MB,
+                          cost=float(len(batch))))
+    return tasks
+
+
+def _render(tasks: Sequence[Task], n: int, execution: Execution) -> None:
+    """Run the render tasks; one progress line (stage :data:`RENDER_STAGE`, done/total in patients) at the start
+    and after each task."""
+    sizes = {task.label: int(task.info["patients"]) for task in tasks}
+    done = 0
+    emit(RENDER_STAGE, 0, n)
+
+    def step(_done: int, _total: int, label: str) -> None:
+        nonlocal done
+        done += sizes[label]
+        emit(RENDER_STAGE, done, n)
+
+    run_tasks(tasks, backend=execution.backend, jobs=execution.jobs, address=execution.address, progress=step)
+
+
+@contextmanager
+def _ray_session(execution: Execution, needed: bool) -> Iterator[None]:
+    """With Ray and work for it: one Ray connection (or local instance) for the reference and the images."""
+    if execution.backend != "ray" or not needed:
+        yield
+        return
+    with ray_instance(address=execution.address, jobs=execution.jobs):
+        yield
+
+
+def resolve_execution(execution: Execution | None, workers: int | None) -> Execution:
+    """Where the images render: ``execution``, or ``workers`` local jobs (default :func:`default_workers`);
+    UsageError for a bad ``workers`` or one that differs from ``execution.jobs``."""
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+            raise UsageError(f"--workers must be a whole number >= 1 (got {workers!r}); e.g. --workers 2")
+        if execution is not None and int(workers) != execution.jobs:
+            raise UsageError(f"--workers is another name for --jobs: give one of them (got --workers {workers} "
+                             f"and --jobs {execution.jobs})")
+    if execution is not None:
+        return execution
+    return Execution(jobs=default_workers() if workers is None else int(workers))
 
 
 #: One simulated cohort at most (a larger --n was a typo or would fill the disk for hours).
 MAX_PATIENTS = 20_000
 
 
-def _check_args(n: int, strength: float, workers: int) -> None:
+def _check_args(n: int, strength: float) -> None:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise UsageError(f"--n must be a whole number of patients >= 1 (got {n!r}); e.g. --n 116")
     if n > MAX_PATIENTS:
@@ -119,12 +195,12 @@ def _check_args(n: int, strength: float, workers: int) -> None:
                          "each); simulate several cohorts with different --seed values instead")
     if not math.isfinite(strength) or strength < 0:
         raise UsageError(f"--strength must be a finite number >= 0 (got {strength!r}); default {DEFAULT_STRENGTH}")
-    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
-        raise UsageError(f"--workers must be a whole number >= 1 (got {workers!r}); e.g. --workers 2")
 
 
 def _prepare_output(out: Path, force: bool) -> Path:
     """Validate ``out`` and create an empty staging folder beside it; return the staging path."""
+    from pfs_core.io.outputs import check_output_folder
+
     check_output_folder(out, command="synth", force=force)  # the one guard of every command's --out
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
@@ -205,20 +281,28 @@ def simulate_cohort(
     workers: int | None = None,
     force: bool = False,
     options: SimOptions | None = None,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
     """Simulate ``n`` patients with ``seed`` and write them to ``out_dir``.
 
     Writes ``cohort.csv``, ``ground_truth.csv``, ``lesions.csv``, ``summary.json``
     and (with ``images``) ``images/<id>_{ct,pet,lesions,organs}.nii.gz``. Output
-    is byte-identical for the same arguments whatever ``workers``; an existing
+    is byte-identical for the same arguments whatever ``execution``/``workers``; an existing
     non-empty ``out_dir`` is replaced only with ``force``. Returns the summary
     (as written to summary.json) plus ``wall_time_s``. Raises UsageError on bad input.
+
+    ``execution``: where the images render and the reference population is drawn (:mod:`pfs_core.execution`:
+    backend, jobs, Ray address); ``workers=N``: the same as ``Execution(jobs=N)`` (local processes). Neither:
+    :func:`default_workers` local processes. On a Ray cluster (``address``) the workers write the images into
+    ``out_dir``'s staging folder beside it, so it must be on a file system every node sees.
     """
+    from pfs_core.io.outputs import write_marker  # here: render workers import this module
+
     t0 = time.perf_counter()
     signal = signal or Signal()
     options = options or SimOptions()
-    workers = default_workers() if workers is None else workers
-    _check_args(n, float(strength), workers)
+    _check_args(n, float(strength))
+    execution = resolve_execution(execution, workers)
     seed = int(seed)
     if seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {seed}); e.g. --seed 2026")
@@ -226,26 +310,8 @@ def simulate_cohort(
     out = Path(out_dir)
     staging = _prepare_output(out, force)
     try:
-        ref = reference_summary(signal, float(strength), workers=workers, options=options)
-        streams = patient_streams(seed, n)
-        attrs = [draw_attributes(s[0], options) for s in streams]
-        raw = np.array([a.raw for a in attrs], dtype=float).reshape(n, 3)
-        z = (raw - ref["mean"]) / ref["sd"]
-        parts = contributions(z, signal, float(strength))
-        eta = ref["intercept"] + parts.sum(axis=1)
-        p_true = np.asarray(p_short_pfs(eta), dtype=float)
-        outcomes = [draw_outcome(np.random.default_rng(s[1]), float(e), MISSING_RATE) for s, e in zip(streams, eta, strict=True)]
-        cohort_rows, truth_rows, lesion_rows = _rows(n, attrs, outcomes, parts, eta, p_true)
-        (staging / "cohort.csv").write_text(_csv_text(SYNTH_COHORT_COLUMNS, cohort_rows), encoding="utf-8")
-        (staging / "ground_truth.csv").write_text(_csv_text(GROUND_TRUTH_COLUMNS, truth_rows), encoding="utf-8")
-        (staging / "lesions.csv").write_text(_csv_text(LESION_COLUMNS, lesion_rows), encoding="utf-8")
-        summary = _summary(n, seed, signal, float(strength), ref, attrs, outcomes, p_true, images, options)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        if images:
-            img_dir = staging / "images"
-            img_dir.mkdir()
-            tasks = [_Task(i, patient_id(i, n), s[0], s[2], str(img_dir), options) for i, s in enumerate(streams)]
-            ordered_map(_render_task, tasks, workers)
+        with _ray_session(execution, needed=images):
+            summary = _write_cohort(staging, n, seed, signal, float(strength), images, options, execution)
         write_marker(staging, command="synth")
         if out.exists():
             shutil.rmtree(out)
@@ -254,6 +320,31 @@ def simulate_cohort(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return {**summary, "wall_time_s": time.perf_counter() - t0}
+
+
+def _write_cohort(staging: Path, n: int, seed: int, signal: Signal, strength: float, images: bool,
+                  options: SimOptions, execution: Execution) -> dict[str, Any]:
+    """Write the tables, summary.json and (with ``images``) the images into ``staging``; return the summary."""
+    ref = reference_summary(signal, strength, options=options, execution=execution)
+    streams = patient_streams(seed, n)
+    attrs = [draw_attributes(s[0], options) for s in streams]
+    raw = np.array([a.raw for a in attrs], dtype=float).reshape(n, 3)
+    z = (raw - ref["mean"]) / ref["sd"]
+    parts = contributions(z, signal, strength)
+    eta = ref["intercept"] + parts.sum(axis=1)
+    p_true = np.asarray(p_short_pfs(eta), dtype=float)
+    outcomes = [draw_outcome(np.random.default_rng(s[1]), float(e), MISSING_RATE) for s, e in zip(streams, eta, strict=True)]
+    cohort_rows, truth_rows, lesion_rows = _rows(n, attrs, outcomes, parts, eta, p_true)
+    (staging / "cohort.csv").write_text(_csv_text(SYNTH_COHORT_COLUMNS, cohort_rows), encoding="utf-8")
+    (staging / "ground_truth.csv").write_text(_csv_text(GROUND_TRUTH_COLUMNS, truth_rows), encoding="utf-8")
+    (staging / "lesions.csv").write_text(_csv_text(LESION_COLUMNS, lesion_rows), encoding="utf-8")
+    summary = _summary(n, seed, signal, strength, ref, attrs, outcomes, p_true, images, options)
+    (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if images:
+        img_dir = staging / "images"
+        img_dir.mkdir()
+        _render(render_tasks(streams, img_dir, options, execution.jobs), n, execution)
+    return summary
 
 
 def _summary(
@@ -265,6 +356,7 @@ def _summary(
     y = labels[defined]
     bayes = None
     if defined.any() and 0 < y.sum() < len(y):
+        from sklearn.metrics import roc_auc_score  # here: render workers import this package without sklearn
 
         bayes = float(roc_auc_score(y, p_true[defined]))  # None when only one class is labelled
     return _round({

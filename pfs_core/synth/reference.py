@@ -7,7 +7,8 @@ prevalence of PFS <= 12 months is :data:`~pfs_core.synth.survival.TARGET_PREVALE
 for any signal weights and strength. The draw takes ~10 s, so it is cached in
 memory and on disk (``$PFS_CORE_CACHE`` or ``~/.cache/pfs_core``) under a key that
 hashes the simulator's source code, the seed and numpy's version; a cache
-that cannot be written is simply skipped. The numbers are identical either way.
+that cannot be written is simply skipped. The numbers are identical either way,
+and whatever runs the draw: chunks of patients are tasks of :mod:`pfs_core.execution`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import brentq
 
+from pfs_core.execution import Execution, Task, run_tasks
 from pfs_core.synth.constants import SIMULATOR_VERSION
 from pfs_core.synth.options import SimOptions
-from pfs_core.synth.parallel import ordered_map
 from pfs_core.synth.patient import draw_attributes, patient_streams
 from pfs_core.synth.survival import TARGET_PREVALENCE, Signal, p_short_pfs
 
@@ -47,7 +47,8 @@ def _cache_dir() -> Path:
     return Path(base) / "pfs_core"
 
 
-def _compute_chunk(options: SimOptions, bounds: tuple[int, int]) -> np.ndarray:
+def compute_chunk(options: SimOptions, bounds: tuple[int, int]) -> np.ndarray:
+    """Raw risk parts of reference patients ``bounds[0]`` to ``bounds[1] - 1`` (one task)."""
     streams = patient_streams(REF_SEED, N_REF)
     return np.array([draw_attributes(streams[i][0], options).raw for i in range(*bounds)], dtype=np.float64)
 
@@ -55,12 +56,15 @@ def _compute_chunk(options: SimOptions, bounds: tuple[int, int]) -> np.ndarray:
 _MEMO: dict[str, np.ndarray] = {}
 
 
-def reference_raw_parts(workers: int = 1, options: SimOptions | None = None) -> np.ndarray:
+def reference_raw_parts(workers: int = 1, options: SimOptions | None = None, *,
+                        execution: Execution | None = None) -> np.ndarray:
     """Raw (lab, pet, ct) risk parts of the reference population, shape ``(N_REF, 3)``.
 
-    Computed on ``workers`` processes when neither the in-memory nor the disk cache has it.
+    Computed when neither the in-memory nor the disk cache has it, by tasks of about 125 patients on
+    ``execution`` (default: ``workers`` local processes).
     """
     options = options or SimOptions()
+    execution = execution or Execution(jobs=max(1, int(workers)))
     key = _cache_key(options)
     if key in _MEMO:
         return _MEMO[key]
@@ -72,9 +76,12 @@ def reference_raw_parts(workers: int = 1, options: SimOptions | None = None) -> 
             return data
     except (OSError, ValueError):
         pass
-    edges = np.linspace(0, N_REF, 4 * max(1, workers) + 1).astype(int)
-    chunks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    data = np.concatenate(ordered_map(partial(_compute_chunk, options), chunks, workers))
+    edges = np.linspace(0, N_REF, 4 * execution.jobs + 1).astype(int)
+    tasks = [Task("pfs_core.synth.reference:compute_chunk", (options, (int(a), int(b))),
+                  label=f"reference patients {a + 1}-{b}", cpus=1, memory_mb=512)
+             for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    data = np.concatenate(run_tasks(tasks, backend=execution.backend, jobs=execution.jobs,
+                                    address=execution.address))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -124,10 +131,11 @@ def expected_auroc(p: np.ndarray) -> float:
     return num / den if den > 0 else 0.5
 
 
-def reference_summary(signal: Signal, strength: float, *, workers: int = 1,
-                      options: SimOptions | None = None) -> dict[str, float | np.ndarray]:
-    """Standardisation constants, intercept and expected Bayes AUROC for a signal setting."""
-    raw = reference_raw_parts(workers, options)
+def reference_summary(signal: Signal, strength: float, *, workers: int = 1, options: SimOptions | None = None,
+                      execution: Execution | None = None) -> dict[str, float | np.ndarray]:
+    """Standardisation constants, intercept and expected Bayes AUROC for a signal setting (the reference
+    population drawn on ``execution``, default ``workers`` local processes, when not cached)."""
+    raw = reference_raw_parts(workers, options, execution=execution)
     mean, sd = standardisation(raw)
     z = (raw - mean) / sd
     b0 = solve_intercept(z, signal, strength)
