@@ -210,12 +210,17 @@ def add_training(parser: argparse.ArgumentParser) -> None:
                              "see pfs_core/progress.py), e.g. for a page that follows the run")
 
 
-def add_execution(parser: argparse.ArgumentParser) -> None:
-    """``--jobs``, ``--backend``, ``--address``: where the tasks of a command run (:mod:`pfs_core.execution`)."""
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="tasks run at the same time (one model fitted on one fold; one patient preprocessed "
-                             "or measured when not yet cached): local worker processes, or the CPUs of a local Ray "
-                             "instance (default: 1, all in this process)")
+JOBS_HELP = ("tasks run at the same time (one model fitted on one fold; one patient preprocessed or measured when "
+             "not yet cached): local worker processes, or the CPUs of a local Ray instance (default: 1, all in this "
+             "process)")
+
+
+def add_execution(parser: argparse.ArgumentParser, *, jobs_default: int | None = 1, jobs_help: str = JOBS_HELP) -> None:
+    """``--jobs``, ``--backend``, ``--address``: where the tasks of a command run (:mod:`pfs_core.execution`).
+
+    ``jobs_default``/``jobs_help``: a command whose tasks are of another kind says so (``synth``: None, resolved
+    by the command)."""
+    parser.add_argument("--jobs", type=int, default=jobs_default, help=jobs_help)
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="where the tasks run: local processes, or Ray (pip install .[ray]; a local instance "
                              "of --jobs CPUs, or the cluster at --address) (default: local)")

@@ -46,10 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "information about the imaging burden (for truth checks)")
     parser.add_argument("--contrast", choices=("portal_venous", "none"), default="portal_venous",
                         help="CT protocol: portal-venous contrast-enhanced (default) or unenhanced")
-    shared_options.add_execution(parser)
-    for action in parser._actions:  # the shared --jobs, with synth's default (min(2, CPUs)) and tasks
-        if action.dest == "jobs":
-            action.default, action.help = None, JOBS_HELP
+    shared_options.add_execution(parser, jobs_default=None, jobs_help=JOBS_HELP)
     parser.add_argument("--workers", type=int, default=None,
                         help="the same as --jobs (its earlier name; give one of them)")
     parser.add_argument("--no-images", action="store_true", help="write only the tables (fast)")
