@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from pfs_core import DISCLAIMER, schema
-from pfs_core.dataset import CohortData, load_cohort_data
+from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError
 from pfs_core.execution import Execution
 from pfs_core.features.lesions import FEATURE_LABELS, LESION_FEATURES, raw_features
@@ -47,7 +47,7 @@ from pfs_core.io.cohort import (
 from pfs_core.io.labs import is_missing, validate_labs
 from pfs_core.io.organs import OrganMasks
 from pfs_core.measure.case import Measurement, measure_case
-from pfs_core.measure.features import attach_lesion_features, cohort_cases, measurement_vector
+from pfs_core.measure.features import cohort_cases, load_cohort_with_lesions, measurement_vector
 from pfs_core.models.bundle import Bundle
 from pfs_core.models.device import resolve_device
 from pfs_core.preprocessing.model_grid import preprocess_case
@@ -403,10 +403,9 @@ def predict_cohort(
     out_of_range_fields, warnings (";"-separated), model_name, model_version, post_baseline_used. A ``prrt_cycles``
     column is silently ignored by models trained without it (it is part of the table schema).
     """
-    data = load_cohort_data(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
-                            cache_dir=cache_dir, progress=progress, require_outcome=False, execution=execution)
-    if reads_lesions(bundle):
-        attach_lesion_features(data, cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution)
+    data = load_cohort_with_lesions(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
+                                    lesions=reads_lesions(bundle), cache_dir=cache_dir, progress=progress,
+                                    require_outcome=False, execution=execution)
     records = []
     for i, pid in enumerate(data.patient_ids):
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.labs.iloc[i].items()}
@@ -514,7 +513,6 @@ def load_cohort_for_bundle(bundle: Bundle, cohort_csv: str | Path, *, cache_dir:
     report = validate_cohort(cohort_csv, check_images=bundle.spec.uses_images, require_outcome=False,
                              image_root=image_root)
     with good_cohort_csv(report) as path:
-        data = load_cohort_data(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
-                                cache_dir=cache_dir, require_outcome=False, execution=execution)
-        return attach_lesion_features(data, path, cache_dir=cache_dir, execution=execution) \
-            if reads_lesions(bundle) else data
+        return load_cohort_with_lesions(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
+                                        lesions=reads_lesions(bundle), cache_dir=cache_dir, require_outcome=False,
+                                        execution=execution)

@@ -297,13 +297,8 @@ def load_training_data(args: argparse.Namespace, *, uses_images: bool, preproces
     """The cohort's :class:`~pfs_core.dataset.CohortData`, with its lesion measurements when image models
     read them (``config.lesion_features``); both cached under ``cache_dir``, the cases not yet cached
     computed as tasks of the command's ``--jobs``/``--backend`` (:func:`execution`)."""
-    from pfs_core.dataset import load_cohort_data
-    from pfs_core.measure.features import attach_lesion_features
+    from pfs_core.measure.features import load_cohort_with_lesions
 
-    run_on = execution(args)
-    data = load_cohort_data(args.cohort, preprocess=preprocess, need_images=uses_images, cache_dir=cache_dir,
-                            progress=not args.no_progress, execution=run_on)
-    if uses_images and config.lesion_features:
-        attach_lesion_features(data, args.cohort, cache_dir=cache_dir, progress=not args.no_progress,
-                               execution=run_on)
-    return data
+    return load_cohort_with_lesions(args.cohort, preprocess=preprocess, need_images=uses_images,
+                                    lesions=config.lesion_features, cache_dir=cache_dir,
+                                    progress=not args.no_progress, execution=execution(args))

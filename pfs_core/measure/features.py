@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from pfs_core import schema
-from pfs_core.dataset import CohortData
+from pfs_core.config import PreprocessConfig
+from pfs_core.dataset import CohortData, load_cohort_data
 from pfs_core.errors import InputError
 from pfs_core.execution import Execution, Task
 from pfs_core.features.lesions import FEATURE_VERSION, LESION_FEATURES, model_scale, raw_features
@@ -24,6 +25,7 @@ from pfs_core.io.cache import ArrayCache, content_digest
 from pfs_core.io.cohort import read_cohort
 from pfs_core.measure.case import MEASURE_VERSION, Measurement, find_organs, measure_case
 from pfs_core.measure.settings import MeasureSettings
+from pfs_core.preprocessing.model_grid import cached_arrays, case_cache_key, check_case_files, prepared_arrays
 from pfs_core.progress import emit
 
 
@@ -124,3 +126,65 @@ def attach_lesion_features(data: CohortData, cohort_csv: str | Path, *, cache_di
     table = cohort_features(cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution)
     data.lesion_features = table.loc[[str(p) for p in data.patient_ids]].to_numpy(np.float32)
     return data
+
+
+def load_cohort_with_lesions(cohort_csv: str | Path, *, preprocess: PreprocessConfig, need_images: bool,
+                             lesions: bool, cache_dir: Path | None, progress: bool = False,
+                             require_outcome: bool = True, execution: Execution | None = None) -> CohortData:
+    """:func:`~pfs_core.dataset.load_cohort_data`, with the lesion measurements when ``lesions`` (and images).
+
+    With a cache and worker processes (or Ray), each case missing from the cache is first preprocessed and
+    measured by one task (:func:`prepare_case`), so the workers start once and a case's files go to one
+    worker; both steps then read the cache.
+    """
+    lesions = lesions and need_images
+    if lesions and cache_dir is not None and execution is not None and not execution.in_process:
+        _prepare_uncached(Path(cohort_csv), preprocess, Path(cache_dir), progress=progress, execution=execution)
+    data = load_cohort_data(cohort_csv, preprocess=preprocess, need_images=need_images, cache_dir=cache_dir,
+                            progress=progress, require_outcome=require_outcome, execution=execution)
+    if lesions:
+        attach_lesion_features(data, cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution)
+    return data
+
+
+def prepare_case(case: CaseFiles, config: PreprocessConfig | None,
+                 settings: MeasureSettings | None) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
+    """(model-grid arrays, lesion features) of one case; None for a part not asked for (its ``config`` or
+    ``settings`` None)."""
+    arrays = prepared_arrays(case.pet, case.ct, config) if config is not None else None
+    return arrays, (case_features(case, settings) if settings is not None else None)
+
+
+def _prepare_uncached(cohort_csv: Path, config: PreprocessConfig, cache_dir: Path, *, progress: bool,
+                      execution: Execution) -> None:
+    """Cache the model-grid arrays and lesion features of every case that lacks either, one task a case.
+
+    A case with a missing file is left to :func:`~pfs_core.preprocessing.model_grid.preprocess_cohort`, which
+    names it in its error."""
+    settings = MeasureSettings()
+    cache = ArrayCache(cache_dir)
+    todo = []
+    for case in cohort_cases(cohort_csv):
+        try:
+            check_case_files(case.pet, case.ct)
+        except InputError:
+            continue
+        grid = cached_arrays(case.pet, case.ct, config, cache) is None
+        stored = cache.get(case_key(case, settings), required=("features",))
+        if grid or stored is None:
+            todo.append((case, grid, stored is None))
+    tasks = [Task(prepare_case, args=(_absolute(case), config if grid else None, settings if measure else None),
+                  label=f"{cohort_csv}, patient {case.patient_id}", info={"patient_id": case.patient_id},
+                  memory_mb=3072) for case, grid, measure in todo]
+
+    def step(done: int, total: int, label: str) -> None:
+        if progress:
+            sys.stderr.write(f"preprocessed and measured {done}/{total}: {label.rpartition('patient ')[2]}\n")
+        emit("preprocessing and measuring", done, total)
+
+    emit("preprocessing and measuring", 0, len(todo))
+    for (case, _, _), (arrays, features) in zip(todo, execution.run(tasks, progress=step), strict=True):
+        if arrays is not None:
+            cache.put(case_cache_key(case.pet, case.ct, config), arrays)
+        if features is not None:
+            cache.put(case_key(case, settings), {"features": features})

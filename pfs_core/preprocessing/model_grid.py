@@ -275,7 +275,8 @@ def _cohort_rows(cohort_csv: Path) -> list[tuple[str, Path | None, Path | None]]
             for pid, pet, ct in frame[columns].itertuples(index=False)]
 
 
-def _prepared_arrays(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig) -> dict[str, np.ndarray]:
+def prepared_arrays(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig) -> dict[str, np.ndarray]:
+    """The model-grid arrays of one case as cached: ``pet``/``ct`` (those given) and ``pet_suv_max``."""
     pet, ct = load_case(pet_path, ct_path)
     case = preprocess_case(pet, ct, config)
     suv_max = np.nan if case.pet_suv_max_original is None else case.pet_suv_max_original
@@ -305,14 +306,14 @@ def preprocess_cohort(cohort_csv: Path, config: PreprocessConfig, *, cache_dir: 
     found: dict[int, dict[str, np.ndarray]] = {}
     for i, (patient, pet_path, ct_path) in enumerate(rows):
         try:
-            _check_files(pet_path, ct_path)
+            check_case_files(pet_path, ct_path)
         except InputError as exc:
             raise InputError(f"{cohort_csv}, patient {patient}: {exc}") from exc
-        stored = _from_cache(pet_path, ct_path, config, cache)
+        stored = cached_arrays(pet_path, ct_path, config, cache)
         if stored is not None:
             found[i] = stored
     todo = [i for i in range(len(rows)) if i not in found]
-    tasks = [Task(_prepared_arrays, args=(_absolute(rows[i][1]), _absolute(rows[i][2]), config),
+    tasks = [Task(prepared_arrays, args=(_absolute(rows[i][1]), _absolute(rows[i][2]), config),
                   label=f"{cohort_csv}, patient {rows[i][0]}", info={"patient_id": rows[i][0]}, memory_mb=2048)
              for i in todo]
     emit("preprocessing", 0, len(todo))
@@ -350,7 +351,8 @@ def _absolute(path: Path | None) -> Path | None:
     return None if path is None else path.absolute()
 
 
-def _check_files(pet_path: Path | None, ct_path: Path | None) -> None:
+def check_case_files(pet_path: Path | None, ct_path: Path | None) -> None:
+    """InputError when a case has no image or names a file that is not there."""
     if pet_path is None and ct_path is None:
         raise InputError(f"both {schema.PET_COLUMN} and {schema.CT_COLUMN} are empty; give at least one image")
     for path in (pet_path, ct_path):
@@ -358,7 +360,7 @@ def _check_files(pet_path: Path | None, ct_path: Path | None) -> None:
             raise InputError(f"{path}: file or folder not found (paths are relative to the cohort CSV's folder)")
 
 
-def _from_cache(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig,
+def cached_arrays(pet_path: Path | None, ct_path: Path | None, config: PreprocessConfig,
                 cache: ArrayCache | None) -> dict[str, np.ndarray] | None:
     """The cached model-grid arrays of a case, or None (no cache, not cached, or of another grid)."""
     if cache is None:

@@ -33,10 +33,10 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from tqdm.auto import tqdm
 
 from pfs_core.config import PreprocessConfig, TrainConfig, digest
-from pfs_core.dataset import CohortData, load_cohort_data
+from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError, UsageError
 from pfs_core.execution import Execution, InMemory, Shared, Task, describe_tasks
-from pfs_core.measure.features import attach_lesion_features
+from pfs_core.measure.features import load_cohort_with_lesions
 from pfs_core.metrics import ALL_METRICS, all_metrics, mean_sd
 from pfs_core.models.fitted import FittedModel
 from pfs_core.models.registry import SKLEARN, ModelSpec
@@ -135,10 +135,8 @@ class CohortSource:
                 f"|lesions={self.lesion_features}|{self.cache_dir}|{self.ids_digest}")
 
     def load(self) -> CohortData:
-        data = load_cohort_data(self.cohort_csv, preprocess=self.preprocess, need_images=self.need_images,
-                                cache_dir=Path(self.cache_dir))
-        if self.lesion_features:
-            attach_lesion_features(data, self.cohort_csv, cache_dir=Path(self.cache_dir))
+        data = load_cohort_with_lesions(self.cohort_csv, preprocess=self.preprocess, need_images=self.need_images,
+                                        lesions=self.lesion_features, cache_dir=Path(self.cache_dir))
         if ids_digest(data.patient_ids) != self.ids_digest:
             raise InputError(f"{self.cohort_csv}: the cohort table changed while the run was going on "
                              "(a worker read other patients); run the command again")

@@ -85,13 +85,13 @@ def test_progress_of_a_real_preprocessing(tmp_path, tiny, fixtures, monkeypatch)
 
     report, _ = tiny
     run = _fake_run(tmp_path)
-    seen, prepared = [], model_grid._prepared_arrays
+    seen, prepared = [], model_grid.prepared_arrays
 
     def case_and_look(*args, **kwargs):
         seen.append(_seen(run)[:3])
         return prepared(*args, **kwargs)
 
-    monkeypatch.setattr(model_grid, "_prepared_arrays", case_and_look)
+    monkeypatch.setattr(model_grid, "prepared_arrays", case_and_look)
     with writing_to(run.progress_file):
         model_grid.preprocess_cohort(report.source, fixtures.SMALL, cache_dir=None, progress=True)
     assert seen == [("preprocessing", i, 15) for i in range(15)]

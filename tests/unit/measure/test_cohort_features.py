@@ -97,19 +97,23 @@ def test_workers_start_cleanly_when_the_main_script_is_a_page(cohort_csv, tmp_pa
 
 
 def test_cohort_preparation_on_two_processes_and_on_ray_equals_one_process(cohort_csv, tmp_path):
-    """Preprocessing and lesion measurement of the cases not yet cached are tasks of the execution layer:
-    two local processes and a local Ray instance of 2 CPUs give the arrays of one process, and fill the cache."""
+    """Preprocessing and lesion measurement of the cases not yet cached are tasks of the execution layer: one task
+    a case (both steps) with a cache, one task a step and case without; two local processes and a local Ray
+    instance of 2 CPUs give the arrays of one process, and fill the cache."""
     from pfs_core.execution import ray_available
+    from pfs_core.measure.features import load_cohort_with_lesions
 
-    serial = load_cohort_data(cohort_csv, preprocess=SMALL, need_images=True, execution=Execution())
-    serial_features = cohort_features(cohort_csv, cache_dir=None)
-    runs = [Execution(jobs=2)] + ([Execution(backend="ray", jobs=2)] if ray_available() else [])
-    for i, execution in enumerate(runs):
-        cache = tmp_path / f"cache{i}"
-        data = load_cohort_data(cohort_csv, preprocess=SMALL, need_images=True, cache_dir=cache, execution=execution)
-        np.testing.assert_array_equal(data.pet, serial.pet)
-        np.testing.assert_array_equal(data.ct, serial.ct)
-        np.testing.assert_array_equal(data.pet_present, serial.pet_present)
-        features = cohort_features(cohort_csv, cache_dir=cache, execution=execution)
-        pd.testing.assert_frame_equal(features, serial_features)
-        assert len(list(cache.glob("lesionfeat_*.npz"))) == 6 and len(list(cache.glob("*.npz"))) == 12
+    def load(cache, execution):
+        return load_cohort_with_lesions(cohort_csv, preprocess=SMALL, need_images=True, lesions=True, cache_dir=cache,
+                                        execution=execution)
+
+    serial = load(None, Execution())
+    runs = [(tmp_path / "cache0", Execution(jobs=2)), (None, Execution(jobs=2))]
+    if ray_available():
+        runs.append((tmp_path / "cache1", Execution(backend="ray", jobs=2)))
+    for cache, execution in runs:
+        data = load(cache, execution)
+        for name in ("pet", "ct", "pet_present", "lesion_features"):
+            np.testing.assert_array_equal(getattr(data, name), getattr(serial, name))
+        if cache is not None:
+            assert len(list(cache.glob("lesionfeat_*.npz"))) == 6 and len(list(cache.glob("*.npz"))) == 12
