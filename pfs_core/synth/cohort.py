@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pfs_core.errors import UsageError
-from pfs_core.execution import Execution, Task, ray_instance, run_tasks
+from pfs_core.execution import Execution, Task, ray_instance
 from pfs_core.progress import emit
 from pfs_core.schema import (
     COHORT_COLUMNS,
@@ -156,7 +156,7 @@ def _render(tasks: Sequence[Task], n: int, execution: Execution) -> None:
         done += sizes[label]
         emit(RENDER_STAGE, done, n)
 
-    run_tasks(tasks, backend=execution.backend, jobs=execution.jobs, address=execution.address, progress=step)
+    execution.run(tasks, progress=step)
 
 
 @contextmanager

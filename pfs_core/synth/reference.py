@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import brentq
 
-from pfs_core.execution import Execution, Task, run_tasks
+from pfs_core.execution import Execution, Task
 from pfs_core.synth.constants import SIMULATOR_VERSION
 from pfs_core.synth.options import SimOptions
 from pfs_core.synth.patient import draw_attributes, patient_streams
@@ -80,8 +80,7 @@ def reference_raw_parts(workers: int = 1, options: SimOptions | None = None, *,
     tasks = [Task("pfs_core.synth.reference:compute_chunk", (options, (int(a), int(b))),
                   label=f"reference patients {a + 1}-{b}", cpus=1, memory_mb=512)
              for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    data = np.concatenate(run_tasks(tasks, backend=execution.backend, jobs=execution.jobs,
-                                    address=execution.address))
+    data = np.concatenate(execution.run(tasks))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
