@@ -68,11 +68,9 @@ def test_metrics_table_beside_published(tmp_path):
                                                                                                 "published note"]
 
 
-@pytest.mark.parametrize("old", ["hand-made", "shipped sim116_petonly"])
-def test_outputs_without_references_or_intervals_still_read(old, tmp_path):
+def test_outputs_without_references_or_intervals_still_read(tmp_path):
     """results.json written before the reference rows and paired intervals: model rows only, no intervals."""
-    output = load_results(write_output(tmp_path / "out") if old == "hand-made"
-                          else ROOT / "results" / "sim116_petonly")
+    output = load_results(write_output(tmp_path / "out"))
     assert "references" not in output.doc and "paired_delta_auroc" not in output.doc
     assert output.references == []
     table = metrics_table(output)
