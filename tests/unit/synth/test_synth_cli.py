@@ -89,3 +89,21 @@ def test_subprocess_error_has_no_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_cli_workers_and_jobs_must_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    code, _, err = _run(["synth", "--n", "2", "--out", str(out), "--workers", "2", "--jobs", "1"], capsys)
+    assert code == 2 and err.startswith("error:") and "--workers" in err and "--jobs" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+    code, _, err = _run(["synth", "--n", "2", "--out", str(out), "--no-images", "--workers", "2", "--jobs", "2"],
+                        capsys)
+    assert code == 0, err
+
+
+def test_cli_execution_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for extra, needle in ((["--jobs", "0"], "--jobs"), (["--address", "auto"], "--backend ray")):
+        code, _, err = _run(["synth", "--n", "2", "--out", str(tmp_path / "o"), "--no-images", *extra], capsys)
+        assert code == 2 and err.startswith("error:") and needle in err, err
+        assert not (tmp_path / "o").exists()

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pfs_core.cli import main
 from pfs_core.errors import UsageError
 from pfs_core.execution import Execution, ray_available
 from pfs_core.progress import writing_to
@@ -74,30 +73,3 @@ def test_workers_is_local_jobs() -> None:
         resolve_execution(Execution(jobs=1), 2)
     with pytest.raises(UsageError, match="--workers"):
         resolve_execution(None, 0)
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_workers_and_jobs_must_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "o"
-    code, _, err = _run(["synth", "--n", "2", "--out", str(out), "--workers", "2", "--jobs", "1"], capsys)
-    assert code == 2 and err.startswith("error:") and "--workers" in err and "--jobs" in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not out.exists()
-    code, _, err = _run(["synth", "--n", "2", "--out", str(out), "--no-images", "--workers", "2", "--jobs", "2"],
-                        capsys)
-    assert code == 0, err
-
-
-def test_cli_execution_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for extra, needle in ((["--jobs", "0"], "--jobs"), (["--address", "auto"], "--backend ray")):
-        code, _, err = _run(["synth", "--n", "2", "--out", str(tmp_path / "o"), "--no-images", *extra], capsys)
-        assert code == 2 and err.startswith("error:") and needle in err, err
-        assert not (tmp_path / "o").exists()
