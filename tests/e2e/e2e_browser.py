@@ -83,6 +83,26 @@ def settle(page: Any, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
         timeout=timeout_ms)
 
 
+def choose(page: Any, selectbox: Any, option: str, attempts: int = 3) -> None:
+    """Open ``selectbox`` (a locator) and click its ``option``; on a busy machine the first click can land while
+    the page is still re-rendering and open nothing, so the list is opened again (up to ``attempts`` times)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    item = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(attempts):
+        settle(page)
+        selectbox.click()
+        try:
+            item.wait_for(state="visible", timeout=10_000)
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        item.click()
+        return
+
+
 def assert_no_error(page: Any, where: str, log: Path) -> None:
     errors = [page.locator(sel).all_inner_texts() for sel in ('[data-testid="stException"]',
                                                                '[data-testid="stAlertContentError"]')]

@@ -20,6 +20,7 @@ from e2e_browser import (
     ROOT,
     SCREENS,
     assert_no_error,
+    choose,
     cut_off,
     registered_pages,
     screenshot,
@@ -129,8 +130,7 @@ def test_physician_path(app_server, screen, tmp_path):
     shots = screenshot_folder(tmp_path)
     page.goto(url)
     expect(page.get_by_role("button", name="Predict")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    page.get_by_test_id("stSelectbox").filter(has_text="Sample case (simulated patient)").click()
-    page.get_by_role("option", name="SIM0002", exact=True).click()
+    choose(page, page.get_by_test_id("stSelectbox").filter(has_text="Sample case (simulated patient)"), "SIM0002")
     settle(page)
     _predict(page, log, f"sample case at {size}")
     _read_result(page)

@@ -117,16 +117,25 @@ def test_bad_inputs_exit_2(case, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_score_prepares_uncached_cases_on_two_processes(tmp_path, capsys):
-    """--jobs 2: the sample cases are preprocessed and measured by two worker processes (an empty cache), with
+    """--jobs 2: two sample cases are preprocessed and measured by two worker processes (an empty cache), with
     the scores of one process; contributions takes the same options."""
+    import shutil
+
+    cohort = tmp_path / "two" / "cohort.csv"
+    (cohort.parent / "images").mkdir(parents=True)
+    table = pd.read_csv(COHORT, dtype=str, keep_default_na=False).head(2)
+    table.to_csv(cohort, index=False)
+    for column in ("pet", "ct", "organs"):
+        for name in table[column]:
+            shutil.copy(COHORT.parent / name, cohort.parent / name)
     model = str(MODELS / "lab_pet_ct_pretrained")
     scores = {}
     for jobs in ("1", "2"):
         path = tmp_path / f"scores{jobs}.csv"
-        assert main(["score", "--cohort", str(COHORT), "--model", model, "--out", str(path), "--cache-dir",
+        assert main(["score", "--cohort", str(cohort), "--model", model, "--out", str(path), "--cache-dir",
                      str(tmp_path / f"cache{jobs}"), "--device", "cpu", "--jobs", jobs]) == 0, capsys.readouterr().err
         scores[jobs] = pd.read_csv(path)
     pd.testing.assert_frame_equal(scores["1"], scores["2"])
-    assert len(list((tmp_path / "cache2").glob("lesionfeat_*.npz"))) == 6
+    assert len(scores["2"]) == 2 and len(list((tmp_path / "cache2").glob("lesionfeat_*.npz"))) == 2
     assert contributions("lab_pet_ct_pretrained", tmp_path / "contrib", tmp_path / "cache2", "--n-sample", "2",
-                         "--jobs", "2") == 0, capsys.readouterr().err
+                         "--jobs", "2", cohort=cohort) == 0, capsys.readouterr().err
