@@ -97,9 +97,9 @@ def test_workers_start_cleanly_when_the_main_script_is_a_page(cohort_csv, tmp_pa
 
 
 def test_cohort_preparation_on_two_processes_and_on_ray_equals_one_process(cohort_csv, tmp_path):
-    """Preprocessing and lesion measurement of the cases not yet cached are tasks of the execution layer: one task
-    a case (both steps) with a cache, one task a step and case without; two local processes and a local Ray
-    instance of 2 CPUs give the arrays of one process, and fill the cache."""
+    """Preprocessing and lesion measurement of the cases not yet cached are tasks of the execution layer (one task
+    a case for both steps with a cache): two local processes and a local Ray instance of 2 CPUs give the arrays
+    of one process (no cache, in this process: one task a step and case), and fill the cache."""
     from pfs_core.execution import ray_available
     from pfs_core.measure.features import load_cohort_with_lesions
 
@@ -108,7 +108,7 @@ def test_cohort_preparation_on_two_processes_and_on_ray_equals_one_process(cohor
                                         execution=execution)
 
     serial = load(None, Execution())
-    runs = [(tmp_path / "cache0", Execution(jobs=2)), (None, Execution(jobs=2))]
+    runs = [(tmp_path / "cache0", Execution(jobs=2))]
     if ray_available():
         runs.append((tmp_path / "cache1", Execution(backend="ray", jobs=2)))
     for cache, execution in runs:
