@@ -131,6 +131,9 @@ def test_physician_path(app_server, screen, tmp_path):
     page.goto(url)
     expect(page.get_by_role("button", name="Predict")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     choose(page, page.get_by_test_id("stSelectbox").filter(has_text="Sample case (simulated patient)"), "SIM0002")
+    # Predict only once SIM0002's labs are on screen: a click that lands before the browser has the new case's
+    # lab fields gives a result that the next rerun rightly marks as "Inputs changed" (seen once under load).
+    expect(page.get_by_role("spinbutton", name="Age (years)")).to_have_value("57.00", timeout=PAGE_TIMEOUT_MS)
     settle(page)
     _predict(page, log, f"sample case at {size}")
     _read_result(page)
