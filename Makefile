@@ -47,9 +47,9 @@ lint: install-dev
 	$(VENV)/bin/mypy
 
 # Two pytest-xdist workers, one test file each at a time (module fixtures are built once), one torch
-# thread per worker (tests/conftest.py); docs/testing.md has the figures.
+# thread per worker (tests/conftest.py); the five slowest tests are listed at the end; docs/testing.md has the figures.
 test: install-dev lint
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=5
 
 # The browser walks of the tumour-board issue at 1280x720 and 1920x1080, writing every page's screenshot to
 # docs/screenshots (the same test runs in `make test`, with its pictures in a temporary folder).
