@@ -21,6 +21,7 @@ import pandas as pd
 
 from pfs_core.dataset import load_cohort_data
 from pfs_core.errors import PfsError
+from pfs_core.inference import measure_settings
 from pfs_core.measure.features import cohort_features
 from pfs_core.models.bundle import load_bundle, record_uncertainty
 from pfs_core.training.references import read_ground_truth
@@ -39,7 +40,7 @@ def calibrate_one(folder: Path, *, cache_dir: Path | None, a: float = A_OUTSIDE)
     data = load_cohort_data(source, preprocess=bundle.preprocess, need_images=False, require_outcome=False)
     lesions = None
     if lesion_inputs(bundle):
-        table = cohort_features(source, cache_dir=cache_dir)
+        table = cohort_features(source, cache_dir=cache_dir, settings=measure_settings(bundle))
         lesions = table.loc[[str(p) for p in data.patient_ids]].to_numpy(float)
     inputs = bundle_inputs(bundle, data.labs.reset_index(drop=True), lesions)
     inputs.index = pd.Index([str(p) for p in data.patient_ids])

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import ndimage, stats
 
 from pfs_core.explain.lesions import lesion_contributions
-from pfs_core.inference import case_data, case_lesion_features, prepare_images
+from pfs_core.inference import case_data, case_lesion_features, measure_settings, prepare_images
 from pfs_core.io import load_ct, load_pet
 from pfs_core.io.cohort import read_cohort
 from pfs_core.io.labs import validate_labs
@@ -114,7 +114,7 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
             break
         pet, ct = load_pet(Path(row.pet)), load_ct(Path(row.ct))
         organs = read_organ_masks(row.organs, ct=ct)
-        m = measure_case(pet, ct, organs=organs)
+        m = measure_case(pet, ct, organs=organs, settings=measure_settings(bundle))
         labs = validate_labs({c: (None if pd.isna(getattr(row, c)) else getattr(row, c)) for c in LAB_COLUMNS})
         result = _explain(bundle, labs, pet, ct, m)
         truth, truth_affine, _ = _truth(cohort, pid)

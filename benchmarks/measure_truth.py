@@ -2,6 +2,7 @@
 
     python benchmarks/measure_truth.py --cohort data/sim200_eval [--organs truth|network] [--before]
         [--out results/measure_truth.json]
+    python benchmarks/measure_truth.py --cohort DIR --ceiling-only     # truth tables alone (no images needed)
 
 For every patient of a simulated cohort (``pfs_core synth`` folder with images) runs
 ``measure_case`` with the simulator's organ masks (``--organs truth``) or the organ network's
@@ -13,6 +14,12 @@ status; and false-positive lesions per patient (measured lesions touching no tru
 imaging input up to issue 22) for the same patients, and per truth the Spearman of the measurement
 and of the best-matching read-out with their paired difference, each with a 95 % patient-bootstrap
 interval ([point, low, high]; 2,000 resamples, seed 0).
+
+SSTR-negative volume, two more figures (``sstr_negative``): the **ceiling**, the Spearman with the true
+SSTR-negative volume that a perfect measurement of only some negative lesions would reach (every liver one;
+liver ones of 15 mm or more; CT-visible ones of 15 mm or more at any site), from the truth tables alone;
+and the measured volume against the **detectable truth**, the volume of the CT-visible SSTR-negative liver
+lesions of 15 mm or more (what the measurement searches, at the size of the sensitivity target).
 """
 
 from __future__ import annotations
@@ -45,6 +52,53 @@ PAIRS = {
 }
 MIN_DIAMETER_MM = 15.0
 FOUND_FRACTION = 0.10
+BOOTSTRAP = {"n_resamples": 2000, "confidence_level": 0.95, "method": "percentile", "random_state": 0}
+
+
+def diameter_mm(volume_ml: pd.Series) -> pd.Series:
+    """Equivalent-sphere diameter (mm) of volumes in mL."""
+    return 2.0 * (volume_ml * 750.0 / math.pi) ** (1.0 / 3.0)
+
+
+def negative_subsets(lesions: pd.DataFrame) -> dict[str, pd.Series]:
+    """Masks over ``lesions`` of the SSTR-negative lesions a measurement could be asked to find."""
+    negative = lesions["sstr_negative"] == 1
+    liver = lesions["site"] == "liver"
+    big = diameter_mm(lesions["volume_ml"]) >= MIN_DIAMETER_MM
+    visible = lesions["ct_visible"] == 1
+    return {"liver": negative & liver, "liver_15mm": negative & liver & big,
+            "liver_ct_visible_15mm": negative & liver & big & visible,
+            "ct_visible_15mm_any_site": negative & big & visible}
+
+
+def volume_per_patient(lesions: pd.DataFrame, mask: pd.Series, patients: pd.Index) -> pd.Series:
+    """Summed ``volume_ml`` of the masked lesions per patient of ``patients`` (0 without one)."""
+    return lesions[mask].groupby("patient_id")["volume_ml"].sum().reindex(patients, fill_value=0.0)
+
+
+def spearman_interval(x: pd.Series, y: pd.Series) -> list[float]:
+    """Spearman of x and y with its 95 % patient-bootstrap percentile interval, [point, low, high].
+
+    A resample in which x or y is constant (few patients with SSTR-negative disease) has no Spearman and
+    is left out of the percentiles.
+    """
+    a, b = x.to_numpy(float), y.to_numpy(float)
+    rng = np.random.default_rng(BOOTSTRAP["random_state"])
+    draws = rng.integers(0, len(a), size=(int(BOOTSTRAP["n_resamples"]), len(a)))
+    with np.errstate(invalid="ignore"):
+        rhos = np.array([spearmanr(a[i], b[i])[0] if np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0 else np.nan
+                         for i in draws])
+    low, high = np.nanpercentile(rhos, [2.5, 97.5])
+    return [round(float(spearmanr(a, b)[0]), 3), round(float(low), 3), round(float(high), 3)]
+
+
+def sstr_negative_ceilings(lesions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, object]:
+    """How well a perfect measurement of only some SSTR-negative lesions could rank the true volume."""
+    total = truth["sstr_negative_volume_ml"]
+    lesions = lesions[lesions["patient_id"].isin(truth.index)]
+    return {"patients_with_sstr_negative_disease": int((total > 0).sum()),
+            "ceiling_spearman": {name: spearman_interval(volume_per_patient(lesions, mask, truth.index), total)
+                                 for name, mask in negative_subsets(lesions).items()}}
 
 
 def truth_organs(path: Path) -> OrganMasks:
@@ -88,6 +142,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--settings", type=json.loads, default={},
                         help='MeasureSettings fields to override, as JSON, e.g. \'{"photopenic_ratio": 0}\'')
+    parser.add_argument("--ceiling-only", action="store_true",
+                        help="only the SSTR-negative ceilings, from lesions.csv and ground_truth.csv (no measuring)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--lesions-out", type=Path, help="optional CSV of every true lesion with found or not")
     parser.add_argument("--patients-out", type=Path, help="optional CSV of measured and true features per patient")
@@ -98,6 +154,10 @@ def main() -> None:
     gt = pd.read_csv(args.cohort / "ground_truth.csv").set_index("patient_id")
     lesions = pd.read_csv(args.cohort / "lesions.csv")
     ids = cohort["patient_id"].tolist()[: args.limit]
+    if args.ceiling_only:
+        write({"cohort": str(args.cohort), "n": len(ids), "sstr_negative": sstr_negative_ceilings(lesions, gt.loc[ids])},
+              args.out)
+        return
     feats, matched, fps, seconds = [], [], [], []
     fp_rows: list[dict[str, object]] = []
     for pid in ids:
@@ -128,7 +188,7 @@ def main() -> None:
         measured.join(truth[list(PAIRS.values())], rsuffix="_true").to_csv(args.patients_out)
     spearman = {f: round(float(spearmanr(measured[f], truth[t])[0]), 3) for f, t in PAIRS.items()}
     per_lesion = pd.concat(matched)
-    per_lesion["diameter_mm"] = 2.0 * (per_lesion["volume_ml"] * 750.0 / math.pi) ** (1.0 / 3.0)
+    per_lesion["diameter_mm"] = diameter_mm(per_lesion["volume_ml"])
     if args.lesions_out:
         per_lesion.to_csv(args.lesions_out, index=False)
     big = per_lesion[per_lesion["diameter_mm"] >= MIN_DIAMETER_MM]
@@ -142,15 +202,26 @@ def main() -> None:
     result = {"cohort": str(args.cohort), "n": len(ids), "organs": args.organs, "spearman": spearman,
               "sensitivity_15mm": sens, "false_positives_per_patient": round(float(np.mean(fps)), 3),
               "seconds_per_case_median": round(float(np.median(seconds)), 2)}
+    detectable = volume_per_patient(lesions, negative_subsets(lesions)["liver_ct_visible_15mm"], truth.index)
+    result["sstr_negative"] = {**sstr_negative_ceilings(lesions, truth),
+                               "measured_vs_detectable_truth": spearman_interval(
+                                   measured["sstr_negative_volume_ml"], detectable),
+                               "measured_vs_truth": spearman_interval(measured["sstr_negative_volume_ml"],
+                                                                      truth["sstr_negative_volume_ml"])}
     if args.before:
         rows = before_readouts(args.cohort, truth)
         result["before"] = {f"{col} ~ {t}": round(float(spearmanr(rows[col], truth[t])[0]), 3)
                             for col in rows.columns for t in PAIRS.values()}
         result["paired_vs_before"] = paired_intervals(measured, rows, truth)
+    write(result, args.out)
+
+
+def write(result: dict[str, object], out: Path | None) -> None:
+    """Print ``result`` as JSON, and write it to ``out`` when given."""
     print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def before_readouts(cohort: Path, truth: pd.DataFrame) -> pd.DataFrame:
@@ -181,8 +252,8 @@ def paired_intervals(measured: pd.DataFrame, before: pd.DataFrame, truth: pd.Dat
             return np.array([rho(new, true), rho(prev, true), rho(new, true) - rho(prev, true)])
 
         samples = (measured[feature].to_numpy(float), before[old].to_numpy(float), t)
-        boot = bootstrap(samples, stats, paired=True, vectorized=False, n_resamples=resamples,
-                         confidence_level=0.95, method="percentile", random_state=seed)
+        boot = bootstrap(samples, stats, paired=True, vectorized=False,
+                         **{**BOOTSTRAP, "n_resamples": resamples, "random_state": seed})
         point = stats(*samples)
         low, high = boot.confidence_interval
         out[target] = {"measured": feature, "before": old,

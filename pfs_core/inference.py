@@ -48,6 +48,7 @@ from pfs_core.io.labs import is_missing, validate_labs
 from pfs_core.io.organs import OrganMasks
 from pfs_core.measure.case import Measurement, measure_case
 from pfs_core.measure.features import cohort_cases, load_cohort_with_lesions, measurement_vector
+from pfs_core.measure.settings import MEASURE_1_1, MeasureSettings
 from pfs_core.models.bundle import Bundle
 from pfs_core.models.device import resolve_device
 from pfs_core.preprocessing.model_grid import preprocess_case
@@ -348,13 +349,22 @@ def reads_lesions(bundle: Bundle) -> bool:
     return bundle.spec.uses_images and bundle.config.lesion_features
 
 
+def measure_settings(bundle: Bundle) -> MeasureSettings:
+    """The lesion measurement ``bundle`` was trained on: its manifest's ``measurement``, else measurement 1.1's
+    settings (bundles trained before measurement 1.2 have no such entry). A model must read what it learnt from."""
+    if "measurement" not in bundle.manifest:
+        return MEASURE_1_1
+    stored = bundle.manifest["measurement"]
+    return MeasureSettings(**stored["settings"]) if stored else MeasureSettings()
+
+
 def case_measurement(bundle: Bundle, pet: Volume | None, ct: Volume | None, *, organs: OrganMasks | None = None,
                      measurement: Measurement | None = None) -> Measurement | None:
     """The case's lesion measurement when the model reads one: ``measurement`` when given, else measured
     (with ``organs``, or the organ network's); None without PET or CT, or for a model that reads none."""
     if measurement is not None or not reads_lesions(bundle) or pet is None or ct is None:
         return measurement
-    return measure_case(pet, ct, organs=organs)
+    return measure_case(pet, ct, organs=organs, settings=measure_settings(bundle))
 
 
 def case_lesion_features(bundle: Bundle, measurement: Measurement | None) -> np.ndarray | None:
@@ -405,7 +415,7 @@ def predict_cohort(
     """
     data = load_cohort_with_lesions(cohort_csv, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
                                     lesions=reads_lesions(bundle), cache_dir=cache_dir, progress=progress,
-                                    require_outcome=False, execution=execution)
+                                    require_outcome=False, execution=execution, settings=measure_settings(bundle))
     records = []
     for i, pid in enumerate(data.patient_ids):
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.labs.iloc[i].items()}
@@ -515,4 +525,4 @@ def load_cohort_for_bundle(bundle: Bundle, cohort_csv: str | Path, *, cache_dir:
     with good_cohort_csv(report) as path:
         return load_cohort_with_lesions(path, preprocess=bundle.preprocess, need_images=bundle.spec.uses_images,
                                         lesions=reads_lesions(bundle), cache_dir=cache_dir, require_outcome=False,
-                                        execution=execution)
+                                        execution=execution, settings=measure_settings(bundle))

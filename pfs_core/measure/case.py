@@ -48,7 +48,14 @@ from pfs_core.measure.table import (
     suv_peak,
 )
 
-MEASURE_VERSION = "1.1"  # 1.1: photopenic SSTR-negative liver lesions (MeasureSettings.photopenic_*)
+# 1.1: photopenic SSTR-negative liver lesions (MeasureSettings.photopenic_*); 1.2: SSTR-negative only when the
+# median uptake lies below the liver, necrotic cores at 10 % contact (MeasureSettings.cold_*, core_min_contact)
+MEASURE_VERSION = "1.2"
+
+
+def measurement_record(settings: MeasureSettings | None = None) -> dict[str, Any]:
+    """What a bundle or a results.json records of the lesion measurement it used: version and settings."""
+    return {"measure_version": MEASURE_VERSION, "settings": (settings or MeasureSettings()).to_dict()}
 
 
 @dataclass

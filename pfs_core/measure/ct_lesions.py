@@ -86,8 +86,8 @@ def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pe
     """Focal hypodense (or, with ``photopenic`` on ``lct.box``, PET-photopenic) liver lesions not already
     found on the PET, split by their PET uptake.
 
-    Returns int32 label maps on the liver's box ``lct.box`` of the SSTR-negative lesions (75th percentile
-    of uptake at most ``cold_max_ratio`` × liver, give or take ``cold_noise_sd`` SDs of the liver's noise),
+    Returns int32 label maps on the liver's box ``lct.box`` of the SSTR-negative lesions (``cold_quantile``
+    percentile of uptake at most ``cold_max_ratio`` × liver plus ``cold_noise_sd`` SDs of the liver's noise),
     of the faintly SSTR-positive ones (above it, yet below the PET detection threshold) and of the
     necrotic cores of PET-found lesions (hypodense regions whose surface lies at least
     ``core_min_contact`` on a PET-found lesion; the ids of ``positive``), and the liver's density.
@@ -117,7 +117,8 @@ def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pe
             continue
         if len(where) < min_voxels:
             continue
-        uptake = float(np.percentile(sample_at(pet, pet_affine, world_of(where + origin, ct_affine), order=1), 75))
+        uptake = float(np.percentile(sample_at(pet, pet_affine, world_of(where + origin, ct_affine), order=1),
+                                     settings.cold_quantile))
         kind = "negative" if uptake <= settings.cold_max_ratio * ref.mean + settings.cold_noise_sd * ref.sd else "faint"
         counts[kind] += 1  # ids 1..n in the order found
         (negative if kind == "negative" else faint)[tuple(where.T)] = counts[kind]

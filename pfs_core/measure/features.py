@@ -121,17 +121,21 @@ def _absolute(case: CaseFiles) -> CaseFiles:
 
 
 def attach_lesion_features(data: CohortData, cohort_csv: str | Path, *, cache_dir: Path | None,
-                           progress: bool = False, execution: Execution | None = None) -> CohortData:
+                           progress: bool = False, execution: Execution | None = None,
+                           settings: MeasureSettings | None = None) -> CohortData:
     """``data`` with :attr:`CohortData.lesion_features` of its patients (in place; also returned)."""
-    table = cohort_features(cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution)
+    table = cohort_features(cohort_csv, cache_dir=cache_dir, settings=settings, progress=progress,
+                            execution=execution)
     data.lesion_features = table.loc[[str(p) for p in data.patient_ids]].to_numpy(np.float32)
     return data
 
 
 def load_cohort_with_lesions(cohort_csv: str | Path, *, preprocess: PreprocessConfig, need_images: bool,
                              lesions: bool, cache_dir: Path | None, progress: bool = False,
-                             require_outcome: bool = True, execution: Execution | None = None) -> CohortData:
-    """:func:`~pfs_core.dataset.load_cohort_data`, with the lesion measurements when ``lesions`` (and images).
+                             require_outcome: bool = True, execution: Execution | None = None,
+                             settings: MeasureSettings | None = None) -> CohortData:
+    """:func:`~pfs_core.dataset.load_cohort_data`, with the lesion measurements when ``lesions`` (and images),
+    measured with ``settings`` (default: today's :class:`MeasureSettings`).
 
     With a cache and worker processes (or Ray), each case missing from the cache is first preprocessed and
     measured by one task (:func:`prepare_case`), so the workers start once and a case's files go to one
@@ -139,11 +143,13 @@ def load_cohort_with_lesions(cohort_csv: str | Path, *, preprocess: PreprocessCo
     """
     lesions = lesions and need_images
     if lesions and cache_dir is not None and execution is not None and not execution.in_process:
-        _prepare_uncached(Path(cohort_csv), preprocess, Path(cache_dir), progress=progress, execution=execution)
+        _prepare_uncached(Path(cohort_csv), preprocess, Path(cache_dir), progress=progress, execution=execution,
+                          settings=settings or MeasureSettings())
     data = load_cohort_data(cohort_csv, preprocess=preprocess, need_images=need_images, cache_dir=cache_dir,
                             progress=progress, require_outcome=require_outcome, execution=execution)
     if lesions:
-        attach_lesion_features(data, cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution)
+        attach_lesion_features(data, cohort_csv, cache_dir=cache_dir, progress=progress, execution=execution,
+                               settings=settings)
     return data
 
 
@@ -156,12 +162,11 @@ def prepare_case(case: CaseFiles, config: PreprocessConfig | None,
 
 
 def _prepare_uncached(cohort_csv: Path, config: PreprocessConfig, cache_dir: Path, *, progress: bool,
-                      execution: Execution) -> None:
+                      execution: Execution, settings: MeasureSettings) -> None:
     """Cache the model-grid arrays and lesion features of every case that lacks either, one task a case.
 
     A case with a missing file is left to :func:`~pfs_core.preprocessing.model_grid.preprocess_cohort`, which
     names it in its error."""
-    settings = MeasureSettings()
     cache = ArrayCache(cache_dir)
     todo = []
     for case in cohort_cases(cohort_csv):

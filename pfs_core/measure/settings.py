@@ -1,6 +1,6 @@
 """The delineation rule's parameters, in one frozen record saved with every measurement.
 
-Chosen on development seeds only (``benchmarks/measure_truth.py --seed 105``; docs/measure.md).
+Chosen on development seeds only (``benchmarks/measure_truth.py`` on seeds 101, 105 and 106; docs/measure.md).
 """
 
 from __future__ import annotations
@@ -38,11 +38,18 @@ class MeasureSettings:
     cold_min_hu: float = 15.0
     cold_sd: float = 2.5
     cold_min_volume_ml: float = 0.5
-    # SSTR-negative: three quarters of the lesion's voxels at most this × liver (Krenning ≤ 2); the mean
-    # would call a necrotic, faintly positive lesion negative
+    # SSTR-negative (Krenning ≤ 2: uptake at or below the liver): the ``cold_quantile`` percentile of the
+    # lesion's uptake at most ``cold_max_ratio`` × liver plus ``cold_noise_sd`` liver-noise SDs. The PET's blur
+    # mixes a liver lesion's uptake with the liver's, so a lesion measured at the liver's level may be a faint
+    # SSTR-positive one (true ratio 1.2-1.5) pulled down; since measurement 1.2 a lesion is called negative only
+    # when its median uptake lies 3 noise SDs below the liver (1.1: the 75th percentile up to 2 SDs above it,
+    # which called most faint positive lesions negative; docs/measure.md, development seed 101).
+    cold_quantile: float = 50.0
     cold_max_ratio: float = 1.0
-    cold_noise_sd: float = 2.0  # ... plus this many liver-noise SDs: uptake equal to the liver is not positive
-    core_min_contact: float = 0.25  # a cold region this much enclosed by a PET lesion is its necrotic core
+    cold_noise_sd: float = -3.0
+    # a cold region whose outer shell lies this much on one PET-found lesion is that lesion's necrotic core
+    # (1.1: 0.25, which left a third of the cores of hot lesions as "SSTR-negative" lesions)
+    core_min_contact: float = 0.1
     # SSTR-negative liver lesions that the CT does not show as hypodense (iso- or hyperenhancing on a
     # portal-venous CT) are photopenic on the PET: smoothed uptake below this × the liver reference, at least
     # ``liver_erosion_mm`` inside the liver, over at least ``photopenic_min_ml`` (a lesion of ~1.6 cm: smaller
@@ -55,3 +62,7 @@ class MeasureSettings:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
         return asdict(self)
+
+
+#: The settings of measurement 1.1 (before the SSTR-negative rule of 1.2), which bundles trained before 1.2 read.
+MEASURE_1_1 = MeasureSettings(cold_quantile=75.0, cold_noise_sd=2.0, core_min_contact=0.25)

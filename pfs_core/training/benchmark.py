@@ -33,6 +33,7 @@ from pfs_core.config import TrainConfig, to_dict
 from pfs_core.dataset import CohortData
 from pfs_core.execution import Execution, Shared
 from pfs_core.io.outputs import atomic_write, atomic_write_text, write_csv
+from pfs_core.measure.case import measurement_record
 from pfs_core.metrics import ALL_METRICS, logrank_p, paired_auroc_bootstrap
 from pfs_core.models.device import resolve_device
 from pfs_core.models.provenance import runtime_info
@@ -407,7 +408,8 @@ def benchmark_meta(*, command: str, cohort_csv: str, config: TrainConfig, prepro
             "simulator": simulator_summary(cohort_csv),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "train_config": to_dict(config), "preprocess": to_dict(preprocess),
-            "pretraining": describe(config.pretrain), **runtime_info(device)}
+            "pretraining": describe(config.pretrain),
+            "measurement": measurement_record() if config.lesion_features else None, **runtime_info(device)}
 
 
 def simulator_summary(cohort_csv: str | Path) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from pfs_core.config import TrainConfig
 from pfs_core.dataset import CohortData
 from pfs_core.explain.shapley import summarise_background
 from pfs_core.features.lesions import FEATURE_BLOCKS
+from pfs_core.measure.case import measurement_record
 from pfs_core.metrics import all_metrics
 from pfs_core.models.bundle import feature_manifest, model_card, save_bundle
 from pfs_core.models.device import resolve_device
@@ -83,6 +84,8 @@ def train_bundle(
         if spec.use_lab else [],
         "image_inputs": {"pet": spec.use_pet, "ct": spec.use_ct},
         "lesion_measurements": _lesion_inputs(spec, config),
+        # the measurement the model was trained on, which prediction repeats (pfs_core.inference.measure_settings)
+        "measurement": measurement_record() if _lesion_inputs(spec, config) else None,
         "best_epochs": [m.best_epoch for m in members],
         "training_cohort": {**cohort_summary(data), "source": provenance.get("source"),
                             "simulated": provenance.get("simulated"), "note": provenance.get("note")},

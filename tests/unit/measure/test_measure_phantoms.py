@@ -17,6 +17,7 @@ from pfs_core.errors import InputError
 from pfs_core.io import Volume
 from pfs_core.io.organs import ORGAN_CODE
 from pfs_core.measure import MeasureSettings, measure_case
+from pfs_core.measure.settings import MEASURE_1_1
 from pfs_core.measure.table import LESION_COLUMNS
 
 LESION = ((24, 40), (48, 60), (40, 52))  # 16 x 12 x 12 mm: 4 x 3 x 3 PET voxels, 36 x 0.064 = 2.304 mL
@@ -108,6 +109,24 @@ def test_cold_hypodense_liver_lesion_is_sstr_negative():
     assert f["sstr_positive_volume_ml"] == 0.0 and f["lesions_liver"] == 1.0
     assert f["liver_tumour_fraction"] == pytest.approx(row["volume_ml"] / box_volume_ml(phantom.layout["liver"]),
                                                        abs=1e-4)
+
+
+@pytest.mark.parametrize(("suv", "status", "status_1_1"), [(1.5, "SSTR-negative", "SSTR-negative"),
+                                                         (LIVER_SUV, "SSTR-positive", "SSTR-negative")],
+                         ids=["below-the-liver", "at-the-liver"])
+def test_hypodense_lesion_on_a_noisy_pet_is_negative_only_when_its_uptake_is_below_the_liver(suv, status,
+                                                                                             status_1_1):
+    """Measurement 1.2: SSTR-negative when the median uptake lies 3 liver-noise SDs below the liver. At the
+    liver's level a lesion cannot be told from a faintly positive one pulled down by the PET's blur, so it is
+    reported as a faint SSTR-positive lesion; measurement 1.1 (the settings of bundles trained before) called
+    both negative."""
+    phantom = Phantom()
+    phantom.paint(phantom.sphere((56.0, 72.0, 52.0), 8.0), suv=suv, hu_delta=-40.0)  # 16 mm, 2.1 mL
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0, noise=0.1)
+    now, before = measure_case(pet, ct, organs=organs), measure_case(pet, ct, organs=organs, settings=MEASURE_1_1)
+    assert list(now.lesions["sstr_status"]) == [status] and list(before.lesions["sstr_status"]) == [status_1_1]
+    assert now.lesions["volume_ml"].iloc[0] == before.lesions["volume_ml"].iloc[0]
+    assert now.features["sstr_negative_count"] == float(status == "SSTR-negative")
 
 
 @pytest.mark.parametrize("hu_delta", [0.0, 10.0], ids=["isodense", "hyperenhancing"])

@@ -158,3 +158,25 @@ def test_a_bundle_from_before_the_lesion_measurements_reads_its_grid_read_outs(b
     old = load_bundle(copy)
     assert old.config.lesion_features is False and not reads_lesions(old)
     assert reads_lesions(load_bundle(paths["classic"]))
+
+
+def test_a_bundle_measures_as_it_was_trained(bundles, tmp_path):
+    """A new bundle records today's lesion measurement and predicts with it; a bundle trained before
+    measurement 1.2 (no ``measurement`` in its manifest, like the shipped ones) keeps measurement 1.1."""
+    import shutil
+
+    from pfs_core.inference import measure_settings
+    from pfs_core.measure.case import MEASURE_VERSION
+    from pfs_core.measure.settings import MEASURE_1_1, MeasureSettings
+    from pfs_core.models.bundle import write_manifest
+
+    _, paths = bundles
+    manifest = json.loads((paths["lab_pet_ct"] / MANIFEST).read_text())
+    assert manifest["measurement"] == {"measure_version": MEASURE_VERSION, "settings": MeasureSettings().to_dict()}
+    assert measure_settings(load_bundle(paths["lab_pet_ct"])) == MeasureSettings() != MEASURE_1_1
+    copy = tmp_path / "before_1_2"
+    shutil.copytree(paths["lab_pet_ct"], copy)
+    del manifest["measurement"]
+    write_manifest(copy, manifest)
+    assert measure_settings(load_bundle(copy)) == MEASURE_1_1
+    assert json.loads((paths["lab_rf"] / MANIFEST).read_text())["measurement"] is None  # reads no lesions
