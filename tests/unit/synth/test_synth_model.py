@@ -136,12 +136,11 @@ def test_ct_appearance_does_not_tell_sstr_status() -> None:
     assert abs(np.median(neg) - np.median(pos)) < 6.0
 
 
-def test_labs_independent_decouples_labs_from_imaging(tmp_path: Path) -> None:
+def test_labs_independent_decouples_labs_from_imaging(tables_400: Path, tmp_path: Path) -> None:
     from pfs_core.synth import SimOptions
 
-    coupled, independent = tmp_path / "c", tmp_path / "i"
-    simulate_cohort(300, 9, out_dir=coupled, images=False)
-    simulate_cohort(300, 9, out_dir=independent, images=False, options=SimOptions(labs_independent=True))
+    coupled, independent = tables_400, tmp_path / "i"  # the same 400 patients (seed 7), labs coupled or not
+    simulate_cohort(400, 7, out_dir=independent, images=False, options=SimOptions(labs_independent=True))
     for folder, low, high in ((coupled, 0.3, 1.0), (independent, -0.15, 0.15)):
         cohort = pd.read_csv(folder / "cohort.csv")
         truth = pd.read_csv(folder / "ground_truth.csv")
