@@ -56,7 +56,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     data = options.load_training_data(args, uses_images=uses_images, preprocess=preprocess, config=config,
                                       cache_dir=cache_dir)
     source = CohortSource.of(data, args.cohort, need_images=uses_images, lesion_features=config.lesion_features,
-                             cache_dir=cache_dir)
+                             cache_dir=cache_dir, measurement=config.measurement)
     meta = benchmark_meta(command=options.command_line(args), cohort_csv=str(args.cohort), config=config,
                           preprocess=preprocess, device=device, simulated=is_simulated(args.cohort))
     result = run_benchmark(data, specs, folds=args.folds, repeats=args.repeats, seed=args.seed, config=config,

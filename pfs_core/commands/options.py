@@ -262,6 +262,9 @@ def configs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         config = from_dict(TrainConfig, base)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"invalid configuration: {exc}") from None
+    from pfs_core.measure.settings import settings_of
+
+    settings_of(config.measurement)  # an unknown measurement version is refused before any work
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError("--epochs must be >= 1")
@@ -298,7 +301,9 @@ def load_training_data(args: argparse.Namespace, *, uses_images: bool, preproces
     read them (``config.lesion_features``); both cached under ``cache_dir``, the cases not yet cached
     computed as tasks of the command's ``--jobs``/``--backend`` (:func:`execution`)."""
     from pfs_core.measure.features import load_cohort_with_lesions
+    from pfs_core.measure.settings import settings_of
 
     return load_cohort_with_lesions(args.cohort, preprocess=preprocess, need_images=uses_images,
                                     lesions=config.lesion_features, cache_dir=cache_dir,
-                                    progress=not args.no_progress, execution=execution(args))
+                                    progress=not args.no_progress, execution=execution(args),
+                                    settings=settings_of(config.measurement))

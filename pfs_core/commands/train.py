@@ -57,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
                   "note": args.data_note, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                   **runtime_info(str(device))}
     source = CohortSource.of(data, args.cohort, need_images=spec.uses_images, lesion_features=config.lesion_features,
-                             cache_dir=cache_dir)
+                             cache_dir=cache_dir, measurement=config.measurement)
     out = options.prepare_out(args, inputs)
     with executing(execution, source):  # the fold fits of train_bundle's cross-validation
         path = train_bundle(data, spec, out, folds=args.folds, seed=args.seed, config=config, device=device,

@@ -38,7 +38,7 @@ from pfs_core.measure.grids import (
 )
 from pfs_core.measure.pet_lesions import smoothed, sstr_positive
 from pfs_core.measure.reference import LiverReference, liver_reference
-from pfs_core.measure.settings import MeasureSettings
+from pfs_core.measure.settings import MeasureSettings, settings_of
 from pfs_core.measure.table import (
     LESION_COLUMNS,
     LesionVoxels,
@@ -53,9 +53,10 @@ from pfs_core.measure.table import (
 MEASURE_VERSION = "1.2"
 
 
-def measurement_record(settings: MeasureSettings | None = None) -> dict[str, Any]:
-    """What a bundle or a results.json records of the lesion measurement it used: version and settings."""
-    return {"measure_version": MEASURE_VERSION, "settings": (settings or MeasureSettings()).to_dict()}
+def measurement_record(version: str = "1.2") -> dict[str, Any]:
+    """What a bundle or a results.json records of the lesion measurement it used: the version of the code,
+    the measurement asked for (``TrainConfig.measurement``) and its settings."""
+    return {"measure_version": MEASURE_VERSION, "measurement": version, "settings": settings_of(version).to_dict()}
 
 
 @dataclass

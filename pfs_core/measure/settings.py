@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pfs_core.errors import UsageError
+
 
 @dataclass(frozen=True)
 class MeasureSettings:
@@ -66,3 +68,14 @@ class MeasureSettings:
 
 #: The settings of measurement 1.1 (before the SSTR-negative rule of 1.2), which bundles trained before 1.2 read.
 MEASURE_1_1 = MeasureSettings(cold_quantile=75.0, cold_noise_sd=2.0, core_min_contact=0.25)
+
+#: The measurements a training can ask for (``TrainConfig.measurement``), by version.
+MEASUREMENTS: dict[str, MeasureSettings] = {"1.1": MEASURE_1_1, "1.2": MeasureSettings()}
+
+
+def settings_of(version: str) -> MeasureSettings:
+    """The settings of measurement ``version``; an unknown one is a usage error naming the known ones."""
+    if version not in MEASUREMENTS:
+        raise UsageError(f"train config: measurement {version!r} is not known; use one of "
+                         f"{', '.join(sorted(MEASUREMENTS))}")
+    return MEASUREMENTS[version]

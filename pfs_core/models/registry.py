@@ -60,7 +60,7 @@ _LESIONS = ("logistic model of the lesion measurements (pfs_core.features.lesion
             "tumour fraction, SSTR-negative volume and count), measured on the native PET/CT against the "
             "patient's liver")
 _NO_CNN = ("No convolutional part by default: a 3D CNN residual on the 12-mm volumes lowered the paired AUROC on "
-           "development seeds; --train-config '{\"epochs\": 40}' trains one.")
+           "development seeds; --train-config FILE with a JSON object {\"epochs\": 40} trains one.")
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("lab_rf", "Random forest on labs", SKLEARN, True, False, False,

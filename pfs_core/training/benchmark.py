@@ -409,7 +409,8 @@ def benchmark_meta(*, command: str, cohort_csv: str, config: TrainConfig, prepro
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "train_config": to_dict(config), "preprocess": to_dict(preprocess),
             "pretraining": describe(config.pretrain),
-            "measurement": measurement_record() if config.lesion_features else None, **runtime_info(device)}
+            "measurement": measurement_record(config.measurement) if config.lesion_features else None,
+            **runtime_info(device)}
 
 
 def simulator_summary(cohort_csv: str | Path) -> dict[str, Any] | None:

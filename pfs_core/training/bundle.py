@@ -85,7 +85,7 @@ def train_bundle(
         "image_inputs": {"pet": spec.use_pet, "ct": spec.use_ct},
         "lesion_measurements": _lesion_inputs(spec, config),
         # the measurement the model was trained on, which prediction repeats (pfs_core.inference.measure_settings)
-        "measurement": measurement_record() if _lesion_inputs(spec, config) else None,
+        "measurement": measurement_record(config.measurement) if _lesion_inputs(spec, config) else None,
         "best_epochs": [m.best_epoch for m in members],
         "training_cohort": {**cohort_summary(data), "source": provenance.get("source"),
                             "simulated": provenance.get("simulated"), "note": provenance.get("note")},

@@ -37,6 +37,7 @@ from pfs_core.dataset import CohortData
 from pfs_core.errors import InputError, UsageError
 from pfs_core.execution import Execution, InMemory, Shared, Task, describe_tasks
 from pfs_core.measure.features import load_cohort_with_lesions
+from pfs_core.measure.settings import settings_of
 from pfs_core.metrics import ALL_METRICS, all_metrics, mean_sd
 from pfs_core.models.fitted import FittedModel
 from pfs_core.models.registry import SKLEARN, ModelSpec
@@ -119,24 +120,26 @@ class CohortSource:
     lesion_features: bool
     cache_dir: str
     ids_digest: str
+    measurement: str = "1.2"  # TrainConfig.measurement
 
     @classmethod
     def of(cls, data: CohortData, cohort_csv: str | Path, *, need_images: bool, lesion_features: bool,
-           cache_dir: Path | None) -> CohortSource | None:
+           cache_dir: Path | None, measurement: str = "1.2") -> CohortSource | None:
         """The source of ``data`` read from ``cohort_csv``; None without a cache (workers would preprocess
         the whole cohort again: the data then travels once per worker instead)."""
         if cache_dir is None:
             return None
         return cls(str(Path(cohort_csv).resolve()), data.preprocess, need_images, lesion_features and need_images,
-                   str(Path(cache_dir).resolve()), ids_digest(data.patient_ids))
+                   str(Path(cache_dir).resolve()), ids_digest(data.patient_ids), measurement)
 
     def key(self) -> str:
         return (f"cohort:{self.cohort_csv}|{digest(self.preprocess)}|images={self.need_images}"
-                f"|lesions={self.lesion_features}|{self.cache_dir}|{self.ids_digest}")
+                f"|lesions={self.lesion_features}|{self.measurement}|{self.cache_dir}|{self.ids_digest}")
 
     def load(self) -> CohortData:
         data = load_cohort_with_lesions(self.cohort_csv, preprocess=self.preprocess, need_images=self.need_images,
-                                        lesions=self.lesion_features, cache_dir=Path(self.cache_dir))
+                                        lesions=self.lesion_features, cache_dir=Path(self.cache_dir),
+                                        settings=settings_of(self.measurement))
         if ids_digest(data.patient_ids) != self.ids_digest:
             raise InputError(f"{self.cohort_csv}: the cohort table changed while the run was going on "
                              "(a worker read other patients); run the command again")

@@ -172,7 +172,8 @@ def test_a_bundle_measures_as_it_was_trained(bundles, tmp_path):
 
     _, paths = bundles
     manifest = json.loads((paths["lab_pet_ct"] / MANIFEST).read_text())
-    assert manifest["measurement"] == {"measure_version": MEASURE_VERSION, "settings": MeasureSettings().to_dict()}
+    assert manifest["measurement"] == {"measure_version": MEASURE_VERSION, "measurement": "1.2",
+                                       "settings": MeasureSettings().to_dict()}
     assert measure_settings(load_bundle(paths["lab_pet_ct"])) == MeasureSettings() != MEASURE_1_1
     copy = tmp_path / "before_1_2"
     shutil.copytree(paths["lab_pet_ct"], copy)

@@ -31,7 +31,7 @@ def test_benchmark_end_to_end(disk_cohort, small_json, tmp_path, capsys):
         assert len(metrics["c_index"]["per_repeat"]) == 2
     assert doc["settings"]["include_post_baseline"] is False
     assert doc["cohort"]["n_censored_before_12_months"] == 2
-    assert doc["measurement"] == measurement_record()  # the lesion measurement the image models read
+    assert doc["measurement"] == measurement_record("1.2")  # the lesion measurement the image models read
     oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
     assert {"patient_id", "repeat", "fold", "model", "probability"} <= set(oof.columns)
     assert len(oof) == 18 * 2 * 8
@@ -138,3 +138,28 @@ def test_bad_lab_json_is_an_input_error(tmp_path, capsys, disk_cohort, small_jso
     assert main(["predict", "--model", str(bundle), "--labs", str(labs)]) == 2
     assert "unknown field(s) 'chromogranin'" in capsys.readouterr().err
     assert main(["train", *_common(disk_cohort, small_json, tmp_path), "--model", "lab_rf", "--out", str(bundle)]) == 2
+
+
+def test_train_on_an_earlier_measurement_records_and_reads_it(disk_cohort, small_json, tmp_path, capsys):
+    """``"measurement": "1.1"`` in the train config repeats results made before measurement 1.2: the bundle
+    records it and is measured with 1.1's settings; an unknown version is refused before any work."""
+    from pfs_core.inference import measure_settings
+    from pfs_core.measure.settings import MEASURE_1_1
+    from pfs_core.models.bundle import load_bundle
+
+    pre, train = small_json
+    config = json.loads(train.read_text()) | {"measurement": "1.1"}
+    older = tmp_path / "train_1_1.json"
+    older.write_text(json.dumps(config))
+    common = ["--cohort", str(disk_cohort), "--preprocess", str(pre), "--cache-dir", str(tmp_path / "cache"),
+              "--no-progress", "--model", "lab_pet_ct", "--data-note", "tiny test cohort"]
+    bundle = tmp_path / "bundle"
+    assert main(["train", *common, "--train-config", str(older), "--out", str(bundle)]) == 0
+    assert json.loads((bundle / "manifest.json").read_text())["measurement"] == measurement_record("1.1")
+    assert measure_settings(load_bundle(bundle)) == MEASURE_1_1
+    older.write_text(json.dumps(config | {"measurement": "0.9"}))
+    capsys.readouterr()
+    assert main(["train", *common, "--train-config", str(older), "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "measurement '0.9' is not known; use one of 1.1, 1.2" in err
+    assert not (tmp_path / "refused").exists()
