@@ -130,7 +130,7 @@ def false_positive_rows(pid: str, ids: list[int], measured: np.ndarray, table: p
     names = {code: name for name, code in LABEL.items()}
     tissue = np.asarray(nib.load(str(tissue_path)).dataobj).astype(np.int64)
     status = table.set_index("lesion_id")["sstr_status"]
-    def most(values: np.ndarray) -> str:  # a table row whose voxels a later lesion took over has none left
+    def most(values: np.ndarray) -> str:  # a PET lesion beyond the CT's field of view has no CT-grid voxel
         return names.get(int(np.bincount(values).argmax()), "unknown") if values.size else "no voxels left"
 
     return [{"patient_id": pid, "lesion_id": i, "sstr_status": status[i], "true_tissue": most(tissue[measured == i])}
