@@ -287,7 +287,7 @@ def predict_case(
     data = case_data(bundle, clean, prepared)
     measurement = case_measurement(bundle, pet, ct, organs=organs, measurement=measurement)
     data.lesion_features = case_lesion_features(bundle, measurement)
-    if measurement is not None and measurement.organs.source.startswith("organ network"):
+    if measurement is not None and measurement.organs.from_network:
         warnings = [*warnings, NETWORK_ORGANS_NOTE]
     read = [m for m in ("pet", "ct") if m in spec.modalities and m not in missing]
     if little := little_input_warning(bundle, labs, has_image=bool(read)):
@@ -296,7 +296,7 @@ def predict_case(
     fold_probs = ensemble_probabilities(bundle, data, device=torch_device)[0]
     done = time.perf_counter()
     simulated = bundle.manifest.get("training_cohort", {}).get("simulated")
-    network = measurement is not None and measurement.organs.source.startswith("organ network")
+    network = measurement is not None and measurement.organs.from_network
     summary = _summaries(bundle, fold_probs, _row_inputs(bundle, data.labs, data.lesion_features)[0],
                          network_organs=network)
     summary.pop("interval_outside")

@@ -103,7 +103,7 @@ def render_lesions(result: Any) -> None:
     if m is None:
         return
     st.caption(f"Organ masks: {m.organs.source}.")
-    if m.organs.source.startswith("organ network"):
+    if m.organs.from_network:
         st.warning("The organ network is trained on simulated CTs only and is not yet reliable on real CT "
                    "(docs/organ_seg.md): check the organ outlines, or upload organ masks (e.g. TotalSegmentator "
                    "output) with the PET/CT and predict again.", icon=":material/warning:")

@@ -49,6 +49,11 @@ class OrganMasks:
     source: str
     present: tuple[str, ...]
 
+    @property
+    def from_network(self) -> bool:
+        """True when the organ network delineated these organs (no masks were given)."""
+        return self.source.startswith("organ network")
+
     def mask(self, name: str) -> np.ndarray:
         """Boolean ``(I, J, K)`` mask of one organ of :data:`ORGANS`."""
         return self.labels == ORGAN_CODE[name]

@@ -289,7 +289,8 @@ def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,
                          "lesion measure: give masks that include the liver")
     liver = organs.labels[boxes["liver"]] == ORGAN_CODE["liver"]  # on the liver's box only
     fractions = organ_fractions(organs, pet, boxes)
-    lct = liver_ct(ct.data, liver, boxes["liver"], ct.affine, settings)
+    lct = liver_ct(ct.data, liver, boxes["liver"], ct.affine, settings,
+                   edge_mm=settings.network_edge_mm if organs.from_network else 0.0)
     smooth_pet = smoothed(pet.data, pet.spacing_mm, settings.detect_smooth_mm)
     ref = liver_reference(pet.data, fractions["liver"] >= 0.5, pet.spacing_mm, erosion_mm=settings.liver_erosion_mm,
                           smoothed_pet=smooth_pet, exclude=_cold_on_pet(lct, ct, pet, settings))

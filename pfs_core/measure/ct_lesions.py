@@ -44,14 +44,18 @@ def masked_smooth(data: np.ndarray, mask: np.ndarray, sigma_voxels: np.ndarray) 
     return np.where(mask, total / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
 
 
-def liver_ct(ct: np.ndarray, liver: np.ndarray, box: Box, ct_affine: np.ndarray, settings: MeasureSettings) -> LiverCT:
+def liver_ct(ct: np.ndarray, liver: np.ndarray, box: Box, ct_affine: np.ndarray, settings: MeasureSettings,
+             *, edge_mm: float = 0.0) -> LiverCT:
     """The liver's CT smoothed within the liver.
 
     ``liver``: the non-empty liver mask on ``box``, the liver's bounding box grown by 2 voxels (the rest of
-    the CT is never read: a clinical CT holds ~80 M voxels).
+    the CT is never read: a clinical CT holds ~80 M voxels). ``edge_mm``: besides its outer voxel layer, the
+    liver within this distance of the mask's surface is left out too (an uncertain mask).
     """
     spacing = np.sqrt((np.asarray(ct_affine)[:3, :3] ** 2).sum(axis=0))
     inner = ndimage.binary_erosion(liver)  # the liver's rim mixes with fat
+    if edge_mm > 0:
+        inner &= ndimage.distance_transform_edt(liver, sampling=spacing) > edge_mm
     if not inner.any():
         inner = liver
     return LiverCT(box, inner, masked_smooth(ct[box], inner, settings.ct_smooth_mm / spacing), spacing)

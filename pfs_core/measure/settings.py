@@ -52,6 +52,10 @@ class MeasureSettings:
     # a cold region whose outer shell lies this much on one PET-found lesion is that lesion's necrotic core
     # (1.1: 0.25, which left a third of the cores of hot lesions as "SSTR-negative" lesions)
     core_min_contact: float = 0.1
+    # With organs from the organ network (4-mm grid), CT-found liver lesions are searched only this deep inside
+    # its liver (two of its voxels; development seed 101): where its mask runs past the true edge, the
+    # fat-mixed rim looks like hypodense lesions (docs/measure.md). Provided masks are trusted to their edge.
+    network_edge_mm: float = 8.0
     # SSTR-negative liver lesions that the CT does not show as hypodense (iso- or hyperenhancing on a
     # portal-venous CT) are photopenic on the PET: smoothed uptake below this × the liver reference, at least
     # ``liver_erosion_mm`` inside the liver, over at least ``photopenic_min_ml`` (a lesion of ~1.6 cm: smaller
@@ -67,7 +71,7 @@ class MeasureSettings:
 
 
 #: The settings of measurement 1.1 (before the SSTR-negative rule of 1.2), which bundles trained before 1.2 read.
-MEASURE_1_1 = MeasureSettings(cold_quantile=75.0, cold_noise_sd=2.0, core_min_contact=0.25)
+MEASURE_1_1 = MeasureSettings(cold_quantile=75.0, cold_noise_sd=2.0, core_min_contact=0.25, network_edge_mm=0.0)
 
 #: The measurements a training can ask for (``TrainConfig.measurement``), by version.
 MEASUREMENTS: dict[str, MeasureSettings] = {"1.1": MEASURE_1_1, "1.2": MeasureSettings()}

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from measure_phantoms import CT_VOXEL_ML, LIVER_SUV, PET_VOXEL_ML, Phantom, box_volume_ml
+from scipy import ndimage
 
 from pfs_core.errors import InputError
 from pfs_core.io import Volume
-from pfs_core.io.organs import ORGAN_CODE
+from pfs_core.io.organs import ORGAN_CODE, OrganMasks
 from pfs_core.measure import MeasureSettings, measure_case
 from pfs_core.measure.settings import MEASURE_1_1
 from pfs_core.measure.table import LESION_COLUMNS
@@ -127,6 +128,24 @@ def test_hypodense_lesion_on_a_noisy_pet_is_negative_only_when_its_uptake_is_bel
     assert list(now.lesions["sstr_status"]) == [status] and list(before.lesions["sstr_status"]) == [status_1_1]
     assert now.lesions["volume_ml"].iloc[0] == before.lesions["volume_ml"].iloc[0]
     assert now.features["sstr_negative_count"] == float(status == "SSTR-negative")
+
+
+def test_a_liver_mask_from_the_organ_network_that_runs_past_the_edge_gives_no_rim_lesions():
+    """The organ network's liver (4-mm grid) can run a few millimetres past the true edge; the fat-mixed rim
+    it then holds must not come out as hypodense SSTR-negative lesions, while a lesion deep inside is found."""
+    phantom = Phantom()
+    sphere = phantom.paint(phantom.sphere((56.0, 72.0, 52.0), 10.0), hu_delta=-40.0, suv=1.5)
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0, noise=0.05)
+    liver = organs.labels == ORGAN_CODE["liver"]
+    labels = organs.labels.copy()
+    labels[ndimage.binary_dilation(liver, iterations=3) & (organs.labels == 0)] = ORGAN_CODE["liver"]  # 6 mm out
+    network = OrganMasks(labels=labels, affine=organs.affine, source="organ network (test)", present=organs.present)
+    assert network.from_network and not organs.from_network
+    m = measure_case(pet, ct, organs=network)
+    assert list(m.lesions["sstr_status"]) == ["SSTR-negative"], m.lesions
+    assert ((m.lesion_labels == 1) & sphere).sum() >= 0.8 * sphere.sum()
+    rim = measure_case(pet, ct, organs=network, settings=MeasureSettings(network_edge_mm=0.0))  # as up to 1.1
+    assert len(rim.lesions) > 1
 
 
 @pytest.mark.parametrize("hu_delta", [0.0, 10.0], ids=["isodense", "hyperenhancing"])
