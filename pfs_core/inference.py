@@ -339,9 +339,10 @@ def little_input_warning(bundle: Bundle, labs: Mapping[str, Any], *, has_image: 
 
 #: Shown with a prediction whose lesions were measured against the organ network's organs.
 NETWORK_ORGANS_NOTE = (
-    "organs from the organ network (no organ masks given): it finds false-positive lesions, so the measured disease "
-    "and the probability are likely too high (116 simulated patients: AUROC 0.711 against 0.732 with organ masks, "
-    "but Brier 0.323 against 0.203, docs/models.md); give organ masks, e.g. TotalSegmentator output")
+    "organs from the organ network (no organ masks given): it misses some organs with physiological uptake (bowel, "
+    "adrenals, bladder, kidneys), whose uptake can then count as lesions (3.5 false-positive lesions per simulated "
+    "patient against 0.1 with organ masks, docs/measure.md), so the measured disease and the probability may be too "
+    "high; give organ masks, e.g. TotalSegmentator output")
 
 
 def reads_lesions(bundle: Bundle) -> bool:

@@ -71,7 +71,9 @@ class MeasureSettings:
 
 
 #: The settings of measurement 1.1 (before the SSTR-negative rule of 1.2), which bundles trained before 1.2 read.
-MEASURE_1_1 = MeasureSettings(cold_quantile=75.0, cold_noise_sd=2.0, core_min_contact=0.25, network_edge_mm=0.0)
+#: It keeps 1.2's edge rule for the organ network's organs: that case never occurred in their training (masks
+#: given), and the rule removes rim artefacts the training data did not have (docs/models.md).
+MEASURE_1_1 = MeasureSettings(cold_quantile=75.0, cold_noise_sd=2.0, core_min_contact=0.25)
 
 #: The measurements a training can ask for (``TrainConfig.measurement``), by version.
 MEASUREMENTS: dict[str, MeasureSettings] = {"1.1": MEASURE_1_1, "1.2": MeasureSettings()}

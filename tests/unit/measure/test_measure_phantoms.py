@@ -144,7 +144,7 @@ def test_a_liver_mask_from_the_organ_network_that_runs_past_the_edge_gives_no_ri
     m = measure_case(pet, ct, organs=network)
     assert list(m.lesions["sstr_status"]) == ["SSTR-negative"], m.lesions
     assert ((m.lesion_labels == 1) & sphere).sum() >= 0.8 * sphere.sum()
-    rim = measure_case(pet, ct, organs=network, settings=MeasureSettings(network_edge_mm=0.0))  # as up to 1.1
+    rim = measure_case(pet, ct, organs=network, settings=MeasureSettings(network_edge_mm=0.0))  # without the rule
     assert len(rim.lesions) > 1
 
 
