@@ -52,7 +52,7 @@ PAIRS = {
 }
 MIN_DIAMETER_MM = 15.0
 FOUND_FRACTION = 0.10
-BOOTSTRAP = {"n_resamples": 2000, "confidence_level": 0.95, "method": "percentile", "random_state": 0}
+RESAMPLES = 2000  # patient-bootstrap resamples of every interval
 
 
 def diameter_mm(volume_ml: pd.Series) -> pd.Series:
@@ -83,8 +83,7 @@ def spearman_interval(x: pd.Series, y: pd.Series) -> list[float]:
     is left out of the percentiles.
     """
     a, b = x.to_numpy(float), y.to_numpy(float)
-    rng = np.random.default_rng(BOOTSTRAP["random_state"])
-    draws = rng.integers(0, len(a), size=(int(BOOTSTRAP["n_resamples"]), len(a)))
+    draws = np.random.default_rng(0).integers(0, len(a), size=(RESAMPLES, len(a)))
     with np.errstate(invalid="ignore"):
         rhos = np.array([spearmanr(a[i], b[i])[0] if np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0 else np.nan
                          for i in draws])
@@ -131,7 +130,7 @@ def false_positive_rows(pid: str, ids: list[int], measured: np.ndarray, table: p
     tissue = np.asarray(nib.load(str(tissue_path)).dataobj).astype(np.int64)
     status = table.set_index("lesion_id")["sstr_status"]
     def most(values: np.ndarray) -> str:  # a PET lesion beyond the CT's field of view has no CT-grid voxel
-        return names.get(int(np.bincount(values).argmax()), "unknown") if values.size else "no voxels left"
+        return names.get(int(np.bincount(values).argmax()), "unknown") if values.size else "outside the CT"
 
     return [{"patient_id": pid, "lesion_id": i, "sstr_status": status[i], "true_tissue": most(tissue[measured == i])}
             for i in ids]
@@ -240,7 +239,7 @@ def before_readouts(cohort: Path, truth: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_intervals(measured: pd.DataFrame, before: pd.DataFrame, truth: pd.DataFrame, *,
-                     resamples: int = 2000, seed: int = 0) -> dict[str, dict[str, object]]:
+                     resamples: int = RESAMPLES, seed: int = 0) -> dict[str, dict[str, object]]:
     """Per truth: Spearman of the measurement and of the best-matching read-out, and their difference,
     each with a 95 % patient-bootstrap interval (paired: the same patients in both)."""
     out = {}
@@ -255,8 +254,8 @@ def paired_intervals(measured: pd.DataFrame, before: pd.DataFrame, truth: pd.Dat
             return np.array([rho(new, true), rho(prev, true), rho(new, true) - rho(prev, true)])
 
         samples = (measured[feature].to_numpy(float), before[old].to_numpy(float), t)
-        boot = bootstrap(samples, stats, paired=True, vectorized=False,
-                         **{**BOOTSTRAP, "n_resamples": resamples, "random_state": seed})
+        boot = bootstrap(samples, stats, paired=True, vectorized=False, n_resamples=resamples,
+                         confidence_level=0.95, method="percentile", random_state=seed)
         point = stats(*samples)
         low, high = boot.confidence_interval
         out[target] = {"measured": feature, "before": old,

@@ -53,7 +53,7 @@ from pfs_core.measure.table import (
 MEASURE_VERSION = "1.2"
 
 
-def measurement_record(version: str = "1.2") -> dict[str, Any]:
+def measurement_record(version: str) -> dict[str, Any]:
     """What a bundle or a results.json records of the lesion measurement it used: the version of the code,
     the measurement asked for (``TrainConfig.measurement``) and its settings."""
     return {"measure_version": MEASURE_VERSION, "measurement": version, "settings": settings_of(version).to_dict()}

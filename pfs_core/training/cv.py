@@ -120,11 +120,11 @@ class CohortSource:
     lesion_features: bool
     cache_dir: str
     ids_digest: str
-    measurement: str = "1.2"  # TrainConfig.measurement
+    measurement: str  # TrainConfig.measurement
 
     @classmethod
     def of(cls, data: CohortData, cohort_csv: str | Path, *, need_images: bool, lesion_features: bool,
-           cache_dir: Path | None, measurement: str = "1.2") -> CohortSource | None:
+           cache_dir: Path | None, measurement: str) -> CohortSource | None:
         """The source of ``data`` read from ``cohort_csv``; None without a cache (workers would preprocess
         the whole cohort again: the data then travels once per worker instead)."""
         if cache_dir is None:
