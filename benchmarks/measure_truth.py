@@ -76,6 +76,18 @@ def volume_per_patient(lesions: pd.DataFrame, mask: pd.Series, patients: pd.Inde
     return lesions[mask].groupby("patient_id")["volume_ml"].sum().reindex(patients, fill_value=0.0)
 
 
+def paired_difference(new: pd.Series, old: pd.Series, truth: pd.Series) -> list[float]:
+    """Spearman(new, truth) − Spearman(old, truth) on the same patients, with its 95 % paired patient-bootstrap
+    percentile interval, [point, low, high] (resamples with a constant column left out)."""
+    a, b, t = (s.to_numpy(float) for s in (new, old, truth))
+    draws = np.random.default_rng(0).integers(0, len(a), size=(RESAMPLES, len(a)))
+    keep = [i for i in draws if min(np.ptp(a[i]), np.ptp(b[i]), np.ptp(t[i])) > 0]
+    diffs = [spearmanr(a[i], t[i])[0] - spearmanr(b[i], t[i])[0] for i in keep]
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    point = spearmanr(a, t)[0] - spearmanr(b, t)[0]
+    return [round(float(point), 3), round(float(low), 3), round(float(high), 3)]
+
+
 def spearman_interval(x: pd.Series, y: pd.Series) -> list[float]:
     """Spearman of x and y with its 95 % patient-bootstrap percentile interval, [point, low, high].
 
@@ -149,6 +161,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--lesions-out", type=Path, help="optional CSV of every true lesion with found or not")
     parser.add_argument("--patients-out", type=Path, help="optional CSV of measured and true features per patient")
+    parser.add_argument("--paired-with", type=Path,
+                        help="a --patients-out CSV of another run on the same cohort (e.g. other --settings): "
+                             "paired Spearman differences, this run minus that one")
     parser.add_argument("--false-positives-out", type=Path,
                         help="optional CSV of every false-positive lesion with the simulator tissue it lies in")
     args = parser.parse_args()
@@ -210,6 +225,10 @@ def main() -> None:
                                    measured["sstr_negative_volume_ml"], detectable),
                                "measured_vs_truth": spearman_interval(measured["sstr_negative_volume_ml"],
                                                                       truth["sstr_negative_volume_ml"])}
+    if args.paired_with:
+        other = pd.read_csv(args.paired_with, index_col="patient_id").loc[measured.index]
+        result["paired_with"] = {"run": str(args.paired_with), **{
+            t: paired_difference(measured[f], other[f], truth[t]) for f, t in PAIRS.items()}}
     if args.before:
         rows = before_readouts(args.cohort, truth)
         result["before"] = {f"{col} ~ {t}": round(float(spearmanr(rows[col], truth[t])[0]), 3)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -57,3 +58,12 @@ def test_interval_leaves_out_resamples_without_a_spearman():
     x = pd.Series([0.0] * 18 + [1.0, 2.0])  # most resamples of so few non-zero values are constant
     point, low, high = measure_truth.spearman_interval(x, x * 3.0)
     assert point == 1.0 and np.isfinite([low, high]).all() and low <= high <= 1.0
+
+
+def test_paired_difference_is_zero_for_the_same_run_and_positive_for_a_better_one():
+    rng = np.random.default_rng(1)
+    truth = pd.Series(rng.gamma(1.0, 5.0, 60))
+    noisy = truth + pd.Series(rng.normal(0.0, 5.0, 60))
+    assert measure_truth.paired_difference(noisy, noisy, truth) == [0.0, 0.0, 0.0]
+    point, low, high = measure_truth.paired_difference(truth * 2.0, noisy, truth)
+    assert 0.0 < low <= point <= high and point == pytest.approx(1.0 - spearmanr(noisy, truth)[0], abs=1e-3)
