@@ -103,6 +103,22 @@ def choose(page: Any, selectbox: Any, option: str, attempts: int = 3) -> None:
         return
 
 
+def upload(page: Any, uploader: Any, path: Path, attempts: int = 3) -> None:
+    """Give ``uploader`` (a locator) the file ``path`` and wait until its name shows; on a busy machine the file
+    can land on an uploader that the running rerun then replaces, so it is given again (up to ``attempts``)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        settle(page)
+        uploader.locator('input[type="file"]').set_input_files(str(path))
+        try:
+            uploader.get_by_text(path.name).first.wait_for(state="visible", timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+
+
 def assert_no_error(page: Any, where: str, log: Path) -> None:
     errors = [page.locator(sel).all_inner_texts() for sel in ('[data-testid="stException"]',
                                                                '[data-testid="stAlertContentError"]')]

@@ -26,6 +26,7 @@ from e2e_browser import (
     screenshot,
     screenshot_folder,
     settle,
+    upload,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
@@ -155,7 +156,8 @@ def test_physician_path(app_server, screen, tmp_path):
     images = ROOT / "sample_data" / "images"
     for label, name in (("PET (SUVbw", "SIM0003_pet.nii.gz"), ("CT (HU)", "SIM0003_ct.nii.gz")):
         uploader = page.get_by_test_id("stFileUploader").filter(has_text=label)
-        uploader.locator('input[type="file"]').set_input_files(str(images / name))
+        expect(uploader).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        upload(page, uploader, images / name)
     expect(page.get_by_text("SIM0003_ct.nii.gz").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     settle(page)
     _predict(page, log, f"uploaded pair at {size}")
