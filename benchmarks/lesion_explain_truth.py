@@ -11,7 +11,9 @@ explained down to its lesions (:func:`pfs_core.explain.lesions.lesion_contributi
 1. Pointing: in short-PFS patients (observed label) with true lesions, is the lesion with the largest
    contribution (it must raise the risk) a true lesion, i.e. do at least half of its CT voxels lie
    in a true lesion dilated by one PET voxel? Baseline: the hottest PET voxel inside the true liver
-   (native PET grid), inside a dilated true lesion or not.
+   (native PET grid), inside a dilated true lesion or not. Beside it: why each miss is one (no lesion
+   measured, no lesion raises the risk, the top lesion is not a true one), and the rate when the lesion
+   with the largest contribution counts whatever its sign.
 2. SSTR-negative pointing: in patients with true SSTR-negative lesions (any outcome), is the top
    lesion an SSTR-negative one (most of its voxels that lie in a true lesion lie in an SSTR-negative
    one)? The hottest-voxel baseline beside it.
@@ -89,6 +91,21 @@ def _hottest_in_liver(pet, organs, truth: np.ndarray, truth_affine: np.ndarray,
     return label > 0, label in negative_labels
 
 
+def _largest(result) -> int | None:
+    """Id of the lesion with the largest contribution, whatever its sign (None without lesions)."""
+    if result is None or result.lesions.empty:
+        return None
+    return int(result.lesions.loc[result.lesions["contribution"].idxmax(), "lesion_id"])
+
+
+def _miss_reason(result, top: int | None, is_true: bool) -> str:
+    if result is None or result.lesions.empty:
+        return "no lesion measured"
+    if top is None:
+        return "no lesion raises the risk"
+    return "hit" if is_true else "top lesion not a true lesion"
+
+
 def _explain(bundle, labs, pet, ct, measurement):
     data = case_data(bundle, labs, prepare_images(bundle, pet, ct))
     data.lesion_features = case_lesion_features(bundle, measurement)
@@ -103,6 +120,8 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
     truth_table = pd.read_csv(cohort / "ground_truth.csv").set_index("patient_id")
     lesions_csv = pd.read_csv(cohort / "lesions.csv")
     pointing, baseline, negative, negative_baseline, spearman = [], [], [], [], []
+    any_sign: list[bool] = []
+    misses = {"hit": 0, "no lesion measured": 0, "no lesion raises the risk": 0, "top lesion not a true lesion": 0}
     started = time.perf_counter()
     for i, row in enumerate(frame.itertuples(index=False)):
         pid = str(row.patient_id)
@@ -126,6 +145,9 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
         if short:
             pointing.append(is_true)
             baseline.append(hot_true)
+            largest = _largest(result)
+            any_sign.append(largest is not None and _top_is(m.lesion_labels, largest, truth, negative_labels)[0])
+            misses[_miss_reason(result, top, is_true)] += 1
         if has_negative:
             negative.append(is_negative)
             negative_baseline.append(hot_negative)
@@ -136,6 +158,7 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
     return {
         "model": str(bundle_path), "model_version": bundle.version, "cohort": str(cohort),
         "pointing_short_pfs": _rate(pointing), "pointing_baseline_hottest_liver_voxel": _rate(baseline),
+        "pointing_short_pfs_outcomes": misses, "pointing_short_pfs_largest_any_sign": _rate(any_sign),
         "sstr_negative_pointing": _rate(negative), "sstr_negative_baseline_hottest_liver_voxel": _rate(negative_baseline),
         "randomisation": None if other is None else {
             "permuted_model": str(permuted), "n_patients": len(spearman),

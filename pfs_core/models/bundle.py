@@ -236,6 +236,20 @@ def record_evaluation(path: Path, evaluation: Mapping[str, Any]) -> None:
     manifest = verify_bundle(path)
     kept = [e for e in manifest.get("evaluation", []) if e.get("cohort") != evaluation.get("cohort")]
     manifest["evaluation"] = [*kept, dict(evaluation)]
+    _rewrite(path, manifest)
+
+
+def record_description(path: Path, *, label: str, description: str) -> None:
+    """Replace the bundle's model label and description (e.g. with the registry's current text after a finding
+    about the model) and renew its model card, file hashes and digest; the version and weights are unchanged."""
+    path = Path(path)
+    manifest = verify_bundle(path)
+    manifest["label"], manifest["description"] = label, description
+    _rewrite(path, manifest)
+
+
+def _rewrite(path: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` (and the model card rendered from it, when the bundle has one) with renewed hashes."""
     if MODEL_CARD in manifest["files"]:
         atomic_write_text(path / MODEL_CARD, model_card(manifest))
         manifest["files"][MODEL_CARD] = sha256_file(path / MODEL_CARD)
@@ -253,10 +267,7 @@ def record_uncertainty(path: Path, entry: Mapping[str, Any]) -> None:
     manifest = verify_bundle(path)
     manifest[UNCERTAINTY_FIELD] = dict(entry)
     manifest["ensemble"] = {**manifest.get("ensemble", {}), "interval": str(entry.get("description", entry["method"]))}
-    if MODEL_CARD in manifest["files"]:
-        atomic_write_text(path / MODEL_CARD, model_card(manifest))
-        manifest["files"][MODEL_CARD] = sha256_file(path / MODEL_CARD)
-    write_manifest(path, manifest)
+    _rewrite(path, manifest)
 
 
 def _uncertainty_lines(manifest: Mapping[str, Any]) -> list[str]:

@@ -190,6 +190,14 @@ def load_organ_bundle(path: Path | None = None, *, device: str | None = None) \
     return net.to(resolve_device(device)).eval(), config, manifest
 
 
+def cached_organ_net(bundle_dir: Path | None, device: torch.device) -> tuple[torch.nn.Module, OrganSegConfig]:
+    """The network and config of the bundle at ``bundle_dir`` (default :data:`DEFAULT_BUNDLE`) on ``device``,
+    hash-checked on first load and cached per (folder, device)."""
+    path = Path(bundle_dir) if bundle_dir is not None else DEFAULT_BUNDLE
+    net, config, _ = _cached(str(path.resolve()), str(device))
+    return net, config
+
+
 @functools.lru_cache(maxsize=4)
 def _cached(path: str, device: str) -> tuple[torch.nn.Module, OrganSegConfig, dict[str, Any]]:
     return load_organ_bundle(Path(path), device=device)
@@ -367,8 +375,7 @@ def segment_organs(ct: Volume, *, device: str | None = None, bundle_dir: Path | 
         organs the network delineates.
     """
     chosen = resolve_device(device)
-    path = Path(bundle_dir) if bundle_dir is not None else DEFAULT_BUNDLE
-    net, config, _ = _cached(str(path.resolve()), str(chosen))
+    net, config = cached_organ_net(bundle_dir, chosen)
     logits, grid = predict_logits(ct, net, config, device=chosen)
     organs = clean_labels(logits.argmax(dim=0).numpy().astype(np.uint8), grid, config)
     labels = _to_ct_grid(logits, organs, grid, ct, config)

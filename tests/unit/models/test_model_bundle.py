@@ -139,6 +139,22 @@ def test_a_held_out_evaluation_is_recorded_in_manifest_and_model_card(bundles, t
     assert load_bundle(copy).version == version
 
 
+def test_a_new_description_renews_the_model_card_and_keeps_the_weights(bundles, tmp_path):
+    import shutil
+
+    from pfs_core.models.bundle import MODEL_CARD, record_description
+
+    _, paths = bundles
+    copy = tmp_path / "bundle"
+    shutil.copytree(paths["classic"], copy)
+    before = load_bundle(copy)
+    record_description(copy, label="A plainer label", description="What the ablation found.")
+    after = load_bundle(copy)  # hashes and digest renewed: it still loads
+    assert after.manifest["label"] == "A plainer label"
+    assert "What the ablation found." in (copy / MODEL_CARD).read_text()
+    assert after.version == before.version
+    assert after.manifest["files"] == {**before.manifest["files"], MODEL_CARD: after.manifest["files"][MODEL_CARD]}
+
 def test_a_bundle_from_before_the_lesion_measurements_reads_its_grid_read_outs(bundles, tmp_path):
     """Its config.json has no ``lesion_features``: it loads as a grid read-out bundle, not a lesion one."""
     import shutil
