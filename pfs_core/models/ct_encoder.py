@@ -41,9 +41,10 @@ MARGIN_MM = 64.0
 POOLS: tuple[str, ...] = ("mean", "max")
 
 
-def encoder_stages(net: UNet) -> list[nn.Module]:
+def encoder_stages(net: nn.Module) -> list[nn.Module]:
     """The contracting path of a MONAI ``UNet``: its down layers, outermost first, then the bottom layer."""
     stages: list[nn.Module] = []
+    assert isinstance(net, UNet)
     block: nn.Module = net.model
     while True:
         assert isinstance(block, nn.Sequential) and isinstance(block[1], SkipConnection)
