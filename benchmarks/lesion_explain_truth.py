@@ -16,7 +16,9 @@ explained down to its lesions (:func:`pfs_core.explain.lesions.lesion_contributi
    with the largest contribution counts whatever its sign.
 2. SSTR-negative pointing: in patients with true SSTR-negative lesions (any outcome), is the top
    lesion an SSTR-negative one (most of its voxels that lie in a true lesion lie in an SSTR-negative
-   one)? The hottest-voxel baseline beside it.
+   one)? The hottest-voxel baseline beside it, and why each miss is one (no measured lesion lies mostly in an
+   SSTR-negative one, or another lesion is on top), and the rate among the patients with an SSTR-negative
+   lesion that the measurement searches for (CT-visible, in the liver, 15 mm or more).
 3. Randomisation (with ``--permuted-model``, the same model trained on permuted outcomes): per patient
    with at least 3 measured lesions, Spearman correlation of the two models' lesion contributions;
    the median is reported (a check passes at <= 0.3).
@@ -106,6 +108,27 @@ def _miss_reason(result, top: int | None, is_true: bool) -> str:
     return "hit" if is_true else "top lesion not a true lesion"
 
 
+#: What the measurement searches for SSTR-negative disease: CT-visible liver lesions of 15 mm or more
+#: (volume of a 15-mm sphere, mL).
+SEARCHABLE_ML = float(np.pi / 6 * 1.5 ** 3)
+
+
+def _searchable_negative(lesions: pd.DataFrame) -> bool:
+    """Has the patient a true SSTR-negative lesion the measurement searches (CT-visible, liver, >= 15 mm)?"""
+    return bool(((lesions["sstr_negative"] == 1) & (lesions["site"] == "liver") & (lesions["ct_visible"] == 1)
+                 & (lesions["volume_ml"] >= SEARCHABLE_ML)).any())
+
+
+def _negative_reason(m, truth: np.ndarray, negative_labels: set[int], top: int | None, is_negative: bool) -> str:
+    """Why the top lesion of a patient with SSTR-negative disease is not an SSTR-negative one."""
+    if is_negative:
+        return "hit"
+    found = any(_top_is(m.lesion_labels, int(i), truth, negative_labels)[1] for i in m.lesions["lesion_id"])
+    if not found:
+        return "no SSTR-negative lesion measured"
+    return "another lesion on top" if top is not None else "no lesion raises the risk"
+
+
 def _explain(bundle, labs, pet, ct, measurement):
     data = case_data(bundle, labs, prepare_images(bundle, pet, ct))
     data.lesion_features = case_lesion_features(bundle, measurement)
@@ -121,6 +144,9 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
     lesions_csv = pd.read_csv(cohort / "lesions.csv")
     pointing, baseline, negative, negative_baseline, spearman = [], [], [], [], []
     any_sign: list[bool] = []
+    negative_searchable: list[bool] = []
+    negative_misses = {"hit": 0, "no SSTR-negative lesion measured": 0, "no lesion raises the risk": 0,
+                       "another lesion on top": 0}
     misses = {"hit": 0, "no lesion measured": 0, "no lesion raises the risk": 0, "top lesion not a true lesion": 0}
     started = time.perf_counter()
     for i, row in enumerate(frame.itertuples(index=False)):
@@ -151,6 +177,9 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
         if has_negative:
             negative.append(is_negative)
             negative_baseline.append(hot_negative)
+            negative_misses[_negative_reason(m, truth, negative_labels, top, is_negative)] += 1
+            if _searchable_negative(mine):
+                negative_searchable.append(is_negative)
         if other is not None and result is not None and len(m.lesions) >= 3:
             shuffled = _explain(other, labs, pet, ct, m)
             rho = stats.spearmanr(result.lesions["contribution"], shuffled.lesions["contribution"])[0]
@@ -159,7 +188,8 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
         "model": str(bundle_path), "model_version": bundle.version, "cohort": str(cohort),
         "pointing_short_pfs": _rate(pointing), "pointing_baseline_hottest_liver_voxel": _rate(baseline),
         "pointing_short_pfs_outcomes": misses, "pointing_short_pfs_largest_any_sign": _rate(any_sign),
-        "sstr_negative_pointing": _rate(negative), "sstr_negative_baseline_hottest_liver_voxel": _rate(negative_baseline),
+        "sstr_negative_pointing": _rate(negative), "sstr_negative_pointing_outcomes": negative_misses,
+        "sstr_negative_pointing_searchable": _rate(negative_searchable), "sstr_negative_baseline_hottest_liver_voxel": _rate(negative_baseline),
         "randomisation": None if other is None else {
             "permuted_model": str(permuted), "n_patients": len(spearman),
             "median_spearman": round(float(np.median(spearman)), 3) if spearman else None,
