@@ -76,3 +76,40 @@ def test_no_liver_gives_nan() -> None:
     ct, organs = _case()
     empty = OrganMasks(labels=np.zeros_like(organs.labels), affine=AFFINE, source="test", present=("liver",))
     assert np.isnan(encoder_features(ct, empty, device="cpu")).all()
+
+
+def _ablation():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+    import ct_encoder_ablation
+
+    return ct_encoder_ablation
+
+
+def test_pool_columns_keep_the_asked_statistics() -> None:
+    ablation = _ablation()
+    _, config = cached_organ_net(None, torch.device("cpu"))
+    names = feature_names(config)
+    means = ablation.pool_columns(names, "mean")
+    assert len(means) == sum(config.channels) and all("_mean_" in names[i] for i in means)
+    assert ablation.pool_columns(names, "meanmax") == list(range(len(names)))
+
+
+def test_the_ablation_compares_each_variant_with_the_base_on_the_same_splits(disk_cohort, tmp_path, monkeypatch) -> None:
+    import json
+    import sys
+
+    ablation = _ablation()
+    out = tmp_path / "ablation.json"
+    monkeypatch.setattr(sys, "argv", ["x", "--cohort", str(disk_cohort.parent), "--folds", "2", "--repeats", "1",
+                                      "--variant", "mean:2", "--cache-dir", str(tmp_path / "cache"),
+                                      "--out", str(out)])
+    ablation.main()
+    summary = json.loads(out.read_text())
+    assert set(summary["models"]) == {"base", "enc_mean_2"}
+    delta = summary["models"]["enc_mean_2"]["minus_base"]
+    assert delta["low"] <= delta["delta"] <= delta["high"]
+    assert 0.0 <= summary["models"]["base"]["auroc_of_mean"] <= 1.0
+    assert "probe_spearman" not in summary  # no ground_truth.csv beside this cohort
