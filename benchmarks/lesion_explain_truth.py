@@ -19,9 +19,12 @@ explained down to its lesions (:func:`pfs_core.explain.lesions.lesion_contributi
    one)? The hottest-voxel baseline beside it, and why each miss is one (no measured lesion lies mostly in an
    SSTR-negative one, or another lesion is on top), and the rate among the patients with an SSTR-negative
    lesion that the measurement searches for (CT-visible, in the liver, 15 mm or more).
-3. Randomisation (with ``--permuted-model``, the same model trained on permuted outcomes): per patient
-   with at least 3 measured lesions, Spearman correlation of the two models' lesion contributions;
-   the median is reported (a check passes at <= 0.3).
+3. Randomisation (with ``--permuted-model``, the same model trained on permuted outcomes,
+   ``benchmarks/permuted_cohort.py``): per patient with at least 3 measured lesions, Spearman correlation of
+   the two models' lesion contributions; the median is reported (a check passes at <= 0.3). The option may
+   be repeated (one model per permutation seed): the answer depends on the signs a permuted model happens
+   to give the measurements, so one permutation is one draw; with several, each median is reported, how
+   many pass, and their median.
 
 Each rate has a 95 % Wilson interval. Prints and writes a JSON summary.
 """
@@ -93,6 +96,20 @@ def _hottest_in_liver(pet, organs, truth: np.ndarray, truth_affine: np.ndarray,
     return label > 0, label in negative_labels
 
 
+def _randomisation(paths: list[Path], spearman: list[list[float]]) -> dict[str, object] | None:
+    """Per permuted model the median within-patient Spearman; with several, how many pass and their median."""
+    if not paths:
+        return None
+    rows = [{"permuted_model": str(path), "n_patients": len(rhos),
+             "median_spearman": round(float(np.median(rhos)), 3) if rhos else None}
+            for path, rhos in zip(paths, spearman, strict=True)]
+    medians = [r["median_spearman"] for r in rows if r["median_spearman"] is not None]
+    out: dict[str, object] = rows[0] if len(rows) == 1 else {
+        "models": rows, "passing": sum(m <= 0.3 for m in medians),
+        "median_of_medians": round(float(np.median(medians)), 3) if medians else None}
+    return {**out, "check": "median <= 0.3"}
+
+
 def _largest(result) -> int | None:
     """Id of the lesion with the largest contribution, whatever its sign (None without lesions)."""
     if result is None or result.lesions.empty:
@@ -135,14 +152,15 @@ def _explain(bundle, labs, pet, ct, measurement):
     return lesion_contributions(bundle, data, measurement.lesions)
 
 
-def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: int) -> dict[str, object]:
+def evaluate(bundle_path: Path, cohort: Path, permuted: list[Path], max_cases: int) -> dict[str, object]:
     bundle = load_bundle(bundle_path)
-    other = load_bundle(permuted) if permuted is not None else None
+    others = [load_bundle(path) for path in permuted]
     frame = read_cohort(cohort / "cohort.csv")
     label = short_pfs_label(frame["pfs_months"].to_numpy(float), frame["progressed"].to_numpy(float))
     truth_table = pd.read_csv(cohort / "ground_truth.csv").set_index("patient_id")
     lesions_csv = pd.read_csv(cohort / "lesions.csv")
-    pointing, baseline, negative, negative_baseline, spearman = [], [], [], [], []
+    pointing, baseline, negative, negative_baseline = [], [], [], []
+    spearman: list[list[float]] = [[] for _ in others]
     any_sign: list[bool] = []
     negative_searchable: list[bool] = []
     negative_misses = {"hit": 0, "no SSTR-negative lesion measured": 0, "no lesion raises the risk": 0,
@@ -153,7 +171,7 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
         pid = str(row.patient_id)
         short = label[i] == 1
         has_negative = int(truth_table.loc[pid, "n_sstr_negative"]) > 0
-        if truth_table.loc[pid, "n_lesions"] == 0 or not (short or has_negative or other is not None):
+        if truth_table.loc[pid, "n_lesions"] == 0 or not (short or has_negative or others):
             continue
         if max_cases and len(pointing) + len(negative) >= max_cases:
             break
@@ -180,20 +198,18 @@ def evaluate(bundle_path: Path, cohort: Path, permuted: Path | None, max_cases: 
             negative_misses[_negative_reason(m, truth, negative_labels, top, is_negative)] += 1
             if _searchable_negative(mine):
                 negative_searchable.append(is_negative)
-        if other is not None and result is not None and len(m.lesions) >= 3:
-            shuffled = _explain(other, labs, pet, ct, m)
-            rho = stats.spearmanr(result.lesions["contribution"], shuffled.lesions["contribution"])[0]
-            spearman.append(0.0 if np.isnan(rho) else float(rho))
+        if result is not None and len(m.lesions) >= 3:
+            for other, rhos in zip(others, spearman, strict=True):
+                shuffled = _explain(other, labs, pet, ct, m)
+                rho = stats.spearmanr(result.lesions["contribution"], shuffled.lesions["contribution"])[0]
+                rhos.append(0.0 if np.isnan(rho) else float(rho))
     return {
         "model": str(bundle_path), "model_version": bundle.version, "cohort": str(cohort),
         "pointing_short_pfs": _rate(pointing), "pointing_baseline_hottest_liver_voxel": _rate(baseline),
         "pointing_short_pfs_outcomes": misses, "pointing_short_pfs_largest_any_sign": _rate(any_sign),
         "sstr_negative_pointing": _rate(negative), "sstr_negative_pointing_outcomes": negative_misses,
         "sstr_negative_pointing_searchable": _rate(negative_searchable), "sstr_negative_baseline_hottest_liver_voxel": _rate(negative_baseline),
-        "randomisation": None if other is None else {
-            "permuted_model": str(permuted), "n_patients": len(spearman),
-            "median_spearman": round(float(np.median(spearman)), 3) if spearman else None,
-            "check": "median <= 0.3"},
+        "randomisation": _randomisation(permuted, spearman),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -202,7 +218,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--cohort", type=Path, required=True, help="synth output folder")
-    parser.add_argument("--permuted-model", type=Path)
+    parser.add_argument("--permuted-model", type=Path, action="append", default=[],
+                        help="a model trained on permuted outcomes (benchmarks/permuted_cohort.py); may be repeated")
     parser.add_argument("--max-cases", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
