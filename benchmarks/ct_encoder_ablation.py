@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import expit
 from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_predict
@@ -105,7 +106,7 @@ def fit_predict(data: CohortData, encoder: np.ndarray | None, k: int, split: Spl
     x = np.hstack(blocks)
     fit_rows = train[~np.isnan(data.label[train])]
     fit = fit_block_logistic(x[fit_rows], data.label[fit_rows], tuple(b.shape[1] for b in blocks), seed=seed)
-    return 1.0 / (1.0 + np.exp(-fit.decision_function(x[test])))
+    return expit(fit.decision_function(x[test]))
 
 
 def probe(inputs: dict[str, np.ndarray], truth: pd.DataFrame) -> dict[str, dict[str, float]]:

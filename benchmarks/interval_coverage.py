@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from pfs_core.inference import predict_case, score_cohort
 from pfs_core.models.bundle import load_bundle
@@ -43,14 +44,12 @@ from pfs_core.uncertainty import read_calibration
 STRESS = (("albumin", 1.8), ("gamma_gt", 2500.0), ("ki67", 95.0))
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95 % interval of a proportion k / n ((nan, nan) when n = 0)."""
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95 % interval of a proportion k / n ((nan, nan) when n = 0; scipy)."""
     if n == 0:
         return (math.nan, math.nan)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def summary(covered: np.ndarray, width: np.ndarray) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from measure_truth import negative_subsets
 from scipy import ndimage, stats
 
 from pfs_core.explain.lesions import lesion_contributions
@@ -54,15 +55,15 @@ from pfs_core.models.bundle import load_bundle
 from pfs_core.schema import LAB_COLUMNS
 
 
-def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    centre = (k + z * z / 2) / (n + z * z)
-    half = z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
-    return centre - half, centre + half
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95 % interval of a proportion k / n (scipy)."""
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _rate(hits: list[bool]) -> dict[str, object]:
     n, k = len(hits), int(sum(hits))
-    low, high = _wilson(k, n) if n else (float("nan"), float("nan"))
+    low, high = wilson(k, n) if n else (float("nan"), float("nan"))
     return {"n": n, "hits": k, "rate": round(k / n, 3) if n else None, "ci95": [round(low, 3), round(high, 3)]}
 
 
@@ -125,15 +126,9 @@ def _miss_reason(result, top: int | None, is_true: bool) -> str:
     return "hit" if is_true else "top lesion not a true lesion"
 
 
-#: What the measurement searches for SSTR-negative disease: CT-visible liver lesions of 15 mm or more
-#: (volume of a 15-mm sphere, mL).
-SEARCHABLE_ML = float(np.pi / 6 * 1.5 ** 3)
-
-
 def _searchable_negative(lesions: pd.DataFrame) -> bool:
     """Has the patient a true SSTR-negative lesion the measurement searches (CT-visible, liver, >= 15 mm)?"""
-    return bool(((lesions["sstr_negative"] == 1) & (lesions["site"] == "liver") & (lesions["ct_visible"] == 1)
-                 & (lesions["volume_ml"] >= SEARCHABLE_ML)).any())
+    return bool(negative_subsets(lesions)["liver_ct_visible_15mm"].any())
 
 
 def _negative_reason(m, truth: np.ndarray, negative_labels: set[int], top: int | None, is_negative: bool) -> str:

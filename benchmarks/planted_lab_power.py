@@ -36,7 +36,7 @@ from pfs_core.schema import LAB_COLUMNS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explain_truth import NO_SIGNAL_LABS, PLANTED_LABS  # noqa: E402
-from lesion_explain_truth import _wilson  # noqa: E402
+from lesion_explain_truth import wilson  # noqa: E402
 
 
 def lab_of(feature: str) -> str:
@@ -88,7 +88,7 @@ def main() -> None:
             mean_abs = mean_abs_shap(labs, label, train, test, config)
             hits += passes(mean_abs)
             top_null.append(str(mean_abs[list(NO_SIGNAL_LABS)].idxmax()))
-        low, high = _wilson(hits, args.draws)
+        low, high = wilson(hits, args.draws)
         row = {"pass_rate": round(hits / args.draws, 3), "ci95": [round(low, 3), round(high, 3)],
                "largest_null_lab": pd.Series(top_null).value_counts().to_dict()}
         summary["sizes"][str(size)] = row  # type: ignore[index]
