@@ -22,7 +22,7 @@ from pathlib import Path
 import monai
 import torch
 
-from pfs_core.models.organ_seg import OrganSegConfig, save_organ_bundle
+from pfs_core.models.organ_seg import OrganSegConfig, load_organ_bundle, save_organ_bundle
 from pfs_core.training.organ_seg import OrganTrainConfig, load_folders, train_organ_seg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +37,12 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def _generate(root: Path, seed: int, n: int, contrast: str) -> None:
+def _generate(root: Path, seed: int, n: int, contrast: str, anatomy: str) -> None:
     out = root / f"s{seed}"
     if (out / "summary.json").is_file():
         return
     cmd = [sys.executable, "-m", "pfs_core", "synth", "--n", str(n), "--seed", str(seed), "--out", str(out),
-           "--contrast", contrast, "--workers", "1", "--force"]
+           "--contrast", contrast, "--anatomy", anatomy, "--workers", "1", "--force"]
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -57,7 +57,10 @@ def model_card(manifest: dict) -> str:
         f"{manifest['config']['spacing_mm']} mm; results are returned on the CT's own grid.", "",
         "## Training data",
         f"**Simulated CTs only** (pfs_core synth, seeds {t['train_seeds']}, {t['n_train_cases']} cases; "
-        f"unenhanced seeds {t['unenhanced_seeds']}); strong domain randomisation (random field-of-view cropping "
+        f"unenhanced seeds {t['unenhanced_seeds']}; seeds with the wider 'varied' anatomy of kidneys and spleen "
+        f"{t.get('varied_anatomy_seeds') or 'none'}"
+        + (f"; fine-tuned from version {t['fine_tuned_from']['version']}" if t.get("fine_tuned_from") else "")
+        + "); strong domain randomisation (random field-of-view cropping "
         "along z, SynthSeg-style per-tissue contrast resynthesis, per-tissue HU shifts, both contrast phases, "
         "affine + elastic deformation, low resolution, blur, noise, bias field, gamma). "
         "No patient data.", "",
@@ -80,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-per-seed", type=int, default=20)
     p.add_argument("--train-seeds", default="101-109")
     p.add_argument("--unenhanced-seeds", default="107-109")
+    p.add_argument("--varied-seeds", default="",
+                   help="seeds generated with --anatomy varied (kidneys and spleen moved and scaled more widely)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="fine-tune from this organ bundle's weights (hash-checked) instead of a random start")
+    p.add_argument("--lr", type=float, default=OrganTrainConfig.lr)
     p.add_argument("--val-seeds", default="110")
     p.add_argument("--iterations", type=int, default=1400)
     p.add_argument("--val-every", type=int, default=200)
@@ -93,21 +101,30 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     train_seeds, val_seeds = _seeds(args.train_seeds), _seeds(args.val_seeds)
     unenhanced = set(_seeds(args.unenhanced_seeds)) if args.unenhanced_seeds else set()
+    varied = set(_seeds(args.varied_seeds)) if args.varied_seeds else set()
     if FORBIDDEN_SEEDS & set(train_seeds + val_seeds):
         p.error("seeds 7001-7010 and 9001-9010 are held out; use development seeds")
     if args.generate:
         for s in train_seeds + val_seeds:
             _generate(args.sim_root, s, args.n_per_seed if s in train_seeds else 6,
-                      "none" if s in unenhanced else "portal_venous")
+                      "none" if s in unenhanced else "portal_venous", "varied" if s in varied else "standard")
     config = OrganSegConfig(version=args.version)
-    train = OrganTrainConfig(iterations=args.iterations, seed=args.seed, val_every=args.val_every)
+    train = OrganTrainConfig(iterations=args.iterations, seed=args.seed, val_every=args.val_every, lr=args.lr)
+    init_state, init_from = None, None
+    if args.init is not None:
+        init_net, init_config, init_manifest = load_organ_bundle(args.init)
+        if init_config.to_dict() | {"version": ""} != config.to_dict() | {"version": ""}:
+            p.error(f"--init {args.init}: its config differs from this run's (architecture, grid or windows)")
+        init_state = init_net.state_dict()
+        init_from = {"version": init_manifest.get("version"), "weights_sha256": init_manifest.get("files", {})
+                     .get("weights.safetensors")}
     t0 = time.time()
     cases = load_folders([args.sim_root / f"s{s}" for s in train_seeds], config)
     val = load_folders([args.sim_root / f"s{s}" for s in val_seeds], config) if val_seeds else []
     print(f"{len(cases)} training, {len(val)} validation cases loaded in {time.time() - t0:.0f} s", flush=True)
     net, history = train_organ_seg(cases, config=config, train=train, val_cases=val,
                                    checkpoint_dir=args.checkpoints,
-                                   log=lambda m: print(m, flush=True))
+                                   log=lambda m: print(m, flush=True), init_state=init_state)
     manifest = {
         "name": config.name,
         "version": config.version,
@@ -117,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                       "Not a medical device; not for clinical decisions.",
         "config": config.to_dict(),
         "training": {"simulated": True, "train_seeds": train_seeds, "unenhanced_seeds": sorted(unenhanced),
+                     "varied_anatomy_seeds": sorted(varied), "fine_tuned_from": init_from,
                      "val_seeds": val_seeds, "n_train_cases": len(cases), "n_val_cases": len(val),
                      "train_config": train.to_dict(), "history": history,
                      "val_dice": history[-1].get("val_dice") if history else None,

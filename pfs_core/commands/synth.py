@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "information about the imaging burden (for truth checks)")
     parser.add_argument("--contrast", choices=("portal_venous", "none"), default="portal_venous",
                         help="CT protocol: portal-venous contrast-enhanced (default) or unenhanced")
+    parser.add_argument("--anatomy", choices=("standard", "varied"), default="standard",
+                        help="varied: kidneys and spleen moved and scaled over a wider range than the standard "
+                             "population (training data for the organ network, not a patient cohort)")
     shared_options.add_execution(parser, jobs_default=None, jobs_help=JOBS_HELP)
     parser.add_argument("--workers", type=int, default=None,
                         help="the same as --jobs (its earlier name; give one of them)")
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("warning: --signal has all weights 0: outcomes carry no signal (Bayes AUROC about 0.5)\n")
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     rate = DEFAULT_SSTR_NEGATIVE_RATE if args.sstr_negative_rate is None else args.sstr_negative_rate
-    options = SimOptions(sstr_negative_rate=rate, labs_independent=args.labs_independent, contrast=args.contrast)
+    options = SimOptions(sstr_negative_rate=rate, labs_independent=args.labs_independent, contrast=args.contrast,
+                         anatomy=args.anatomy)
     summary = simulate_cohort(
         args.n, args.seed, out_dir=args.out, signal=signal, strength=strength, images=not args.no_images,
         force=args.force, options=options, execution=_execution(args),

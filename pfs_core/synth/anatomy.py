@@ -65,6 +65,13 @@ KIDNEY_LIVER_CONTACT = 0.76  # P(right kidney pressed against the liver); otherw
 SPLEEN_LIVER_CONTACT = 0.32  # P(left lobe tip pressed against the spleen), when the lobe can reach it
 SPLENOMEGALY = 0.06  # P(spleen enlarged 1.25-1.6x linearly)
 SPLEEN_RADII_MM = (22.0, 40.0, 52.0)  # ~190 ml at s = 1
+# "varied" anatomy (training data of the organ network): extra shift ranges (mm; kidney x is lateral,
+# y anterior, z cranial) and linear scale. The standard kidneys lie at or behind the vertebral body's
+# centre; on real CT they are often 10-30 mm further forward and lateral (e.g. the TotalSegmentator
+# example CT, 22-28 mm in front of the vertebra), which the standard population under-represents.
+VARIED_KIDNEY_SHIFT_MM = ((-5.0, 30.0), (-10.0, 40.0), (-25.0, 25.0))
+VARIED_SPLEEN_SHIFT_MM = ((-15.0, 15.0), (-15.0, 15.0), (-20.0, 20.0))
+VARIED_SCALE = (0.85, 1.2)
 # A liver_scale k stretches the liver by k**e per axis (x, y, z); the exponents sum to 3 (volume k**3).
 HEPATOMEGALY_EXPONENTS = (0.7, 0.7, 1.6)
 
@@ -271,6 +278,13 @@ class Anatomy:
         return int(round((self.ct_grid.origin[2] - self.phantom_grid().origin[2]) / self.ct_grid.spacing[2]))
 
 
+def _varied(variation: np.random.Generator, ranges: tuple[tuple[float, float], ...],
+            scale: tuple[float, float]) -> tuple[Array, float]:
+    """One organ's extra shift (mm, per axis, x towards the patient's side) and linear scale."""
+    shift = np.array([variation.uniform(lo, hi) for lo, hi in ranges])
+    return shift, float(variation.uniform(*scale))
+
+
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
@@ -356,6 +370,24 @@ def _first_contact(touch: Callable[[float], bool], lo: float, hi: float, iters: 
     return hi
 
 
+def _right_kidney_at_liver(kidney: Ellipsoid, lobes: tuple[Shape, ...], liver_centre: Array, contact: bool,
+                           depth: float, gap: float, *, refuse_embedded: bool = False) -> Ellipsoid | None:
+    """The right kidney moved to touch the liver (``depth`` mm into it) or kept ``gap`` mm of fat away.
+
+    None when it never meets the liver, and with ``refuse_embedded`` also when it is still inside the
+    liver 60 mm away.
+    """
+    towards = liver_centre - np.asarray(kidney.centre)
+    towards = 0.5 * towards / np.linalg.norm(towards) + np.array([0.0, 0.0, 0.5])
+    towards /= np.linalg.norm(towards)
+    pts = _surface(kidney)
+    hit = _first_contact(lambda t: _any_inside(lobes, pts + t * towards), -60.0, 60.0)
+    if hit is None or (refuse_embedded and hit <= -60.0):
+        return None
+    t = hit + depth if contact and hit + depth <= 40.0 else min(0.0, hit - gap)
+    return _moved(kidney, t * towards)
+
+
 def _any_inside(shapes: tuple[Shape, ...], pts: Array) -> bool:
     return any(bool(s.inside(pts[:, 0], pts[:, 1], pts[:, 2]).any()) for s in shapes)
 
@@ -376,12 +408,15 @@ def _scaled(shape: Shape, anchor: Array, k: Array) -> Shape:
     return Ellipsoid.make(anchor + k * (np.asarray(shape.centre) - anchor), radii, u)
 
 
-def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0) -> Anatomy:
+def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0,
+                 variation: np.random.Generator | None = None) -> Anatomy:
     """Draw one patient's torso, organ shapes, grids, table offset and physiological SUVs.
 
     ``liver_scale`` multiplies the liver's linear dimensions (hepatomegaly, e.g. from tumour
     burden) about the top of its right lobe; nothing else moves and the random draws do not
-    depend on it.
+    depend on it. With ``variation`` (the "varied" anatomy) the kidneys and the spleen are also
+    moved and scaled by :data:`VARIED_KIDNEY_SHIFT_MM` etc., drawn from that generator only, so
+    ``rng``'s draws are the same as without it.
     """
     # Habitus: adiposity (subcutaneous fat, body size) and visceral adiposity (a deeper belly).
     length = _u(rng, *TORSO_LENGTH_MM)
@@ -533,6 +568,9 @@ def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0) -> Anato
         np.array(SPLEEN_RADII_MM) * s * spleen_f * rng.uniform(0.9, 1.1, size=3),
         rotation(rz=math.radians(35 + rng.normal(0, 8))),
     )
+    if variation is not None:
+        shift, k = _varied(variation, VARIED_SPLEEN_SHIFT_MM, VARIED_SCALE)
+        spleen = Ellipsoid.make(np.asarray(spleen.centre) + shift, np.asarray(spleen.radii) * k, np.asarray(spleen.rot))
     spleen_contact = rng.uniform() < SPLEEN_LIVER_CONTACT
     spleen_depth, spleen_gap = _u(rng, 2.0, 7.0), _u(rng, 5.0, 15.0)
     spleen_pts = _surface(spleen)
@@ -565,23 +603,29 @@ def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0) -> Anato
     )
     # Kidneys: +- a vertebra in z; the right one pressed against the liver in most patients.
     level = rng.normal(0.0, 8.0)
-    kidneys = []
+    kidneys, right_shift = [], np.zeros(3)
     for side, dz in ((1.0, -130.0), (-1.0, -118.0)):
         dz_v = float(np.clip(level + rng.normal(0.0, 8.0), -30.0, 30.0))
         c = np.array([side * 0.42 * ai, -0.55 * bp, z_d + dz * sz + dz_v]) + jit(4)
         rot = rotation(rz=side * math.radians(30 + rng.normal(0, 6)), ry=side * math.radians(12))
-        kidneys.append(Ellipsoid.make(c, np.array([26.0, 23.0, 52.0]) * s * f(), rot))
+        radii = np.array([26.0, 23.0, 52.0]) * s * f()
+        if variation is not None:
+            shift, k = _varied(variation, VARIED_KIDNEY_SHIFT_MM, VARIED_SCALE)
+            shift, radii = shift * np.array([side, 1.0, 1.0]), radii * k
+            if side > 0:  # shifted once placed against the liver (below)
+                right_shift = shift
+            else:
+                c = c + shift
+        kidneys.append(Ellipsoid.make(c, radii, rot))
     kidney_contact = rng.uniform() < KIDNEY_LIVER_CONTACT
     kidney_depth, kidney_gap = _u(rng, 1.0, 6.0), _u(rng, 6.0, 18.0)
-    rk = kidneys[0]
-    towards = r_centre - np.asarray(rk.centre)
-    towards = 0.5 * towards / np.linalg.norm(towards) + np.array([0.0, 0.0, 0.5])
-    towards /= np.linalg.norm(towards)
-    rk_pts = _surface(rk)
-    hit = _first_contact(lambda t: _any_inside(lobes0, rk_pts + t * towards), -60.0, 60.0)
-    if hit is not None:
-        t = hit + kidney_depth if kidney_contact and hit + kidney_depth <= 40.0 else min(0.0, hit - kidney_gap)
-        kidneys[0] = _moved(rk, t * towards)
+    # The varied right kidney takes as much of its shift as leaves it outside the liver (all, half, none).
+    for part in (1.0, 0.5, 0.0) if variation is not None else (0.0,):
+        placed = _right_kidney_at_liver(_moved(kidneys[0], part * right_shift), lobes0, r_centre, kidney_contact,
+                                        kidney_depth, kidney_gap, refuse_embedded=part > 0.0)
+        if placed is not None or part == 0.0:
+            kidneys[0] = placed if placed is not None else _moved(kidneys[0], part * right_shift)
+            break
     pelvises = []
     for side, kid in zip((1.0, -1.0), kidneys, strict=True):
         rot = np.asarray(kid.rot)

@@ -29,6 +29,9 @@ LABEL = {name: code for code, name in ORGAN_LABELS.items()}
 # CT phases of the simulated PET/CT (``render(..., contrast=...)``): portal-venous contrast-enhanced
 # (the usual diagnostic PET/CT protocol, default) or unenhanced.
 CONTRAST_PHASES: tuple[str, ...] = ("portal_venous", "none")
+# Anatomy of the simulated bodies: the standard population, or "varied" (kidneys and spleen moved and
+# scaled over a wider range, for training the organ network so that it reads organs, not positions).
+ANATOMY_MODES: tuple[str, ...] = ("standard", "varied")
 
 # Typical unenhanced CT attenuation per tissue (HU); per-patient jitter is added (see imaging.py).
 TISSUE_HU: dict[str, float] = {

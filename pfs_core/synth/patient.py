@@ -22,6 +22,7 @@ from pfs_core.synth.survival import raw_parts
 
 #: Spawn-key suffix of the independent patient whose labs replace the real ones with ``labs_independent``.
 SHADOW_KEY = 7
+VARIED_ANATOMY_KEY = 11  # spawn key of the extra anatomy draws under SimOptions(anatomy="varied")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,11 @@ def _draw(seed_seq: np.random.SeedSequence, options: SimOptions) -> _Draw:
     rng = np.random.default_rng(seed_seq)
     sex, age, site, ki67 = draw_demographics(rng)
     profile = draw_profile(rng, ki67=ki67, sstr_negative_rate=options.sstr_negative_rate)
-    anatomy = draw_anatomy(rng, liver_scale=liver_scale(profile.liver_fraction))
+    variation = None
+    if options.anatomy == "varied":
+        variation = np.random.default_rng(
+            np.random.SeedSequence(seed_seq.entropy, spawn_key=(*seed_seq.spawn_key, VARIED_ANATOMY_KEY)))
+    anatomy = draw_anatomy(rng, liver_scale=liver_scale(profile.liver_fraction), variation=variation)
     lesions = tuple(draw_lesions(rng, anatomy, profile, primary_site=site, ki67=ki67))
     burden = tumour_burden(list(lesions), anatomy.liver_volume_ml)
     labs, ppi = draw_labs(rng, sex=sex, age=age, burden=burden)

@@ -425,13 +425,15 @@ def evaluate_cases(net: torch.nn.Module, cases: Sequence[Mapping[str, Any]], con
 
 def train_organ_seg(cases: Sequence[Mapping[str, Any]], *, config: OrganSegConfig | None = None,
                     train: OrganTrainConfig | None = None, val_cases: Sequence[Mapping[str, Any]] = (),
-                    checkpoint_dir: Path | None = None, log: Callable[[str], None] = print) \
+                    checkpoint_dir: Path | None = None, log: Callable[[str], None] = print,
+                    init_state: Mapping[str, torch.Tensor] | None = None) \
         -> tuple[torch.nn.Module, list[dict[str, Any]]]:
     """Train the organ network on simulated ``cases`` (from :func:`load_folders`) on the CPU.
 
     Each iteration draws ``batch_size`` cases (unenhanced with probability ``unenhanced_fraction`` when
     both phases are present), augments them with :func:`augmentation` and takes one AdamW step on
-    Dice + cross-entropy. Every ``val_every`` iterations the mean Dice on ``val_cases`` is logged and,
+    Dice + cross-entropy, from ``init_state`` (a previous version's weights: fine-tuning) when given.
+    Every ``val_every`` iterations the mean Dice on ``val_cases`` is logged and,
     with ``checkpoint_dir``, the weights saved as ``iter_<n>.safetensors``. Returns ``(net, history)``.
     """
     config = config or OrganSegConfig()
@@ -443,6 +445,8 @@ def train_organ_seg(cases: Sequence[Mapping[str, Any]], *, config: OrganSegConfi
     transform = augmentation(config, train)
     transform.set_random_state(seed=train.seed)
     net = build_net(config)
+    if init_state is not None:
+        net.load_state_dict(dict(init_state), strict=True)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 

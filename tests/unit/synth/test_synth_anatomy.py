@@ -10,6 +10,8 @@ from scipy import ndimage
 
 from pfs_core.synth.anatomy import (
     SUBCUTANEOUS_FAT_MM,
+    VARIED_KIDNEY_SHIFT_MM,
+    VARIED_SCALE,
     Anatomy,
     draw_anatomy,
     organ_map,
@@ -176,3 +178,40 @@ def test_habitus_and_spleen_vary(population: list[Anatomy]) -> None:
     assert (spleen > 500.0).any()  # occasional splenomegaly
     right_kidney_z = np.array([a.kidneys[0].centre[2] - a.z_diaphragm for a in population])
     assert float(np.std(right_kidney_z)) > 8.0  # kidney level varies by about a vertebra
+
+
+# ------------------------------------------------------------------- varied anatomy
+def _varied(seed: int) -> tuple[Anatomy, Anatomy, bool]:
+    """(standard, varied) anatomy of one seed, and whether both left ``rng`` in the same state."""
+    rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
+    standard = draw_anatomy(rng_a)
+    varied = draw_anatomy(rng_b, variation=np.random.default_rng(1000 + seed))
+    return standard, varied, rng_a.random() == rng_b.random()
+
+
+def test_varied_anatomy_moves_kidneys_and_spleen() -> None:
+    for seed in range(6):
+        standard, varied, same_stream = _varied(seed)
+        assert same_stream  # the variation's draws come from its own generator
+        # the right lobe, body and spine stay (the left lobe's tip follows the spleen, as in the standard draw)
+        assert varied.liver.parts[0] == standard.liver.parts[0]
+        assert varied.body == standard.body and varied.spine == standard.spine
+        assert varied.spleen != standard.spleen
+        left_std, left_var = standard.kidneys[1], varied.kidneys[1]
+        shift = np.asarray(left_var.centre) - np.asarray(left_std.centre)
+        lateral = -shift[0]  # the left kidney: lateral is -x (RAS)
+        for value, (lo, hi) in zip((lateral, shift[1], shift[2]), VARIED_KIDNEY_SHIFT_MM, strict=True):
+            assert lo - 1e-9 <= value <= hi + 1e-9
+        k = np.asarray(left_var.radii) / np.asarray(left_std.radii)
+        assert np.allclose(k, k[0]) and VARIED_SCALE[0] <= k[0] <= VARIED_SCALE[1]
+
+
+def test_varied_right_kidney_stays_outside_the_liver() -> None:
+    for seed in range(12):
+        _, varied, _ = _varied(seed)
+        kidney = varied.kidneys[0]
+        grid = varied.phantom_grid()
+        ux, uy, uz = (np.asarray(a, float) for a in np.meshgrid(*grid.axes(), indexing="ij"))
+        inside = kidney.inside(ux, uy, uz)
+        painted_liver = varied.liver.inside(ux[inside], uy[inside], uz[inside])
+        assert painted_liver.mean() < 0.5  # never moved deep into the liver

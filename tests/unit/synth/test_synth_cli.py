@@ -35,6 +35,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
         (["--n", "2", "--sstr-negative-rate", "1.5"], "--sstr-negative-rate"),
         (["--n", "2", "--sstr-negative-rate", "nan"], "--sstr-negative-rate"),
         (["--n", "2", "--contrast", "arterial"], "--contrast"),
+        (["--n", "2", "--anatomy", "wide"], "--anatomy"),
     ],
 )
 def test_bad_arguments(extra: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -179,3 +179,21 @@ def test_risk_parts_use_only_what_their_modality_sees(tables_400: Path) -> None:
     lab_raw = (LAB_COEF["log_ki67"] * np.log(cohort["ki67"]) + LAB_COEF["albumin"] * cohort["albumin"]
                + LAB_COEF["log_gamma_gt"] * np.log(cohort["gamma_gt"]) + cohort["primary_site"].map(SITE_EFFECT))
     assert np.allclose((scale * (lab_raw - mean[0]) / sd[0])[seen], truth["risk_lab"][seen], atol=1e-4)
+
+
+def test_varied_anatomy_option() -> None:
+    """``anatomy="varied"`` moves the kidneys of the same patients; standard options keep their record."""
+    from pfs_core.synth import SimOptions
+    from pfs_core.synth.patient import draw_attributes, patient_streams
+
+    with pytest.raises(UsageError, match="--anatomy"):
+        SimOptions(anatomy="wide")
+    assert "anatomy" not in SimOptions().as_dict()  # standard cohorts write what they wrote before the option
+    assert SimOptions(anatomy="varied").as_dict()["anatomy"] == "varied"
+    assert SimOptions().table_key() != SimOptions(anatomy="varied").table_key()
+    streams = patient_streams(3, 4)
+    standard = [draw_attributes(s[0]) for s in streams]
+    varied = [draw_attributes(s[0], SimOptions(anatomy="varied")) for s in streams]
+    again = [draw_attributes(s[0], SimOptions(anatomy="varied")) for s in streams]
+    assert all(a.anatomy.kidneys != b.anatomy.kidneys for a, b in zip(standard, varied, strict=True))
+    assert all(a.anatomy == b.anatomy for a, b in zip(varied, again, strict=True))

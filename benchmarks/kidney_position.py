@@ -1,0 +1,99 @@
+"""Where the kidneys lie relative to the spine: simulated cohorts against a real CT with organ masks.
+
+For each kidney: its centroid (world mm, RAS) minus the centroid of the vertebra in the axial CT slice
+through the kidney's centroid (the largest connected bone region, HU > 250: vertebral body and arch).
+Reported per kidney as lateral (mm from the vertebra's centroid away from the midline) and anterior
+(+ = in front) offsets. This is the measurement behind the simulator's "varied" anatomy
+(docs/simulator.md) and the organ network's kidney failure on real CT (docs/organ_seg.md).
+
+    python benchmarks/kidney_position.py --cohort data/sim400_dev101 --cohort /tmp/organseg/s111 --n 40 \\
+        --real /work/shared/data/real/totalseg_ct --out results/kidney_position.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from pfs_core.io.organs import ORGAN_CODE
+
+BONE_HU = 250.0
+
+
+def kidney_offsets(ct: np.ndarray, affine: np.ndarray, kidneys: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Per kidney name: [lateral, anterior] offset (mm) of its centroid from the vertebra's."""
+    out = {}
+    for name, mask in kidneys.items():
+        if not mask.any():
+            continue
+        centre = np.array(ndimage.center_of_mass(mask))
+        k = int(round(centre[2]))
+        bone, n = ndimage.label(ct[:, :, k] > BONE_HU)
+        if n == 0:
+            continue
+        sizes = ndimage.sum(np.ones_like(bone), bone, range(1, n + 1))
+        vert = np.array([*ndimage.center_of_mass(bone == int(np.argmax(sizes)) + 1), k])
+        d = (affine[:3, :3] @ centre + affine[:3, 3]) - (affine[:3, :3] @ vert + affine[:3, 3])
+        side = 1.0 if name == "kidney_right" else -1.0  # RAS: the right kidney lies at +x
+        out[name] = [round(float(side * d[0]), 1), round(float(d[1]), 1)]
+    return out
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    img = nib.load(str(path))
+    return np.asarray(img.dataobj, dtype=np.float32), img.affine
+
+
+def simulated(cohort: Path, n: int) -> list[dict[str, list[float]]]:
+    rows = []
+    for ct_path in sorted((cohort / "images").glob("*_ct.nii.gz"))[:n]:
+        ct, affine = _load(ct_path)
+        organs = np.asarray(nib.load(str(ct_path.with_name(ct_path.name.replace("_ct", "_organ_masks")))).dataobj)
+        rows.append(kidney_offsets(ct, affine, {k: organs == ORGAN_CODE[k] for k in ("kidney_right", "kidney_left")}))
+    return rows
+
+
+def real(folder: Path) -> dict[str, list[float]]:
+    ct, affine = _load(folder / "example_ct.nii.gz")
+    masks = {k: np.asarray(nib.load(str(folder / "organs" / f"{k}.nii.gz")).dataobj) > 0
+             for k in ("kidney_right", "kidney_left")}
+    return kidney_offsets(ct, affine, masks)
+
+
+def summary(rows: list[dict[str, list[float]]]) -> dict[str, Any]:
+    values = np.array([v for row in rows for v in row.values()])
+    return {"n_kidneys": len(values),
+            **{axis: {"median": round(float(np.median(values[:, i])), 1),
+                      "p10": round(float(np.percentile(values[:, i], 10)), 1),
+                      "p90": round(float(np.percentile(values[:, i], 90)), 1)}
+               for i, axis in enumerate(("lateral_mm", "anterior_mm"))}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cohort", type=Path, action="append", required=True, help="simulator output folder(s)")
+    p.add_argument("--n", type=int, default=40, help="patients per cohort")
+    p.add_argument("--real", type=Path, default=None, help="folder with example_ct.nii.gz and organs/")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    result: dict[str, Any] = {"method": "kidney centroid minus vertebra centroid (largest HU > 250 region) in "
+                                        "the kidney's axial slice; [lateral, anterior] mm"}
+    for cohort in args.cohort:
+        result[str(cohort)] = summary(simulated(cohort, args.n))
+    if args.real is not None and (args.real / "example_ct.nii.gz").is_file():
+        result["real:" + args.real.name] = real(args.real)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
