@@ -476,7 +476,7 @@ def train_organ_seg(cases: Sequence[Mapping[str, Any]], *, config: OrganSegConfi
         opt.zero_grad()
         loss.backward()
         opt.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if (it + 1) % 25 == 0:
             log(f"iter {it + 1}/{train.iterations} loss {np.mean(running):.4f} lr {lr_at(it):.2e} "
                 f"{time.time() - start:.0f} s")

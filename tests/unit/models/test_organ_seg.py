@@ -30,7 +30,14 @@ from pfs_core.models.organ_seg import (
     save_organ_bundle,
     segment_organs,
 )
-from pfs_core.training.organ_seg import SIM_TISSUE_CODES, SIM_TO_ORGAN, map_sim_labels
+from pfs_core.training.organ_seg import (
+    SIM_CODE,
+    SIM_TISSUE_CODES,
+    SIM_TO_ORGAN,
+    OrganTrainConfig,
+    map_sim_labels,
+    train_organ_seg,
+)
 
 REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
 TOTALSEG = REAL / "totalseg_ct"
@@ -81,6 +88,36 @@ def test_map_sim_labels_splits_kidneys_by_world_x() -> None:
     las = np.diag([-2.0, 2.0, 2.0, 1.0])  # x decreases with i: the sides swap
     out = map_sim_labels(tissue, las)
     assert (out[3:5, 2:4, 2:4] == ORGAN_CODE["kidney_right"]).all()
+
+
+def _tiny_case() -> dict[str, object]:
+    """A 24-voxel cube on TINY's grid: body, a liver block and a kidney on each side."""
+    tissue = np.full((24, 24, 24), SIM_CODE["soft_tissue"], dtype=np.uint8)
+    tissue[2:12, 4:20, 6:18] = SIM_CODE["liver"]
+    tissue[14:18, 8:12, 8:14] = SIM_CODE["kidney"]
+    tissue[19:22, 8:12, 8:14] = SIM_CODE["kidney"]
+    hu = np.where(tissue == SIM_CODE["liver"], 60.0, 40.0).astype(np.float32)
+    hu[tissue == SIM_CODE["kidney"]] = 150.0
+    affine = np.diag([TINY.spacing_mm] * 3 + [1.0])
+    label = map_sim_labels(tissue, affine)
+    return {"image": torch.from_numpy(hu)[None], "tissue": torch.from_numpy(tissue)[None],
+            "label": torch.from_numpy(label)[None], "phase": "portal_venous"}
+
+
+def test_training_starts_from_given_weights() -> None:
+    """Fine-tuning (``init_state``): with a zero learning rate the weights stay the ones given."""
+    torch.manual_seed(1)
+    start = build_net(TINY).state_dict()
+    train = OrganTrainConfig(iterations=2, batch_size=1, lr=0.0, warmup=1, fov_min_z_vox=8, val_every=2)
+    net, history = train_organ_seg([_tiny_case()], config=TINY, train=train, log=lambda _: None, init_state=start)
+    assert [h["iteration"] for h in history] == [2]
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, start[name]), name
+    fresh, _ = train_organ_seg([_tiny_case()], config=TINY, train=train, log=lambda _: None)
+    assert any(not torch.equal(v, start[k]) for k, v in fresh.state_dict().items())  # a random start differs
+    with pytest.raises(RuntimeError):
+        bad = {k: v for k, v in start.items() if not k.endswith("bias")}
+        train_organ_seg([_tiny_case()], config=TINY, train=train, log=lambda _: None, init_state=bad)
 
 
 def test_bundle_loads_and_refuses_a_tampered_or_pickled_file(tiny_bundle: Path, tmp_path: Path) -> None:
