@@ -70,7 +70,9 @@ SPLEEN_RADII_MM = (22.0, 40.0, 52.0)  # ~190 ml at s = 1
 # centre; on real CT they are often 10-30 mm further forward and lateral (e.g. the TotalSegmentator
 # example CT, 22-28 mm in front of the vertebra), which the standard population under-represents.
 VARIED_KIDNEY_SHIFT_MM = ((-5.0, 30.0), (-10.0, 40.0), (-25.0, 25.0))
-VARIED_SPLEEN_SHIFT_MM = ((-15.0, 15.0), (-15.0, 15.0), (-20.0, 20.0))
+# The standard spleen's centre lies at 0.62 of the cavity's half-width, ~2 cm short of the lateral wall
+# it abuts in most abdomens: the varied spleen moves up to 30 mm further out (x: lateral, as for kidneys).
+VARIED_SPLEEN_SHIFT_MM = ((-5.0, 30.0), (-15.0, 15.0), (-20.0, 20.0))
 VARIED_SCALE = (0.85, 1.2)
 # A liver_scale k stretches the liver by k**e per axis (x, y, z); the exponents sum to 3 (volume k**3).
 HEPATOMEGALY_EXPONENTS = (0.7, 0.7, 1.6)
@@ -570,6 +572,7 @@ def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0,
     )
     if variation is not None:
         shift, k = _varied(variation, VARIED_SPLEEN_SHIFT_MM, VARIED_SCALE)
+        shift[0] = -shift[0]  # the spleen is on the patient's left (-x)
         spleen = Ellipsoid.make(np.asarray(spleen.centre) + shift, np.asarray(spleen.radii) * k, np.asarray(spleen.rot))
     spleen_contact = rng.uniform() < SPLEEN_LIVER_CONTACT
     spleen_depth, spleen_gap = _u(rng, 2.0, 7.0), _u(rng, 5.0, 15.0)
