@@ -74,6 +74,8 @@ VARIED_KIDNEY_SHIFT_MM = ((-5.0, 30.0), (-10.0, 40.0), (-25.0, 25.0))
 # it abuts in most abdomens: the varied spleen moves up to 30 mm further out (x: lateral, as for kidneys).
 VARIED_SPLEEN_SHIFT_MM = ((-5.0, 30.0), (-15.0, 15.0), (-20.0, 20.0))
 VARIED_SCALE = (0.85, 1.2)
+VARIED_QUADRATUS_X_MM = (60.0, 85.0)  # quadratus lumborum: centre from the midline (x s)
+VARIED_QUADRATUS_BACK_MM = (10.0, 30.0)  # and behind the vertebral body's centre
 # A liver_scale k stretches the liver by k**e per axis (x, y, z); the exponents sum to 3 (volume k**3).
 HEPATOMEGALY_EXPONENTS = (0.7, 0.7, 1.6)
 
@@ -693,8 +695,17 @@ def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0,
         (LABEL["bladder"], bladder),
         *((LABEL["bone"], b) for b in (*iliac, sacrum, *femoral)),
     ]
+    # Varied anatomy: quadratus lumborum muscles, behind and beside where the kidneys may now lie, so that
+    # a muscle in fat beside the spine is not taken for a kidney (the standard torso merges them into the wall).
+    quadratus: tuple[Cylinder, ...] = ()
+    if variation is not None:
+        quadratus = tuple(
+            Cylinder(side * variation.uniform(*VARIED_QUADRATUS_X_MM) * s, y_s - variation.uniform(*VARIED_QUADRATUS_BACK_MM),
+                     variation.uniform(12.0, 20.0) * s, variation.uniform(9.0, 15.0) * s, zb + 100 * sz, z_d - 90 * sz)
+            for side in (1.0, -1.0)
+        )
     organs: list[tuple[int, object]] = [
-        *((LABEL["soft_tissue"], c) for c in paraspinal),
+        *((LABEL["soft_tissue"], c) for c in (*paraspinal, *quadratus)),
         (LABEL["bowel"], bowel),
         *((T_COLON, c) for c in (*colon, transverse)),
         *((LABEL["lung"], lung) for lung in lungs),

@@ -202,6 +202,7 @@ def test_varied_anatomy_moves_kidneys_and_spleen() -> None:
         lateral = -shift[0]  # the left kidney: lateral is -x (RAS)
         for value, (lo, hi) in zip((lateral, shift[1], shift[2]), VARIED_KIDNEY_SHIFT_MM, strict=True):
             assert lo - 1e-9 <= value <= hi + 1e-9
+        assert len(varied.organs) == len(standard.organs) + 2  # the two quadratus lumborum muscles
         k = np.asarray(left_var.radii) / np.asarray(left_std.radii)
         assert np.allclose(k, k[0]) and VARIED_SCALE[0] <= k[0] <= VARIED_SCALE[1]
 
