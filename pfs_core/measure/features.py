@@ -50,6 +50,10 @@ def case_key(case: CaseFiles, settings: MeasureSettings) -> str:
     hasher.update(json.dumps(settings.to_dict(), sort_keys=True).encode())
     for label, path in (("pet", case.pet), ("ct", case.ct), ("organs", case.organs)):
         hasher.update(f"|{label}:{content_digest(path) if path is not None else '-'}".encode())
+    if case.organs is None:  # the organ network's organs: its weights are an input too
+        from pfs_core.models.organ_seg import network_digest
+
+        hasher.update(f"|organ-network:{network_digest()}".encode())
     return f"lesionfeat_{hasher.hexdigest()[:40]}"
 
 

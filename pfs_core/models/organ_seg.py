@@ -169,6 +169,19 @@ def verify_organ_bundle(path: Path) -> dict[str, Any]:
                             required=(CONFIG, WEIGHTS), fix=fix)
 
 
+def network_digest(path: Path | None = None) -> str:
+    """The weights' sha256 as the bundle's manifest records it (``"-"`` without a readable manifest).
+
+    Part of the cache key of measurements made with the network's organs, so that a new network is
+    never answered from another's cache; the hashes themselves are checked when the network loads.
+    """
+    try:
+        manifest = json.loads((Path(path or DEFAULT_BUNDLE) / "manifest.json").read_text())
+        return str(manifest["files"][WEIGHTS])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "-"
+
+
 def load_organ_bundle(path: Path | None = None, *, device: str | None = None) \
         -> tuple[torch.nn.Module, OrganSegConfig, dict[str, Any]]:
     """Verify the bundle at ``path`` (default :data:`DEFAULT_BUNDLE`), rebuild the net and load its weights.

@@ -117,3 +117,26 @@ def test_cohort_preparation_on_two_processes_and_on_ray_equals_one_process(cohor
             np.testing.assert_array_equal(getattr(data, name), getattr(serial, name))
         if cache is not None:
             assert len(list(cache.glob("lesionfeat_*.npz"))) == 6 and len(list(cache.glob("*.npz"))) == 12
+
+
+def test_the_cache_key_of_network_organs_follows_the_network(tmp_path, monkeypatch):
+    """Measurements made with the organ network's organs are not reused after the network changes."""
+    import json
+
+    from pfs_core.measure import features
+    from pfs_core.measure.settings import MeasureSettings
+    from pfs_core.models import organ_seg
+
+    pet, ct = tmp_path / "pet.nii.gz", tmp_path / "ct.nii.gz"
+    pet.write_bytes(b"pet")
+    ct.write_bytes(b"ct")
+    given = features.CaseFiles("P1", pet, ct, ct)
+    network = features.CaseFiles("P1", pet, ct, None)
+    settings = MeasureSettings()
+    before = features.case_key(network, settings), features.case_key(given, settings)
+    bundle = tmp_path / "organ_seg"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"files": {organ_seg.WEIGHTS: "0" * 64}}))
+    monkeypatch.setattr(organ_seg, "DEFAULT_BUNDLE", bundle)
+    assert features.case_key(network, settings) != before[0]
+    assert features.case_key(given, settings) == before[1]  # masks given: the network plays no part
