@@ -78,7 +78,7 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("lab_pet_ct_pretrained", "Labs + PET + CT lesion measurements (logistic; pretrained CT encoder tested, "
               "not used)", TORCH, True, True, True, pretrained_ct=True,
               description=f"As lab_pet_ct: no pretrained CT part is used, so its predictions equal lab_pet_ct's. The "
-                          f"candidate, the frozen encoder of the organ network (a MONAI UNet trained to delineate "
+                          f"candidate, the frozen encoder of the organ network 1.1.0 (a MONAI UNet trained to delineate "
                           f"organs on 180 simulated CTs; pfs_core.models.ct_encoder pools its features over the "
                           f"liver), carries part of the CT signal (cross-validated Spearman 0.70 with the "
                           f"simulator's true CT risk, against 0.97 for the CT lesion measurements) and added no "
