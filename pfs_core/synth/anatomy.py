@@ -573,9 +573,10 @@ def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0,
         rotation(rz=math.radians(35 + rng.normal(0, 8))),
     )
     if variation is not None:
-        shift, k = _varied(variation, VARIED_SPLEEN_SHIFT_MM, VARIED_SCALE)
-        shift[0] = -shift[0]  # the spleen is on the patient's left (-x)
-        spleen = Ellipsoid.make(np.asarray(spleen.centre) + shift, np.asarray(spleen.radii) * k, np.asarray(spleen.rot))
+        spleen_shift, spleen_k = _varied(variation, VARIED_SPLEEN_SHIFT_MM, VARIED_SCALE)
+        spleen_shift[0] = -spleen_shift[0]  # the spleen is on the patient's left (-x)
+        spleen = Ellipsoid.make(np.asarray(spleen.centre) + spleen_shift, np.asarray(spleen.radii) * spleen_k,
+                                np.asarray(spleen.rot))
     spleen_contact = rng.uniform() < SPLEEN_LIVER_CONTACT
     spleen_depth, spleen_gap = _u(rng, 2.0, 7.0), _u(rng, 5.0, 15.0)
     spleen_pts = _surface(spleen)
@@ -615,12 +616,12 @@ def draw_anatomy(rng: np.random.Generator, *, liver_scale: float = 1.0,
         rot = rotation(rz=side * math.radians(30 + rng.normal(0, 6)), ry=side * math.radians(12))
         radii = np.array([26.0, 23.0, 52.0]) * s * f()
         if variation is not None:
-            shift, k = _varied(variation, VARIED_KIDNEY_SHIFT_MM, VARIED_SCALE)
-            shift, radii = shift * np.array([side, 1.0, 1.0]), radii * k
+            kidney_shift, kidney_k = _varied(variation, VARIED_KIDNEY_SHIFT_MM, VARIED_SCALE)
+            kidney_shift, radii = kidney_shift * np.array([side, 1.0, 1.0]), radii * kidney_k
             if side > 0:  # shifted once placed against the liver (below)
-                right_shift = shift
+                right_shift = kidney_shift
             else:
-                c = c + shift
+                c = c + kidney_shift
         kidneys.append(Ellipsoid.make(c, radii, rot))
     kidney_contact = rng.uniform() < KIDNEY_LIVER_CONTACT
     kidney_depth, kidney_gap = _u(rng, 1.0, 6.0), _u(rng, 6.0, 18.0)
