@@ -4,8 +4,10 @@
         --iterations 1400 --seed 0 --out models/organ_seg
 
 With ``--generate`` the simulator writes ``<sim-root>/s<seed>`` for every training and validation seed
-(development seeds 101-110 only; seeds in ``--unenhanced-seeds`` with ``--contrast none``); otherwise
-those folders must exist. Simulated data only: no patient data is used. See docs/organ_seg.md.
+(development seeds only; seeds in ``--unenhanced-seeds`` with ``--contrast none``, seeds in
+``--varied-seeds`` with ``--anatomy varied``); otherwise those folders must exist. ``--init BUNDLE``
+fine-tunes that bundle's weights (1.2.0: 1.1.0 fine-tuned with seeds 111-116 varied; the command in its
+model card). Simulated data only: no patient data is used. See docs/organ_seg.md.
 """
 
 from __future__ import annotations
