@@ -17,24 +17,29 @@ import json
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from pfs_core.io.organs import ORGAN_CODE
+from pfs_core.io import load_ct
+from pfs_core.io.organ_files import read_organ_masks
+from pfs_core.io.organs import OrganMasks
+from pfs_core.io.volume import Volume
 
 BONE_HU = 250.0
+KIDNEYS = ("kidney_right", "kidney_left")
 
 
-def kidney_offsets(ct: np.ndarray, affine: np.ndarray, kidneys: dict[str, np.ndarray]) -> dict[str, list[float]]:
+def kidney_offsets(ct: Volume, organs: OrganMasks) -> dict[str, list[float]]:
     """Per kidney name: [lateral, anterior] offset (mm) of its centroid from the vertebra's."""
     out = {}
-    for name, mask in kidneys.items():
+    affine = ct.affine
+    for name in KIDNEYS:
+        mask = organs.mask(name)
         if not mask.any():
             continue
         centre = np.array(ndimage.center_of_mass(mask))
         k = int(round(centre[2]))
-        bone, n = ndimage.label(ct[:, :, k] > BONE_HU)
+        bone, n = ndimage.label(ct.data[:, :, k] > BONE_HU)
         if n == 0:
             continue
         sizes = ndimage.sum(np.ones_like(bone), bone, range(1, n + 1))
@@ -45,25 +50,15 @@ def kidney_offsets(ct: np.ndarray, affine: np.ndarray, kidneys: dict[str, np.nda
     return out
 
 
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    img = nib.load(str(path))
-    return np.asarray(img.dataobj, dtype=np.float32), img.affine
+def offsets_of(ct_path: Path, organs_path: Path) -> dict[str, list[float]]:
+    """One CT and its organ masks (any format ``read_organ_masks`` reads)."""
+    ct = load_ct(ct_path)
+    return kidney_offsets(ct, read_organ_masks(organs_path, ct=ct))
 
 
 def simulated(cohort: Path, n: int) -> list[dict[str, list[float]]]:
-    rows = []
-    for ct_path in sorted((cohort / "images").glob("*_ct.nii.gz"))[:n]:
-        ct, affine = _load(ct_path)
-        organs = np.asarray(nib.load(str(ct_path.with_name(ct_path.name.replace("_ct", "_organ_masks")))).dataobj)
-        rows.append(kidney_offsets(ct, affine, {k: organs == ORGAN_CODE[k] for k in ("kidney_right", "kidney_left")}))
-    return rows
-
-
-def real(folder: Path) -> dict[str, list[float]]:
-    ct, affine = _load(folder / "example_ct.nii.gz")
-    masks = {k: np.asarray(nib.load(str(folder / "organs" / f"{k}.nii.gz")).dataobj) > 0
-             for k in ("kidney_right", "kidney_left")}
-    return kidney_offsets(ct, affine, masks)
+    return [offsets_of(ct, ct.with_name(ct.name.replace("_ct", "_organ_masks")))
+            for ct in sorted((cohort / "images").glob("*_ct.nii.gz"))[:n]]
 
 
 def summary(rows: list[dict[str, list[float]]]) -> dict[str, Any]:
@@ -87,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for cohort in args.cohort:
         result[str(cohort)] = summary(simulated(cohort, args.n))
     if args.real is not None and (args.real / "example_ct.nii.gz").is_file():
-        result["real:" + args.real.name] = real(args.real)
+        result["real:" + args.real.name] = offsets_of(args.real / "example_ct.nii.gz", args.real / "organs")
     text = json.dumps(result, indent=1)
     print(text)
     if args.out is not None:
