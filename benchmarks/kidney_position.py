@@ -7,7 +7,10 @@ Reported per kidney as lateral (mm from the vertebra's centroid away from the mi
 (docs/simulator.md) and the organ network's kidney failure on real CT (docs/organ_seg.md).
 
     python benchmarks/kidney_position.py --cohort data/sim400_dev101 --cohort /tmp/organseg/s111 --n 40 \\
-        --real /work/shared/data/real/totalseg_ct --out results/kidney_position.json
+        --real /work/shared/data/real/totalseg_ct [--extra NAME=CT.nii.gz:MASK_FOLDER] --out results/kidney_position.json
+
+``--extra`` adds a further real CT with organ masks (a folder of ``<organ>.nii.gz``), e.g. one whose licence
+keeps it out of the repository (docs/organ_seg.md).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cohort", type=Path, action="append", required=True, help="simulator output folder(s)")
     p.add_argument("--n", type=int, default=40, help="patients per cohort")
     p.add_argument("--real", type=Path, default=None, help="folder with example_ct.nii.gz and organs/")
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=CT:MASK_FOLDER",
+                   help="a further real CT and its organ masks")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     result: dict[str, Any] = {"method": "kidney centroid minus vertebra centroid (largest HU > 250 region) in "
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         result[str(cohort)] = summary(simulated(cohort, args.n))
     if args.real is not None and (args.real / "example_ct.nii.gz").is_file():
         result["real:" + args.real.name] = offsets_of(args.real / "example_ct.nii.gz", args.real / "organs")
+    for item in args.extra:
+        name, _, paths = item.partition("=")
+        ct_path, _, masks = paths.partition(":")
+        result["real:" + name] = offsets_of(Path(ct_path), Path(masks))
     text = json.dumps(result, indent=1)
     print(text)
     if args.out is not None:
