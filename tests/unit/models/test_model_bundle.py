@@ -178,7 +178,7 @@ def test_a_bundle_from_before_the_lesion_measurements_reads_its_grid_read_outs(b
 
 def test_a_bundle_measures_as_it_was_trained(bundles, tmp_path):
     """A new bundle records today's lesion measurement and predicts with it; a bundle trained before
-    measurement 1.2 (no ``measurement`` in its manifest, like the shipped ones) keeps measurement 1.1."""
+    measurement 1.2 (no ``measurement`` in its manifest) keeps measurement 1.1."""
     import shutil
 
     from pfs_core.inference import measure_settings
