@@ -112,6 +112,17 @@ def test_every_shipped_bundle_carries_its_digest_and_loads(name):
     assert bundle.digest == manifest_digest(bundle.manifest)
 
 
+@pytest.mark.parametrize("name", ["classic", "lab_pet_ct", "lab_pet_ct_pretrained"])
+def test_shipped_lesion_bundles_read_the_measurement_that_measure_reports(name):
+    """The shipped image models are measured as ``measure`` measures (docs/models.md, "Which measurement")."""
+    from pfs_core.inference import measure_settings
+    from pfs_core.measure.settings import MeasureSettings
+
+    bundle = load_bundle(MODELS / name)
+    assert bundle.manifest["measurement"]["measurement"] == "1.2"
+    assert measure_settings(bundle) == MeasureSettings()
+
+
 def test_the_shipped_organ_network_carries_its_digest():
     from pfs_core.models.organ_seg import verify_organ_bundle
 
