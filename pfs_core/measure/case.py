@@ -5,7 +5,7 @@ PET in SUVbw on its own grid, CT in HU; the PET is never resampled for measuring
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +294,8 @@ def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,
     smooth_pet = smoothed(pet.data, pet.spacing_mm, settings.detect_smooth_mm)
     ref = liver_reference(pet.data, fractions["liver"] >= 0.5, pet.spacing_mm, erosion_mm=settings.liver_erosion_mm,
                           smoothed_pet=smooth_pet, exclude=_cold_on_pet(lct, ct, pet, settings))
-    positive = sstr_positive(pet.data, fractions, pet.spacing_mm, ref, settings)
+    physiology = replace(settings, organ_margin_mm=settings.network_organ_margin_mm) if organs.from_network else settings
+    positive = sstr_positive(pet.data, fractions, pet.spacing_mm, ref, physiology)
     pieces = _lesions_on_ct(positive, pet, ct)
     negative, faint, cores, density = liver_ct_lesions(
         lct, ct.affine, pet=pet.data, pet_affine=pet.affine, positive=_paint(pieces, ct.shape, lct.box), ref=ref,

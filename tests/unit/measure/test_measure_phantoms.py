@@ -148,6 +148,22 @@ def test_a_liver_mask_from_the_organ_network_that_runs_past_the_edge_gives_no_ri
     assert len(rim.lesions) > 1
 
 
+def test_hot_organs_a_network_voxel_short_give_no_lesions_with_network_organs():
+    """The organ network's spleen and kidney may stop a 4-mm voxel or more short of the organ; their uptake
+    blurred past that edge is physiology, not lesions. Provided masks are trusted to their edge."""
+    phantom = Phantom()
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0, noise=0.05)
+    labels = organs.labels.copy()
+    for name in ("kidney_left", "spleen"):
+        organ = labels == ORGAN_CODE[name]
+        labels[organ & ~ndimage.binary_erosion(organ, iterations=3)] = 0  # 6 mm short on every side
+    def masks(source: str) -> OrganMasks:
+        return OrganMasks(labels=labels, affine=organs.affine, source=source, present=organs.present)
+    assert len(measure_case(pet, ct, organs=masks("organ network (test)")).lesions) == 0
+    given = measure_case(pet, ct, organs=masks("provided (test)")).lesions
+    assert len(given) > 0 and set(given["site"]) == {"soft_tissue"}  # the rule only widens the network's margin
+
+
 @pytest.mark.parametrize("hu_delta", [0.0, 10.0], ids=["isodense", "hyperenhancing"])
 def test_photopenic_liver_lesion_invisible_on_ct_is_sstr_negative(hu_delta):
     """A hypervascular SSTR-negative metastasis: no hypodensity on the CT, a defect in the liver's uptake."""
