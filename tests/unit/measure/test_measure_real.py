@@ -1,7 +1,8 @@
 """``measure_case`` on real anatomy: the TotalSegmentator example CT and its organ masks, with a simulated SSTR PET.
 
-The PET (4-mm grid, its own origin) is simulated from the real organ masks: liver SUV 7, spleen 24, kidneys 15,
-adrenals 7, pancreas 3, body 1, air 0, blurred with a Gaussian of FWHM 6 mm, with a seeded Poisson-like noise.
+The PET (4-mm grid, its own origin; ``pfs_core.synth.placed``) is simulated from the real organ masks: liver SUV 7,
+spleen 24, kidneys 15, adrenals 7, pancreas 3, body 1, air 0, blurred with a Gaussian of FWHM 6 mm, with a seeded
+Poisson-like noise.
 Three liver lesions are placed inside the liver, at least 10 mm from its edge (the scan's edge included): SSTR-positive 6.9 mL at
 3.5 × liver and 3.3 mL at 4.5 × liver, and an SSTR-negative 5.5 mL sphere at 0.5 × liver whose CT is 35 HU
 lower.
@@ -21,7 +22,7 @@ from pfs_core.io import Volume, load_ct
 from pfs_core.io.organ_files import read_organ_masks
 from pfs_core.io.organs import ORGAN_CODE, OrganMasks
 from pfs_core.measure import find_organs, measure_case
-from pfs_core.preprocessing.resample import resample_array
+from pfs_core.synth.placed import ORGAN_SUV, organ_activity, simulate_pet
 
 REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
 TOTALSEG = REAL / "totalseg_ct"
@@ -31,11 +32,7 @@ pytestmark = [
                        reason=f"real CT and TotalSegmentator masks not present at {TOTALSEG}"),
 ]
 
-LIVER_SUV = 7.0
-ORGAN_SUV = {"liver": 7.0, "spleen": 24.0, "kidney_right": 15.0, "kidney_left": 15.0, "adrenal_gland_right": 7.0,
-             "adrenal_gland_left": 7.0, "pancreas": 3.0}
-FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-PET_SPACING = 4.0
+LIVER_SUV = ORGAN_SUV["liver"]
 EDGE_MM = 10.0  # lesion surface to liver edge, at least
 APART_MM = 20.0  # lesion surface to lesion surface, at least
 
@@ -73,28 +70,11 @@ def place_centres(liver: np.ndarray, spacing: tuple[float, float, float]) -> lis
     return centres
 
 
-def simulate_pet(ct: Volume, activity: np.ndarray, *, seed: int) -> Volume:
-    """CT-grid activity blurred (FWHM 6 mm) and sampled on a 4-mm PET grid with its own origin, plus noise."""
-    blurred = ndimage.gaussian_filter(activity, [6.0 * FWHM_TO_SIGMA / s for s in ct.spacing_mm])
-    low = ct.affine[:3, 3] - np.asarray(ct.spacing_mm) / 2.0
-    extent = np.asarray(ct.shape) * np.asarray(ct.spacing_mm)
-    shape = tuple(int(n) for n in np.ceil(extent / PET_SPACING).astype(int) + 1)
-    affine = np.diag([PET_SPACING, PET_SPACING, PET_SPACING, 1.0])
-    affine[:3, 3] = low - np.array([1.3, 2.1, 0.7])  # a PET grid of its own
-    data = resample_array(blurred, ct.affine, to_affine=affine, to_shape=shape).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    data += rng.normal(0.0, 1.0, data.shape) * 0.05 * np.sqrt(np.clip(data, 0.0, None) * LIVER_SUV)
-    return Volume(data=np.clip(data, 0.0, None).astype(np.float32), affine=affine, source="simulated_pet",
-                  modality="PET", units="SUVbw")
-
-
 def placed_case() -> tuple[Volume, Volume, OrganMasks, list[np.ndarray]]:
     """The real CT with the placed lesions, its simulated PET, the TotalSegmentator masks, the lesion spheres."""
     ct = load_ct(TOTALSEG / "example_ct.nii.gz")
     organs = read_organ_masks(TOTALSEG / "organs", ct=ct)
-    activity = np.where(ct.data > -300.0, 1.0, 0.0).astype(np.float32)
-    for name, suv in ORGAN_SUV.items():
-        activity[organs.mask(name)] = suv
+    activity = organ_activity(ct, organs)
     grid = np.indices(ct.shape, sparse=True)
     spacing = np.asarray(ct.spacing_mm)
     ct_data = ct.data.copy()
