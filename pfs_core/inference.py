@@ -339,10 +339,11 @@ def little_input_warning(bundle: Bundle, labs: Mapping[str, Any], *, has_image: 
 
 #: Shown with a prediction whose lesions were measured against the organ network's organs.
 NETWORK_ORGANS_NOTE = (
-    "organs from the organ network (no organ masks given): it misses some organs with physiological uptake (bowel, "
-    "adrenals, bladder, kidneys), whose uptake can then count as lesions (3.5 false-positive lesions per simulated "
-    "patient against 0.1 with organ masks, docs/measure.md), so the measured disease and the probability may be too "
-    "high; give organ masks, e.g. TotalSegmentator output")
+    "organs from the organ network (no organ masks given): trained on simulated CTs only, it misses some organs with "
+    "physiological uptake (adrenals, kidneys, spleen), whose uptake can then count as lesions (0.6 false-positive "
+    "lesions per simulated patient against 0.1 with organ masks), and on real CTs it misplaces the kidneys, so that "
+    "their uptake counts as lesions (docs/measure.md); the measured disease and the probability may be too high: "
+    "give organ masks, e.g. TotalSegmentator output")
 
 
 def reads_lesions(bundle: Bundle) -> bool:
