@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import ndimage
 
-from pfs_core.io import Volume
+from pfs_core.io import Volume, world_bounds
 from pfs_core.io.organs import OrganMasks
 from pfs_core.preprocessing.resample import resample_array
 
@@ -37,13 +37,6 @@ def organ_activity(ct: Volume, organs: OrganMasks, organ_suv: Mapping[str, float
     return activity
 
 
-def _world_box(ct: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Lowest and highest world corner (mm) of the CT's voxels, whatever its axis order and signs."""
-    edges = np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in ct.shape], indexing="ij")).reshape(3, -1)
-    corners = np.asarray(ct.affine, dtype=float)[:3, :3] @ edges + np.asarray(ct.affine, dtype=float)[:3, 3:4]
-    return corners.min(axis=1), corners.max(axis=1)
-
-
 def simulate_pet(ct: Volume, activity: np.ndarray, *, seed: int, fwhm_mm: float = 6.0, spacing_mm: float = 4.0,
                  noise: float = 0.05, noise_reference_suv: float = 7.0) -> Volume:
     """``activity`` (CT grid, SUVbw) blurred to ``fwhm_mm``, on a ``spacing_mm`` PET grid covering the CT, noisy.
@@ -51,7 +44,7 @@ def simulate_pet(ct: Volume, activity: np.ndarray, *, seed: int, fwhm_mm: float 
     Noise SD per voxel: ``noise`` × sqrt(SUV × ``noise_reference_suv``) (the liver's SUV by default).
     """
     blurred = ndimage.gaussian_filter(activity, [fwhm_mm * FWHM_TO_SIGMA / s for s in ct.spacing_mm])
-    low, high = _world_box(ct)
+    low, high = world_bounds(ct.affine, ct.shape)
     nx, ny, nz = (int(n) for n in np.ceil((high - low) / spacing_mm).astype(int) + 1)
     affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
     affine[:3, 3] = low - np.asarray(PET_GRID_SHIFT_MM)
