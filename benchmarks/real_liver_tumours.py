@@ -27,6 +27,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ import numpy as np
 from pfs_core.io import Volume, load_ct
 from pfs_core.io.organ_files import read_organ_masks
 from pfs_core.io.organs import ORGAN_CODE, OrganMasks
-from pfs_core.measure import find_organs, measure_case
+from pfs_core.measure import MeasureSettings, find_organs, measure_case
+from pfs_core.measure.case import MEASURE_VERSION
 from pfs_core.synth.placed import ORGAN_SUV, organ_activity, simulate_pet
 
 SCENARIOS = {"negative": 0.5, "positive": 3.0}  # tumour uptake × liver
@@ -83,7 +85,7 @@ def false_positives(labels: np.ndarray, table: dict[int, dict[str, Any]], tumour
 
 
 def scenario(ct: Volume, organs: OrganMasks, measure_organs: OrganMasks | None, tumours: dict[str, np.ndarray],
-             vessels: np.ndarray, ratio: float) -> dict[str, object]:
+             vessels: np.ndarray, ratio: float, settings: MeasureSettings) -> dict[str, object]:
     activity = organ_activity(ct, organs)
     union = np.zeros(ct.shape, dtype=bool)
     for mask in tumours.values():
@@ -91,7 +93,7 @@ def scenario(ct: Volume, organs: OrganMasks, measure_organs: OrganMasks | None, 
     activity[union] = ratio * ORGAN_SUV["liver"]
     pet = simulate_pet(ct, activity, seed=PET_SEED)
     start = time.perf_counter()
-    m = measure_case(pet, ct, organs=measure_organs if measure_organs is not None else organs)
+    m = measure_case(pet, ct, organs=measure_organs if measure_organs is not None else organs, settings=settings)
     seconds = time.perf_counter() - start
     table = {int(r["lesion_id"]): r for r in m.lesions.to_dict("records")}
     voxel_ml = float(np.prod(ct.spacing_mm)) / 1000.0
@@ -111,8 +113,11 @@ def main() -> None:
     parser.add_argument("--vessels", type=Path, nargs="*", default=[], help="vessel masks (to describe false positives)")
     parser.add_argument("--organ-source", choices=("given", "network"), default="given")
     parser.add_argument("--name", default="real CT")
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help='MeasureSettings fields to override, as JSON, e.g. \'{"cold_grow_mm": 0}\'')
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    settings = replace(MeasureSettings(), **args.settings)
 
     ct = load_ct(args.ct)
     organs = read_organ_masks(args.organs, ct=ct)
@@ -122,8 +127,9 @@ def main() -> None:
         vessels |= read_mask(p, ct)
     measure_organs = find_organs(ct) if args.organ_source == "network" else None
     result = {"name": args.name, "organ_source": organs.source if measure_organs is None else measure_organs.source,
-              "command": shlex.join(["python", *sys.argv]),
-              "scenarios": {name: scenario(ct, organs, measure_organs, tumours, vessels, ratio)
+              "command": shlex.join(["python", *sys.argv]), "measure_version": MEASURE_VERSION,
+              "settings": args.settings,
+              "scenarios": {name: scenario(ct, organs, measure_organs, tumours, vessels, ratio, settings)
                             for name, ratio in SCENARIOS.items()}}
     text = json.dumps(result, indent=1)
     print(text)

@@ -128,9 +128,9 @@ class TrainConfig:
     # Image branches read the lesion measurements of pfs_core.measure (issue 23); the grid read-outs of
     # pfs_core.features.readouts (pet_quant/ct_quant) were their input before and remain for comparison.
     lesion_features: bool = True
-    # which lesion measurement they read ("1.2", or "1.1" to repeat the results made before it:
+    # which lesion measurement they read ("1.3", or "1.2" / "1.1" to repeat the results made before it:
     # pfs_core.measure.settings.MEASUREMENTS)
-    measurement: str = "1.2"
+    measurement: str = "1.3"
     pet_quant: bool = False
     ct_quant: bool = False
     wide: bool = True

@@ -48,7 +48,7 @@ from pfs_core.io.labs import is_missing, validate_labs
 from pfs_core.io.organs import OrganMasks
 from pfs_core.measure.case import Measurement, measure_case
 from pfs_core.measure.features import cohort_cases, load_cohort_with_lesions, measurement_vector
-from pfs_core.measure.settings import MEASURE_1_1, MeasureSettings
+from pfs_core.measure.settings import MEASURE_1_1, MeasureSettings, stored_settings
 from pfs_core.models.bundle import Bundle
 from pfs_core.models.device import resolve_device
 from pfs_core.preprocessing.model_grid import preprocess_case
@@ -357,7 +357,7 @@ def measure_settings(bundle: Bundle) -> MeasureSettings:
     if "measurement" not in bundle.manifest:
         return MEASURE_1_1
     stored = bundle.manifest["measurement"]
-    return MeasureSettings(**stored["settings"]) if stored else MeasureSettings()
+    return stored_settings(stored["settings"]) if stored else MeasureSettings()
 
 
 def case_measurement(bundle: Bundle, pet: Volume | None, ct: Volume | None, *, organs: OrganMasks | None = None,

@@ -50,7 +50,8 @@ from pfs_core.measure.table import (
 
 # 1.1: photopenic SSTR-negative liver lesions (MeasureSettings.photopenic_*); 1.2: SSTR-negative only when the
 # median uptake lies below the liver, necrotic cores at 10 % contact (MeasureSettings.cold_*, core_min_contact)
-MEASURE_VERSION = "1.2"
+# 1.3: hypodense liver lesions grow into their weakly hypodense rims (MeasureSettings.cold_grow_*)
+MEASURE_VERSION = "1.3"
 
 
 def measurement_record(version: str) -> dict[str, Any]:
@@ -138,7 +139,11 @@ def _photopenic_on_ct(smooth_pet: np.ndarray, liver_fraction: np.ndarray, ref: L
         smooth_pet < (1 + settings.photopenic_ratio) / 2 * ref.mean)
     grown, _ = ndimage.label(reach)
     reached = np.unique(grown[seeds])
-    keep = np.isin(grown, reached[reached > 0]) | seeds
+    return _pet_mask_on_ct(np.isin(grown, reached[reached > 0]) | seeds, pet, ct, box)
+
+
+def _pet_mask_on_ct(keep: np.ndarray, pet: Volume, ct: Volume, box: Box) -> np.ndarray | None:
+    """The PET-grid mask ``keep`` on the CT box ``box`` (CT voxels at least half covered), or None when empty."""
     found = bounding_box(keep)
     if found is None:
         return None
@@ -149,6 +154,18 @@ def _photopenic_on_ct(smooth_pet: np.ndarray, liver_fraction: np.ndarray, ref: L
         return None
     out[relative(both, box)] = done[1][relative(both, done[0])] >= 0.5
     return out
+
+
+def _cold_pet_on_ct(smooth_pet: np.ndarray, liver_fraction: np.ndarray, ref: LiverReference, pet: Volume,
+                    ct: Volume, box: Box, settings: MeasureSettings) -> np.ndarray | None:
+    """Liver PET voxels whose smoothed uptake lies below the SSTR-negative threshold, at least
+    ``cold_both_inside_mm`` inside the liver (nearer its edge the PET's blur mixes in the surroundings), on the
+    CT box ``box``; None when there are none or the rule is off (``cold_both_hu`` 0)."""
+    if settings.cold_both_hu <= 0:
+        return None
+    limit = settings.cold_max_ratio * ref.mean + settings.cold_noise_sd * ref.sd
+    cold = _eroded(liver_fraction >= 0.5, settings.cold_both_inside_mm, pet.spacing_mm) & (smooth_pet < limit)
+    return _pet_mask_on_ct(cold, pet, ct, box)
 
 
 def _onto_pet(labels: np.ndarray, box: Box, ct: Volume, pet: Volume) -> np.ndarray:
@@ -300,7 +317,8 @@ def measure_case(pet: Volume, ct: Volume, *, organs: OrganMasks | None = None,
     negative, faint, cores, density = liver_ct_lesions(
         lct, ct.affine, pet=pet.data, pet_affine=pet.affine, positive=_paint(pieces, ct.shape, lct.box), ref=ref,
         settings=settings, photopenic=_photopenic_on_ct(smooth_pet, fractions["liver"], ref, pet, ct, lct.box,
-                                                        settings))
+                                                        settings),
+        cold_pet=_cold_pet_on_ct(smooth_pet, fractions["liver"], ref, pet, ct, lct.box, settings), smooth_pet=smooth_pet)
     if cores.any():  # necrotic cores belong to their lesions' volumes
         added = np.where(positive > 0, 0, _onto_pet(cores, lct.box, ct, pet))
         positive = np.where(positive > 0, positive, added)

@@ -83,9 +83,89 @@ def hypodense(lct: LiverCT, density: LiverDensity, settings: MeasureSettings) ->
     return cold
 
 
+def grow_cold(seeds: np.ndarray, lct: LiverCT, density: LiverDensity, *, allowed: np.ndarray, ct_affine: np.ndarray,
+              smooth_pet: np.ndarray, pet_affine: np.ndarray, ref: LiverReference,
+              settings: MeasureSettings) -> np.ndarray:
+    """Hypodense ``seeds`` of at least ``cold_min_volume_ml`` grown into the weakly hypodense liver around them
+    where the PET is not above the liver (hysteresis; box grid, within ``allowed``).
+
+    A real metastasis is darkest at its centre and fades into the liver over millimetres, so the strict
+    hypodensity rule keeps only its core. A seed takes the voxels at least ``cold_grow_hu``, ``cold_grow_sd``
+    SDs and ``cold_grow_depth`` × its own depth (the parenchyma minus its 5th-percentile HU) below the
+    parenchyma, with smoothed uptake at most ``cold_grow_max_ratio`` × liver, within ``cold_grow_mm`` along
+    paths inside them (so that a hypodense vessel does not carry a lesion across the liver). Half the depth
+    is the edge of a uniform lesion on the smoothed CT, as a fixed fraction of SUVmax is on the PET.
+    """
+    seeds = seeds & allowed
+    parts, n = ndimage.label(seeds)
+    if settings.cold_grow_mm <= 0 or n == 0:
+        return seeds
+    steps = int(round(settings.cold_grow_mm / float(np.min(lct.spacing_mm)))) + 1
+    min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(lct.spacing_mm))
+    floor = max(settings.cold_grow_hu, settings.cold_grow_sd * density.sd_hu)
+    origin = np.array([s.start for s in lct.box])
+    out = seeds.copy()
+    sizes = np.bincount(parts.ravel())
+    for index, part_box in enumerate(ndimage.find_objects(parts), start=1):
+        if sizes[index] < min_voxels:  # the many noise specks of the liver would grow into lesions of their own
+            continue
+        box = grow(part_box, steps, parts.shape)
+        seed = parts[box] == index
+        depth = density.median_hu - float(np.percentile(lct.smooth[box][seed], 5))
+        weak = allowed[box] & lct.inner[box] & ~seeds[box] & (
+            lct.smooth[box] < density.median_hu - max(floor, settings.cold_grow_depth * depth))
+        where = np.argwhere(weak)
+        corner = origin + [b.start for b in box]
+        uptake = sample_at(smooth_pet, pet_affine, world_of(where + corner, ct_affine), order=1)
+        weak[tuple(where[uptake > settings.cold_grow_max_ratio * ref.mean].T)] = False
+        out[box] |= geodesic_grow(seed, weak | seed, lct.spacing_mm, settings.cold_grow_mm)
+    return out
+
+
+def _with_new(found: np.ndarray, more: np.ndarray, min_voxels: float) -> np.ndarray:
+    """``found`` plus the regions of ``more`` that do not touch a region of ``found`` of at least ``min_voxels``:
+    a looser rule may add lesions (and join specks too small to be one), but not widen the lesions a stricter
+    rule delineated (at 8 HU the smoothed edge of a dark lesion lies millimetres outside it)."""
+    near = bounding_box(more)
+    if near is None:
+        return found
+    near = grow(near, 1, more.shape)  # only here can a region of ``found`` touch one of ``more``
+    parts, _ = ndimage.label(more[near])
+    seeds, _ = ndimage.label(found)
+    sizes = np.bincount(seeds.ravel())
+    local = seeds[near]
+    lesions = np.isin(local, np.flatnonzero(sizes >= min_voxels)) & (local > 0)
+    touching = np.unique(parts[ndimage.binary_dilation(lesions) & (parts > 0)])
+    out = found.copy()
+    out[near] |= (parts > 0) & ~np.isin(parts, touching[touching > 0])
+    return out
+
+
+def geodesic_grow(seeds: np.ndarray, mask: np.ndarray, spacing_mm: np.ndarray, reach_mm: float) -> np.ndarray:
+    """``seeds`` grown within ``mask`` by about ``reach_mm`` along paths inside it (face neighbours).
+
+    One step per finest voxel spacing; an axis with coarser voxels takes part only in the steps at which the
+    distance walked passes another of its voxels, so thick slices do not carry the growth further than thin ones.
+    """
+    step = float(np.min(spacing_mm))
+    grown = seeds.copy()
+    for i in range(int(round(reach_mm / step))):
+        axes = [a for a, s in enumerate(spacing_mm) if int((i + 1) * step / s + 1e-6) > int(i * step / s + 1e-6)]
+        structure = np.zeros((3, 3, 3), dtype=bool)
+        structure[1, 1, 1] = True
+        for a in axes:
+            index = [1, 1, 1]
+            for end in (0, 2):
+                index[a] = end
+                structure[tuple(index)] = True
+        grown = ndimage.binary_dilation(grown, structure=structure, mask=mask)
+    return grown
+
+
 def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pet_affine: np.ndarray,
                      positive: np.ndarray, ref: LiverReference, settings: MeasureSettings,
-                     photopenic: np.ndarray | None = None,
+                     photopenic: np.ndarray | None = None, cold_pet: np.ndarray | None = None,
+                     smooth_pet: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LiverDensity]:
     """Focal hypodense (or, with ``photopenic`` on ``lct.box``, PET-photopenic) liver lesions not already
     found on the PET, split by their PET uptake.
@@ -95,7 +175,10 @@ def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pe
     of the faintly SSTR-positive ones (above it, yet below the PET detection threshold) and of the
     necrotic cores of PET-found lesions (hypodense regions whose surface lies at least
     ``core_min_contact`` on a PET-found lesion; the ids of ``positive``), and the liver's density.
-    ``lct`` comes from :func:`liver_ct`; ``positive`` holds the PET-found lesions on ``lct.box``.
+    ``lct`` comes from :func:`liver_ct`; ``positive`` holds the PET-found lesions on ``lct.box``; hypodense
+    regions grow into their weakly hypodense rims (:func:`grow_cold`, read on ``smooth_pet``, else ``pet``).
+    With ``cold_pet`` (on ``lct.box``: where the PET lies below the SSTR-negative threshold), regions only
+    ``cold_both_hu`` below the parenchyma there are candidates too, unless they touch a hypodense lesion.
     """
     negative = np.zeros(positive.shape, dtype=np.int32)
     faint = np.zeros(positive.shape, dtype=np.int32)
@@ -103,11 +186,16 @@ def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pe
     near_positive = ndimage.binary_dilation(positive > 0, iterations=2)
     density = liver_density(lct, exclude=near_positive)  # with a heavy burden the tumour would set it
     # a cold lesion next to a hot one is its own lesion; the hot lesion's rim is not
-    candidates = hypodense(lct, density, settings)
+    candidates = grow_cold(hypodense(lct, density, settings), lct, density, allowed=~near_positive,
+                           ct_affine=ct_affine, smooth_pet=pet if smooth_pet is None else smooth_pet,
+                           pet_affine=pet_affine, ref=ref, settings=settings)
+    min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(lct.spacing_mm))
+    if cold_pet is not None:  # too faint for the CT alone, but cold on the PET too
+        floor = max(settings.cold_both_hu, settings.cold_grow_sd * density.sd_hu)
+        candidates = _with_new(candidates, cold_pet & lct.inner & (lct.smooth < density.median_hu - floor), min_voxels)
     if photopenic is not None:  # not where the CT is brighter than the liver: contrast-filled vessels
         candidates |= photopenic & lct.inner & (lct.smooth <= density.median_hu + settings.photopenic_max_hu_above)
     parts, _ = ndimage.label(candidates & ~near_positive)
-    min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(lct.spacing_mm))
     origin = np.array([s.start for s in lct.box])
     counts = {"negative": 0, "faint": 0}
     for index, part_box in enumerate(ndimage.find_objects(parts), start=1):

@@ -18,7 +18,7 @@ from pfs_core.errors import InputError
 from pfs_core.io import Volume
 from pfs_core.io.organs import ORGAN_CODE, OrganMasks
 from pfs_core.measure import MeasureSettings, measure_case
-from pfs_core.measure.settings import MEASURE_1_1
+from pfs_core.measure.settings import MEASURE_1_1, MEASURE_1_2
 from pfs_core.measure.table import LESION_COLUMNS
 
 LESION = ((24, 40), (48, 60), (40, 52))  # 16 x 12 x 12 mm: 4 x 3 x 3 PET voxels, 36 x 0.064 = 2.304 mL
@@ -319,3 +319,63 @@ def test_pet_and_ct_that_do_not_overlap_are_refused(phantom):
     moved = Volume(data=pet.data, affine=far, source="pet.nii.gz", modality="PET", units="SUVbw")
     with pytest.raises(InputError, match="overlap"):
         measure_case(moved, ct, organs=phantom.organs())
+
+
+
+FAINT_CENTRE, FAINT_RADIUS = (48.0, 68.0, 48.0), 16.0
+
+
+def _faint_lesion(phantom: Phantom, *, rim_suv: float = 0.5 * LIVER_SUV) -> np.ndarray:
+    """A 32-mm liver lesion only 18 HU below the liver: after smoothing, the strict 15-HU rule keeps its centre
+    only. Uptake 0.5 × liver within 6 mm of its centre and ``rim_suv`` outside; returns the lesion."""
+    whole = phantom.paint(phantom.sphere(FAINT_CENTRE, FAINT_RADIUS), suv=rim_suv, hu_delta=-18.0)
+    phantom.paint(phantom.sphere(FAINT_CENTRE, 6.0), suv=0.5 * LIVER_SUV)
+    return whole
+
+
+def test_a_faint_cold_lesion_grows_from_its_centre_to_its_edge():
+    """Measurement 1.3 grows a hypodense region to half its own depth below the liver (the edge of a uniform
+    lesion on the smoothed CT); 1.2 (the settings of bundles trained before it) kept its centre."""
+    phantom = Phantom()
+    whole = _faint_lesion(phantom)
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0)
+    grown = measure_case(pet, ct, organs=organs)
+    centre_only = measure_case(pet, ct, organs=organs, settings=MEASURE_1_2)
+    true_ml = whole.sum() * CT_VOXEL_ML  # 17.4 mL
+    assert list(grown.lesions["sstr_status"]) == ["SSTR-negative"] == list(centre_only.lesions["sstr_status"])
+    assert abs(grown.lesions["volume_ml"].iloc[0] - true_ml) <= 0.2 * true_ml, grown.lesions["volume_ml"].iloc[0]
+    assert centre_only.lesions["volume_ml"].iloc[0] < 0.6 * true_ml
+
+
+def test_a_faintly_avid_hypodense_lesion_does_not_grow_where_its_uptake_lies_above_the_liver():
+    phantom = Phantom()
+    phantom.paint(phantom.sphere(FAINT_CENTRE, FAINT_RADIUS), suv=1.25 * LIVER_SUV, hu_delta=-18.0)  # below 1.3 x
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0)
+    grown = measure_case(pet, ct, organs=organs).lesion_labels > 0
+    plain = measure_case(pet, ct, organs=organs, settings=MEASURE_1_2).lesion_labels > 0
+    assert plain.any() and (grown == plain).all()
+
+
+def test_a_cold_lesion_grows_along_a_weakly_hypodense_band_no_further_than_its_reach():
+    """A hypodense vessel touching a lesion must not carry it across the liver."""
+    phantom = Phantom()
+    _faint_lesion(phantom)
+    edge = FAINT_CENTRE[0] + FAINT_RADIUS
+    band = phantom.paint(phantom.box(((edge, 84), (64, 72), (44, 52))), suv=0.5 * LIVER_SUV, hu_delta=-18.0)
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0)
+    grown = measure_case(pet, ct, organs=organs).lesion_labels > 0
+    far = band & (phantom.x > edge + MeasureSettings().cold_grow_mm + 2.0)  # past the reach and a voxel
+    assert (grown & band).any() and not (grown & far).any()
+
+
+@pytest.mark.parametrize(("suv", "found"), [(0.5 * LIVER_SUV, True), (LIVER_SUV, False)], ids=["cold", "at-the-liver"])
+def test_a_lesion_only_faintly_hypodense_is_found_when_its_uptake_lies_below_the_liver(suv, found):
+    """10 HU below the liver is too faint for the CT alone (15 HU); measurement 1.3 takes it where the PET is
+    cold too, and not where the uptake equals the liver's (that would be noise or a vessel)."""
+    phantom = Phantom()
+    whole = phantom.paint(phantom.sphere(FAINT_CENTRE, FAINT_RADIUS), suv=suv, hu_delta=-10.0)
+    pet, ct, organs = phantom.build(blur_fwhm_mm=7.0, noise=0.1)
+    now = measure_case(pet, ct, organs=organs)
+    assert measure_case(pet, ct, organs=organs, settings=MEASURE_1_2).lesions.empty
+    assert list(now.lesions["sstr_status"]) == (["SSTR-negative"] if found else [])
+    assert not ((now.lesion_labels > 0) & ~whole).any()

@@ -119,7 +119,7 @@ def test_shipped_lesion_bundles_read_the_measurement_that_measure_reports(name):
     from pfs_core.measure.settings import MeasureSettings
 
     bundle = load_bundle(MODELS / name)
-    assert bundle.manifest["measurement"]["measurement"] == "1.2"
+    assert bundle.manifest["measurement"]["measurement"] == "1.3"
     assert measure_settings(bundle) == MeasureSettings()
 
 

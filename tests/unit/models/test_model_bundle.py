@@ -177,22 +177,27 @@ def test_a_bundle_from_before_the_lesion_measurements_reads_its_grid_read_outs(b
 
 
 def test_a_bundle_measures_as_it_was_trained(bundles, tmp_path):
-    """A new bundle records today's lesion measurement and predicts with it; a bundle trained before
-    measurement 1.2 (no ``measurement`` in its manifest) keeps measurement 1.1."""
+    """A new bundle records today's lesion measurement and predicts with it; a bundle trained on measurement 1.2
+    keeps 1.2, and one trained before 1.2 (no ``measurement`` in its manifest) keeps measurement 1.1."""
     import shutil
 
     from pfs_core.inference import measure_settings
     from pfs_core.measure.case import MEASURE_VERSION
-    from pfs_core.measure.settings import MEASURE_1_1, MeasureSettings
+    from pfs_core.measure.settings import MEASURE_1_1, MEASURE_1_2, MeasureSettings
     from pfs_core.models.bundle import write_manifest
 
     _, paths = bundles
     manifest = json.loads((paths["lab_pet_ct"] / MANIFEST).read_text())
-    assert manifest["measurement"] == {"measure_version": MEASURE_VERSION, "measurement": "1.2",
+    assert manifest["measurement"] == {"measure_version": MEASURE_VERSION, "measurement": "1.3",
                                        "settings": MeasureSettings().to_dict()}
     assert measure_settings(load_bundle(paths["lab_pet_ct"])) == MeasureSettings() != MEASURE_1_1
-    copy = tmp_path / "before_1_2"
+    # a bundle trained on measurement 1.2 recorded settings without the fields 1.3 added: it keeps 1.2
+    copy = tmp_path / "on_1_2"
     shutil.copytree(paths["lab_pet_ct"], copy)
+    settings = {k: v for k, v in MeasureSettings().to_dict().items() if not k.startswith(("cold_grow_", "cold_both_"))}
+    write_manifest(copy, {**manifest, "measurement": {"measure_version": "1.2", "measurement": "1.2",
+                                                      "settings": settings}})
+    assert measure_settings(load_bundle(copy)) == MEASURE_1_2 != MeasureSettings()
     del manifest["measurement"]
     write_manifest(copy, manifest)
     assert measure_settings(load_bundle(copy)) == MEASURE_1_1

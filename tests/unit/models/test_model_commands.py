@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pfs_core.cli import main
+from pfs_core.config import TrainConfig
 from pfs_core.measure.case import measurement_record
 
 
@@ -31,7 +32,7 @@ def test_benchmark_end_to_end(disk_cohort, small_json, tmp_path, capsys):
         assert len(metrics["c_index"]["per_repeat"]) == 2
     assert doc["settings"]["include_post_baseline"] is False
     assert doc["cohort"]["n_censored_before_12_months"] == 2
-    assert doc["measurement"] == measurement_record("1.2")  # the lesion measurement the image models read
+    assert doc["measurement"] == measurement_record(TrainConfig().measurement)  # the lesion measurement the image models read
     oof = pd.read_csv(out / "oof_predictions.csv", dtype={"patient_id": str})
     assert {"patient_id", "repeat", "fold", "model", "probability"} <= set(oof.columns)
     assert len(oof) == 18 * 2 * 8
