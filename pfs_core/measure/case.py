@@ -50,7 +50,8 @@ from pfs_core.measure.table import (
 
 # 1.1: photopenic SSTR-negative liver lesions (MeasureSettings.photopenic_*); 1.2: SSTR-negative only when the
 # median uptake lies below the liver, necrotic cores at 10 % contact (MeasureSettings.cold_*, core_min_contact)
-# 1.3: hypodense liver lesions grow into their weakly hypodense rims (MeasureSettings.cold_grow_*)
+# 1.3: hypodense liver lesions grow into their weakly hypodense rims (MeasureSettings.cold_grow_*), and fainter
+# hypodensities count where the PET is cold too (MeasureSettings.cold_both_*)
 MEASURE_VERSION = "1.3"
 
 
