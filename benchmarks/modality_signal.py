@@ -72,9 +72,11 @@ def main() -> None:
         labels = {"lab": "labs", "pet": "pet", "ct": "ct"}
         largest = labels[max(contributions, key=contributions.get)]
         manifest = json.loads((bundle / "manifest.json").read_text())
+        summary["measurement"] = manifest.get("measurement", {}).get("measurement")
         summary["planted"][modality] = {"signal": signal, "mean_abs_contribution": contributions,
                                         "largest": largest, "correct": largest == modality,
                                         "bundle_cv_auroc": manifest.get("cv_metrics", {}).get("auroc")}
+    summary["command"] = "python benchmarks/modality_signal.py " + " ".join(sys.argv[1:])
     summary["all_correct"] = bool(np.all([v["correct"] for v in summary["planted"].values()]))
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(summary, indent=1)
