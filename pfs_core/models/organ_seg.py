@@ -75,6 +75,8 @@ class OrganSegConfig:
         body_threshold_hu: voxels above this are "body" when the network grid is fitted to the body.
         body_margin_mm: margin around the body's bounding box.
         overlap: sliding-window overlap.
+        max_window_voxels: 0: inference in windows of ``patch_size``; else windows widened per axis to cover
+            the network grid, holding at most this many voxels (:func:`inference_window`).
     """
 
     name: str = "organ_seg"
@@ -91,6 +93,7 @@ class OrganSegConfig:
     body_threshold_hu: float = -500.0
     body_margin_mm: float = 12.0
     overlap: float = 0.25
+    max_window_voxels: int = 0
 
     def __post_init__(self) -> None:
         if self.architecture != "UNet":
@@ -170,14 +173,15 @@ def verify_organ_bundle(path: Path) -> dict[str, Any]:
 
 
 def network_digest(path: Path | None = None) -> str:
-    """The weights' sha256 as the bundle's manifest records it (``"-"`` without a readable manifest).
+    """The sha256 of the weights and of the config (its inference windows too) as the bundle's manifest
+    records them (``"-"`` without a readable manifest).
 
     Part of the cache key of measurements made with the network's organs, so that a new network is
     never answered from another's cache; the hashes themselves are checked when the network loads.
     """
     try:
         manifest = json.loads((Path(path or DEFAULT_BUNDLE) / "manifest.json").read_text())
-        return str(manifest["files"][WEIGHTS])
+        return f"{manifest['files'][WEIGHTS]}:{manifest['files'][CONFIG]}"
     except (OSError, ValueError, KeyError, TypeError):
         return "-"
 
@@ -352,6 +356,28 @@ def _to_ct_grid(logits: torch.Tensor, organs: Mapping[str, np.ndarray], grid: np
     return labels
 
 
+def inference_window(shape: tuple[int, int, int], config: OrganSegConfig) -> tuple[int, int, int]:
+    """Sliding-window size for a network grid of ``shape``: ``config.patch_size``, or with
+    ``config.max_window_voxels`` the patch widened per axis to cover the grid (sides rounded up to the network's
+    total stride), narrowed along the axes that exceed the patch most until it holds at most that many voxels.
+
+    The network is fully convolutional and reads any window whose sides divide by its total stride. Windows
+    of the 96×96×80 training patch cut a 103×85×90 abdomen into four overlapping ones, three times the
+    voxels of one window over it.
+    """
+    if config.max_window_voxels <= 0:
+        return config.patch_size
+    multiple = int(np.prod(config.strides))
+    window = [max(p, -(-n // multiple) * multiple) for p, n in zip(config.patch_size, shape, strict=True)]
+    while int(np.prod(window)) > config.max_window_voxels:
+        excess = [w - p for w, p in zip(window, config.patch_size, strict=True)]
+        axis = int(np.argmax(excess))
+        if excess[axis] <= 0:
+            break
+        window[axis] = max(config.patch_size[axis], window[axis] - multiple)
+    return (window[0], window[1], window[2])
+
+
 @torch.no_grad()
 def predict_logits(ct: Volume, net: torch.nn.Module, config: OrganSegConfig, *,
                    device: torch.device | None = None) -> tuple[torch.Tensor, np.ndarray]:
@@ -368,7 +394,7 @@ def predict_logits(ct: Volume, net: torch.nn.Module, config: OrganSegConfig, *,
         with autocast(device):
             return net(patch).float()
 
-    logits = sliding_window_inference(x, roi_size=config.patch_size, sw_batch_size=1, predictor=predictor,
+    logits = sliding_window_inference(x, roi_size=inference_window(shape, config), sw_batch_size=1, predictor=predictor,
                                       overlap=config.overlap, mode="gaussian", padding_mode="constant", cval=0.0)
     return logits[0].float().cpu(), grid
 
