@@ -9,7 +9,8 @@ same field of view, the simulator's organ map on the CT grid (nearest). Then tim
 call (bundle loading and hash checks are not timed):
 
 * ``organs_provided``: :func:`pfs_core.measure.measure_case` with the organ masks given (``--organs``);
-* ``organs_network``: the organ network (:func:`pfs_core.measure.find_organs`) plus ``measure_case``.
+* ``organs_network``: the organ network (:func:`pfs_core.measure.find_organs`) plus ``measure_case``;
+* ``network_alone``: the organ network alone (its part of ``organs_network``).
 
 The output gives the 1-minute load average before and after, and each run's CPU seconds besides its
 wall-clock seconds: on a shared machine compare timings only at similar loads.
@@ -102,6 +103,7 @@ def main() -> int:
         "ct_shape": list(ct.shape), "pet_shape": list(pet.shape),
         "organs_provided": timed(lambda: measure_case(pet, ct, organs=organs), args.repeats),
         "organs_network": timed(lambda: measure_case(pet, ct, organs=find_organs(ct)), args.repeats),
+        "network_alone": timed(lambda: find_organs(ct), args.repeats),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(result, indent=2))
