@@ -1,6 +1,8 @@
 """Plant the risk signal in one modality only and check which modality the explanations credit.
 
     python benchmarks/modality_signal.py --n 200 --out results/modality_signal.json
+    python benchmarks/modality_signal.py --explain-only BUNDLE --planted ct --work DIR --out FILE
+
 
 For each of labs, PET and CT: simulate a *decoupled* cohort (``--labs-independent``: the
 labs carry no information about the imaging burden) with ``--signal <m>=1`` and the
@@ -11,7 +13,8 @@ over a second decoupled cohort of the same signal on another explanation-check s
 which shares no patient with the training cohort. The planted modality should get the
 largest mean |contribution|. PET and CT see the same lesions and cannot be decoupled
 from each other; the true PET and CT parts use different quantities (docs/simulator.md).
-Writes and prints a JSON summary with the bundles' CV AUROC.
+Writes and prints a JSON summary with the bundles' CV AUROC. ``--explain-only`` explains a bundle trained
+elsewhere (for example on a larger cohort of the same seed and signal) on ``<work>/<planted>_explain``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("data/modality_signal"))
     parser.add_argument("--max-cases", type=int, default=60)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--explain-only", type=Path, metavar="BUNDLE", help="explain this bundle only")
+    parser.add_argument("--planted", choices=tuple(SIGNALS), help="with --explain-only: the cohort's planted modality")
     args = parser.parse_args()
+    if args.explain_only:
+        _write(explain_only(args.explain_only, args.work / f"{args.planted}_explain", args.planted,
+                            max_cases=args.max_cases), args.out)
+        return
     started = time.perf_counter()
     summary: dict = {"n": args.n, "seed": args.seed, "explain_n": args.explain_n, "explain_seed": args.explain_seed,
                      "labs_independent": True, "model": "lab_pet_ct", "planted": {}}
@@ -79,11 +88,27 @@ def main() -> None:
     summary["command"] = "python benchmarks/modality_signal.py " + " ".join(sys.argv[1:])
     summary["all_correct"] = bool(np.all([v["correct"] for v in summary["planted"].values()]))
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
+    _write(summary, args.out)
+
+
+def explain_only(bundle: Path, held_out: Path, planted: str, *, max_cases: int) -> dict:
+    """Mean |Shapley| per modality of ``bundle`` over ``held_out``, and whether ``planted`` comes first."""
+    contributions = mean_abs_contributions(bundle, held_out / "cohort.csv", max_cases=max_cases)
+    largest = {"lab": "labs", "pet": "pet", "ct": "ct"}[max(contributions, key=contributions.get)]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return {"command": "python benchmarks/modality_signal.py " + " ".join(sys.argv[1:]), "bundle": str(bundle),
+            "training_cohort": manifest.get("training_cohort", {}).get("n"), "explained": str(held_out),
+            "measurement": manifest.get("measurement", {}).get("measurement"), "planted": planted,
+            "mean_abs_contribution": contributions, "largest": largest, "correct": largest == planted,
+            "bundle_cv_auroc": manifest.get("cv_metrics", {}).get("auroc")}
+
+
+def _write(summary: dict, out: Path | None) -> None:
     text = json.dumps(summary, indent=1)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":
