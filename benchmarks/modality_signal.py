@@ -3,7 +3,6 @@
     python benchmarks/modality_signal.py --n 200 --out results/modality_signal.json
     python benchmarks/modality_signal.py --explain-only BUNDLE --planted ct --work DIR --out FILE
 
-
 For each of labs, PET and CT: simulate a *decoupled* cohort (``--labs-independent``: the
 labs carry no information about the imaging burden) with ``--signal <m>=1`` and the
 other two weights 0 on an explanation-check seed (docs/evaluation.md), train a
@@ -77,14 +76,10 @@ def main() -> None:
         bundle = args.work / f"bundle_{modality}"
         _run("train", "--cohort", str(cohort / "cohort.csv"), "--model", "lab_pet_ct", "--out", str(bundle),
              "--force", "--no-progress")
-        contributions = mean_abs_contributions(bundle, held_out / "cohort.csv", max_cases=args.max_cases)
-        labels = {"lab": "labs", "pet": "pet", "ct": "ct"}
-        largest = labels[max(contributions, key=contributions.get)]
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        summary["measurement"] = manifest.get("measurement", {}).get("measurement")
-        summary["planted"][modality] = {"signal": signal, "mean_abs_contribution": contributions,
-                                        "largest": largest, "correct": largest == modality,
-                                        "bundle_cv_auroc": manifest.get("cv_metrics", {}).get("auroc")}
+        result = explain_only(bundle, held_out, modality, max_cases=args.max_cases)
+        summary["measurement"] = result["measurement"]
+        summary["planted"][modality] = {"signal": signal, **{k: result[k] for k in (
+            "mean_abs_contribution", "largest", "correct", "bundle_cv_auroc")}}
     summary["command"] = "python benchmarks/modality_signal.py " + " ".join(sys.argv[1:])
     summary["all_correct"] = bool(np.all([v["correct"] for v in summary["planted"].values()]))
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
@@ -94,7 +89,7 @@ def main() -> None:
 def explain_only(bundle: Path, held_out: Path, planted: str, *, max_cases: int) -> dict:
     """Mean |Shapley| per modality of ``bundle`` over ``held_out``, and whether ``planted`` comes first."""
     contributions = mean_abs_contributions(bundle, held_out / "cohort.csv", max_cases=max_cases)
-    largest = {"lab": "labs", "pet": "pet", "ct": "ct"}[max(contributions, key=contributions.get)]
+    largest = {"lab": "labs", "pet": "pet", "ct": "ct"}[max(contributions, key=lambda k: contributions[k])]
     manifest = json.loads((bundle / "manifest.json").read_text())
     return {"command": "python benchmarks/modality_signal.py " + " ".join(sys.argv[1:]), "bundle": str(bundle),
             "training_cohort": manifest.get("training_cohort", {}).get("n"), "explained": str(held_out),
