@@ -33,6 +33,10 @@ class LiverCT:
     smooth: np.ndarray
     spacing_mm: np.ndarray
 
+    def voxels(self, volume_ml: float) -> float:
+        """How many CT voxels make ``volume_ml`` mL."""
+        return volume_ml * 1000.0 / float(np.prod(self.spacing_mm))
+
 
 def masked_smooth(data: np.ndarray, mask: np.ndarray, sigma_voxels: np.ndarray) -> np.ndarray:
     """Gaussian smoothing of ``data`` that uses only voxels in ``mask`` (normalised convolution).
@@ -101,7 +105,7 @@ def grow_cold(seeds: np.ndarray, lct: LiverCT, density: LiverDensity, *, allowed
     if settings.cold_grow_mm <= 0 or n == 0:
         return seeds
     steps = int(round(settings.cold_grow_mm / float(np.min(lct.spacing_mm)))) + 1
-    min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(lct.spacing_mm))
+    min_voxels = lct.voxels(settings.cold_min_volume_ml)
     floor = max(settings.cold_grow_hu, settings.cold_grow_sd * density.sd_hu)
     origin = np.array([s.start for s in lct.box])
     out = seeds.copy()
@@ -189,7 +193,7 @@ def liver_ct_lesions(lct: LiverCT, ct_affine: np.ndarray, *, pet: np.ndarray, pe
     candidates = grow_cold(hypodense(lct, density, settings), lct, density, allowed=~near_positive,
                            ct_affine=ct_affine, smooth_pet=pet if smooth_pet is None else smooth_pet,
                            pet_affine=pet_affine, ref=ref, settings=settings)
-    min_voxels = settings.cold_min_volume_ml * 1000.0 / float(np.prod(lct.spacing_mm))
+    min_voxels = lct.voxels(settings.cold_min_volume_ml)
     if cold_pet is not None:  # too faint for the CT alone, but cold on the PET too
         floor = max(settings.cold_both_hu, settings.cold_grow_sd * density.sd_hu)
         candidates = _with_new(candidates, cold_pet & lct.inner & (lct.smooth < density.median_hu - floor), min_voxels)
